@@ -1,0 +1,347 @@
+//! `render-node`'s command line: parsed by `render-node`, built by the operator.
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::frames::FrameSet;
+
+/// Where `render-node` writes its termination message by default (read by the kubelet).
+pub const DEFAULT_TERMINATION_LOG: &str = "/dev/termination-log";
+
+/// Blender render engine (`blender -E`).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema, ValueEnum,
+)]
+pub enum Engine {
+    /// Path tracer; the only engine that can render on a GPU backend here.
+    #[default]
+    #[serde(rename = "CYCLES")]
+    #[value(name = "CYCLES")]
+    Cycles,
+    /// Rasterizer; needs OpenGL/EGL, falls back to software rendering headless.
+    #[serde(rename = "BLENDER_EEVEE")]
+    #[value(name = "BLENDER_EEVEE")]
+    BlenderEevee,
+    /// Fast viewport-style previews.
+    #[serde(rename = "BLENDER_WORKBENCH")]
+    #[value(name = "BLENDER_WORKBENCH")]
+    BlenderWorkbench,
+}
+
+/// Compute device for Cycles (`blender -- --cycles-device`).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema, ValueEnum,
+)]
+pub enum Device {
+    #[default]
+    #[serde(rename = "CPU")]
+    #[value(name = "CPU")]
+    Cpu,
+    /// NVIDIA CUDA.
+    #[serde(rename = "CUDA")]
+    #[value(name = "CUDA")]
+    Cuda,
+    /// NVIDIA OptiX (RTX).
+    #[serde(rename = "OPTIX")]
+    #[value(name = "OPTIX")]
+    Optix,
+    /// AMD HIP.
+    #[serde(rename = "HIP")]
+    #[value(name = "HIP")]
+    Hip,
+}
+
+impl Device {
+    pub fn is_gpu(self) -> bool {
+        self != Device::Cpu
+    }
+
+    /// The name Blender uses for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Device::Cpu => "CPU",
+            Device::Cuda => "CUDA",
+            Device::Optix => "OPTIX",
+            Device::Hip => "HIP",
+        }
+    }
+}
+
+impl Engine {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Cycles => "CYCLES",
+            Engine::BlenderEevee => "BLENDER_EEVEE",
+            Engine::BlenderWorkbench => "BLENDER_WORKBENCH",
+        }
+    }
+}
+
+/// Output image format (`blender -F`).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema, ValueEnum,
+)]
+pub enum OutputFormat {
+    #[default]
+    #[serde(rename = "PNG")]
+    #[value(name = "PNG")]
+    Png,
+    #[serde(rename = "JPEG")]
+    #[value(name = "JPEG")]
+    Jpeg,
+    #[serde(rename = "OPEN_EXR")]
+    #[value(name = "OPEN_EXR")]
+    OpenExr,
+    #[serde(rename = "OPEN_EXR_MULTILAYER")]
+    #[value(name = "OPEN_EXR_MULTILAYER")]
+    OpenExrMultilayer,
+    #[serde(rename = "TIFF")]
+    #[value(name = "TIFF")]
+    Tiff,
+    #[serde(rename = "BMP")]
+    #[value(name = "BMP")]
+    Bmp,
+    #[serde(rename = "TARGA")]
+    #[value(name = "TARGA")]
+    Targa,
+    #[serde(rename = "WEBP")]
+    #[value(name = "WEBP")]
+    Webp,
+}
+
+impl OutputFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutputFormat::Png => "PNG",
+            OutputFormat::Jpeg => "JPEG",
+            OutputFormat::OpenExr => "OPEN_EXR",
+            OutputFormat::OpenExrMultilayer => "OPEN_EXR_MULTILAYER",
+            OutputFormat::Tiff => "TIFF",
+            OutputFormat::Bmp => "BMP",
+            OutputFormat::Targa => "TARGA",
+            OutputFormat::Webp => "WEBP",
+        }
+    }
+
+    /// The extension Blender appends to the file name.
+    pub fn extension(self) -> &'static str {
+        match self {
+            OutputFormat::Png => ".png",
+            OutputFormat::Jpeg => ".jpg",
+            OutputFormat::OpenExr | OutputFormat::OpenExrMultilayer => ".exr",
+            OutputFormat::Tiff => ".tif",
+            OutputFormat::Bmp => ".bmp",
+            OutputFormat::Targa => ".tga",
+            OutputFormat::Webp => ".webp",
+        }
+    }
+}
+
+/// The file Blender writes for `frame` given the output pattern, following Blender's rule: the
+/// last run of `#` in the file name becomes the zero-padded frame number (four digits appended
+/// when there is none), then the format's extension unless the name already ends with it.
+pub fn output_file(pattern: &str, frame: i32, format: OutputFormat) -> String {
+    let (dir, name) = match pattern.rfind('/') {
+        Some(i) => pattern.split_at(i + 1),
+        None => ("", pattern),
+    };
+    let mut name = name.to_string();
+    let digits = |width: usize| {
+        if frame < 0 {
+            format!("-{:0width$}", frame.unsigned_abs(), width = width.saturating_sub(1))
+        } else {
+            format!("{frame:0width$}")
+        }
+    };
+    match name.rfind('#') {
+        Some(last) => {
+            let first = name[..=last].trim_end_matches('#').len();
+            let width = last + 1 - first;
+            name.replace_range(first..=last, &digits(width));
+        }
+        None => name.push_str(&digits(4)),
+    }
+    let ext = format.extension();
+    if !name.to_ascii_lowercase().ends_with(ext) {
+        name.push_str(ext);
+    }
+    format!("{dir}{name}")
+}
+
+/// Render one batch of frames of a .blend file, skipping frames already on disk, and verify
+/// every output file.
+#[derive(Parser, Debug, Clone, PartialEq)]
+#[command(name = "render-node", version, about, long_about = None)]
+pub struct RenderArgs {
+    /// The .blend file to render.
+    #[arg(long, value_name = "PATH")]
+    pub blend_file: PathBuf,
+
+    /// Frames to render: `START..END`, `START..END:STEP`, a list `1,3,7`, or one frame.
+    #[arg(long, value_name = "FRAMES")]
+    pub frames: FrameSet,
+
+    /// Output path pattern; the last run of `#` in the file name becomes the frame number
+    /// (four digits are appended when there is none), and the format's extension is added.
+    #[arg(long, value_name = "PATTERN")]
+    pub output: String,
+
+    /// Output image format.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: OutputFormat,
+
+    /// Render engine.
+    #[arg(long, value_enum, default_value_t)]
+    pub engine: Engine,
+
+    /// Cycles compute device. A GPU device that is not present is bad input unless
+    /// `--allow-cpu-fallback` is given.
+    #[arg(long, value_enum, default_value_t)]
+    pub device: Device,
+
+    /// Render on the CPU when the requested GPU device is not present, instead of failing.
+    #[arg(long)]
+    pub allow_cpu_fallback: bool,
+
+    /// Render threads (0: one per CPU Blender sees).
+    #[arg(long, default_value_t = 0)]
+    pub threads: u32,
+
+    /// Render every frame, even those already on disk.
+    #[arg(long)]
+    pub overwrite: bool,
+
+    /// Where to write the JSON termination message.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_TERMINATION_LOG)]
+    pub termination_log: PathBuf,
+
+    /// The Blender executable.
+    #[arg(long, value_name = "PATH", env = "RENDER_NODE_BLENDER", default_value = "blender")]
+    pub blender: PathBuf,
+}
+
+impl RenderArgs {
+    /// A batch with defaults for everything but what every batch must say.
+    pub fn new(blend_file: impl Into<PathBuf>, frames: FrameSet, output: impl Into<String>) -> Self {
+        RenderArgs {
+            blend_file: blend_file.into(),
+            frames,
+            output: output.into(),
+            format: OutputFormat::default(),
+            engine: Engine::default(),
+            device: Device::default(),
+            allow_cpu_fallback: false,
+            threads: 0,
+            overwrite: false,
+            termination_log: PathBuf::from(DEFAULT_TERMINATION_LOG),
+            blender: PathBuf::from("blender"),
+        }
+    }
+
+    /// The command-line arguments (without the program name) that parse back into `self`.
+    /// Defaults that belong to the image (Blender's path, the termination log) are left out.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = vec![
+            "--blend-file".to_string(),
+            self.blend_file.display().to_string(),
+            "--frames".to_string(),
+            self.frames.to_string(),
+            "--output".to_string(),
+            self.output.clone(),
+            "--format".to_string(),
+            self.format.as_str().to_string(),
+            "--engine".to_string(),
+            self.engine.as_str().to_string(),
+            "--device".to_string(),
+            self.device.as_str().to_string(),
+        ];
+        if self.allow_cpu_fallback {
+            args.push("--allow-cpu-fallback".to_string());
+        }
+        if self.threads != 0 {
+            args.extend(["--threads".to_string(), self.threads.to_string()]);
+        }
+        if self.overwrite {
+            args.push("--overwrite".to_string());
+        }
+        if self.termination_log.as_os_str() != DEFAULT_TERMINATION_LOG {
+            args.extend(["--termination-log".to_string(), self.termination_log.display().to_string()]);
+        }
+        if self.blender.as_os_str() != "blender" {
+            args.extend(["--blender".to_string(), self.blender.display().to_string()]);
+        }
+        args
+    }
+
+    /// The file expected on disk for `frame`.
+    pub fn output_file(&self, frame: i32) -> String {
+        output_file(&self.output, frame, self.format)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn output_file_follows_blenders_rule() {
+        assert_eq!(output_file("/out/f_####", 7, OutputFormat::Png), "/out/f_0007.png");
+        assert_eq!(output_file("/out/f_##", 123, OutputFormat::Png), "/out/f_123.png");
+        assert_eq!(output_file("/out/frame", 3, OutputFormat::Jpeg), "/out/frame0003.jpg");
+        assert_eq!(output_file("/out/a##b####", 5, OutputFormat::OpenExr), "/out/a##b0005.exr");
+        assert_eq!(output_file("/o#/x_###.png", 9, OutputFormat::Png), "/o#/x_009.png");
+        assert_eq!(output_file("/out/n_####", -3, OutputFormat::Tiff), "/out/n_-003.tif");
+    }
+
+    #[test]
+    fn help_parses_and_names_every_flag() {
+        use clap::CommandFactory;
+        RenderArgs::command().debug_assert();
+        let help = RenderArgs::command().render_long_help().to_string();
+        for flag in ["--blend-file", "--frames", "--output", "--format", "--engine", "--device", "--overwrite"] {
+            assert!(help.contains(flag), "{flag} missing from --help");
+        }
+    }
+
+    fn any_args() -> impl Strategy<Value = RenderArgs> {
+        (
+            (1i32..5000, 0i32..50, 1u32..4),
+            prop::sample::select(OutputFormat::value_variants().to_vec()),
+            prop::sample::select(Engine::value_variants().to_vec()),
+            prop::sample::select(Device::value_variants().to_vec()),
+            (any::<bool>(), 0u32..64, any::<bool>()),
+            "[a-z/_#]{1,30}",
+        )
+            .prop_map(|((start, len, step), format, engine, device, (fallback, threads, overwrite), out)| {
+                let mut a = RenderArgs::new(
+                    "/data/scene.blend",
+                    FrameSet::Range { start, end: start + len, step },
+                    format!("/data/{out}"),
+                );
+                a.format = format;
+                a.engine = engine;
+                a.device = device;
+                a.allow_cpu_fallback = fallback;
+                a.threads = threads;
+                a.overwrite = overwrite;
+                a
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn to_args_parses_back(args in any_args()) {
+            let mut argv = vec!["render-node".to_string()];
+            argv.extend(args.to_args());
+            let parsed = RenderArgs::try_parse_from(argv).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(parsed.frames.frames(), args.frames.frames());
+            let mut parsed = parsed;
+            parsed.frames = args.frames.clone();
+            prop_assert_eq!(parsed, args);
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! The contract between the renderfarm operator and the `render-node` image.
+//!
+//! The operator builds a batch Job's container arguments from [`RenderArgs`] and reads the
+//! pod's [`TerminationMessage`]; `render-node` parses the same [`RenderArgs`] and writes the
+//! same message. Both sides compile against this crate, so the two can never drift apart.
+
+pub mod args;
+pub mod exit;
+pub mod frames;
+pub mod progress;
+pub mod termination;
+
+pub use args::{Device, Engine, OutputFormat, RenderArgs};
+pub use frames::{FrameSet, FrameSetError};
+pub use progress::ProgressEvent;
+pub use termination::{Outcome, TerminationMessage};

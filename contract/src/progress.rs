@@ -1,0 +1,58 @@
+//! Progress events `render-node` prints on stdout, one JSON object per line, so `kubectl logs`
+//! reads as a timeline and tools can follow a render.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum ProgressEvent {
+    /// The batch is checked and Blender is about to start.
+    Start {
+        frames: Vec<i32>,
+        to_render: Vec<i32>,
+        skipped: Vec<i32>,
+        device: String,
+    },
+    /// Blender started a frame.
+    FrameStarted { frame: i32 },
+    /// Cycles/Eevee sample progress within a frame.
+    Samples { frame: i32, done: u32, total: u32 },
+    /// Blender saved a frame.
+    FrameSaved {
+        frame: i32,
+        path: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        seconds: Option<f64>,
+    },
+    /// A line from Blender that says something went wrong.
+    BlenderError { message: String },
+    /// The batch ended; mirrors the termination message.
+    Done {
+        rendered: u32,
+        skipped: u32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        seconds_per_frame: Option<f64>,
+        exit_code: i32,
+    },
+}
+
+impl ProgressEvent {
+    /// One JSON line.
+    pub fn to_line(&self) -> String {
+        // Serialising these plain types cannot fail; fall back to a debug line if it ever did.
+        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"event\":\"error\",\"message\":\"{e}\"}}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_tagged_json_lines() {
+        let e = ProgressEvent::FrameSaved { frame: 3, path: "/o/f_0003.png".into(), seconds: Some(0.25) };
+        let line = e.to_line();
+        assert_eq!(line, r#"{"event":"frame_saved","frame":3,"path":"/o/f_0003.png","seconds":0.25}"#);
+        assert_eq!(serde_json::from_str::<ProgressEvent>(&line).ok(), Some(e));
+    }
+}
