@@ -276,6 +276,11 @@ impl RenderArgs {
         args
     }
 
+    /// Parse arguments as built by [`RenderArgs::to_args`] (no program name).
+    pub fn try_parse_from_args(args: &[String]) -> Result<Self, clap::Error> {
+        Self::try_parse_from(std::iter::once("render-node").chain(args.iter().map(String::as_str)))
+    }
+
     /// The file expected on disk for `frame`.
     pub fn output_file(&self, frame: i32) -> String {
         output_file(&self.output, frame, self.format)

@@ -1,1 +1,87 @@
-fn main() {}
+//! `renderfarm-operator`: `run` the controller (the default) or print the `crd`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use clap::{Parser, Subcommand};
+use renderfarm::controller::{self, Settings};
+use renderfarm::http::{self, Health};
+use renderfarm::job::JobConfig;
+use renderfarm::metrics::Metrics;
+use renderfarm::telemetry::{self, LogFormat};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "renderfarm-operator",
+    version,
+    about = "Renders Blender animations on Kubernetes, one Job per batch of frames",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the controller (the default).
+    Run(RunArgs),
+    /// Print the RenderJob CustomResourceDefinition as YAML.
+    Crd,
+}
+
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// The render-node image batch pods run, unless a RenderJob overrides it.
+    #[arg(long, env = "RENDERFARM_NODE_IMAGE", default_value = "renderfarm/render-node:dev")]
+    node_image: String,
+    /// Pull policy for the render-node image (Always, IfNotPresent, Never).
+    #[arg(long, env = "RENDERFARM_NODE_IMAGE_PULL_POLICY")]
+    node_image_pull_policy: Option<String>,
+    /// Watch RenderJobs in this namespace only (default: all namespaces).
+    #[arg(long, env = "RENDERFARM_NAMESPACE")]
+    namespace: Option<String>,
+    /// Address of the /healthz, /readyz and /metrics server.
+    #[arg(long, env = "RENDERFARM_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// Log format.
+    #[arg(long, env = "RENDERFARM_LOG_FORMAT", value_enum, default_value_t)]
+    log_format: LogFormat,
+    /// This instance's name in Events (the chart sets the pod name).
+    #[arg(long, env = "POD_NAME")]
+    instance: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Crd) => {
+            print!("{}", renderfarm::crd_yaml()?);
+            Ok(())
+        }
+        Some(Command::Run(args)) => run(args).await,
+        None => run(cli.run).await,
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    telemetry::init(args.log_format);
+    let client = kube::Client::try_default().await?;
+    let metrics = Arc::new(Metrics::default());
+    let ready = Arc::new(AtomicBool::new(false));
+    let health = Health { metrics: metrics.clone(), ready: ready.clone() };
+    let settings = Settings {
+        job: JobConfig { image: args.node_image, image_pull_policy: args.node_image_pull_policy },
+        namespace: args.namespace,
+        instance: args.instance,
+    };
+    tokio::select! {
+        res = http::serve(args.listen, health) => res?,
+        res = controller::run(client, settings, metrics, ready) => res?,
+    }
+    Ok(())
+}

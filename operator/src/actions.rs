@@ -1,0 +1,150 @@
+//! What the controller should change, decided by a pure function of what it observed.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::batch::v1::Job;
+
+use crate::crd::{CleanupPolicy, RenderJob};
+use crate::status::BatchState;
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Actions {
+    /// Batches whose Job to create, in order.
+    pub create: Vec<u32>,
+    /// Unfinished Jobs to suspend (the RenderJob is suspended).
+    pub suspend: Vec<String>,
+    /// Suspended Jobs to resume.
+    pub resume: Vec<String>,
+    /// Succeeded Jobs to delete (cleanup policy `DeleteSucceeded`).
+    pub delete: Vec<String>,
+}
+
+impl Actions {
+    pub fn is_empty(&self) -> bool {
+        self == &Actions::default()
+    }
+}
+
+fn suspended(job: &Job) -> bool {
+    job.spec.as_ref().and_then(|s| s.suspend).unwrap_or(false)
+}
+
+/// Decide the next changes.
+///
+/// - `in_flight`: batches whose Job this operator created but has not seen in its cache yet;
+///   they count against `parallelism`, so a stale cache never lets more Jobs run.
+/// - `recorded`: batches the RenderJob's status (as observed) records as succeeded. A Job is
+///   deleted only once its success is recorded there, so it can never be rendered twice.
+pub fn decide(
+    rj: &RenderJob,
+    states: &[BatchState],
+    jobs: &BTreeMap<u32, &Job>,
+    in_flight: &BTreeSet<u32>,
+    recorded: &BTreeSet<u32>,
+) -> Actions {
+    let mut actions = Actions::default();
+    let unseen = in_flight.iter().filter(|i| !jobs.contains_key(i)).count();
+    let unfinished = states.iter().filter(|s| **s == BatchState::Active).count() + unseen;
+
+    if !rj.spec.suspend {
+        let slots = (rj.spec.parallelism.max(1) as usize).saturating_sub(unfinished);
+        actions.create = states
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| **s == BatchState::Pending && !in_flight.contains(&(*i as u32)))
+            .map(|(i, _)| i as u32)
+            .take(slots)
+            .collect();
+    }
+
+    for (index, job) in jobs {
+        let name = job.metadata.name.clone().unwrap_or_default();
+        match states.get(*index as usize) {
+            Some(BatchState::Active) if rj.spec.suspend && !suspended(job) => actions.suspend.push(name),
+            Some(BatchState::Active) if !rj.spec.suspend && suspended(job) => actions.resume.push(name),
+            Some(BatchState::Succeeded)
+                if rj.spec.cleanup.policy == CleanupPolicy::DeleteSucceeded
+                    && recorded.contains(index)
+                    && job.metadata.deletion_timestamp.is_none() =>
+            {
+                actions.delete.push(name)
+            }
+            _ => {}
+        }
+    }
+    actions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::RenderJobSpec;
+    use BatchState::*;
+
+    fn rj(parallelism: i32, suspend: bool, cleanup: &str) -> RenderJob {
+        let spec: RenderJobSpec = serde_json::from_value(serde_json::json!({
+            "blendFile": "s.blend", "frames": {"start": 1, "end": 50}, "parallelism": parallelism,
+            "storage": {"claimName": "c"}, "suspend": suspend, "cleanup": {"policy": cleanup},
+        }))
+        .expect("spec");
+        RenderJob::new("shot", spec)
+    }
+
+    fn job(name: &str, suspend: bool) -> Job {
+        serde_json::from_value(serde_json::json!({"metadata": {"name": name}, "spec": {"suspend": suspend, "template": {}}}))
+            .expect("job")
+    }
+
+    #[test]
+    fn fills_free_slots_in_order() {
+        let states = [Succeeded, Active, Pending, Pending, Pending];
+        let (a, b) = (job("b", false), job("a", false));
+        let jobs = BTreeMap::from([(0, &a), (1, &b)]);
+        let got = decide(&rj(3, false, "Keep"), &states, &jobs, &BTreeSet::new(), &BTreeSet::new());
+        assert_eq!(got.create, vec![2, 3]);
+        assert!(got.suspend.is_empty() && got.resume.is_empty() && got.delete.is_empty());
+    }
+
+    #[test]
+    fn jobs_not_yet_seen_count_against_parallelism() {
+        let states = [Pending, Pending, Pending, Pending];
+        let in_flight = BTreeSet::from([0, 1]);
+        let got = decide(&rj(2, false, "Keep"), &states, &BTreeMap::new(), &in_flight, &BTreeSet::new());
+        assert!(got.create.is_empty(), "{got:?}");
+        let got = decide(&rj(3, false, "Keep"), &states, &BTreeMap::new(), &in_flight, &BTreeSet::new());
+        assert_eq!(got.create, vec![2]);
+    }
+
+    #[test]
+    fn suspend_stops_creation_and_suspends_running_jobs() {
+        let states = [Active, Active, Pending];
+        let (a, b) = (job("a", false), job("b", true));
+        let jobs = BTreeMap::from([(0, &a), (1, &b)]);
+        let got = decide(&rj(5, true, "Keep"), &states, &jobs, &BTreeSet::new(), &BTreeSet::new());
+        assert_eq!(got, Actions { suspend: vec!["a".into()], ..Default::default() });
+        let got = decide(&rj(5, false, "Keep"), &states, &jobs, &BTreeSet::new(), &BTreeSet::new());
+        assert_eq!(got, Actions { create: vec![2], resume: vec!["b".into()], ..Default::default() });
+    }
+
+    #[test]
+    fn deletes_succeeded_jobs_only_once_recorded() {
+        let states = [Succeeded, Succeeded, Failed];
+        let (a, b, c) = (job("a", false), job("b", false), job("c", false));
+        let jobs = BTreeMap::from([(0, &a), (1, &b), (2, &c)]);
+        let recorded = BTreeSet::from([0]);
+        let got = decide(&rj(5, false, "DeleteSucceeded"), &states, &jobs, &BTreeSet::new(), &recorded);
+        assert_eq!(got.delete, vec!["a".to_string()]);
+        let got = decide(&rj(5, false, "Keep"), &states, &jobs, &BTreeSet::new(), &recorded);
+        assert!(got.is_empty());
+    }
+
+    #[test]
+    fn a_deleted_failed_job_is_created_again() {
+        // The failed batch's Job was deleted by the user: its state is Pending again.
+        let states = [Succeeded, Pending];
+        let a = job("a", false);
+        let jobs = BTreeMap::from([(0, &a)]);
+        let got = decide(&rj(1, false, "Keep"), &states, &jobs, &BTreeSet::new(), &BTreeSet::new());
+        assert_eq!(got.create, vec![1]);
+    }
+}

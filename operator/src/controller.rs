@@ -1,0 +1,363 @@
+//! The controller: watches RenderJobs, their Jobs and pods, and applies what [`actions`] and
+//! [`status`] decide. Everything here is glue; the decisions are pure functions.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PropagationPolicy};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use tracing::{debug, info, warn};
+
+use crate::actions::{self, Actions};
+use crate::crd::{Phase, RenderJob, RenderJobStatus};
+use crate::job::{self, BATCH_LABEL, JobConfig, MANAGED_BY, MANAGED_BY_LABEL, RENDERJOB_ANNOTATION};
+use crate::metrics::Metrics;
+use crate::plan::Plan;
+use crate::status::{self, BatchState, Observed};
+use crate::{Error, Result};
+
+/// The one field manager for everything the operator writes.
+pub const MANAGER: &str = "renderfarm-operator";
+/// How long a created Job may stay unseen in the cache before it stops counting as in flight.
+const IN_FLIGHT_TTL: Duration = Duration::from_secs(60);
+
+/// What the operator is told on its command line.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub job: JobConfig,
+    /// Watch only this namespace (all when `None`).
+    pub namespace: Option<String>,
+    /// Name of this instance in Events (the pod name).
+    pub instance: Option<String>,
+}
+
+pub struct Context {
+    pub client: Client,
+    pub settings: Settings,
+    pub jobs: Store<Job>,
+    pub pods: Store<Pod>,
+    pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
+    /// Batches created but not seen in the Job cache yet, by RenderJob UID.
+    in_flight: Mutex<HashMap<String, BTreeMap<u32, Instant>>>,
+    /// Consecutive failures per RenderJob, for backoff.
+    failures: Mutex<HashMap<ObjectRef<RenderJob>, u32>>,
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Drop what the controller never reads, so 10,000 cached Jobs stay small.
+fn trim_job(job: &mut Job) {
+    job.metadata.managed_fields = None;
+    if let Some(spec) = job.spec.as_mut() {
+        spec.template = Default::default();
+        spec.pod_failure_policy = None;
+    }
+}
+
+fn trim_pod(pod: &mut Pod) {
+    pod.metadata.managed_fields = None;
+    pod.spec = None;
+}
+
+/// Run the controller until a shutdown signal.
+pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>, ready: Arc<AtomicBool>) -> Result<()> {
+    let ns = settings.namespace.clone();
+    let selector = format!("{MANAGED_BY_LABEL}={MANAGED_BY}");
+    let renderjobs: Api<RenderJob> = api(&client, ns.as_deref());
+    // Fail early and clearly when the CRD is not installed.
+    renderjobs.list(&kube::api::ListParams::default().limit(1)).await?;
+
+    let (jobs, job_writer) = reflector::store();
+    let job_stream = reflector::reflector(
+        job_writer,
+        watcher(api::<Job>(&client, ns.as_deref()), watcher::Config::default().labels(&selector))
+            .default_backoff()
+            .modify(trim_job),
+    )
+    .touched_objects();
+    let (pods, pod_writer) = reflector::store();
+    let pod_stream = reflector::reflector(
+        pod_writer,
+        watcher(api::<Pod>(&client, ns.as_deref()), watcher::Config::default().labels(&selector))
+            .default_backoff()
+            .modify(trim_pod),
+    )
+    .touched_objects();
+
+    let reporter = Reporter { controller: MANAGER.into(), instance: settings.instance.clone() };
+    let ctx = Arc::new(Context {
+        recorder: Recorder::new(client.clone(), reporter),
+        client: client.clone(),
+        settings,
+        jobs: jobs.clone(),
+        pods: pods.clone(),
+        metrics: metrics.clone(),
+        in_flight: Mutex::default(),
+        failures: Mutex::default(),
+    });
+
+    let controller = Controller::new(renderjobs, watcher::Config::default().any_semantic())
+        .owns_stream(job_stream)
+        .watches_stream(pod_stream, |pod: Pod| {
+            let name = pod.annotations().get(RENDERJOB_ANNOTATION)?.clone();
+            Some(ObjectRef::new(&name).within(&pod.namespace()?))
+        })
+        .shutdown_on_signal();
+    let renderjob_store = controller.store();
+
+    // Ready once every cache holds a full list: only then can no batch be created twice.
+    {
+        let (rs, js, ps, ready, metrics) = (renderjob_store.clone(), jobs, pods, ready.clone(), metrics.clone());
+        tokio::spawn(async move {
+            let synced = rs.wait_until_ready().await.is_ok()
+                && js.wait_until_ready().await.is_ok()
+                && ps.wait_until_ready().await.is_ok();
+            if synced {
+                info!("caches synced");
+                ready.store(true, Ordering::Relaxed);
+            }
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                metrics.set_phases(rs.state().iter().map(|rj| rj.status.as_ref().map(|s| s.phase).unwrap_or_default()));
+            }
+        });
+    }
+
+    info!(namespace = ns.as_deref().unwrap_or("<all>"), "controller starting");
+    controller
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            match res {
+                Ok((obj, _)) => debug!(renderjob = %obj, "reconciled"),
+                Err(e) => debug!(error = %e, "reconcile failed"),
+            }
+        })
+        .await;
+    ready.store(false, Ordering::Relaxed);
+    info!("controller stopped");
+    Ok(())
+}
+
+fn error_policy(rj: Arc<RenderJob>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.reconcile_errors.get_or_create(&crate::metrics::ErrorLabels { error: error.metric_label().into() }).inc();
+    let n = ctx
+        .failures
+        .lock()
+        .map(|mut f| {
+            let n = f.entry(ObjectRef::from_obj(rj.as_ref())).or_insert(0);
+            *n = n.saturating_add(1);
+            *n
+        })
+        .unwrap_or(1);
+    let delay = Duration::from_millis(500u64.saturating_mul(1 << n.min(10))).min(Duration::from_secs(300));
+    warn!(renderjob = %rj.name_any(), error = %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+fn owned_by(meta: &kube::api::ObjectMeta, uid: &str) -> bool {
+    meta.owner_references.iter().flatten().any(|o| o.uid == uid && o.controller == Some(true))
+}
+
+async fn publish(ctx: &Context, rj: &RenderJob, type_: EventType, reason: &str, note: String) {
+    let event = Event { type_, reason: reason.into(), note: Some(note), action: reason.into(), secondary: None };
+    ctx.metrics.write("create", "events");
+    if let Err(e) = ctx.recorder.publish(&event, &rj.object_ref(&())).await {
+        warn!(renderjob = %rj.name_any(), error = %e, "could not publish event");
+    }
+}
+
+/// One pass: create the next batch Jobs, suspend or resume, write status, clean up.
+async fn reconcile(rj: Arc<RenderJob>, ctx: Arc<Context>) -> Result<Action> {
+    let started = Instant::now();
+    let result = reconcile_inner(&rj, &ctx).await;
+    ctx.metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
+    if result.is_ok()
+        && let Ok(mut f) = ctx.failures.lock() {
+            f.remove(&ObjectRef::from_obj(rj.as_ref()));
+        }
+    result
+}
+
+async fn reconcile_inner(rj: &RenderJob, ctx: &Context) -> Result<Action> {
+    let name = rj.name_any();
+    let ns = rj.namespace().ok_or(Error::MissingObjectKey("metadata.namespace"))?;
+    let uid = rj.uid().ok_or(Error::MissingObjectKey("metadata.uid"))?;
+    if rj.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    // Never decide on a half-filled cache: that is how batches get created twice.
+    let _ = ctx.jobs.wait_until_ready().await;
+    let _ = ctx.pods.wait_until_ready().await;
+    let now = Time(Timestamp::now());
+    let rjs: Api<RenderJob> = Api::namespaced(ctx.client.clone(), &ns);
+
+    let Some(plan) = Plan::new(&rj.spec.frames, rj.spec.batch_size) else {
+        let new = status::invalid(rj, "frames and batchSize do not make a plan", &now);
+        if rj.status.as_ref() != Some(&new) {
+            write_status(&rjs, &name, &new, ctx).await?;
+            publish(ctx, rj, EventType::Warning, "InvalidSpec", "frames and batchSize do not make a plan".into()).await;
+        }
+        return Ok(Action::await_change());
+    };
+
+    let owned_jobs = ctx.jobs.state_filter(|j| owned_by(&j.metadata, &uid));
+    let job_refs: Vec<&Job> = owned_jobs.iter().map(|j| j.as_ref()).collect();
+    let jobs = status::jobs_by_batch(&name, &plan, &job_refs);
+    let owned_pods = ctx.pods.state_filter(|p| {
+        p.metadata.namespace.as_deref() == Some(ns.as_str())
+            && p.annotations().get(RENDERJOB_ANNOTATION) == Some(&name)
+    });
+    let mut pods: BTreeMap<u32, Vec<&Pod>> = BTreeMap::new();
+    for p in &owned_pods {
+        if let Some(i) = p.labels().get(BATCH_LABEL).and_then(|i| i.parse().ok()) {
+            pods.entry(i).or_default().push(p.as_ref());
+        }
+    }
+    let recorded = rj.status.as_ref().and_then(|s| s.succeeded_batches.as_deref()).map(status::decode_ranges).unwrap_or_default();
+    let mut states = status::batch_states(&plan, &jobs, &recorded);
+
+    let in_flight: BTreeSet<u32> = {
+        let mut all = ctx.in_flight.lock().map_err(|_| Error::Config("in-flight lock poisoned".into()))?;
+        let mine = all.entry(uid.clone()).or_default();
+        mine.retain(|i, at| !jobs.contains_key(i) && at.elapsed() < IN_FLIGHT_TTL);
+        mine.keys().copied().collect()
+    };
+    let todo = actions::decide(rj, &states, &jobs, &in_flight, &recorded);
+    apply_actions(rj, &ns, &uid, &plan, &todo, ctx).await?;
+    for i in todo.create.iter().chain(in_flight.iter()) {
+        if let Some(s) = states.get_mut(*i as usize)
+            && *s == BatchState::Pending {
+                *s = BatchState::Active;
+            }
+    }
+
+    let seen = Observed { plan: &plan, states: &states, jobs: &jobs, pods: &pods };
+    let new = status::roll_up(rj, &seen, &now);
+    let old = rj.status.clone().unwrap_or_default();
+    if rj.status.as_ref() != Some(&new) {
+        write_status(&rjs, &name, &new, ctx).await?;
+        record_progress(rj, &old, &new, &jobs, ctx).await;
+    }
+
+    let busy = matches!(new.phase, Phase::Running | Phase::Pending) || !todo.is_empty();
+    Ok(if busy { Action::requeue(Duration::from_secs(300)) } else { Action::await_change() })
+}
+
+async fn apply_actions(rj: &RenderJob, ns: &str, uid: &str, plan: &Plan, todo: &Actions, ctx: &Context) -> Result<()> {
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
+    let ssa = PatchParams::apply(MANAGER).force();
+    let mut created = Vec::new();
+    for index in &todo.create {
+        let Some(batch) = plan.batch(*index) else { continue };
+        let manifest = job::build(rj, &batch, &ctx.settings.job, false)?;
+        let job_name = manifest.name_any();
+        // Remember it before the call: a crash or timeout after the server acted must not
+        // let a stale cache start a second Job (the deterministic name makes a retry a no-op).
+        if let Ok(mut all) = ctx.in_flight.lock() {
+            all.entry(uid.to_string()).or_default().insert(*index, Instant::now());
+        }
+        ctx.metrics.write("apply", "jobs");
+        jobs.patch(&job_name, &ssa, &Patch::Apply(&manifest)).await?;
+        ctx.metrics.batch("created", 1);
+        created.push(format!("{job_name} (frames {})", batch.frames_label()));
+    }
+    if !created.is_empty() {
+        info!(renderjob = %rj.name_any(), jobs = ?created, "created batch jobs");
+        let note = format!("Created {} batch Job(s): {}", created.len(), created.join(", "));
+        publish(ctx, rj, EventType::Normal, "BatchesCreated", note).await;
+    }
+    for (names, suspend) in [(&todo.suspend, true), (&todo.resume, false)] {
+        for job_name in names {
+            let patch = serde_json::json!({"spec": {"suspend": suspend}});
+            ctx.metrics.write("patch", "jobs");
+            jobs.patch(job_name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        }
+    }
+    for job_name in &todo.delete {
+        ctx.metrics.write("delete", "jobs");
+        let dp = DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..Default::default() };
+        match jobs.delete(job_name, &dp).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+async fn write_status(rjs: &Api<RenderJob>, name: &str, status: &RenderJobStatus, ctx: &Context) -> Result<()> {
+    let patch = serde_json::json!({
+        "apiVersion": "renderfarm.io/v1alpha1",
+        "kind": "RenderJob",
+        "status": status,
+    });
+    ctx.metrics.write("apply", "renderjobs/status");
+    match rjs.patch_status(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch)).await {
+        Ok(_) => Ok(()),
+        // Deleted meanwhile: nothing left to report on.
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Metrics and Events for what changed between two statuses.
+async fn record_progress(rj: &RenderJob, old: &RenderJobStatus, new: &RenderJobStatus, jobs: &BTreeMap<u32, &Job>, ctx: &Context) {
+    let m = &ctx.metrics;
+    let newly_succeeded = (new.batches.succeeded - old.batches.succeeded).max(0) as u64;
+    m.batch("succeeded", newly_succeeded);
+    m.frames_rendered.inc_by((new.frames.rendered - old.frames.rendered).max(0) as u64);
+    let before = old.succeeded_batches.as_deref().map(status::decode_ranges).unwrap_or_default();
+    for (index, job) in jobs {
+        if before.contains(index) || status::job_state(job) != BatchState::Succeeded {
+            continue;
+        }
+        if let Some(s) = job.status.as_ref()
+            && let (Some(a), Some(b)) = (&s.start_time, &s.completion_time) {
+                m.batch_duration.observe(b.0.duration_since(a.0).as_secs_f64());
+            }
+    }
+    let known: BTreeSet<i64> = old.failed_batches.iter().map(|f| f.index).collect();
+    for f in new.failed_batches.iter().filter(|f| !known.contains(&f.index)) {
+        m.batch("failed", 1);
+        let exit = f.exit_code.map(|c| format!(", exit code {c}")).unwrap_or_default();
+        let why = f.message.as_deref().map(|s| format!(": {s}")).unwrap_or_default();
+        let note = format!("Batch {} (frames {}) failed after {} attempt(s): {}{exit}{why}", f.index, f.frames, f.attempts, f.reason);
+        publish(ctx, rj, EventType::Warning, "BatchFailed", note).await;
+    }
+    if old.phase != new.phase {
+        let (type_, reason, note) = match new.phase {
+            Phase::Succeeded => (EventType::Normal, "RenderComplete", format!("All {} frames rendered", new.frames.total)),
+            Phase::Failed => (
+                EventType::Warning,
+                "RenderFailed",
+                format!("{} of {} batches failed; delete a failed batch's Job to retry its frames", new.batches.failed, new.batches.total),
+            ),
+            Phase::Suspended => (EventType::Normal, "Suspended", "Render suspended; running batches stopped".into()),
+            Phase::Running if old.phase == Phase::Suspended => (EventType::Normal, "Resumed", "Render resumed".into()),
+            Phase::Running => (EventType::Normal, "Rendering", "First batch pod is running".into()),
+            Phase::Pending => return,
+        };
+        publish(ctx, rj, type_, reason, note).await;
+    }
+}

@@ -1,0 +1,424 @@
+//! The `RenderJob` custom resource (`renderfarm.io/v1alpha1`).
+//!
+//! Validation lives in the schema and in CEL rules so the API server refuses a bad RenderJob
+//! with a message a user understands; nothing half-valid is ever stored.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use render_contract::{Device, Engine, OutputFormat};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Blender's largest frame number (`MAXFRAME`); Blender's frame range starts at 0.
+pub const MAX_FRAME: i32 = 1_048_574;
+/// Most batches one RenderJob may plan: each batch is a Job, and a RenderJob must never flood
+/// the cluster with objects. Raise `batchSize` for longer renders.
+pub const MAX_BATCHES: i64 = 10_000;
+/// Most failed batches listed in status; the count is always exact.
+pub const MAX_FAILED_BATCHES_LISTED: usize = 20;
+
+/// A Blender render: a .blend file, a frame range cut into batches, one Kubernetes Job per batch.
+// The derive takes one `printcolumn(...)` per column.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "renderfarm.io",
+    version = "v1alpha1",
+    kind = "RenderJob",
+    namespaced,
+    status = "RenderJobStatus",
+    shortname = "rj",
+    category = "renderfarm",
+    derive = "PartialEq",
+    doc = "A Blender render: a .blend file and a frame range, rendered as one Kubernetes Job per batch of frames.",
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase", description = "Where the render is"),
+    printcolumn(name = "Progress", type_ = "string", json_path = ".status.progress", description = "Frames rendered, in percent"),
+    printcolumn(name = "Frames", type_ = "string", json_path = ".status.framesSummary", description = "Frames rendered/total"),
+    printcolumn(name = "Batches", type_ = "string", json_path = ".status.batchesSummary", description = "Batches succeeded/total"),
+    printcolumn(name = "ETA", type_ = "date", json_path = ".status.estimatedCompletionTime", priority = 1, description = "Estimated completion time"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+// Keep the number in step with MAX_BATCHES (a test checks).
+#[x_kube(validation = Rule::new(
+    "((self.frames.end - self.frames.start) / self.frames.step + self.batchSize) / self.batchSize <= 10000"
+).message("this frame range and batchSize would make more than 10000 batches (one Job each); raise batchSize")
+.field_path(".batchSize"))]
+#[serde(rename_all = "camelCase")]
+pub struct RenderJobSpec {
+    /// Path of the .blend file, relative to the storage mount (for example `scenes/shot1.blend`).
+    /// Immutable.
+    #[schemars(length(min = 1, max = 1024))]
+    #[x_kube(
+        validation = Rule::new("!self.startsWith('/') && !self.split('/').exists(p, p == '..')")
+            .message("blendFile must be a relative path inside the storage volume, without '..'"),
+        validation = Rule::new("self == oldSelf").message("blendFile is immutable")
+    )]
+    pub blend_file: String,
+
+    /// The frames to render. Immutable.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("frames are immutable"))]
+    pub frames: FrameRange,
+
+    /// Frames per batch; each batch is one Kubernetes Job with one Blender start. Immutable.
+    #[serde(default = "default_batch_size")]
+    #[schemars(range(min = 1, max = 100000))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("batchSize is immutable"))]
+    pub batch_size: i32,
+
+    /// How many batch Jobs may run at once; the rest wait their turn.
+    #[serde(default = "default_parallelism")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub parallelism: i32,
+
+    /// Where and how frames are written. Immutable.
+    #[serde(default)]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("output is immutable"))]
+    pub output: Output,
+
+    /// Blender render engine.
+    #[serde(default)]
+    pub engine: Engine,
+
+    /// Compute device. GPU backends request one GPU per batch pod (`nvidia.com/gpu` for CUDA and
+    /// OPTIX, `amd.com/gpu` for HIP) and tolerate that resource's taint.
+    #[serde(default)]
+    pub device: Device,
+
+    /// Render on the CPU when the requested GPU is not present instead of failing the batch.
+    #[serde(default)]
+    pub allow_cpu_fallback: bool,
+
+    /// Render threads per batch pod (0: one per CPU Blender sees).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1024))]
+    pub threads: Option<i32>,
+
+    /// The volume holding .blend files and rendered frames, mounted in every batch pod. Immutable.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("storage is immutable"))]
+    pub storage: Storage,
+
+    /// Node image override (defaults to the operator's configured render-node image).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    pub image: Option<String>,
+
+    /// CPU, memory and GPU requests and limits of each batch pod. Defaults to requests of one
+    /// CPU and 1Gi of memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// Node labels a batch pod requires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<BTreeMap<String, String>>,
+
+    /// Taints batch pods tolerate (for example a GPU node pool's taint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerations: Option<Vec<Toleration>>,
+
+    /// Labels and annotations added to every batch pod (cost tags, workload identity, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_metadata: Option<PodMetadata>,
+
+    /// Retries of a failed batch before it counts as failed. Evictions and node loss are not
+    /// counted; bad input (a missing or corrupt .blend) fails the batch at once.
+    #[serde(default = "default_backoff_limit")]
+    #[schemars(range(min = 0, max = 100))]
+    pub backoff_limit: i32,
+
+    /// Longest a batch may run, in seconds, before it fails as hung (DeadlineExceeded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 604800))]
+    pub active_deadline_seconds: Option<i64>,
+
+    /// Pause the render: no new batches start and running batches are suspended (their pods
+    /// stop). Set back to false to resume where it stopped; finished frames are kept.
+    #[serde(default)]
+    pub suspend: bool,
+
+    /// What happens to finished batch Jobs.
+    #[serde(default)]
+    pub cleanup: Cleanup,
+}
+
+/// An inclusive frame range.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[x_kube(validation = Rule::new("self.end >= self.start").message("frames.end must be greater than or equal to frames.start"))]
+#[serde(rename_all = "camelCase")]
+pub struct FrameRange {
+    /// First frame (0 to 1048574, Blender's range).
+    #[schemars(range(min = 0, max = 1048574))]
+    pub start: i32,
+    /// Last frame, inclusive (0 to 1048574, at least `start`).
+    #[schemars(range(min = 0, max = 1048574))]
+    pub end: i32,
+    /// Render every step-th frame from `start`.
+    #[serde(default = "default_step")]
+    #[schemars(range(min = 1, max = 1048574))]
+    pub step: i32,
+}
+
+/// Where and how frames are written.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Output {
+    /// Output path pattern relative to the storage mount; the last run of `#` in the file name
+    /// becomes the zero-padded frame number and the format's extension is added. Defaults to
+    /// `renders/<RenderJob name>/frame_####`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    #[x_kube(validation = Rule::new("!self.startsWith('/') && !self.split('/').exists(p, p == '..')")
+        .message("output.path must be a relative path inside the storage volume, without '..'"))]
+    pub path: Option<String>,
+    /// Image format Blender writes.
+    #[serde(default)]
+    pub format: OutputFormat,
+}
+
+/// The PersistentVolumeClaim with .blend files and output, mounted in every batch pod.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Storage {
+    /// Name of a PersistentVolumeClaim in the RenderJob's namespace (ReadWriteMany when batches
+    /// run on several nodes).
+    #[schemars(length(min = 1, max = 253))]
+    pub claim_name: String,
+    /// Where the claim is mounted in batch pods.
+    #[serde(default = "default_mount_path")]
+    #[schemars(length(min = 2, max = 256), regex(pattern = r"^/[^\x00]*$"))]
+    pub mount_path: String,
+}
+
+/// Labels and annotations for batch pods.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+pub struct PodMetadata {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// What happens to batch Jobs once they are done.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Cleanup {
+    /// `Keep` (default) leaves every batch Job for inspection. `DeleteSucceeded` deletes a
+    /// batch's Job and pod once its success is recorded in status, which keeps long renders
+    /// light on the cluster; failed Jobs are kept either way (delete one to retry its frames).
+    #[serde(default)]
+    pub policy: CleanupPolicy,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+pub enum CleanupPolicy {
+    #[default]
+    Keep,
+    DeleteSucceeded,
+}
+
+fn default_batch_size() -> i32 {
+    5
+}
+fn default_parallelism() -> i32 {
+    10
+}
+fn default_backoff_limit() -> i32 {
+    3
+}
+fn default_step() -> i32 {
+    1
+}
+fn default_mount_path() -> String {
+    "/data".to_string()
+}
+
+/// Where a render is, for the printer column.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema, Default)]
+pub enum Phase {
+    /// Accepted; no batch pod is running yet.
+    #[default]
+    Pending,
+    Running,
+    Succeeded,
+    /// Every batch ended and at least one failed after its retries.
+    Failed,
+    Suspended,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 5] = [Phase::Pending, Phase::Running, Phase::Succeeded, Phase::Failed, Phase::Suspended];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pending => "Pending",
+            Phase::Running => "Running",
+            Phase::Succeeded => "Succeeded",
+            Phase::Failed => "Failed",
+            Phase::Suspended => "Suspended",
+        }
+    }
+}
+
+/// Observed state of a RenderJob, rolled up from its batch Jobs and their pods.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RenderJobStatus {
+    #[serde(default)]
+    pub phase: Phase,
+    /// `Progressing`, `Complete`, `Failed`, `Suspended` (and `InvalidSpec` when the operator
+    /// cannot plan the render).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// The spec generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Frames rendered, in percent (`40%`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
+    /// `rendered/total` frames, for the printer column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frames_summary: Option<String>,
+    /// `succeeded/total` batches, for the printer column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batches_summary: Option<String>,
+    #[serde(default)]
+    pub frames: FrameCounts,
+    #[serde(default)]
+    pub batches: BatchCounts,
+    #[serde(default)]
+    pub pods: PodCounts,
+    /// Batches known to have succeeded (`0-4,7`), kept so a deleted batch Job is never rendered
+    /// twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub succeeded_batches: Option<String>,
+    /// Failed batches (at most 20 listed; `batches.failed` is the full count).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_batches: Vec<FailedBatch>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+    /// Estimated completion, from the mean batch duration so far and the batches left.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_completion_time: Option<Time>,
+    /// Mean render time per frame reported by the batch pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds_per_frame: Option<f64>,
+    /// Devices Blender actually rendered on, as the batch pods reported them (proof of GPU use).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices_used: Vec<String>,
+    /// Blender version the batch pods reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blender_version: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct FrameCounts {
+    pub total: i64,
+    pub rendered: i64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchCounts {
+    pub total: i64,
+    /// Not started yet (no Job, or waiting for a free slot).
+    pub pending: i64,
+    /// Job created and not finished.
+    pub active: i64,
+    pub succeeded: i64,
+    pub failed: i64,
+}
+
+/// Phases of the batch pods that exist now.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PodCounts {
+    pub pending: i64,
+    pub running: i64,
+    pub succeeded: i64,
+    pub failed: i64,
+}
+
+/// A batch that failed after its retries.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FailedBatch {
+    pub index: i64,
+    /// The batch's frames (`11..15`).
+    pub frames: String,
+    pub job: String,
+    /// Pods that failed for this batch.
+    pub attempts: i64,
+    /// `OOMKilled`, `BlenderError`, `BadInput`, `ImagePullBackOff`, `Unschedulable`,
+    /// `DeadlineExceeded`, `BackoffLimitExceeded`, ...
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl RenderJob {
+    /// The output pattern relative to the storage mount, with the default filled in.
+    pub fn output_path(&self) -> String {
+        match &self.spec.output.path {
+            Some(p) => p.clone(),
+            None => format!("renders/{}/frame_####", self.metadata.name.as_deref().unwrap_or("render")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::CustomResourceExt;
+
+    /// The CRD checked in at `crds/renderjob.yaml` must be what the Rust types generate.
+    #[test]
+    fn checked_in_crd_matches_the_types() {
+        let generated = crate::crd_yaml().expect("CRD serialises");
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/renderjob.yaml");
+        let checked_in = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            generated == checked_in,
+            "crds/renderjob.yaml is out of date: run `cargo run -p renderfarm -- crd > crds/renderjob.yaml`"
+        );
+    }
+
+    #[test]
+    fn crd_has_names_columns_and_rules() {
+        let crd = RenderJob::crd();
+        assert_eq!(crd.spec.names.short_names, Some(vec!["rj".to_string()]));
+        assert_eq!(crd.spec.names.categories, Some(vec!["renderfarm".to_string()]));
+        let v = &crd.spec.versions[0];
+        let cols: Vec<&str> =
+            v.additional_printer_columns.iter().flatten().map(|c| c.name.as_str()).collect();
+        assert_eq!(cols, ["Phase", "Progress", "Frames", "Batches", "ETA", "Age"]);
+        assert!(v.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some());
+        let json = serde_json::to_string(&crd).unwrap_or_default();
+        let max_batches = format!("<= {MAX_BATCHES}");
+        for rule in ["self.end >= self.start", "blendFile is immutable", "frames are immutable", max_batches.as_str()] {
+            assert!(json.contains(rule), "missing rule {rule}");
+        }
+    }
+
+    #[test]
+    fn defaults_fill_in() {
+        let spec: RenderJobSpec = serde_json::from_value(serde_json::json!({
+            "blendFile": "a.blend", "frames": {"start": 1, "end": 10}, "storage": {"claimName": "c"}
+        }))
+        .expect("minimal spec parses");
+        assert_eq!(spec.batch_size, 5);
+        assert_eq!(spec.backoff_limit, 3);
+        assert_eq!(spec.frames.step, 1);
+        assert_eq!(spec.storage.mount_path, "/data");
+        assert_eq!(spec.output.format, OutputFormat::Png);
+        let rj = RenderJob::new("shot", spec);
+        assert_eq!(rj.output_path(), "renders/shot/frame_####");
+    }
+}

@@ -1,0 +1,403 @@
+//! Batch → Job manifest: a pure function, so the same batch always yields the same Job.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::{
+    Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement,
+    PodFailurePolicyOnPodConditionsPattern, PodFailurePolicyRule,
+};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, EmptyDirVolumeSource, PersistentVolumeClaimVolumeSource, PodSecurityContext,
+    PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile, SecurityContext, Toleration, Volume,
+    VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::{Resource, ResourceExt};
+use render_contract::{Device, RenderArgs, exit};
+use sha2::{Digest, Sha256};
+
+use crate::crd::RenderJob;
+use crate::plan::Batch;
+use crate::{Error, Result};
+
+/// Label on every Job and pod the operator creates.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY: &str = "renderfarm-operator";
+/// The RenderJob's name (shortened with a hash when longer than a label value may be).
+pub const RENDERJOB_LABEL: &str = "renderfarm.io/renderjob";
+/// The RenderJob's full name, on pods, for mapping a pod back to its RenderJob.
+pub const RENDERJOB_ANNOTATION: &str = "renderfarm.io/renderjob";
+/// The batch's index in the plan.
+pub const BATCH_LABEL: &str = "renderfarm.io/batch";
+/// The batch's first and last frame (`16-20`).
+pub const FRAMES_LABEL: &str = "renderfarm.io/frames";
+/// The batch's frames as render-node takes them (`1..9:2`).
+pub const FRAMES_ANNOTATION: &str = "renderfarm.io/frames";
+/// The container that renders.
+pub const CONTAINER: &str = "render";
+/// Scratch space for Blender (temp files, config) under a read-only root filesystem.
+pub const SCRATCH_DIR: &str = "/tmp";
+/// Non-root user of the node image.
+pub const NODE_UID: i64 = 1000;
+
+/// Most characters of a label value or a DNS label.
+const MAX_NAME: usize = 63;
+
+/// Settings that come from the operator's configuration, not from the RenderJob.
+#[derive(Debug, Clone)]
+pub struct JobConfig {
+    pub image: String,
+    pub image_pull_policy: Option<String>,
+}
+
+/// `name` as a DNS label of at most `max` characters: dots become dashes, and a name that does
+/// not fit is cut and given a hash of the full name, so different long names never collide.
+pub fn short_name(name: &str, max: usize) -> String {
+    let clean: String = name.chars().map(|c| if c == '.' { '-' } else { c }).collect();
+    if clean.len() <= max && clean == name {
+        return clean;
+    }
+    let digest = Sha256::digest(name.as_bytes());
+    let hash: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    let keep = max.saturating_sub(hash.len() + 1).min(clean.len());
+    let head = clean[..keep].trim_end_matches('-');
+    format!("{head}-{hash}")
+}
+
+/// The batch Job's name: `<renderjob>-<index>`, at most 63 characters, the same every time.
+pub fn job_name(renderjob: &str, index: u32) -> String {
+    let suffix = format!("-{index:04}");
+    format!("{}{suffix}", short_name(renderjob, MAX_NAME - suffix.len()))
+}
+
+/// The value of [`RENDERJOB_LABEL`] for a RenderJob.
+pub fn renderjob_label(renderjob: &str) -> String {
+    short_name(renderjob, MAX_NAME)
+}
+
+/// The arguments render-node gets for a batch.
+pub fn render_args(rj: &RenderJob, batch: &Batch) -> RenderArgs {
+    let mount = rj.spec.storage.mount_path.trim_end_matches('/');
+    let mut args = RenderArgs::new(
+        format!("{mount}/{}", rj.spec.blend_file),
+        batch.frames(),
+        format!("{mount}/{}", rj.output_path()),
+    );
+    args.format = rj.spec.output.format;
+    args.engine = rj.spec.engine;
+    args.device = rj.spec.device;
+    args.allow_cpu_fallback = rj.spec.allow_cpu_fallback;
+    args.threads = rj.spec.threads.unwrap_or(0).max(0) as u32;
+    args
+}
+
+/// The extended resource a GPU device needs, if any.
+pub fn gpu_resource(device: Device) -> Option<&'static str> {
+    match device {
+        Device::Cpu => None,
+        Device::Cuda | Device::Optix => Some("nvidia.com/gpu"),
+        Device::Hip => Some("amd.com/gpu"),
+    }
+}
+
+fn resources(rj: &RenderJob) -> ResourceRequirements {
+    let mut res = rj.spec.resources.clone().unwrap_or_else(|| ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".to_string(), Quantity("1".to_string())),
+            ("memory".to_string(), Quantity("1Gi".to_string())),
+        ])),
+        ..Default::default()
+    });
+    if let Some(gpu) = gpu_resource(rj.spec.device) {
+        let limits = res.limits.get_or_insert_with(BTreeMap::new);
+        limits.entry(gpu.to_string()).or_insert_with(|| Quantity("1".to_string()));
+    }
+    res
+}
+
+fn tolerations(rj: &RenderJob) -> Option<Vec<Toleration>> {
+    let mut tolerations = rj.spec.tolerations.clone().unwrap_or_default();
+    // GPU nodes are usually tainted with their resource's name (what the ExtendedResourceToleration
+    // admission plugin would add), so a GPU batch tolerates it.
+    if let Some(gpu) = gpu_resource(rj.spec.device)
+        && !tolerations.iter().any(|t| t.key.as_deref() == Some(gpu)) {
+            tolerations.push(Toleration {
+                key: Some(gpu.to_string()),
+                operator: Some("Exists".to_string()),
+                effect: Some("NoSchedule".to_string()),
+                ..Default::default()
+            });
+        }
+    (!tolerations.is_empty()).then_some(tolerations)
+}
+
+/// Labels every batch Job and pod of `rj` carries.
+pub fn labels(rj: &RenderJob, batch: &Batch) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".to_string(), "renderfarm".to_string()),
+        ("app.kubernetes.io/component".to_string(), "render-batch".to_string()),
+        (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
+        (RENDERJOB_LABEL.to_string(), renderjob_label(&rj.name_any())),
+        (BATCH_LABEL.to_string(), batch.index.to_string()),
+        (FRAMES_LABEL.to_string(), format!("{}-{}", batch.first, batch.last)),
+    ])
+}
+
+/// The Job that renders `batch` of `rj`.
+pub fn build(rj: &RenderJob, batch: &Batch, config: &JobConfig, suspend: bool) -> Result<Job> {
+    let name = rj.name_any();
+    let mut owner = rj.controller_owner_ref(&()).ok_or(Error::MissingObjectKey("metadata.uid"))?;
+    // The garbage collector deletes Jobs before their RenderJob when it is deleted in the foreground.
+    owner.block_owner_deletion = Some(true);
+    let labels = labels(rj, batch);
+    let annotations = BTreeMap::from([(FRAMES_ANNOTATION.to_string(), batch.frames_label())]);
+
+    let mut pod_labels = rj.spec.pod_metadata.as_ref().map(|m| m.labels.clone()).unwrap_or_default();
+    pod_labels.extend(labels.clone());
+    let mut pod_annotations =
+        rj.spec.pod_metadata.as_ref().map(|m| m.annotations.clone()).unwrap_or_default();
+    pod_annotations.extend(annotations.clone());
+    pod_annotations.insert(RENDERJOB_ANNOTATION.to_string(), name.clone());
+
+    let container = Container {
+        name: CONTAINER.to_string(),
+        image: Some(rj.spec.image.clone().unwrap_or_else(|| config.image.clone())),
+        image_pull_policy: config.image_pull_policy.clone(),
+        args: Some(render_args(rj, batch).to_args()),
+        resources: Some(resources(rj)),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: "storage".to_string(),
+                mount_path: rj.spec.storage.mount_path.clone(),
+                ..Default::default()
+            },
+            VolumeMount { name: "scratch".to_string(), mount_path: SCRATCH_DIR.to_string(), ..Default::default() },
+        ]),
+        // The kubelet keeps render-node's JSON summary; the log tail if it crashed before writing it.
+        termination_message_policy: Some("FallbackToLogsOnError".to_string()),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities { drop: Some(vec!["ALL".to_string()]), ..Default::default() }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+
+    let pod_spec = PodSpec {
+        restart_policy: Some("Never".to_string()),
+        containers: vec![container],
+        node_selector: rj.spec.node_selector.clone(),
+        tolerations: tolerations(rj),
+        automount_service_account_token: Some(false),
+        enable_service_links: Some(false),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(NODE_UID),
+            run_as_group: Some(NODE_UID),
+            fs_group: Some(NODE_UID),
+            seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".to_string(), ..Default::default() }),
+            ..Default::default()
+        }),
+        volumes: Some(vec![
+            Volume {
+                name: "storage".to_string(),
+                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                    claim_name: rj.spec.storage.claim_name.clone(),
+                    read_only: Some(false),
+                }),
+                ..Default::default()
+            },
+            Volume {
+                name: "scratch".to_string(),
+                empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Default::default()
+            },
+        ]),
+        ..Default::default()
+    };
+
+    Ok(Job {
+        metadata: ObjectMeta {
+            name: Some(job_name(&name, batch.index)),
+            namespace: rj.namespace(),
+            labels: Some(labels),
+            annotations: Some(annotations),
+            owner_references: Some(vec![owner]),
+            ..Default::default()
+        },
+        spec: Some(JobSpec {
+            backoff_limit: Some(rj.spec.backoff_limit),
+            active_deadline_seconds: rj.spec.active_deadline_seconds,
+            completions: Some(1),
+            parallelism: Some(1),
+            suspend: Some(suspend),
+            // A replacement pod starts only once the failed one is gone: never two Blenders
+            // writing the same frames.
+            pod_replacement_policy: Some("Failed".to_string()),
+            pod_failure_policy: Some(PodFailurePolicy {
+                rules: vec![
+                    // Evictions, preemption and node loss are not the render's fault.
+                    PodFailurePolicyRule {
+                        action: "Ignore".to_string(),
+                        on_pod_conditions: Some(vec![PodFailurePolicyOnPodConditionsPattern {
+                            type_: "DisruptionTarget".to_string(),
+                            status: "True".to_string(),
+                        }]),
+                        on_exit_codes: None,
+                    },
+                    // A missing or corrupt .blend will not fix itself on retry.
+                    PodFailurePolicyRule {
+                        action: "FailJob".to_string(),
+                        on_exit_codes: Some(PodFailurePolicyOnExitCodesRequirement {
+                            container_name: Some(CONTAINER.to_string()),
+                            operator: "In".to_string(),
+                            values: vec![exit::BAD_INPUT],
+                        }),
+                        on_pod_conditions: None,
+                    },
+                ],
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    annotations: Some(pod_annotations),
+                    ..Default::default()
+                }),
+                spec: Some(pod_spec),
+            },
+            ..Default::default()
+        }),
+        status: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{FrameRange, RenderJobSpec};
+    use crate::plan::Plan;
+    use proptest::prelude::*;
+
+    fn renderjob(name: &str, device: Device) -> RenderJob {
+        let spec: RenderJobSpec = serde_json::from_value(serde_json::json!({
+            "blendFile": "scenes/shot.blend",
+            "frames": {"start": 1, "end": 22},
+            "storage": {"claimName": "render-storage"},
+            "device": device,
+            "backoffLimit": 2,
+            "activeDeadlineSeconds": 600,
+            "nodeSelector": {"pool": "render"},
+        }))
+        .expect("spec parses");
+        let mut rj = RenderJob::new(name, spec);
+        rj.metadata.namespace = Some("studio".into());
+        rj.metadata.uid = Some("0b1c2d3e-0000-4000-8000-000000000001".into());
+        rj
+    }
+
+    fn config() -> JobConfig {
+        JobConfig { image: "renderfarm/render-node:dev".into(), image_pull_policy: Some("IfNotPresent".into()) }
+    }
+
+    fn batch(rj: &RenderJob, index: u32) -> Batch {
+        Plan::new(&rj.spec.frames, rj.spec.batch_size).and_then(|p| p.batch(index)).expect("batch exists")
+    }
+
+    #[test]
+    fn job_renders_the_batch_with_the_contract_arguments() {
+        let rj = renderjob("shot-010", Device::Cpu);
+        let job = build(&rj, &batch(&rj, 2), &config(), false).expect("job builds");
+        assert_eq!(job.metadata.name.as_deref(), Some("shot-010-0002"));
+        assert_eq!(job.metadata.namespace.as_deref(), Some("studio"));
+        let owner = &job.metadata.owner_references.as_ref().expect("owner")[0];
+        assert_eq!((owner.kind.as_str(), owner.name.as_str()), ("RenderJob", "shot-010"));
+        assert_eq!((owner.controller, owner.block_owner_deletion), (Some(true), Some(true)));
+        let labels = job.metadata.labels.as_ref().expect("labels");
+        assert_eq!(labels.get(FRAMES_LABEL).map(String::as_str), Some("11-15"));
+        assert_eq!(labels.get(BATCH_LABEL).map(String::as_str), Some("2"));
+
+        let spec = job.spec.as_ref().expect("spec");
+        assert_eq!(spec.backoff_limit, Some(2));
+        assert_eq!(spec.active_deadline_seconds, Some(600));
+        let pod = spec.template.spec.as_ref().expect("pod spec");
+        assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
+        assert_eq!(pod.node_selector.as_ref().and_then(|n| n.get("pool")).map(String::as_str), Some("render"));
+        let c = &pod.containers[0];
+        let args = c.args.clone().unwrap_or_default();
+        let parsed = RenderArgs::try_parse_from_args(&args).expect("render-node accepts the arguments");
+        assert_eq!(parsed.blend_file.to_str(), Some("/data/scenes/shot.blend"));
+        assert_eq!(parsed.frames.frames(), vec![11, 12, 13, 14, 15]);
+        assert_eq!(parsed.output, "/data/renders/shot-010/frame_####");
+
+        let rules = &spec.pod_failure_policy.as_ref().expect("policy").rules;
+        assert_eq!(rules[0].action, "Ignore");
+        assert_eq!(rules[1].on_exit_codes.as_ref().map(|r| r.values.clone()), Some(vec![exit::BAD_INPUT]));
+
+        // Restricted pod security.
+        let psc = pod.security_context.as_ref().expect("pod security context");
+        assert_eq!(psc.run_as_non_root, Some(true));
+        assert_eq!(psc.seccomp_profile.as_ref().map(|s| s.type_.as_str()), Some("RuntimeDefault"));
+        let sc = c.security_context.as_ref().expect("container security context");
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(sc.capabilities.as_ref().and_then(|c| c.drop.clone()), Some(vec!["ALL".to_string()]));
+        assert!(c.resources.as_ref().and_then(|r| r.limits.as_ref()).is_none(), "no GPU for CPU renders");
+    }
+
+    #[test]
+    fn gpu_batches_ask_for_a_gpu_and_tolerate_its_taint() {
+        let rj = renderjob("gpu", Device::Optix);
+        let job = build(&rj, &batch(&rj, 0), &config(), false).expect("job builds");
+        let pod = job.spec.and_then(|s| s.template.spec).expect("pod spec");
+        let limits = pod.containers[0].resources.as_ref().and_then(|r| r.limits.clone()).unwrap_or_default();
+        assert_eq!(limits.get("nvidia.com/gpu"), Some(&Quantity("1".into())));
+        let tol = pod.tolerations.unwrap_or_default();
+        assert!(tol.iter().any(|t| t.key.as_deref() == Some("nvidia.com/gpu")));
+    }
+
+    #[test]
+    fn the_same_batch_always_builds_the_same_job() {
+        let rj = renderjob("shot", Device::Cpu);
+        let a = build(&rj, &batch(&rj, 1), &config(), false).expect("job");
+        let b = build(&rj, &batch(&rj, 1), &config(), false).expect("job");
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn long_names_are_cut_with_a_hash() {
+        let long = "a".repeat(253);
+        let other = format!("{}b", "a".repeat(252));
+        let (x, y) = (job_name(&long, 9999), job_name(&other, 9999));
+        assert!(x.len() <= 63 && y.len() <= 63);
+        assert_ne!(x, y);
+        assert!(x.ends_with("-9999"));
+        assert_eq!(job_name("shot.v2", 3), format!("{}-0003", short_name("shot.v2", 58)));
+        assert_ne!(job_name("shot.v2", 3), job_name("shot-v2", 3));
+    }
+
+    proptest! {
+        #[test]
+        fn job_names_are_dns_labels(name in "[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?", index in 0u32..10000) {
+            let n = job_name(&name, index);
+            prop_assert!(n.len() <= 63, "{} too long", n);
+            prop_assert!(n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'));
+            prop_assert!(n.starts_with(|c: char| c.is_ascii_alphanumeric()));
+            prop_assert!(n.ends_with(|c: char| c.is_ascii_alphanumeric()));
+            let l = renderjob_label(&name);
+            prop_assert!(l.len() <= 63);
+        }
+    }
+
+    #[test]
+    fn stepped_batches_pass_the_step() {
+        let mut rj = renderjob("s", Device::Cpu);
+        rj.spec.frames = FrameRange { start: 1, end: 30, step: 2 };
+        let job = build(&rj, &batch(&rj, 1), &config(), false).expect("job");
+        let args = job.spec.and_then(|s| s.template.spec).map(|p| p.containers[0].args.clone().unwrap_or_default());
+        let parsed = RenderArgs::try_parse_from_args(&args.unwrap_or_default()).expect("parses");
+        assert_eq!(parsed.frames.frames(), vec![11, 13, 15, 17, 19]);
+    }
+}

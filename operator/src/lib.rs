@@ -1,0 +1,54 @@
+//! renderfarm: renders Blender animations on Kubernetes, one Job per batch of frames.
+//!
+//! The core is pure and small: [`plan`] cuts frames into batches, [`job`] builds a batch's Job,
+//! [`status`] rolls Jobs and pods up into the RenderJob's status, [`actions`] decides what to
+//! change. [`controller`] is the glue that talks to the API server.
+
+pub mod actions;
+pub mod controller;
+pub mod crd;
+pub mod http;
+pub mod job;
+pub mod metrics;
+pub mod plan;
+pub mod status;
+pub mod telemetry;
+
+use kube::CustomResourceExt;
+
+/// Every error the operator can meet.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API error: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("could not serialise: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("could not write YAML: {0}")]
+    Yaml(#[from] serde_yaml::Error),
+    #[error("object has no {0}")]
+    MissingObjectKey(&'static str),
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A short label for the reconcile error metric.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kube",
+            Error::Json(_) | Error::Yaml(_) => "serialization",
+            Error::MissingObjectKey(_) => "object",
+            Error::Io(_) => "io",
+            Error::Config(_) => "config",
+        }
+    }
+}
+
+/// The CustomResourceDefinition as YAML, exactly as checked in at `crds/renderjob.yaml`.
+pub fn crd_yaml() -> Result<String> {
+    Ok(serde_yaml::to_string(&crd::RenderJob::crd())?)
+}

@@ -1,0 +1,483 @@
+//! Jobs + pods → RenderJob status: pure functions, so every rule is a table-driven test.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use render_contract::{TerminationMessage, exit};
+
+use crate::crd::{
+    BatchCounts, FailedBatch, FrameCounts, MAX_FAILED_BATCHES_LISTED, Phase, PodCounts, RenderJob,
+    RenderJobStatus,
+};
+use crate::job::{BATCH_LABEL, CONTAINER, job_name};
+use crate::plan::Plan;
+
+pub const COMPLETE: &str = "Complete";
+pub const FAILED: &str = "Failed";
+pub const PROGRESSING: &str = "Progressing";
+pub const SUSPENDED: &str = "Suspended";
+pub const INVALID_SPEC: &str = "InvalidSpec";
+
+/// Where one batch is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchState {
+    /// No Job yet.
+    Pending,
+    /// Job exists and has not finished (it may be suspended).
+    Active,
+    Succeeded,
+    Failed,
+}
+
+/// The batch Jobs of one RenderJob, by batch index (Jobs whose name is not the batch's
+/// deterministic name are ignored).
+pub fn jobs_by_batch<'a>(rj_name: &str, plan: &Plan, jobs: &[&'a Job]) -> BTreeMap<u32, &'a Job> {
+    jobs.iter()
+        .filter_map(|job| {
+            let index: u32 = job.metadata.labels.as_ref()?.get(BATCH_LABEL)?.parse().ok()?;
+            let ok = index < plan.len() && job.metadata.name.as_deref() == Some(job_name(rj_name, index).as_str());
+            ok.then_some((index, *job))
+        })
+        .collect()
+}
+
+fn job_condition<'a>(job: &'a Job, type_: &str) -> Option<&'a k8s_openapi::api::batch::v1::JobCondition> {
+    job.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == type_ && c.status == "True")
+}
+
+/// Finished, and how.
+pub fn job_state(job: &Job) -> BatchState {
+    if job_condition(job, "Complete").is_some() {
+        BatchState::Succeeded
+    } else if job_condition(job, "Failed").is_some() {
+        BatchState::Failed
+    } else {
+        BatchState::Active
+    }
+}
+
+/// The state of every batch: from its Job, or from the succeeded set kept in status when its
+/// Job was cleaned up.
+pub fn batch_states(plan: &Plan, jobs: &BTreeMap<u32, &Job>, recorded_succeeded: &BTreeSet<u32>) -> Vec<BatchState> {
+    (0..plan.len())
+        .map(|i| match jobs.get(&i) {
+            Some(job) => job_state(job),
+            None if recorded_succeeded.contains(&i) => BatchState::Succeeded,
+            None => BatchState::Pending,
+        })
+        .collect()
+}
+
+/// `0-4,7,9-10`: compact, since batches finish roughly in order.
+pub fn encode_ranges(set: &BTreeSet<u32>) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut iter = set.iter().copied().peekable();
+    while let Some(first) = iter.next() {
+        let mut last = first;
+        while iter.peek() == Some(&(last + 1)) {
+            last += 1;
+            iter.next();
+        }
+        out.push(if first == last { first.to_string() } else { format!("{first}-{last}") });
+    }
+    out.join(",")
+}
+
+/// Inverse of [`encode_ranges`]; unreadable parts are ignored (the Jobs are the truth then).
+pub fn decode_ranges(s: &str) -> BTreeSet<u32> {
+    let mut set = BTreeSet::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        if let (Ok(a), Ok(b)) = (a.parse::<u32>(), b.parse::<u32>())
+            && a <= b && b - a < 1_000_000 {
+                set.extend(a..=b);
+            }
+    }
+    set
+}
+
+/// Why a pod could not run or failed, in the words a user looks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodProblem {
+    pub reason: String,
+    pub exit_code: Option<i32>,
+    pub message: Option<String>,
+}
+
+fn short(s: &str) -> String {
+    const MAX: usize = 300;
+    let line = s.trim();
+    if line.len() <= MAX {
+        return line.to_string();
+    }
+    let mut cut = MAX;
+    while !line.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…", &line[..cut])
+}
+
+/// Why a pending pod is stuck: Unschedulable, ImagePullBackOff, ...
+pub fn stuck_reason(pod: &Pod) -> Option<PodProblem> {
+    let status = pod.status.as_ref()?;
+    if status.phase.as_deref() != Some("Pending") {
+        return None;
+    }
+    if let Some(c) = status.conditions.iter().flatten().find(|c| {
+        c.type_ == "PodScheduled" && c.status == "False" && c.reason.as_deref() == Some("Unschedulable")
+    }) {
+        return Some(PodProblem {
+            reason: "Unschedulable".into(),
+            exit_code: None,
+            message: c.message.as_deref().map(short),
+        });
+    }
+    status.container_statuses.iter().flatten().find_map(|cs| {
+        let waiting = cs.state.as_ref()?.waiting.as_ref()?;
+        let reason = waiting.reason.as_deref()?;
+        let known = ["ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CreateContainerConfigError", "CreateContainerError"];
+        known.contains(&reason).then(|| PodProblem {
+            reason: if reason == "ErrImagePull" { "ImagePullBackOff".into() } else { reason.to_string() },
+            exit_code: None,
+            message: waiting.message.as_deref().map(short),
+        })
+    })
+}
+
+fn termination_message(pod: &Pod) -> Option<TerminationMessage> {
+    let cs = pod.status.as_ref()?.container_statuses.as_ref()?.iter().find(|c| c.name == CONTAINER)?;
+    let message = cs.state.as_ref()?.terminated.as_ref()?.message.as_deref()?;
+    TerminationMessage::parse(message)
+}
+
+/// Why a failed pod failed: OOMKilled, BadInput, BlenderError, DeadlineExceeded, Evicted, ...
+pub fn failure_reason(pod: &Pod) -> Option<PodProblem> {
+    let status = pod.status.as_ref()?;
+    if status.phase.as_deref() != Some("Failed") {
+        return None;
+    }
+    let terminated = status
+        .container_statuses
+        .iter()
+        .flatten()
+        .find(|c| c.name == CONTAINER)
+        .and_then(|c| c.state.as_ref()?.terminated.as_ref());
+    if let Some(t) = terminated {
+        let from_message = t.message.as_deref().and_then(TerminationMessage::parse).and_then(|m| m.message);
+        let message = from_message.or_else(|| t.message.clone()).as_deref().map(short).filter(|m| !m.is_empty());
+        let reason = match (t.reason.as_deref(), t.exit_code) {
+            (Some("OOMKilled"), _) => "OOMKilled",
+            (_, code) if code == exit::BAD_INPUT => "BadInput",
+            (_, code) if code == exit::TERMINATED => "Terminated",
+            _ => "BlenderError",
+        };
+        return Some(PodProblem { reason: reason.into(), exit_code: Some(t.exit_code), message });
+    }
+    Some(PodProblem {
+        reason: status.reason.clone().unwrap_or_else(|| "PodFailed".into()),
+        exit_code: None,
+        message: status.message.as_deref().map(short),
+    })
+}
+
+fn is_disruption(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "DisruptionTarget" && c.status == "True"))
+}
+
+fn finished_at(pod: &Pod) -> Option<Timestamp> {
+    pod.status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .iter()
+        .find_map(|c| c.state.as_ref()?.terminated.as_ref()?.finished_at.as_ref().map(|t| t.0))
+}
+
+/// Why a failed batch failed, from its Job's Failed condition and its latest failed pod.
+pub fn failed_batch(index: u32, plan: &Plan, job: &Job, pods: &[&Pod]) -> FailedBatch {
+    let cond = job_condition(job, "Failed");
+    let latest = pods
+        .iter()
+        .filter(|p| !is_disruption(p))
+        .filter_map(|p| failure_reason(p).map(|r| (finished_at(p), r)))
+        .max_by_key(|(at, _)| *at)
+        .map(|(_, r)| r);
+    let deadline = cond.and_then(|c| c.reason.as_deref()) == Some("DeadlineExceeded");
+    let (reason, exit_code, message) = match latest {
+        Some(p) if !deadline => (p.reason, p.exit_code, p.message),
+        _ => (
+            cond.and_then(|c| c.reason.clone()).unwrap_or_else(|| "Failed".into()),
+            None,
+            cond.and_then(|c| c.message.as_deref()).map(short),
+        ),
+    };
+    FailedBatch {
+        index: i64::from(index),
+        frames: plan.batch(index).map(|b| b.frames_label()).unwrap_or_default(),
+        job: job.metadata.name.clone().unwrap_or_default(),
+        attempts: i64::from(job.status.as_ref().and_then(|s| s.failed).unwrap_or(0)),
+        reason,
+        exit_code,
+        message,
+    }
+}
+
+fn job_duration(job: &Job) -> Option<(Timestamp, SignedDuration)> {
+    let s = job.status.as_ref()?;
+    let (start, end) = (s.start_time.as_ref()?.0, s.completion_time.as_ref()?.0);
+    Some((end, end.duration_since(start)))
+}
+
+/// Sets `type_` to `status`, keeping the transition time unless the status flipped.
+pub fn set_condition(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    now: &Time,
+) {
+    let status = if status { "True" } else { "False" }.to_string();
+    let previous = conditions.iter().position(|c| c.type_ == type_);
+    let last_transition_time = match previous.map(|i| &conditions[i]) {
+        Some(c) if c.status == status => c.last_transition_time.clone(),
+        _ => now.clone(),
+    };
+    let cond = Condition {
+        type_: type_.to_string(),
+        status,
+        reason: reason.to_string(),
+        message,
+        observed_generation: generation,
+        last_transition_time,
+    };
+    match previous {
+        Some(i) => conditions[i] = cond,
+        None => conditions.push(cond),
+    }
+}
+
+/// Everything the roll-up looks at.
+pub struct Observed<'a> {
+    pub plan: &'a Plan,
+    pub states: &'a [BatchState],
+    pub jobs: &'a BTreeMap<u32, &'a Job>,
+    /// The RenderJob's batch pods, by batch index.
+    pub pods: &'a BTreeMap<u32, Vec<&'a Pod>>,
+}
+
+/// The status `rj` should have now. Only condition transition times depend on `now`, so an
+/// unchanged world gives an unchanged status and no write.
+pub fn roll_up(rj: &RenderJob, seen: &Observed<'_>, now: &Time) -> RenderJobStatus {
+    let prev = rj.status.clone().unwrap_or_default();
+    let plan = seen.plan;
+    let generation = rj.metadata.generation;
+    let count = |s: BatchState| seen.states.iter().filter(|x| **x == s).count() as i64;
+    let batches = BatchCounts {
+        total: i64::from(plan.len()),
+        pending: count(BatchState::Pending),
+        active: count(BatchState::Active),
+        succeeded: count(BatchState::Succeeded),
+        failed: count(BatchState::Failed),
+    };
+    let succeeded: BTreeSet<u32> =
+        (0..plan.len()).filter(|i| seen.states[*i as usize] == BatchState::Succeeded).collect();
+    let rendered: i64 = succeeded.iter().filter_map(|i| plan.batch(*i)).map(|b| b.frame_count()).sum();
+    let frames = FrameCounts { total: plan.total_frames(), rendered };
+
+    let mut pods = PodCounts::default();
+    let mut stuck: Vec<(u32, PodProblem)> = Vec::new();
+    let (mut busy_seconds, mut timed_frames) = (0.0_f64, 0_u32);
+    let mut devices: BTreeSet<String> = prev.devices_used.iter().cloned().collect();
+    let mut blender_version = prev.blender_version.clone();
+    for (index, batch_pods) in seen.pods {
+        for pod in batch_pods {
+            match pod.status.as_ref().and_then(|s| s.phase.as_deref()) {
+                Some("Pending") => pods.pending += 1,
+                Some("Running") => pods.running += 1,
+                Some("Succeeded") => pods.succeeded += 1,
+                Some("Failed") => pods.failed += 1,
+                _ => {}
+            }
+            if seen.states.get(*index as usize) == Some(&BatchState::Active)
+                && let Some(p) = stuck_reason(pod) {
+                    stuck.push((*index, p));
+                }
+            if let Some(m) = termination_message(pod) {
+                if let Some(spf) = m.seconds_per_frame.filter(|_| m.frames_rendered > 0) {
+                    busy_seconds += spf * f64::from(m.frames_rendered);
+                    timed_frames += m.frames_rendered;
+                }
+                devices.extend(m.device);
+                if m.blender_version.is_some() {
+                    blender_version = m.blender_version;
+                }
+            }
+        }
+    }
+    let seconds_per_frame = if timed_frames > 0 {
+        Some((busy_seconds / f64::from(timed_frames) * 1000.0).round() / 1000.0)
+    } else {
+        prev.seconds_per_frame
+    };
+
+    let mut failed_batches: Vec<FailedBatch> = (0..plan.len())
+        .filter(|i| seen.states[*i as usize] == BatchState::Failed)
+        .filter_map(|i| {
+            let job = seen.jobs.get(&i)?;
+            let pods = seen.pods.get(&i).map(Vec::as_slice).unwrap_or(&[]);
+            Some(failed_batch(i, plan, job, pods))
+        })
+        .take(MAX_FAILED_BATCHES_LISTED)
+        .collect();
+    failed_batches.sort_by_key(|f| f.index);
+
+    // Times: derived from the Jobs, remembered once known (cleaned-up Jobs take theirs along).
+    let job_times = |f: fn(&k8s_openapi::api::batch::v1::JobStatus) -> Option<&Time>| {
+        seen.jobs.values().filter_map(move |j| j.status.as_ref().and_then(f).map(|t| t.0))
+    };
+    let start_time = prev.start_time.clone().or_else(|| job_times(|s| s.start_time.as_ref()).min().map(Time));
+    let unfinished = batches.pending + batches.active;
+    let finished = unfinished == 0;
+    let phase = if batches.total > 0 && batches.succeeded == batches.total {
+        Phase::Succeeded
+    } else if finished && batches.failed > 0 {
+        Phase::Failed
+    } else if rj.spec.suspend {
+        Phase::Suspended
+    } else if pods.running > 0 || batches.succeeded + batches.failed > 0 {
+        Phase::Running
+    } else {
+        Phase::Pending
+    };
+    let terminal = matches!(phase, Phase::Succeeded | Phase::Failed);
+    let completion_time = if terminal {
+        prev.completion_time.clone().or_else(|| {
+            let failed_at = seen.jobs.values().filter_map(|j| job_condition(j, "Failed")?.last_transition_time.as_ref().map(|t| t.0));
+            job_times(|s| s.completion_time.as_ref()).chain(failed_at).max().map(Time)
+        })
+    } else {
+        None
+    };
+
+    // Time left: mean batch duration so far × the waves of batches still to run.
+    let durations: Vec<(Timestamp, SignedDuration)> = seen.jobs.values().filter_map(|j| job_duration(j)).collect();
+    let estimated_completion_time = if terminal {
+        None
+    } else if let Some(latest) = durations.iter().map(|(end, _)| *end).max() {
+        let total: f64 = durations.iter().map(|(_, d)| d.as_secs_f64()).sum();
+        let mean = total / durations.len() as f64;
+        let parallelism = i64::from(rj.spec.parallelism.max(1));
+        let waves = (unfinished + parallelism - 1) / parallelism;
+        let ahead = SignedDuration::from_secs_f64((mean * waves as f64).round());
+        latest.checked_add(ahead).ok().map(Time)
+    } else {
+        prev.estimated_completion_time.clone()
+    };
+
+    let mut conditions = prev.conditions.clone();
+    conditions.retain(|c| c.type_ != INVALID_SPEC);
+    let summary = format!(
+        "{} of {} batches succeeded, {} failed, {} running, {} waiting",
+        batches.succeeded, batches.total, batches.failed, batches.active, batches.pending
+    );
+    set_condition(
+        &mut conditions,
+        COMPLETE,
+        phase == Phase::Succeeded,
+        if phase == Phase::Succeeded { "AllBatchesSucceeded" } else { "BatchesRemaining" },
+        format!("{} of {} frames rendered", frames.rendered, frames.total),
+        generation,
+        now,
+    );
+    let failed_message = if failed_batches.is_empty() {
+        "no batch failed".to_string()
+    } else {
+        let list: Vec<String> = failed_batches
+            .iter()
+            .map(|f| format!("batch {} (frames {}): {}", f.index, f.frames, f.reason))
+            .collect();
+        format!("{} failed: {}", batches.failed, list.join("; "))
+    };
+    set_condition(
+        &mut conditions,
+        FAILED,
+        phase == Phase::Failed,
+        if phase == Phase::Failed { "BatchesFailed" } else if batches.failed > 0 { "BatchFailuresSoFar" } else { "NoFailures" },
+        failed_message,
+        generation,
+        now,
+    );
+    let (progressing, reason, message) = match (phase, stuck.first()) {
+        (Phase::Succeeded | Phase::Failed, _) => (false, "Finished".to_string(), summary.clone()),
+        (Phase::Suspended, _) => (false, "Suspended".to_string(), summary.clone()),
+        (_, Some((index, p))) => (
+            true,
+            p.reason.clone(),
+            format!(
+                "batch {index} cannot start: {}: {}",
+                p.reason,
+                p.message.clone().unwrap_or_default()
+            ),
+        ),
+        (Phase::Pending, None) => (true, "Waiting".to_string(), summary.clone()),
+        _ => (true, "Rendering".to_string(), summary.clone()),
+    };
+    set_condition(&mut conditions, PROGRESSING, progressing, &reason, message, generation, now);
+    set_condition(
+        &mut conditions,
+        SUSPENDED,
+        phase == Phase::Suspended,
+        if phase == Phase::Suspended { "SuspendedByUser" } else { "NotSuspended" },
+        if phase == Phase::Suspended { summary } else { String::new() },
+        generation,
+        now,
+    );
+
+    let percent = if frames.total > 0 { frames.rendered * 100 / frames.total } else { 0 };
+    // Keep every success ever seen: a cleaned-up Job's batch stays succeeded.
+    let mut recorded = prev.succeeded_batches.as_deref().map(decode_ranges).unwrap_or_default();
+    recorded.extend(succeeded.iter().copied());
+    recorded.retain(|i| *i < plan.len());
+    RenderJobStatus {
+        phase,
+        conditions,
+        observed_generation: generation,
+        progress: Some(format!("{percent}%")),
+        frames_summary: Some(format!("{}/{}", frames.rendered, frames.total)),
+        batches_summary: Some(format!("{}/{}", batches.succeeded, batches.total)),
+        frames,
+        batches,
+        pods,
+        succeeded_batches: (!recorded.is_empty()).then(|| encode_ranges(&recorded)),
+        failed_batches,
+        start_time,
+        completion_time,
+        estimated_completion_time,
+        seconds_per_frame,
+        devices_used: devices.into_iter().collect(),
+        blender_version,
+    }
+}
+
+/// Status for a RenderJob the operator cannot plan (written around the schema).
+pub fn invalid(rj: &RenderJob, why: &str, now: &Time) -> RenderJobStatus {
+    let mut status = rj.status.clone().unwrap_or_default();
+    status.phase = Phase::Failed;
+    status.observed_generation = rj.metadata.generation;
+    let g = rj.metadata.generation;
+    set_condition(&mut status.conditions, INVALID_SPEC, true, "InvalidSpec", why.to_string(), g, now);
+    set_condition(&mut status.conditions, FAILED, true, "InvalidSpec", why.to_string(), g, now);
+    set_condition(&mut status.conditions, PROGRESSING, false, "InvalidSpec", why.to_string(), g, now);
+    status
+}
+
+#[cfg(test)]
+mod tests;
