@@ -151,7 +151,11 @@ pub fn output_file(pattern: &str, frame: i32, format: OutputFormat) -> String {
     let mut name = name.to_string();
     let digits = |width: usize| {
         if frame < 0 {
-            format!("-{:0width$}", frame.unsigned_abs(), width = width.saturating_sub(1))
+            format!(
+                "-{:0width$}",
+                frame.unsigned_abs(),
+                width = width.saturating_sub(1)
+            )
         } else {
             format!("{frame:0width$}")
         }
@@ -219,13 +223,22 @@ pub struct RenderArgs {
     pub termination_log: PathBuf,
 
     /// The Blender executable.
-    #[arg(long, value_name = "PATH", env = "RENDER_NODE_BLENDER", default_value = "blender")]
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "RENDER_NODE_BLENDER",
+        default_value = "blender"
+    )]
     pub blender: PathBuf,
 }
 
 impl RenderArgs {
     /// A batch with defaults for everything but what every batch must say.
-    pub fn new(blend_file: impl Into<PathBuf>, frames: FrameSet, output: impl Into<String>) -> Self {
+    pub fn new(
+        blend_file: impl Into<PathBuf>,
+        frames: FrameSet,
+        output: impl Into<String>,
+    ) -> Self {
         RenderArgs {
             blend_file: blend_file.into(),
             frames,
@@ -268,7 +281,10 @@ impl RenderArgs {
             args.push("--overwrite".to_string());
         }
         if self.termination_log.as_os_str() != DEFAULT_TERMINATION_LOG {
-            args.extend(["--termination-log".to_string(), self.termination_log.display().to_string()]);
+            args.extend([
+                "--termination-log".to_string(),
+                self.termination_log.display().to_string(),
+            ]);
         }
         if self.blender.as_os_str() != "blender" {
             args.extend(["--blender".to_string(), self.blender.display().to_string()]);
@@ -294,12 +310,30 @@ mod tests {
 
     #[test]
     fn output_file_follows_blenders_rule() {
-        assert_eq!(output_file("/out/f_####", 7, OutputFormat::Png), "/out/f_0007.png");
-        assert_eq!(output_file("/out/f_##", 123, OutputFormat::Png), "/out/f_123.png");
-        assert_eq!(output_file("/out/frame", 3, OutputFormat::Jpeg), "/out/frame0003.jpg");
-        assert_eq!(output_file("/out/a##b####", 5, OutputFormat::OpenExr), "/out/a##b0005.exr");
-        assert_eq!(output_file("/o#/x_###.png", 9, OutputFormat::Png), "/o#/x_009.png");
-        assert_eq!(output_file("/out/n_####", -3, OutputFormat::Tiff), "/out/n_-003.tif");
+        assert_eq!(
+            output_file("/out/f_####", 7, OutputFormat::Png),
+            "/out/f_0007.png"
+        );
+        assert_eq!(
+            output_file("/out/f_##", 123, OutputFormat::Png),
+            "/out/f_123.png"
+        );
+        assert_eq!(
+            output_file("/out/frame", 3, OutputFormat::Jpeg),
+            "/out/frame0003.jpg"
+        );
+        assert_eq!(
+            output_file("/out/a##b####", 5, OutputFormat::OpenExr),
+            "/out/a##b0005.exr"
+        );
+        assert_eq!(
+            output_file("/o#/x_###.png", 9, OutputFormat::Png),
+            "/o#/x_009.png"
+        );
+        assert_eq!(
+            output_file("/out/n_####", -3, OutputFormat::Tiff),
+            "/out/n_-003.tif"
+        );
     }
 
     #[test]
@@ -307,7 +341,15 @@ mod tests {
         use clap::CommandFactory;
         RenderArgs::command().debug_assert();
         let help = RenderArgs::command().render_long_help().to_string();
-        for flag in ["--blend-file", "--frames", "--output", "--format", "--engine", "--device", "--overwrite"] {
+        for flag in [
+            "--blend-file",
+            "--frames",
+            "--output",
+            "--format",
+            "--engine",
+            "--device",
+            "--overwrite",
+        ] {
             assert!(help.contains(flag), "{flag} missing from --help");
         }
     }
@@ -321,20 +363,33 @@ mod tests {
             (any::<bool>(), 0u32..64, any::<bool>()),
             "[a-z/_#]{1,30}",
         )
-            .prop_map(|((start, len, step), format, engine, device, (fallback, threads, overwrite), out)| {
-                let mut a = RenderArgs::new(
-                    "/data/scene.blend",
-                    FrameSet::Range { start, end: start + len, step },
-                    format!("/data/{out}"),
-                );
-                a.format = format;
-                a.engine = engine;
-                a.device = device;
-                a.allow_cpu_fallback = fallback;
-                a.threads = threads;
-                a.overwrite = overwrite;
-                a
-            })
+            .prop_map(
+                |(
+                    (start, len, step),
+                    format,
+                    engine,
+                    device,
+                    (fallback, threads, overwrite),
+                    out,
+                )| {
+                    let mut a = RenderArgs::new(
+                        "/data/scene.blend",
+                        FrameSet::Range {
+                            start,
+                            end: start + len,
+                            step,
+                        },
+                        format!("/data/{out}"),
+                    );
+                    a.format = format;
+                    a.engine = engine;
+                    a.device = device;
+                    a.allow_cpu_fallback = fallback;
+                    a.threads = threads;
+                    a.overwrite = overwrite;
+                    a
+                },
+            )
     }
 
     proptest! {

@@ -63,11 +63,17 @@ impl FrameSet {
     pub fn from_frames(frames: &[i32]) -> Result<FrameSet, FrameSetError> {
         match frames {
             [] => Err(FrameSetError::Empty),
-            [one] => Ok(FrameSet::Range { start: *one, end: *one, step: 1 }),
+            [one] => Ok(FrameSet::Range {
+                start: *one,
+                end: *one,
+                step: 1,
+            }),
             [first, second, ..] => {
                 let step = i64::from(*second) - i64::from(*first);
                 let even = step >= 1
-                    && frames.windows(2).all(|w| i64::from(w[1]) - i64::from(w[0]) == step);
+                    && frames
+                        .windows(2)
+                        .all(|w| i64::from(w[1]) - i64::from(w[0]) == step);
                 if even {
                     Ok(FrameSet::Range {
                         start: *first,
@@ -92,7 +98,11 @@ impl fmt::Display for FrameSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             FrameSet::Range { start, end, step } if start == end => write!(f, "{start}"),
-            FrameSet::Range { start, end, step: 1 } => write!(f, "{start}..{end}"),
+            FrameSet::Range {
+                start,
+                end,
+                step: 1,
+            } => write!(f, "{start}..{end}"),
             FrameSet::Range { start, end, step } => write!(f, "{start}..{end}:{step}"),
             FrameSet::List(v) => {
                 let parts: Vec<String> = v.iter().map(i32::to_string).collect();
@@ -103,7 +113,9 @@ impl fmt::Display for FrameSet {
 }
 
 fn number(s: &str) -> Result<i32, FrameSetError> {
-    s.trim().parse().map_err(|_| FrameSetError::NotANumber(s.trim().to_string()))
+    s.trim()
+        .parse()
+        .map_err(|_| FrameSetError::NotANumber(s.trim().to_string()))
 }
 
 impl FromStr for FrameSet {
@@ -146,26 +158,56 @@ mod tests {
 
     #[test]
     fn parses_ranges_steps_and_lists() {
-        assert_eq!("1..5".parse(), Ok(FrameSet::Range { start: 1, end: 5, step: 1 }));
-        assert_eq!("1..9:2".parse::<FrameSet>().map(|f| f.frames()), Ok(vec![1, 3, 5, 7, 9]));
+        assert_eq!(
+            "1..5".parse(),
+            Ok(FrameSet::Range {
+                start: 1,
+                end: 5,
+                step: 1
+            })
+        );
+        assert_eq!(
+            "1..9:2".parse::<FrameSet>().map(|f| f.frames()),
+            Ok(vec![1, 3, 5, 7, 9])
+        );
         assert_eq!("7".parse::<FrameSet>().map(|f| f.frames()), Ok(vec![7]));
         assert_eq!("1,3,4".parse(), Ok(FrameSet::List(vec![1, 3, 4])));
         // Evenly spaced lists collapse to a range.
-        assert_eq!("2,4,6".parse(), Ok(FrameSet::Range { start: 2, end: 6, step: 2 }));
+        assert_eq!(
+            "2,4,6".parse(),
+            Ok(FrameSet::Range {
+                start: 2,
+                end: 6,
+                step: 2
+            })
+        );
     }
 
     #[test]
     fn refuses_nonsense() {
         assert_eq!("".parse::<FrameSet>(), Err(FrameSetError::Empty));
-        assert_eq!("5..1".parse::<FrameSet>(), Err(FrameSetError::Reversed { start: 5, end: 1 }));
+        assert_eq!(
+            "5..1".parse::<FrameSet>(),
+            Err(FrameSetError::Reversed { start: 5, end: 1 })
+        );
         assert_eq!("1..5:0".parse::<FrameSet>(), Err(FrameSetError::ZeroStep));
-        assert_eq!("1-5".parse::<FrameSet>(), Err(FrameSetError::NotANumber("1-5".into())));
-        assert_eq!("1,2,1".parse::<FrameSet>(), Err(FrameSetError::Duplicate(1)));
+        assert_eq!(
+            "1-5".parse::<FrameSet>(),
+            Err(FrameSetError::NotANumber("1-5".into()))
+        );
+        assert_eq!(
+            "1,2,1".parse::<FrameSet>(),
+            Err(FrameSetError::Duplicate(1))
+        );
     }
 
     #[test]
     fn len_matches_frames_for_negative_and_stepped_ranges() {
-        let r = FrameSet::Range { start: -10, end: 10, step: 3 };
+        let r = FrameSet::Range {
+            start: -10,
+            end: 10,
+            step: 3,
+        };
         assert_eq!(r.len(), r.frames().len());
         assert_eq!(r.frames(), vec![-10, -7, -4, -1, 2, 5, 8]);
     }

@@ -40,7 +40,8 @@ impl ProgressEvent {
     /// One JSON line.
     pub fn to_line(&self) -> String {
         // Serialising these plain types cannot fail; fall back to a debug line if it ever did.
-        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"event\":\"error\",\"message\":\"{e}\"}}"))
+        serde_json::to_string(self)
+            .unwrap_or_else(|e| format!("{{\"event\":\"error\",\"message\":\"{e}\"}}"))
     }
 }
 
@@ -50,9 +51,16 @@ mod tests {
 
     #[test]
     fn events_are_tagged_json_lines() {
-        let e = ProgressEvent::FrameSaved { frame: 3, path: "/o/f_0003.png".into(), seconds: Some(0.25) };
+        let e = ProgressEvent::FrameSaved {
+            frame: 3,
+            path: "/o/f_0003.png".into(),
+            seconds: Some(0.25),
+        };
         let line = e.to_line();
-        assert_eq!(line, r#"{"event":"frame_saved","frame":3,"path":"/o/f_0003.png","seconds":0.25}"#);
+        assert_eq!(
+            line,
+            r#"{"event":"frame_saved","frame":3,"path":"/o/f_0003.png","seconds":0.25}"#
+        );
         assert_eq!(serde_json::from_str::<ProgressEvent>(&line).ok(), Some(e));
     }
 }

@@ -60,8 +60,12 @@ pub fn decide(
     for (index, job) in jobs {
         let name = job.metadata.name.clone().unwrap_or_default();
         match states.get(*index as usize) {
-            Some(BatchState::Active) if rj.spec.suspend && !suspended(job) => actions.suspend.push(name),
-            Some(BatchState::Active) if !rj.spec.suspend && suspended(job) => actions.resume.push(name),
+            Some(BatchState::Active) if rj.spec.suspend && !suspended(job) => {
+                actions.suspend.push(name)
+            }
+            Some(BatchState::Active) if !rj.spec.suspend && suspended(job) => {
+                actions.resume.push(name)
+            }
             Some(BatchState::Succeeded)
                 if rj.spec.cleanup.policy == CleanupPolicy::DeleteSucceeded
                     && recorded.contains(index)
@@ -100,7 +104,13 @@ mod tests {
         let states = [Succeeded, Active, Pending, Pending, Pending];
         let (a, b) = (job("b", false), job("a", false));
         let jobs = BTreeMap::from([(0, &a), (1, &b)]);
-        let got = decide(&rj(3, false, "Keep"), &states, &jobs, &BTreeSet::new(), &BTreeSet::new());
+        let got = decide(
+            &rj(3, false, "Keep"),
+            &states,
+            &jobs,
+            &BTreeSet::new(),
+            &BTreeSet::new(),
+        );
         assert_eq!(got.create, vec![2, 3]);
         assert!(got.suspend.is_empty() && got.resume.is_empty() && got.delete.is_empty());
     }
@@ -109,9 +119,21 @@ mod tests {
     fn jobs_not_yet_seen_count_against_parallelism() {
         let states = [Pending, Pending, Pending, Pending];
         let in_flight = BTreeSet::from([0, 1]);
-        let got = decide(&rj(2, false, "Keep"), &states, &BTreeMap::new(), &in_flight, &BTreeSet::new());
+        let got = decide(
+            &rj(2, false, "Keep"),
+            &states,
+            &BTreeMap::new(),
+            &in_flight,
+            &BTreeSet::new(),
+        );
         assert!(got.create.is_empty(), "{got:?}");
-        let got = decide(&rj(3, false, "Keep"), &states, &BTreeMap::new(), &in_flight, &BTreeSet::new());
+        let got = decide(
+            &rj(3, false, "Keep"),
+            &states,
+            &BTreeMap::new(),
+            &in_flight,
+            &BTreeSet::new(),
+        );
         assert_eq!(got.create, vec![2]);
     }
 
@@ -120,10 +142,35 @@ mod tests {
         let states = [Active, Active, Pending];
         let (a, b) = (job("a", false), job("b", true));
         let jobs = BTreeMap::from([(0, &a), (1, &b)]);
-        let got = decide(&rj(5, true, "Keep"), &states, &jobs, &BTreeSet::new(), &BTreeSet::new());
-        assert_eq!(got, Actions { suspend: vec!["a".into()], ..Default::default() });
-        let got = decide(&rj(5, false, "Keep"), &states, &jobs, &BTreeSet::new(), &BTreeSet::new());
-        assert_eq!(got, Actions { create: vec![2], resume: vec!["b".into()], ..Default::default() });
+        let got = decide(
+            &rj(5, true, "Keep"),
+            &states,
+            &jobs,
+            &BTreeSet::new(),
+            &BTreeSet::new(),
+        );
+        assert_eq!(
+            got,
+            Actions {
+                suspend: vec!["a".into()],
+                ..Default::default()
+            }
+        );
+        let got = decide(
+            &rj(5, false, "Keep"),
+            &states,
+            &jobs,
+            &BTreeSet::new(),
+            &BTreeSet::new(),
+        );
+        assert_eq!(
+            got,
+            Actions {
+                create: vec![2],
+                resume: vec!["b".into()],
+                ..Default::default()
+            }
+        );
     }
 
     #[test]
@@ -132,9 +179,21 @@ mod tests {
         let (a, b, c) = (job("a", false), job("b", false), job("c", false));
         let jobs = BTreeMap::from([(0, &a), (1, &b), (2, &c)]);
         let recorded = BTreeSet::from([0]);
-        let got = decide(&rj(5, false, "DeleteSucceeded"), &states, &jobs, &BTreeSet::new(), &recorded);
+        let got = decide(
+            &rj(5, false, "DeleteSucceeded"),
+            &states,
+            &jobs,
+            &BTreeSet::new(),
+            &recorded,
+        );
         assert_eq!(got.delete, vec!["a".to_string()]);
-        let got = decide(&rj(5, false, "Keep"), &states, &jobs, &BTreeSet::new(), &recorded);
+        let got = decide(
+            &rj(5, false, "Keep"),
+            &states,
+            &jobs,
+            &BTreeSet::new(),
+            &recorded,
+        );
         assert!(got.is_empty());
     }
 
@@ -144,7 +203,13 @@ mod tests {
         let states = [Succeeded, Pending];
         let a = job("a", false);
         let jobs = BTreeMap::from([(0, &a)]);
-        let got = decide(&rj(1, false, "Keep"), &states, &jobs, &BTreeSet::new(), &BTreeSet::new());
+        let got = decide(
+            &rj(1, false, "Keep"),
+            &states,
+            &jobs,
+            &BTreeSet::new(),
+            &BTreeSet::new(),
+        );
         assert_eq!(got.create, vec![1]);
     }
 }

@@ -21,7 +21,9 @@ use tracing::{debug, info, warn};
 
 use crate::actions::{self, Actions};
 use crate::crd::{Phase, RenderJob, RenderJobStatus};
-use crate::job::{self, BATCH_LABEL, JobConfig, MANAGED_BY, MANAGED_BY_LABEL, RENDERJOB_ANNOTATION};
+use crate::job::{
+    self, BATCH_LABEL, JobConfig, MANAGED_BY, MANAGED_BY_LABEL, RENDERJOB_ANNOTATION,
+};
 use crate::metrics::Metrics;
 use crate::plan::Plan;
 use crate::status::{self, BatchState, Observed};
@@ -80,31 +82,47 @@ fn trim_pod(pod: &mut Pod) {
 }
 
 /// Run the controller until a shutdown signal.
-pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>, ready: Arc<AtomicBool>) -> Result<()> {
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+) -> Result<()> {
     let ns = settings.namespace.clone();
     let selector = format!("{MANAGED_BY_LABEL}={MANAGED_BY}");
     let renderjobs: Api<RenderJob> = api(&client, ns.as_deref());
     // Fail early and clearly when the CRD is not installed.
-    renderjobs.list(&kube::api::ListParams::default().limit(1)).await?;
+    renderjobs
+        .list(&kube::api::ListParams::default().limit(1))
+        .await?;
 
     let (jobs, job_writer) = reflector::store();
     let job_stream = reflector::reflector(
         job_writer,
-        watcher(api::<Job>(&client, ns.as_deref()), watcher::Config::default().labels(&selector))
-            .default_backoff()
-            .modify(trim_job),
+        watcher(
+            api::<Job>(&client, ns.as_deref()),
+            watcher::Config::default().labels(&selector),
+        )
+        .default_backoff()
+        .modify(trim_job),
     )
     .touched_objects();
     let (pods, pod_writer) = reflector::store();
     let pod_stream = reflector::reflector(
         pod_writer,
-        watcher(api::<Pod>(&client, ns.as_deref()), watcher::Config::default().labels(&selector))
-            .default_backoff()
-            .modify(trim_pod),
+        watcher(
+            api::<Pod>(&client, ns.as_deref()),
+            watcher::Config::default().labels(&selector),
+        )
+        .default_backoff()
+        .modify(trim_pod),
     )
     .touched_objects();
 
-    let reporter = Reporter { controller: MANAGER.into(), instance: settings.instance.clone() };
+    let reporter = Reporter {
+        controller: MANAGER.into(),
+        instance: settings.instance.clone(),
+    };
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),
         client: client.clone(),
@@ -127,7 +145,13 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>, read
 
     // Ready once every cache holds a full list: only then can no batch be created twice.
     {
-        let (rs, js, ps, ready, metrics) = (renderjob_store.clone(), jobs, pods, ready.clone(), metrics.clone());
+        let (rs, js, ps, ready, metrics) = (
+            renderjob_store.clone(),
+            jobs,
+            pods,
+            ready.clone(),
+            metrics.clone(),
+        );
         tokio::spawn(async move {
             let synced = rs.wait_until_ready().await.is_ok()
                 && js.wait_until_ready().await.is_ok()
@@ -139,12 +163,19 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>, read
             let mut tick = tokio::time::interval(Duration::from_secs(5));
             loop {
                 tick.tick().await;
-                metrics.set_phases(rs.state().iter().map(|rj| rj.status.as_ref().map(|s| s.phase).unwrap_or_default()));
+                metrics.set_phases(
+                    rs.state()
+                        .iter()
+                        .map(|rj| rj.status.as_ref().map(|s| s.phase).unwrap_or_default()),
+                );
             }
         });
     }
 
-    info!(namespace = ns.as_deref().unwrap_or("<all>"), "controller starting");
+    info!(
+        namespace = ns.as_deref().unwrap_or("<all>"),
+        "controller starting"
+    );
     controller
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {
@@ -160,7 +191,12 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>, read
 }
 
 fn error_policy(rj: Arc<RenderJob>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.reconcile_errors.get_or_create(&crate::metrics::ErrorLabels { error: error.metric_label().into() }).inc();
+    ctx.metrics
+        .reconcile_errors
+        .get_or_create(&crate::metrics::ErrorLabels {
+            error: error.metric_label().into(),
+        })
+        .inc();
     let n = ctx
         .failures
         .lock()
@@ -170,17 +206,27 @@ fn error_policy(rj: Arc<RenderJob>, error: &Error, ctx: Arc<Context>) -> Action 
             *n
         })
         .unwrap_or(1);
-    let delay = Duration::from_millis(500u64.saturating_mul(1 << n.min(10))).min(Duration::from_secs(300));
+    let delay =
+        Duration::from_millis(500u64.saturating_mul(1 << n.min(10))).min(Duration::from_secs(300));
     warn!(renderjob = %rj.name_any(), error = %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }
 
 fn owned_by(meta: &kube::api::ObjectMeta, uid: &str) -> bool {
-    meta.owner_references.iter().flatten().any(|o| o.uid == uid && o.controller == Some(true))
+    meta.owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.uid == uid && o.controller == Some(true))
 }
 
 async fn publish(ctx: &Context, rj: &RenderJob, type_: EventType, reason: &str, note: String) {
-    let event = Event { type_, reason: reason.into(), note: Some(note), action: reason.into(), secondary: None };
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: reason.into(),
+        secondary: None,
+    };
     ctx.metrics.write("create", "events");
     if let Err(e) = ctx.recorder.publish(&event, &rj.object_ref(&())).await {
         warn!(renderjob = %rj.name_any(), error = %e, "could not publish event");
@@ -191,17 +237,22 @@ async fn publish(ctx: &Context, rj: &RenderJob, type_: EventType, reason: &str, 
 async fn reconcile(rj: Arc<RenderJob>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
     let result = reconcile_inner(&rj, &ctx).await;
-    ctx.metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
+    ctx.metrics
+        .reconcile_duration
+        .observe(started.elapsed().as_secs_f64());
     if result.is_ok()
-        && let Ok(mut f) = ctx.failures.lock() {
-            f.remove(&ObjectRef::from_obj(rj.as_ref()));
-        }
+        && let Ok(mut f) = ctx.failures.lock()
+    {
+        f.remove(&ObjectRef::from_obj(rj.as_ref()));
+    }
     result
 }
 
 async fn reconcile_inner(rj: &RenderJob, ctx: &Context) -> Result<Action> {
     let name = rj.name_any();
-    let ns = rj.namespace().ok_or(Error::MissingObjectKey("metadata.namespace"))?;
+    let ns = rj
+        .namespace()
+        .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
     let uid = rj.uid().ok_or(Error::MissingObjectKey("metadata.uid"))?;
     if rj.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
@@ -216,7 +267,14 @@ async fn reconcile_inner(rj: &RenderJob, ctx: &Context) -> Result<Action> {
         let new = status::invalid(rj, "frames and batchSize do not make a plan", &now);
         if rj.status.as_ref() != Some(&new) {
             write_status(&rjs, &name, &new, ctx).await?;
-            publish(ctx, rj, EventType::Warning, "InvalidSpec", "frames and batchSize do not make a plan".into()).await;
+            publish(
+                ctx,
+                rj,
+                EventType::Warning,
+                "InvalidSpec",
+                "frames and batchSize do not make a plan".into(),
+            )
+            .await;
         }
         return Ok(Action::await_change());
     };
@@ -234,11 +292,19 @@ async fn reconcile_inner(rj: &RenderJob, ctx: &Context) -> Result<Action> {
             pods.entry(i).or_default().push(p.as_ref());
         }
     }
-    let recorded = rj.status.as_ref().and_then(|s| s.succeeded_batches.as_deref()).map(status::decode_ranges).unwrap_or_default();
+    let recorded = rj
+        .status
+        .as_ref()
+        .and_then(|s| s.succeeded_batches.as_deref())
+        .map(status::decode_ranges)
+        .unwrap_or_default();
     let mut states = status::batch_states(&plan, &jobs, &recorded);
 
     let in_flight: BTreeSet<u32> = {
-        let mut all = ctx.in_flight.lock().map_err(|_| Error::Config("in-flight lock poisoned".into()))?;
+        let mut all = ctx
+            .in_flight
+            .lock()
+            .map_err(|_| Error::Config("in-flight lock poisoned".into()))?;
         let mine = all.entry(uid.clone()).or_default();
         mine.retain(|i, at| !jobs.contains_key(i) && at.elapsed() < IN_FLIGHT_TTL);
         mine.keys().copied().collect()
@@ -247,12 +313,18 @@ async fn reconcile_inner(rj: &RenderJob, ctx: &Context) -> Result<Action> {
     apply_actions(rj, &ns, &uid, &plan, &todo, ctx).await?;
     for i in todo.create.iter().chain(in_flight.iter()) {
         if let Some(s) = states.get_mut(*i as usize)
-            && *s == BatchState::Pending {
-                *s = BatchState::Active;
-            }
+            && *s == BatchState::Pending
+        {
+            *s = BatchState::Active;
+        }
     }
 
-    let seen = Observed { plan: &plan, states: &states, jobs: &jobs, pods: &pods };
+    let seen = Observed {
+        plan: &plan,
+        states: &states,
+        jobs: &jobs,
+        pods: &pods,
+    };
     let new = status::roll_up(rj, &seen, &now);
     let old = rj.status.clone().unwrap_or_default();
     if rj.status.as_ref() != Some(&new) {
@@ -261,42 +333,66 @@ async fn reconcile_inner(rj: &RenderJob, ctx: &Context) -> Result<Action> {
     }
 
     let busy = matches!(new.phase, Phase::Running | Phase::Pending) || !todo.is_empty();
-    Ok(if busy { Action::requeue(Duration::from_secs(300)) } else { Action::await_change() })
+    Ok(if busy {
+        Action::requeue(Duration::from_secs(300))
+    } else {
+        Action::await_change()
+    })
 }
 
-async fn apply_actions(rj: &RenderJob, ns: &str, uid: &str, plan: &Plan, todo: &Actions, ctx: &Context) -> Result<()> {
+async fn apply_actions(
+    rj: &RenderJob,
+    ns: &str,
+    uid: &str,
+    plan: &Plan,
+    todo: &Actions,
+    ctx: &Context,
+) -> Result<()> {
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
     let ssa = PatchParams::apply(MANAGER).force();
     let mut created = Vec::new();
     for index in &todo.create {
-        let Some(batch) = plan.batch(*index) else { continue };
+        let Some(batch) = plan.batch(*index) else {
+            continue;
+        };
         let manifest = job::build(rj, &batch, &ctx.settings.job, false)?;
         let job_name = manifest.name_any();
         // Remember it before the call: a crash or timeout after the server acted must not
         // let a stale cache start a second Job (the deterministic name makes a retry a no-op).
         if let Ok(mut all) = ctx.in_flight.lock() {
-            all.entry(uid.to_string()).or_default().insert(*index, Instant::now());
+            all.entry(uid.to_string())
+                .or_default()
+                .insert(*index, Instant::now());
         }
         ctx.metrics.write("apply", "jobs");
-        jobs.patch(&job_name, &ssa, &Patch::Apply(&manifest)).await?;
+        jobs.patch(&job_name, &ssa, &Patch::Apply(&manifest))
+            .await?;
         ctx.metrics.batch("created", 1);
         created.push(format!("{job_name} (frames {})", batch.frames_label()));
     }
     if !created.is_empty() {
         info!(renderjob = %rj.name_any(), jobs = ?created, "created batch jobs");
-        let note = format!("Created {} batch Job(s): {}", created.len(), created.join(", "));
+        let note = format!(
+            "Created {} batch Job(s): {}",
+            created.len(),
+            created.join(", ")
+        );
         publish(ctx, rj, EventType::Normal, "BatchesCreated", note).await;
     }
     for (names, suspend) in [(&todo.suspend, true), (&todo.resume, false)] {
         for job_name in names {
             let patch = serde_json::json!({"spec": {"suspend": suspend}});
             ctx.metrics.write("patch", "jobs");
-            jobs.patch(job_name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+            jobs.patch(job_name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
         }
     }
     for job_name in &todo.delete {
         ctx.metrics.write("delete", "jobs");
-        let dp = DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..Default::default() };
+        let dp = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Background),
+            ..Default::default()
+        };
         match jobs.delete(job_name, &dp).await {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 404 => {}
@@ -306,14 +402,26 @@ async fn apply_actions(rj: &RenderJob, ns: &str, uid: &str, plan: &Plan, todo: &
     Ok(())
 }
 
-async fn write_status(rjs: &Api<RenderJob>, name: &str, status: &RenderJobStatus, ctx: &Context) -> Result<()> {
+async fn write_status(
+    rjs: &Api<RenderJob>,
+    name: &str,
+    status: &RenderJobStatus,
+    ctx: &Context,
+) -> Result<()> {
     let patch = serde_json::json!({
         "apiVersion": "renderfarm.io/v1alpha1",
         "kind": "RenderJob",
         "status": status,
     });
     ctx.metrics.write("apply", "renderjobs/status");
-    match rjs.patch_status(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch)).await {
+    match rjs
+        .patch_status(
+            name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+    {
         Ok(_) => Ok(()),
         // Deleted meanwhile: nothing left to report on.
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
@@ -322,40 +430,84 @@ async fn write_status(rjs: &Api<RenderJob>, name: &str, status: &RenderJobStatus
 }
 
 /// Metrics and Events for what changed between two statuses.
-async fn record_progress(rj: &RenderJob, old: &RenderJobStatus, new: &RenderJobStatus, jobs: &BTreeMap<u32, &Job>, ctx: &Context) {
+async fn record_progress(
+    rj: &RenderJob,
+    old: &RenderJobStatus,
+    new: &RenderJobStatus,
+    jobs: &BTreeMap<u32, &Job>,
+    ctx: &Context,
+) {
     let m = &ctx.metrics;
     let newly_succeeded = (new.batches.succeeded - old.batches.succeeded).max(0) as u64;
     m.batch("succeeded", newly_succeeded);
-    m.frames_rendered.inc_by((new.frames.rendered - old.frames.rendered).max(0) as u64);
-    let before = old.succeeded_batches.as_deref().map(status::decode_ranges).unwrap_or_default();
+    m.frames_rendered
+        .inc_by((new.frames.rendered - old.frames.rendered).max(0) as u64);
+    let before = old
+        .succeeded_batches
+        .as_deref()
+        .map(status::decode_ranges)
+        .unwrap_or_default();
     for (index, job) in jobs {
         if before.contains(index) || status::job_state(job) != BatchState::Succeeded {
             continue;
         }
         if let Some(s) = job.status.as_ref()
-            && let (Some(a), Some(b)) = (&s.start_time, &s.completion_time) {
-                m.batch_duration.observe(b.0.duration_since(a.0).as_secs_f64());
-            }
+            && let (Some(a), Some(b)) = (&s.start_time, &s.completion_time)
+        {
+            m.batch_duration
+                .observe(b.0.duration_since(a.0).as_secs_f64());
+        }
     }
     let known: BTreeSet<i64> = old.failed_batches.iter().map(|f| f.index).collect();
-    for f in new.failed_batches.iter().filter(|f| !known.contains(&f.index)) {
+    for f in new
+        .failed_batches
+        .iter()
+        .filter(|f| !known.contains(&f.index))
+    {
         m.batch("failed", 1);
-        let exit = f.exit_code.map(|c| format!(", exit code {c}")).unwrap_or_default();
-        let why = f.message.as_deref().map(|s| format!(": {s}")).unwrap_or_default();
-        let note = format!("Batch {} (frames {}) failed after {} attempt(s): {}{exit}{why}", f.index, f.frames, f.attempts, f.reason);
+        let exit = f
+            .exit_code
+            .map(|c| format!(", exit code {c}"))
+            .unwrap_or_default();
+        let why = f
+            .message
+            .as_deref()
+            .map(|s| format!(": {s}"))
+            .unwrap_or_default();
+        let note = format!(
+            "Batch {} (frames {}) failed after {} attempt(s): {}{exit}{why}",
+            f.index, f.frames, f.attempts, f.reason
+        );
         publish(ctx, rj, EventType::Warning, "BatchFailed", note).await;
     }
     if old.phase != new.phase {
         let (type_, reason, note) = match new.phase {
-            Phase::Succeeded => (EventType::Normal, "RenderComplete", format!("All {} frames rendered", new.frames.total)),
+            Phase::Succeeded => (
+                EventType::Normal,
+                "RenderComplete",
+                format!("All {} frames rendered", new.frames.total),
+            ),
             Phase::Failed => (
                 EventType::Warning,
                 "RenderFailed",
-                format!("{} of {} batches failed; delete a failed batch's Job to retry its frames", new.batches.failed, new.batches.total),
+                format!(
+                    "{} of {} batches failed; delete a failed batch's Job to retry its frames",
+                    new.batches.failed, new.batches.total
+                ),
             ),
-            Phase::Suspended => (EventType::Normal, "Suspended", "Render suspended; running batches stopped".into()),
-            Phase::Running if old.phase == Phase::Suspended => (EventType::Normal, "Resumed", "Render resumed".into()),
-            Phase::Running => (EventType::Normal, "Rendering", "First batch pod is running".into()),
+            Phase::Suspended => (
+                EventType::Normal,
+                "Suspended",
+                "Render suspended; running batches stopped".into(),
+            ),
+            Phase::Running if old.phase == Phase::Suspended => {
+                (EventType::Normal, "Resumed", "Render resumed".into())
+            }
+            Phase::Running => (
+                EventType::Normal,
+                "Rendering",
+                "First batch pod is running".into(),
+            ),
             Phase::Pending => return,
         };
         publish(ctx, rj, type_, reason, note).await;

@@ -34,12 +34,42 @@ pub const MAX_FAILED_BATCHES_LISTED: usize = 20;
     category = "renderfarm",
     derive = "PartialEq",
     doc = "A Blender render: a .blend file and a frame range, rendered as one Kubernetes Job per batch of frames.",
-    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase", description = "Where the render is"),
-    printcolumn(name = "Progress", type_ = "string", json_path = ".status.progress", description = "Frames rendered, in percent"),
-    printcolumn(name = "Frames", type_ = "string", json_path = ".status.framesSummary", description = "Frames rendered/total"),
-    printcolumn(name = "Batches", type_ = "string", json_path = ".status.batchesSummary", description = "Batches succeeded/total"),
-    printcolumn(name = "ETA", type_ = "date", json_path = ".status.estimatedCompletionTime", priority = 1, description = "Estimated completion time"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Phase",
+        type_ = "string",
+        json_path = ".status.phase",
+        description = "Where the render is"
+    ),
+    printcolumn(
+        name = "Progress",
+        type_ = "string",
+        json_path = ".status.progress",
+        description = "Frames rendered, in percent"
+    ),
+    printcolumn(
+        name = "Frames",
+        type_ = "string",
+        json_path = ".status.framesSummary",
+        description = "Frames rendered/total"
+    ),
+    printcolumn(
+        name = "Batches",
+        type_ = "string",
+        json_path = ".status.batchesSummary",
+        description = "Batches succeeded/total"
+    ),
+    printcolumn(
+        name = "ETA",
+        type_ = "date",
+        json_path = ".status.estimatedCompletionTime",
+        priority = 1,
+        description = "Estimated completion time"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 // Keep the number in step with MAX_BATCHES (a test checks).
 #[x_kube(validation = Rule::new(
@@ -248,7 +278,13 @@ pub enum Phase {
 }
 
 impl Phase {
-    pub const ALL: [Phase; 5] = [Phase::Pending, Phase::Running, Phase::Succeeded, Phase::Failed, Phase::Suspended];
+    pub const ALL: [Phase; 5] = [
+        Phase::Pending,
+        Phase::Running,
+        Phase::Succeeded,
+        Phase::Failed,
+        Phase::Suspended,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -368,7 +404,10 @@ impl RenderJob {
     pub fn output_path(&self) -> String {
         match &self.spec.output.path {
             Some(p) => p.clone(),
-            None => format!("renders/{}/frame_####", self.metadata.name.as_deref().unwrap_or("render")),
+            None => format!(
+                "renders/{}/frame_####",
+                self.metadata.name.as_deref().unwrap_or("render")
+            ),
         }
     }
 }
@@ -394,15 +433,35 @@ mod tests {
     fn crd_has_names_columns_and_rules() {
         let crd = RenderJob::crd();
         assert_eq!(crd.spec.names.short_names, Some(vec!["rj".to_string()]));
-        assert_eq!(crd.spec.names.categories, Some(vec!["renderfarm".to_string()]));
+        assert_eq!(
+            crd.spec.names.categories,
+            Some(vec!["renderfarm".to_string()])
+        );
         let v = &crd.spec.versions[0];
-        let cols: Vec<&str> =
-            v.additional_printer_columns.iter().flatten().map(|c| c.name.as_str()).collect();
-        assert_eq!(cols, ["Phase", "Progress", "Frames", "Batches", "ETA", "Age"]);
-        assert!(v.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some());
+        let cols: Vec<&str> = v
+            .additional_printer_columns
+            .iter()
+            .flatten()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(
+            cols,
+            ["Phase", "Progress", "Frames", "Batches", "ETA", "Age"]
+        );
+        assert!(
+            v.subresources
+                .as_ref()
+                .and_then(|s| s.status.as_ref())
+                .is_some()
+        );
         let json = serde_json::to_string(&crd).unwrap_or_default();
         let max_batches = format!("<= {MAX_BATCHES}");
-        for rule in ["self.end >= self.start", "blendFile is immutable", "frames are immutable", max_batches.as_str()] {
+        for rule in [
+            "self.end >= self.start",
+            "blendFile is immutable",
+            "frames are immutable",
+            max_batches.as_str(),
+        ] {
             assert!(json.contains(rule), "missing rule {rule}");
         }
     }

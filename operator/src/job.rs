@@ -7,9 +7,9 @@ use k8s_openapi::api::batch::v1::{
     PodFailurePolicyOnPodConditionsPattern, PodFailurePolicyRule,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, PersistentVolumeClaimVolumeSource, PodSecurityContext,
-    PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile, SecurityContext, Toleration, Volume,
-    VolumeMount,
+    Capabilities, Container, EmptyDirVolumeSource, PersistentVolumeClaimVolumeSource,
+    PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile,
+    SecurityContext, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -54,7 +54,10 @@ pub struct JobConfig {
 /// `name` as a DNS label of at most `max` characters: dots become dashes, and a name that does
 /// not fit is cut and given a hash of the full name, so different long names never collide.
 pub fn short_name(name: &str, max: usize) -> String {
-    let clean: String = name.chars().map(|c| if c == '.' { '-' } else { c }).collect();
+    let clean: String = name
+        .chars()
+        .map(|c| if c == '.' { '-' } else { c })
+        .collect();
     if clean.len() <= max && clean == name {
         return clean;
     }
@@ -102,16 +105,22 @@ pub fn gpu_resource(device: Device) -> Option<&'static str> {
 }
 
 fn resources(rj: &RenderJob) -> ResourceRequirements {
-    let mut res = rj.spec.resources.clone().unwrap_or_else(|| ResourceRequirements {
-        requests: Some(BTreeMap::from([
-            ("cpu".to_string(), Quantity("1".to_string())),
-            ("memory".to_string(), Quantity("1Gi".to_string())),
-        ])),
-        ..Default::default()
-    });
+    let mut res = rj
+        .spec
+        .resources
+        .clone()
+        .unwrap_or_else(|| ResourceRequirements {
+            requests: Some(BTreeMap::from([
+                ("cpu".to_string(), Quantity("1".to_string())),
+                ("memory".to_string(), Quantity("1Gi".to_string())),
+            ])),
+            ..Default::default()
+        });
     if let Some(gpu) = gpu_resource(rj.spec.device) {
         let limits = res.limits.get_or_insert_with(BTreeMap::new);
-        limits.entry(gpu.to_string()).or_insert_with(|| Quantity("1".to_string()));
+        limits
+            .entry(gpu.to_string())
+            .or_insert_with(|| Quantity("1".to_string()));
     }
     res
 }
@@ -121,48 +130,74 @@ fn tolerations(rj: &RenderJob) -> Option<Vec<Toleration>> {
     // GPU nodes are usually tainted with their resource's name (what the ExtendedResourceToleration
     // admission plugin would add), so a GPU batch tolerates it.
     if let Some(gpu) = gpu_resource(rj.spec.device)
-        && !tolerations.iter().any(|t| t.key.as_deref() == Some(gpu)) {
-            tolerations.push(Toleration {
-                key: Some(gpu.to_string()),
-                operator: Some("Exists".to_string()),
-                effect: Some("NoSchedule".to_string()),
-                ..Default::default()
-            });
-        }
+        && !tolerations.iter().any(|t| t.key.as_deref() == Some(gpu))
+    {
+        tolerations.push(Toleration {
+            key: Some(gpu.to_string()),
+            operator: Some("Exists".to_string()),
+            effect: Some("NoSchedule".to_string()),
+            ..Default::default()
+        });
+    }
     (!tolerations.is_empty()).then_some(tolerations)
 }
 
 /// Labels every batch Job and pod of `rj` carries.
 pub fn labels(rj: &RenderJob, batch: &Batch) -> BTreeMap<String, String> {
     BTreeMap::from([
-        ("app.kubernetes.io/name".to_string(), "renderfarm".to_string()),
-        ("app.kubernetes.io/component".to_string(), "render-batch".to_string()),
+        (
+            "app.kubernetes.io/name".to_string(),
+            "renderfarm".to_string(),
+        ),
+        (
+            "app.kubernetes.io/component".to_string(),
+            "render-batch".to_string(),
+        ),
         (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
         (RENDERJOB_LABEL.to_string(), renderjob_label(&rj.name_any())),
         (BATCH_LABEL.to_string(), batch.index.to_string()),
-        (FRAMES_LABEL.to_string(), format!("{}-{}", batch.first, batch.last)),
+        (
+            FRAMES_LABEL.to_string(),
+            format!("{}-{}", batch.first, batch.last),
+        ),
     ])
 }
 
 /// The Job that renders `batch` of `rj`.
 pub fn build(rj: &RenderJob, batch: &Batch, config: &JobConfig, suspend: bool) -> Result<Job> {
     let name = rj.name_any();
-    let mut owner = rj.controller_owner_ref(&()).ok_or(Error::MissingObjectKey("metadata.uid"))?;
+    let mut owner = rj
+        .controller_owner_ref(&())
+        .ok_or(Error::MissingObjectKey("metadata.uid"))?;
     // The garbage collector deletes Jobs before their RenderJob when it is deleted in the foreground.
     owner.block_owner_deletion = Some(true);
     let labels = labels(rj, batch);
     let annotations = BTreeMap::from([(FRAMES_ANNOTATION.to_string(), batch.frames_label())]);
 
-    let mut pod_labels = rj.spec.pod_metadata.as_ref().map(|m| m.labels.clone()).unwrap_or_default();
+    let mut pod_labels = rj
+        .spec
+        .pod_metadata
+        .as_ref()
+        .map(|m| m.labels.clone())
+        .unwrap_or_default();
     pod_labels.extend(labels.clone());
-    let mut pod_annotations =
-        rj.spec.pod_metadata.as_ref().map(|m| m.annotations.clone()).unwrap_or_default();
+    let mut pod_annotations = rj
+        .spec
+        .pod_metadata
+        .as_ref()
+        .map(|m| m.annotations.clone())
+        .unwrap_or_default();
     pod_annotations.extend(annotations.clone());
     pod_annotations.insert(RENDERJOB_ANNOTATION.to_string(), name.clone());
 
     let container = Container {
         name: CONTAINER.to_string(),
-        image: Some(rj.spec.image.clone().unwrap_or_else(|| config.image.clone())),
+        image: Some(
+            rj.spec
+                .image
+                .clone()
+                .unwrap_or_else(|| config.image.clone()),
+        ),
         image_pull_policy: config.image_pull_policy.clone(),
         args: Some(render_args(rj, batch).to_args()),
         resources: Some(resources(rj)),
@@ -172,7 +207,11 @@ pub fn build(rj: &RenderJob, batch: &Batch, config: &JobConfig, suspend: bool) -
                 mount_path: rj.spec.storage.mount_path.clone(),
                 ..Default::default()
             },
-            VolumeMount { name: "scratch".to_string(), mount_path: SCRATCH_DIR.to_string(), ..Default::default() },
+            VolumeMount {
+                name: "scratch".to_string(),
+                mount_path: SCRATCH_DIR.to_string(),
+                ..Default::default()
+            },
         ]),
         // The kubelet keeps render-node's JSON summary; the log tail if it crashed before writing it.
         termination_message_policy: Some("FallbackToLogsOnError".to_string()),
@@ -180,7 +219,10 @@ pub fn build(rj: &RenderJob, batch: &Batch, config: &JobConfig, suspend: bool) -
             allow_privilege_escalation: Some(false),
             read_only_root_filesystem: Some(true),
             run_as_non_root: Some(true),
-            capabilities: Some(Capabilities { drop: Some(vec!["ALL".to_string()]), ..Default::default() }),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".to_string()]),
+                ..Default::default()
+            }),
             ..Default::default()
         }),
         ..Default::default()
@@ -198,7 +240,10 @@ pub fn build(rj: &RenderJob, batch: &Batch, config: &JobConfig, suspend: bool) -
             run_as_user: Some(NODE_UID),
             run_as_group: Some(NODE_UID),
             fs_group: Some(NODE_UID),
-            seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".to_string(), ..Default::default() }),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".to_string(),
+                ..Default::default()
+            }),
             ..Default::default()
         }),
         volumes: Some(vec![
@@ -299,11 +344,16 @@ mod tests {
     }
 
     fn config() -> JobConfig {
-        JobConfig { image: "renderfarm/render-node:dev".into(), image_pull_policy: Some("IfNotPresent".into()) }
+        JobConfig {
+            image: "renderfarm/render-node:dev".into(),
+            image_pull_policy: Some("IfNotPresent".into()),
+        }
     }
 
     fn batch(rj: &RenderJob, index: u32) -> Batch {
-        Plan::new(&rj.spec.frames, rj.spec.batch_size).and_then(|p| p.batch(index)).expect("batch exists")
+        Plan::new(&rj.spec.frames, rj.spec.batch_size)
+            .and_then(|p| p.batch(index))
+            .expect("batch exists")
     }
 
     #[test]
@@ -313,8 +363,14 @@ mod tests {
         assert_eq!(job.metadata.name.as_deref(), Some("shot-010-0002"));
         assert_eq!(job.metadata.namespace.as_deref(), Some("studio"));
         let owner = &job.metadata.owner_references.as_ref().expect("owner")[0];
-        assert_eq!((owner.kind.as_str(), owner.name.as_str()), ("RenderJob", "shot-010"));
-        assert_eq!((owner.controller, owner.block_owner_deletion), (Some(true), Some(true)));
+        assert_eq!(
+            (owner.kind.as_str(), owner.name.as_str()),
+            ("RenderJob", "shot-010")
+        );
+        assert_eq!(
+            (owner.controller, owner.block_owner_deletion),
+            (Some(true), Some(true))
+        );
         let labels = job.metadata.labels.as_ref().expect("labels");
         assert_eq!(labels.get(FRAMES_LABEL).map(String::as_str), Some("11-15"));
         assert_eq!(labels.get(BATCH_LABEL).map(String::as_str), Some("2"));
@@ -324,27 +380,52 @@ mod tests {
         assert_eq!(spec.active_deadline_seconds, Some(600));
         let pod = spec.template.spec.as_ref().expect("pod spec");
         assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
-        assert_eq!(pod.node_selector.as_ref().and_then(|n| n.get("pool")).map(String::as_str), Some("render"));
+        assert_eq!(
+            pod.node_selector
+                .as_ref()
+                .and_then(|n| n.get("pool"))
+                .map(String::as_str),
+            Some("render")
+        );
         let c = &pod.containers[0];
         let args = c.args.clone().unwrap_or_default();
-        let parsed = RenderArgs::try_parse_from_args(&args).expect("render-node accepts the arguments");
+        let parsed =
+            RenderArgs::try_parse_from_args(&args).expect("render-node accepts the arguments");
         assert_eq!(parsed.blend_file.to_str(), Some("/data/scenes/shot.blend"));
         assert_eq!(parsed.frames.frames(), vec![11, 12, 13, 14, 15]);
         assert_eq!(parsed.output, "/data/renders/shot-010/frame_####");
 
         let rules = &spec.pod_failure_policy.as_ref().expect("policy").rules;
         assert_eq!(rules[0].action, "Ignore");
-        assert_eq!(rules[1].on_exit_codes.as_ref().map(|r| r.values.clone()), Some(vec![exit::BAD_INPUT]));
+        assert_eq!(
+            rules[1].on_exit_codes.as_ref().map(|r| r.values.clone()),
+            Some(vec![exit::BAD_INPUT])
+        );
 
         // Restricted pod security.
         let psc = pod.security_context.as_ref().expect("pod security context");
         assert_eq!(psc.run_as_non_root, Some(true));
-        assert_eq!(psc.seccomp_profile.as_ref().map(|s| s.type_.as_str()), Some("RuntimeDefault"));
-        let sc = c.security_context.as_ref().expect("container security context");
+        assert_eq!(
+            psc.seccomp_profile.as_ref().map(|s| s.type_.as_str()),
+            Some("RuntimeDefault")
+        );
+        let sc = c
+            .security_context
+            .as_ref()
+            .expect("container security context");
         assert_eq!(sc.allow_privilege_escalation, Some(false));
         assert_eq!(sc.read_only_root_filesystem, Some(true));
-        assert_eq!(sc.capabilities.as_ref().and_then(|c| c.drop.clone()), Some(vec!["ALL".to_string()]));
-        assert!(c.resources.as_ref().and_then(|r| r.limits.as_ref()).is_none(), "no GPU for CPU renders");
+        assert_eq!(
+            sc.capabilities.as_ref().and_then(|c| c.drop.clone()),
+            Some(vec!["ALL".to_string()])
+        );
+        assert!(
+            c.resources
+                .as_ref()
+                .and_then(|r| r.limits.as_ref())
+                .is_none(),
+            "no GPU for CPU renders"
+        );
     }
 
     #[test]
@@ -352,10 +433,17 @@ mod tests {
         let rj = renderjob("gpu", Device::Optix);
         let job = build(&rj, &batch(&rj, 0), &config(), false).expect("job builds");
         let pod = job.spec.and_then(|s| s.template.spec).expect("pod spec");
-        let limits = pod.containers[0].resources.as_ref().and_then(|r| r.limits.clone()).unwrap_or_default();
+        let limits = pod.containers[0]
+            .resources
+            .as_ref()
+            .and_then(|r| r.limits.clone())
+            .unwrap_or_default();
         assert_eq!(limits.get("nvidia.com/gpu"), Some(&Quantity("1".into())));
         let tol = pod.tolerations.unwrap_or_default();
-        assert!(tol.iter().any(|t| t.key.as_deref() == Some("nvidia.com/gpu")));
+        assert!(
+            tol.iter()
+                .any(|t| t.key.as_deref() == Some("nvidia.com/gpu"))
+        );
     }
 
     #[test]
@@ -374,7 +462,10 @@ mod tests {
         assert!(x.len() <= 63 && y.len() <= 63);
         assert_ne!(x, y);
         assert!(x.ends_with("-9999"));
-        assert_eq!(job_name("shot.v2", 3), format!("{}-0003", short_name("shot.v2", 58)));
+        assert_eq!(
+            job_name("shot.v2", 3),
+            format!("{}-0003", short_name("shot.v2", 58))
+        );
         assert_ne!(job_name("shot.v2", 3), job_name("shot-v2", 3));
     }
 
@@ -394,9 +485,16 @@ mod tests {
     #[test]
     fn stepped_batches_pass_the_step() {
         let mut rj = renderjob("s", Device::Cpu);
-        rj.spec.frames = FrameRange { start: 1, end: 30, step: 2 };
+        rj.spec.frames = FrameRange {
+            start: 1,
+            end: 30,
+            step: 2,
+        };
         let job = build(&rj, &batch(&rj, 1), &config(), false).expect("job");
-        let args = job.spec.and_then(|s| s.template.spec).map(|p| p.containers[0].args.clone().unwrap_or_default());
+        let args = job
+            .spec
+            .and_then(|s| s.template.spec)
+            .map(|p| p.containers[0].args.clone().unwrap_or_default());
         let parsed = RenderArgs::try_parse_from_args(&args.unwrap_or_default()).expect("parses");
         assert_eq!(parsed.frames.frames(), vec![11, 13, 15, 17, 19]);
     }

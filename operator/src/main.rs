@@ -36,7 +36,11 @@ enum Command {
 #[derive(clap::Args, Debug)]
 struct RunArgs {
     /// The render-node image batch pods run, unless a RenderJob overrides it.
-    #[arg(long, env = "RENDERFARM_NODE_IMAGE", default_value = "renderfarm/render-node:dev")]
+    #[arg(
+        long,
+        env = "RENDERFARM_NODE_IMAGE",
+        default_value = "renderfarm/render-node:dev"
+    )]
     node_image: String,
     /// Pull policy for the render-node image (Always, IfNotPresent, Never).
     #[arg(long, env = "RENDERFARM_NODE_IMAGE_PULL_POLICY")]
@@ -73,9 +77,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let client = kube::Client::try_default().await?;
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
-    let health = Health { metrics: metrics.clone(), ready: ready.clone() };
+    let health = Health {
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+    };
     let settings = Settings {
-        job: JobConfig { image: args.node_image, image_pull_policy: args.node_image_pull_policy },
+        job: JobConfig {
+            image: args.node_image,
+            image_pull_policy: args.node_image_pull_policy,
+        },
         namespace: args.namespace,
         instance: args.instance,
     };

@@ -49,17 +49,41 @@ impl Default for Metrics {
         let renderjobs = Family::<PhaseLabels, Gauge>::default();
         registry.register("renderjobs", "RenderJobs by phase", renderjobs.clone());
         let batches = Family::<ResultLabels, Counter>::default();
-        registry.register("batches", "Batch Jobs created, succeeded and failed", batches.clone());
+        registry.register(
+            "batches",
+            "Batch Jobs created, succeeded and failed",
+            batches.clone(),
+        );
         let frames_rendered = Counter::default();
-        registry.register("frames_rendered", "Frames rendered by succeeded batches", frames_rendered.clone());
+        registry.register(
+            "frames_rendered",
+            "Frames rendered by succeeded batches",
+            frames_rendered.clone(),
+        );
         let batch_duration = Histogram::new(exponential_buckets(1.0, 2.0, 16));
-        registry.register("batch_duration_seconds", "Wall time of succeeded batch Jobs", batch_duration.clone());
+        registry.register(
+            "batch_duration_seconds",
+            "Wall time of succeeded batch Jobs",
+            batch_duration.clone(),
+        );
         let reconcile_duration = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
-        registry.register("reconcile_duration_seconds", "Time one reconcile took", reconcile_duration.clone());
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time one reconcile took",
+            reconcile_duration.clone(),
+        );
         let reconcile_errors = Family::<ErrorLabels, Counter>::default();
-        registry.register("reconcile_errors", "Reconciles that failed, by error kind", reconcile_errors.clone());
+        registry.register(
+            "reconcile_errors",
+            "Reconciles that failed, by error kind",
+            reconcile_errors.clone(),
+        );
         let api_writes = Family::<WriteLabels, Counter>::default();
-        registry.register("api_writes", "Writes the operator sent to the API server", api_writes.clone());
+        registry.register(
+            "api_writes",
+            "Writes the operator sent to the API server",
+            api_writes.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             renderjobs,
@@ -75,11 +99,20 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn write(&self, verb: &str, resource: &str) {
-        self.api_writes.get_or_create(&WriteLabels { verb: verb.into(), resource: resource.into() }).inc();
+        self.api_writes
+            .get_or_create(&WriteLabels {
+                verb: verb.into(),
+                resource: resource.into(),
+            })
+            .inc();
     }
 
     pub fn batch(&self, result: &str, n: u64) {
-        self.batches.get_or_create(&ResultLabels { result: result.into() }).inc_by(n);
+        self.batches
+            .get_or_create(&ResultLabels {
+                result: result.into(),
+            })
+            .inc_by(n);
     }
 
     /// Set the RenderJob gauges from a fresh count of every phase.
@@ -91,7 +124,11 @@ impl Metrics {
             }
         }
         for (p, n) in Phase::ALL.iter().zip(counts) {
-            self.renderjobs.get_or_create(&PhaseLabels { phase: p.as_str().into() }).set(n);
+            self.renderjobs
+                .get_or_create(&PhaseLabels {
+                    phase: p.as_str().into(),
+                })
+                .set(n);
         }
     }
 

@@ -16,7 +16,11 @@ pub struct Batch {
 
 impl Batch {
     pub fn frames(&self) -> FrameSet {
-        FrameSet::Range { start: self.first, end: self.last, step: self.step }
+        FrameSet::Range {
+            start: self.first,
+            end: self.last,
+            step: self.step,
+        }
     }
 
     pub fn frame_count(&self) -> i64 {
@@ -47,7 +51,12 @@ impl Plan {
         }
         let step = range.step as u32;
         let frames = (i64::from(range.end) - i64::from(range.start)) / i64::from(step) + 1;
-        Some(Plan { start: range.start, step, frames, batch_size: i64::from(batch_size) })
+        Some(Plan {
+            start: range.start,
+            step,
+            frames,
+            batch_size: i64::from(batch_size),
+        })
     }
 
     pub fn total_frames(&self) -> i64 {
@@ -69,7 +78,12 @@ impl Plan {
         }
         let last_pos = (first_pos + self.batch_size).min(self.frames) - 1;
         let at = |pos: i64| (i64::from(self.start) + pos * i64::from(self.step)) as i32;
-        Some(Batch { index, first: at(first_pos), last: at(last_pos), step: self.step })
+        Some(Batch {
+            index,
+            first: at(first_pos),
+            last: at(last_pos),
+            step: self.step,
+        })
     }
 
     pub fn batches(&self) -> impl Iterator<Item = Batch> + '_ {
@@ -88,9 +102,15 @@ mod tests {
 
     #[test]
     fn frames_1_to_22_in_fives() {
-        let got: Vec<(i32, i32)> = plan(1, 22, 1, 5).batches().map(|b| (b.first, b.last)).collect();
+        let got: Vec<(i32, i32)> = plan(1, 22, 1, 5)
+            .batches()
+            .map(|b| (b.first, b.last))
+            .collect();
         assert_eq!(got, [(1, 5), (6, 10), (11, 15), (16, 20), (21, 22)]);
-        assert_eq!(plan(1, 22, 1, 5).batch(4).map(|b| b.frames_label()), Some("21..22".into()));
+        assert_eq!(
+            plan(1, 22, 1, 5).batch(4).map(|b| b.frames_label()),
+            Some("21..22".into())
+        );
     }
 
     #[test]
@@ -105,16 +125,49 @@ mod tests {
     #[test]
     fn single_frame_and_nonsense() {
         assert_eq!(plan(7, 7, 1, 5).len(), 1);
-        assert_eq!(Plan::new(&FrameRange { start: 5, end: 1, step: 1 }, 5), None);
-        assert_eq!(Plan::new(&FrameRange { start: 1, end: 5, step: 0 }, 5), None);
-        assert_eq!(Plan::new(&FrameRange { start: 1, end: 5, step: 1 }, 0), None);
+        assert_eq!(
+            Plan::new(
+                &FrameRange {
+                    start: 5,
+                    end: 1,
+                    step: 1
+                },
+                5
+            ),
+            None
+        );
+        assert_eq!(
+            Plan::new(
+                &FrameRange {
+                    start: 1,
+                    end: 5,
+                    step: 0
+                },
+                5
+            ),
+            None
+        );
+        assert_eq!(
+            Plan::new(
+                &FrameRange {
+                    start: 1,
+                    end: 5,
+                    step: 1
+                },
+                0
+            ),
+            None
+        );
     }
 
     #[test]
     fn the_largest_range_plans_without_materialising() {
         let p = plan(0, crate::crd::MAX_FRAME, 1, 1000);
         assert_eq!(p.len(), 1049);
-        assert_eq!(p.batch(1048).map(|b| (b.first, b.last)), Some((1_048_000, 1_048_574)));
+        assert_eq!(
+            p.batch(1048).map(|b| (b.first, b.last)),
+            Some((1_048_000, 1_048_574))
+        );
     }
 
     proptest! {

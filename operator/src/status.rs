@@ -37,15 +37,30 @@ pub enum BatchState {
 pub fn jobs_by_batch<'a>(rj_name: &str, plan: &Plan, jobs: &[&'a Job]) -> BTreeMap<u32, &'a Job> {
     jobs.iter()
         .filter_map(|job| {
-            let index: u32 = job.metadata.labels.as_ref()?.get(BATCH_LABEL)?.parse().ok()?;
-            let ok = index < plan.len() && job.metadata.name.as_deref() == Some(job_name(rj_name, index).as_str());
+            let index: u32 = job
+                .metadata
+                .labels
+                .as_ref()?
+                .get(BATCH_LABEL)?
+                .parse()
+                .ok()?;
+            let ok = index < plan.len()
+                && job.metadata.name.as_deref() == Some(job_name(rj_name, index).as_str());
             ok.then_some((index, *job))
         })
         .collect()
 }
 
-fn job_condition<'a>(job: &'a Job, type_: &str) -> Option<&'a k8s_openapi::api::batch::v1::JobCondition> {
-    job.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == type_ && c.status == "True")
+fn job_condition<'a>(
+    job: &'a Job,
+    type_: &str,
+) -> Option<&'a k8s_openapi::api::batch::v1::JobCondition> {
+    job.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == "True")
 }
 
 /// Finished, and how.
@@ -61,7 +76,11 @@ pub fn job_state(job: &Job) -> BatchState {
 
 /// The state of every batch: from its Job, or from the succeeded set kept in status when its
 /// Job was cleaned up.
-pub fn batch_states(plan: &Plan, jobs: &BTreeMap<u32, &Job>, recorded_succeeded: &BTreeSet<u32>) -> Vec<BatchState> {
+pub fn batch_states(
+    plan: &Plan,
+    jobs: &BTreeMap<u32, &Job>,
+    recorded_succeeded: &BTreeSet<u32>,
+) -> Vec<BatchState> {
     (0..plan.len())
         .map(|i| match jobs.get(&i) {
             Some(job) => job_state(job),
@@ -81,7 +100,11 @@ pub fn encode_ranges(set: &BTreeSet<u32>) -> String {
             last += 1;
             iter.next();
         }
-        out.push(if first == last { first.to_string() } else { format!("{first}-{last}") });
+        out.push(if first == last {
+            first.to_string()
+        } else {
+            format!("{first}-{last}")
+        });
     }
     out.join(",")
 }
@@ -92,9 +115,11 @@ pub fn decode_ranges(s: &str) -> BTreeSet<u32> {
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (a, b) = part.split_once('-').unwrap_or((part, part));
         if let (Ok(a), Ok(b)) = (a.parse::<u32>(), b.parse::<u32>())
-            && a <= b && b - a < 1_000_000 {
-                set.extend(a..=b);
-            }
+            && a <= b
+            && b - a < 1_000_000
+        {
+            set.extend(a..=b);
+        }
     }
     set
 }
@@ -127,7 +152,9 @@ pub fn stuck_reason(pod: &Pod) -> Option<PodProblem> {
         return None;
     }
     if let Some(c) = status.conditions.iter().flatten().find(|c| {
-        c.type_ == "PodScheduled" && c.status == "False" && c.reason.as_deref() == Some("Unschedulable")
+        c.type_ == "PodScheduled"
+            && c.status == "False"
+            && c.reason.as_deref() == Some("Unschedulable")
     }) {
         return Some(PodProblem {
             reason: "Unschedulable".into(),
@@ -138,9 +165,19 @@ pub fn stuck_reason(pod: &Pod) -> Option<PodProblem> {
     status.container_statuses.iter().flatten().find_map(|cs| {
         let waiting = cs.state.as_ref()?.waiting.as_ref()?;
         let reason = waiting.reason.as_deref()?;
-        let known = ["ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CreateContainerConfigError", "CreateContainerError"];
+        let known = [
+            "ImagePullBackOff",
+            "ErrImagePull",
+            "InvalidImageName",
+            "CreateContainerConfigError",
+            "CreateContainerError",
+        ];
         known.contains(&reason).then(|| PodProblem {
-            reason: if reason == "ErrImagePull" { "ImagePullBackOff".into() } else { reason.to_string() },
+            reason: if reason == "ErrImagePull" {
+                "ImagePullBackOff".into()
+            } else {
+                reason.to_string()
+            },
             exit_code: None,
             message: waiting.message.as_deref().map(short),
         })
@@ -148,7 +185,13 @@ pub fn stuck_reason(pod: &Pod) -> Option<PodProblem> {
 }
 
 fn termination_message(pod: &Pod) -> Option<TerminationMessage> {
-    let cs = pod.status.as_ref()?.container_statuses.as_ref()?.iter().find(|c| c.name == CONTAINER)?;
+    let cs = pod
+        .status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .iter()
+        .find(|c| c.name == CONTAINER)?;
     let message = cs.state.as_ref()?.terminated.as_ref()?.message.as_deref()?;
     TerminationMessage::parse(message)
 }
@@ -166,15 +209,27 @@ pub fn failure_reason(pod: &Pod) -> Option<PodProblem> {
         .find(|c| c.name == CONTAINER)
         .and_then(|c| c.state.as_ref()?.terminated.as_ref());
     if let Some(t) = terminated {
-        let from_message = t.message.as_deref().and_then(TerminationMessage::parse).and_then(|m| m.message);
-        let message = from_message.or_else(|| t.message.clone()).as_deref().map(short).filter(|m| !m.is_empty());
+        let from_message = t
+            .message
+            .as_deref()
+            .and_then(TerminationMessage::parse)
+            .and_then(|m| m.message);
+        let message = from_message
+            .or_else(|| t.message.clone())
+            .as_deref()
+            .map(short)
+            .filter(|m| !m.is_empty());
         let reason = match (t.reason.as_deref(), t.exit_code) {
             (Some("OOMKilled"), _) => "OOMKilled",
             (_, code) if code == exit::BAD_INPUT => "BadInput",
             (_, code) if code == exit::TERMINATED => "Terminated",
             _ => "BlenderError",
         };
-        return Some(PodProblem { reason: reason.into(), exit_code: Some(t.exit_code), message });
+        return Some(PodProblem {
+            reason: reason.into(),
+            exit_code: Some(t.exit_code),
+            message,
+        });
     }
     Some(PodProblem {
         reason: status.reason.clone().unwrap_or_else(|| "PodFailed".into()),
@@ -187,7 +242,10 @@ fn is_disruption(pod: &Pod) -> bool {
     pod.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "DisruptionTarget" && c.status == "True"))
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c.type_ == "DisruptionTarget" && c.status == "True")
+        })
 }
 
 fn finished_at(pod: &Pod) -> Option<Timestamp> {
@@ -196,7 +254,15 @@ fn finished_at(pod: &Pod) -> Option<Timestamp> {
         .container_statuses
         .as_ref()?
         .iter()
-        .find_map(|c| c.state.as_ref()?.terminated.as_ref()?.finished_at.as_ref().map(|t| t.0))
+        .find_map(|c| {
+            c.state
+                .as_ref()?
+                .terminated
+                .as_ref()?
+                .finished_at
+                .as_ref()
+                .map(|t| t.0)
+        })
 }
 
 /// Why a failed batch failed, from its Job's Failed condition and its latest failed pod.
@@ -212,14 +278,18 @@ pub fn failed_batch(index: u32, plan: &Plan, job: &Job, pods: &[&Pod]) -> Failed
     let (reason, exit_code, message) = match latest {
         Some(p) if !deadline => (p.reason, p.exit_code, p.message),
         _ => (
-            cond.and_then(|c| c.reason.clone()).unwrap_or_else(|| "Failed".into()),
+            cond.and_then(|c| c.reason.clone())
+                .unwrap_or_else(|| "Failed".into()),
             None,
             cond.and_then(|c| c.message.as_deref()).map(short),
         ),
     };
     FailedBatch {
         index: i64::from(index),
-        frames: plan.batch(index).map(|b| b.frames_label()).unwrap_or_default(),
+        frames: plan
+            .batch(index)
+            .map(|b| b.frames_label())
+            .unwrap_or_default(),
         job: job.metadata.name.clone().unwrap_or_default(),
         attempts: i64::from(job.status.as_ref().and_then(|s| s.failed).unwrap_or(0)),
         reason,
@@ -287,10 +357,18 @@ pub fn roll_up(rj: &RenderJob, seen: &Observed<'_>, now: &Time) -> RenderJobStat
         succeeded: count(BatchState::Succeeded),
         failed: count(BatchState::Failed),
     };
-    let succeeded: BTreeSet<u32> =
-        (0..plan.len()).filter(|i| seen.states[*i as usize] == BatchState::Succeeded).collect();
-    let rendered: i64 = succeeded.iter().filter_map(|i| plan.batch(*i)).map(|b| b.frame_count()).sum();
-    let frames = FrameCounts { total: plan.total_frames(), rendered };
+    let succeeded: BTreeSet<u32> = (0..plan.len())
+        .filter(|i| seen.states[*i as usize] == BatchState::Succeeded)
+        .collect();
+    let rendered: i64 = succeeded
+        .iter()
+        .filter_map(|i| plan.batch(*i))
+        .map(|b| b.frame_count())
+        .sum();
+    let frames = FrameCounts {
+        total: plan.total_frames(),
+        rendered,
+    };
 
     let mut pods = PodCounts::default();
     let mut stuck: Vec<(u32, PodProblem)> = Vec::new();
@@ -307,9 +385,10 @@ pub fn roll_up(rj: &RenderJob, seen: &Observed<'_>, now: &Time) -> RenderJobStat
                 _ => {}
             }
             if seen.states.get(*index as usize) == Some(&BatchState::Active)
-                && let Some(p) = stuck_reason(pod) {
-                    stuck.push((*index, p));
-                }
+                && let Some(p) = stuck_reason(pod)
+            {
+                stuck.push((*index, p));
+            }
             if let Some(m) = termination_message(pod) {
                 if let Some(spf) = m.seconds_per_frame.filter(|_| m.frames_rendered > 0) {
                     busy_seconds += spf * f64::from(m.frames_rendered);
@@ -341,9 +420,14 @@ pub fn roll_up(rj: &RenderJob, seen: &Observed<'_>, now: &Time) -> RenderJobStat
 
     // Times: derived from the Jobs, remembered once known (cleaned-up Jobs take theirs along).
     let job_times = |f: fn(&k8s_openapi::api::batch::v1::JobStatus) -> Option<&Time>| {
-        seen.jobs.values().filter_map(move |j| j.status.as_ref().and_then(f).map(|t| t.0))
+        seen.jobs
+            .values()
+            .filter_map(move |j| j.status.as_ref().and_then(f).map(|t| t.0))
     };
-    let start_time = prev.start_time.clone().or_else(|| job_times(|s| s.start_time.as_ref()).min().map(Time));
+    let start_time = prev
+        .start_time
+        .clone()
+        .or_else(|| job_times(|s| s.start_time.as_ref()).min().map(Time));
     let unfinished = batches.pending + batches.active;
     let finished = unfinished == 0;
     let phase = if batches.total > 0 && batches.succeeded == batches.total {
@@ -360,15 +444,24 @@ pub fn roll_up(rj: &RenderJob, seen: &Observed<'_>, now: &Time) -> RenderJobStat
     let terminal = matches!(phase, Phase::Succeeded | Phase::Failed);
     let completion_time = if terminal {
         prev.completion_time.clone().or_else(|| {
-            let failed_at = seen.jobs.values().filter_map(|j| job_condition(j, "Failed")?.last_transition_time.as_ref().map(|t| t.0));
-            job_times(|s| s.completion_time.as_ref()).chain(failed_at).max().map(Time)
+            let failed_at = seen.jobs.values().filter_map(|j| {
+                job_condition(j, "Failed")?
+                    .last_transition_time
+                    .as_ref()
+                    .map(|t| t.0)
+            });
+            job_times(|s| s.completion_time.as_ref())
+                .chain(failed_at)
+                .max()
+                .map(Time)
         })
     } else {
         None
     };
 
     // Time left: mean batch duration so far × the waves of batches still to run.
-    let durations: Vec<(Timestamp, SignedDuration)> = seen.jobs.values().filter_map(|j| job_duration(j)).collect();
+    let durations: Vec<(Timestamp, SignedDuration)> =
+        seen.jobs.values().filter_map(|j| job_duration(j)).collect();
     let estimated_completion_time = if terminal {
         None
     } else if let Some(latest) = durations.iter().map(|(end, _)| *end).max() {
@@ -392,7 +485,11 @@ pub fn roll_up(rj: &RenderJob, seen: &Observed<'_>, now: &Time) -> RenderJobStat
         &mut conditions,
         COMPLETE,
         phase == Phase::Succeeded,
-        if phase == Phase::Succeeded { "AllBatchesSucceeded" } else { "BatchesRemaining" },
+        if phase == Phase::Succeeded {
+            "AllBatchesSucceeded"
+        } else {
+            "BatchesRemaining"
+        },
         format!("{} of {} frames rendered", frames.rendered, frames.total),
         generation,
         now,
@@ -410,7 +507,13 @@ pub fn roll_up(rj: &RenderJob, seen: &Observed<'_>, now: &Time) -> RenderJobStat
         &mut conditions,
         FAILED,
         phase == Phase::Failed,
-        if phase == Phase::Failed { "BatchesFailed" } else if batches.failed > 0 { "BatchFailuresSoFar" } else { "NoFailures" },
+        if phase == Phase::Failed {
+            "BatchesFailed"
+        } else if batches.failed > 0 {
+            "BatchFailuresSoFar"
+        } else {
+            "NoFailures"
+        },
         failed_message,
         generation,
         now,
@@ -430,20 +533,44 @@ pub fn roll_up(rj: &RenderJob, seen: &Observed<'_>, now: &Time) -> RenderJobStat
         (Phase::Pending, None) => (true, "Waiting".to_string(), summary.clone()),
         _ => (true, "Rendering".to_string(), summary.clone()),
     };
-    set_condition(&mut conditions, PROGRESSING, progressing, &reason, message, generation, now);
+    set_condition(
+        &mut conditions,
+        PROGRESSING,
+        progressing,
+        &reason,
+        message,
+        generation,
+        now,
+    );
     set_condition(
         &mut conditions,
         SUSPENDED,
         phase == Phase::Suspended,
-        if phase == Phase::Suspended { "SuspendedByUser" } else { "NotSuspended" },
-        if phase == Phase::Suspended { summary } else { String::new() },
+        if phase == Phase::Suspended {
+            "SuspendedByUser"
+        } else {
+            "NotSuspended"
+        },
+        if phase == Phase::Suspended {
+            summary
+        } else {
+            String::new()
+        },
         generation,
         now,
     );
 
-    let percent = if frames.total > 0 { frames.rendered * 100 / frames.total } else { 0 };
+    let percent = if frames.total > 0 {
+        frames.rendered * 100 / frames.total
+    } else {
+        0
+    };
     // Keep every success ever seen: a cleaned-up Job's batch stays succeeded.
-    let mut recorded = prev.succeeded_batches.as_deref().map(decode_ranges).unwrap_or_default();
+    let mut recorded = prev
+        .succeeded_batches
+        .as_deref()
+        .map(decode_ranges)
+        .unwrap_or_default();
     recorded.extend(succeeded.iter().copied());
     recorded.retain(|i| *i < plan.len());
     RenderJobStatus {
@@ -473,9 +600,33 @@ pub fn invalid(rj: &RenderJob, why: &str, now: &Time) -> RenderJobStatus {
     status.phase = Phase::Failed;
     status.observed_generation = rj.metadata.generation;
     let g = rj.metadata.generation;
-    set_condition(&mut status.conditions, INVALID_SPEC, true, "InvalidSpec", why.to_string(), g, now);
-    set_condition(&mut status.conditions, FAILED, true, "InvalidSpec", why.to_string(), g, now);
-    set_condition(&mut status.conditions, PROGRESSING, false, "InvalidSpec", why.to_string(), g, now);
+    set_condition(
+        &mut status.conditions,
+        INVALID_SPEC,
+        true,
+        "InvalidSpec",
+        why.to_string(),
+        g,
+        now,
+    );
+    set_condition(
+        &mut status.conditions,
+        FAILED,
+        true,
+        "InvalidSpec",
+        why.to_string(),
+        g,
+        now,
+    );
+    set_condition(
+        &mut status.conditions,
+        PROGRESSING,
+        false,
+        "InvalidSpec",
+        why.to_string(),
+        g,
+        now,
+    );
     status
 }
 

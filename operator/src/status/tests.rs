@@ -15,7 +15,12 @@ fn rj(frames_end: i32, batch: i32, suspend: bool) -> RenderJob {
     rj
 }
 
-fn job(index: u32, condition: Option<(&str, &str)>, failed: i32, times: Option<(&str, &str)>) -> Job {
+fn job(
+    index: u32,
+    condition: Option<(&str, &str)>,
+    failed: i32,
+    times: Option<(&str, &str)>,
+) -> Job {
     let conditions: Vec<_> = condition
         .map(|(t, reason)| json!({"type": t, "status": "True", "reason": reason, "message": format!("{t} because {reason}"), "lastTransitionTime": "2026-01-01T00:10:00Z"}))
         .into_iter()
@@ -61,28 +66,64 @@ struct World {
 impl World {
     fn new(rj: RenderJob) -> World {
         let plan = Plan::new(&rj.spec.frames, rj.spec.batch_size).expect("plan");
-        World { rj, plan, jobs: vec![], pods: BTreeMap::new() }
+        World {
+            rj,
+            plan,
+            jobs: vec![],
+            pods: BTreeMap::new(),
+        }
     }
 
     fn status(&self) -> RenderJobStatus {
         let jobs: Vec<&Job> = self.jobs.iter().collect();
         let by_batch = jobs_by_batch("shot", &self.plan, &jobs);
-        let recorded = self.rj.status.as_ref().and_then(|s| s.succeeded_batches.as_deref()).map(decode_ranges).unwrap_or_default();
+        let recorded = self
+            .rj
+            .status
+            .as_ref()
+            .and_then(|s| s.succeeded_batches.as_deref())
+            .map(decode_ranges)
+            .unwrap_or_default();
         let states = batch_states(&self.plan, &by_batch, &recorded);
-        let pods: BTreeMap<u32, Vec<&Pod>> = self.pods.iter().map(|(k, v)| (*k, v.iter().collect())).collect();
-        roll_up(&self.rj, &Observed { plan: &self.plan, states: &states, jobs: &by_batch, pods: &pods }, &now())
+        let pods: BTreeMap<u32, Vec<&Pod>> = self
+            .pods
+            .iter()
+            .map(|(k, v)| (*k, v.iter().collect()))
+            .collect();
+        roll_up(
+            &self.rj,
+            &Observed {
+                plan: &self.plan,
+                states: &states,
+                jobs: &by_batch,
+                pods: &pods,
+            },
+            &now(),
+        )
     }
 }
 
 fn cond<'a>(s: &'a RenderJobStatus, t: &str) -> &'a Condition {
-    s.conditions.iter().find(|c| c.type_ == t).expect("condition present")
+    s.conditions
+        .iter()
+        .find(|c| c.type_ == t)
+        .expect("condition present")
 }
 
 #[test]
 fn nothing_started_is_pending_with_every_batch_waiting() {
     let s = World::new(rj(22, 5, false)).status();
     assert_eq!(s.phase, Phase::Pending);
-    assert_eq!(s.batches, BatchCounts { total: 5, pending: 5, active: 0, succeeded: 0, failed: 0 });
+    assert_eq!(
+        s.batches,
+        BatchCounts {
+            total: 5,
+            pending: 5,
+            active: 0,
+            succeeded: 0,
+            failed: 0
+        }
+    );
     assert_eq!((s.frames.rendered, s.frames.total), (0, 22));
     assert_eq!(s.progress.as_deref(), Some("0%"));
     assert_eq!(cond(&s, COMPLETE).status, "False");
@@ -93,41 +134,94 @@ fn nothing_started_is_pending_with_every_batch_waiting() {
 #[test]
 fn running_counts_frames_of_succeeded_batches_and_estimates_time_left() {
     let mut w = World::new(rj(22, 5, false));
-    w.jobs.push(job(0, Some(("Complete", "")), 0, Some(("2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z"))));
+    w.jobs.push(job(
+        0,
+        Some(("Complete", "")),
+        0,
+        Some(("2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z")),
+    ));
     w.jobs.push(job(1, None, 0, None));
     w.pods.insert(1, vec![pod("Running", json!({}))]);
     let ok = TerminationMessage {
-        outcome: render_contract::Outcome::Succeeded, frames_rendered: 5, frames_skipped: 0, frames_missing: vec![],
-        seconds_per_frame: Some(2.5), device: Some("CPU".into()), blender_version: Some("3.4.1".into()), message: None,
+        outcome: render_contract::Outcome::Succeeded,
+        frames_rendered: 5,
+        frames_skipped: 0,
+        frames_missing: vec![],
+        seconds_per_frame: Some(2.5),
+        device: Some("CPU".into()),
+        blender_version: Some("3.4.1".into()),
+        message: None,
     };
-    w.pods.insert(0, vec![pod("Succeeded", terminated(0, "Completed", &ok.to_json_bounded()))]);
+    w.pods.insert(
+        0,
+        vec![pod(
+            "Succeeded",
+            terminated(0, "Completed", &ok.to_json_bounded()),
+        )],
+    );
     let s = w.status();
     assert_eq!(s.phase, Phase::Running);
-    assert_eq!(s.batches, BatchCounts { total: 5, pending: 3, active: 1, succeeded: 1, failed: 0 });
-    assert_eq!(s.pods, PodCounts { pending: 0, running: 1, succeeded: 1, failed: 0 });
+    assert_eq!(
+        s.batches,
+        BatchCounts {
+            total: 5,
+            pending: 3,
+            active: 1,
+            succeeded: 1,
+            failed: 0
+        }
+    );
+    assert_eq!(
+        s.pods,
+        PodCounts {
+            pending: 0,
+            running: 1,
+            succeeded: 1,
+            failed: 0
+        }
+    );
     assert_eq!(s.frames_summary.as_deref(), Some("5/22"));
     assert_eq!(s.batches_summary.as_deref(), Some("1/5"));
     assert_eq!(s.progress.as_deref(), Some("22%"));
     assert_eq!(s.seconds_per_frame, Some(2.5));
     assert_eq!(s.devices_used, vec!["CPU".to_string()]);
     assert_eq!(s.blender_version.as_deref(), Some("3.4.1"));
-    assert_eq!(s.start_time, Some(Time("2026-01-01T00:00:00Z".parse().expect("t"))));
+    assert_eq!(
+        s.start_time,
+        Some(Time("2026-01-01T00:00:00Z".parse().expect("t")))
+    );
     // 4 batches left at parallelism 2 = 2 waves of 60 s after the last completion.
-    assert_eq!(s.estimated_completion_time, Some(Time("2026-01-01T00:03:00Z".parse().expect("t"))));
+    assert_eq!(
+        s.estimated_completion_time,
+        Some(Time("2026-01-01T00:03:00Z".parse().expect("t")))
+    );
     assert_eq!(s.succeeded_batches.as_deref(), Some("0"));
 }
 
 #[test]
 fn all_batches_succeeded_is_complete() {
     let mut w = World::new(rj(10, 5, false));
-    w.jobs.push(job(0, Some(("Complete", "")), 0, Some(("2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z"))));
-    w.jobs.push(job(1, Some(("Complete", "")), 1, Some(("2026-01-01T00:00:00Z", "2026-01-01T00:02:00Z"))));
+    w.jobs.push(job(
+        0,
+        Some(("Complete", "")),
+        0,
+        Some(("2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z")),
+    ));
+    w.jobs.push(job(
+        1,
+        Some(("Complete", "")),
+        1,
+        Some(("2026-01-01T00:00:00Z", "2026-01-01T00:02:00Z")),
+    ));
     let s = w.status();
     assert_eq!(s.phase, Phase::Succeeded);
     assert_eq!(cond(&s, COMPLETE).status, "True");
     assert_eq!(cond(&s, PROGRESSING).status, "False");
     assert_eq!(s.progress.as_deref(), Some("100%"));
-    assert_eq!(s.completion_time, Some(Time("2026-01-01T00:02:00Z".parse().expect("t"))));
+    assert_eq!(
+        s.completion_time,
+        Some(Time("2026-01-01T00:02:00Z".parse().expect("t")))
+    );
     assert_eq!(s.estimated_completion_time, None);
     assert_eq!(s.succeeded_batches.as_deref(), Some("0-1"));
 }
@@ -135,7 +229,10 @@ fn all_batches_succeeded_is_complete() {
 #[test]
 fn cleaned_up_batches_stay_succeeded() {
     let mut r = rj(10, 5, false);
-    r.status = Some(RenderJobStatus { succeeded_batches: Some("0".into()), ..Default::default() });
+    r.status = Some(RenderJobStatus {
+        succeeded_batches: Some("0".into()),
+        ..Default::default()
+    });
     let mut w = World::new(r);
     w.jobs.push(job(1, None, 0, None));
     let s = w.status();
@@ -148,18 +245,79 @@ fn cleaned_up_batches_stay_succeeded() {
 #[test]
 fn failed_batches_name_frames_attempts_and_reason() {
     let bad_input = TerminationMessage {
-        outcome: render_contract::Outcome::BadInput, frames_rendered: 0, frames_skipped: 0, frames_missing: vec![6, 7],
-        seconds_per_frame: None, device: None, blender_version: None, message: Some("cannot read /data/s.blend".into()),
+        outcome: render_contract::Outcome::BadInput,
+        frames_rendered: 0,
+        frames_skipped: 0,
+        frames_missing: vec![6, 7],
+        seconds_per_frame: None,
+        device: None,
+        blender_version: None,
+        message: Some("cannot read /data/s.blend".into()),
     };
     // (case, Job condition, failed pod, reason, exit code, message)
-    type Case<'a> = (&'a str, (&'a str, &'a str), Option<Pod>, &'a str, Option<i32>, Option<&'a str>);
+    type Case<'a> = (
+        &'a str,
+        (&'a str, &'a str),
+        Option<Pod>,
+        &'a str,
+        Option<i32>,
+        Option<&'a str>,
+    );
     let cases: Vec<Case> = vec![
-        ("oom", ("Failed", "BackoffLimitExceeded"), Some(pod("Failed", terminated(137, "OOMKilled", ""))), "OOMKilled", Some(137), None),
-        ("blender", ("Failed", "BackoffLimitExceeded"), Some(pod("Failed", terminated(75, "Error", "Blender crashed"))), "BlenderError", Some(75), Some("Blender crashed")),
-        ("bad input", ("Failed", "PodFailurePolicy"), Some(pod("Failed", terminated(64, "Error", &bad_input.to_json_bounded()))), "BadInput", Some(64), Some("cannot read /data/s.blend")),
-        ("deadline", ("Failed", "DeadlineExceeded"), Some(pod("Failed", terminated(143, "Error", ""))), "DeadlineExceeded", None, Some("Failed because DeadlineExceeded")),
-        ("no pod left", ("Failed", "BackoffLimitExceeded"), None, "BackoffLimitExceeded", None, Some("Failed because BackoffLimitExceeded")),
-        ("evicted pod only", ("Failed", "BackoffLimitExceeded"), Some(pod("Failed", json!({"reason": "Evicted", "message": "node pressure"}))), "Evicted", None, Some("node pressure")),
+        (
+            "oom",
+            ("Failed", "BackoffLimitExceeded"),
+            Some(pod("Failed", terminated(137, "OOMKilled", ""))),
+            "OOMKilled",
+            Some(137),
+            None,
+        ),
+        (
+            "blender",
+            ("Failed", "BackoffLimitExceeded"),
+            Some(pod("Failed", terminated(75, "Error", "Blender crashed"))),
+            "BlenderError",
+            Some(75),
+            Some("Blender crashed"),
+        ),
+        (
+            "bad input",
+            ("Failed", "PodFailurePolicy"),
+            Some(pod(
+                "Failed",
+                terminated(64, "Error", &bad_input.to_json_bounded()),
+            )),
+            "BadInput",
+            Some(64),
+            Some("cannot read /data/s.blend"),
+        ),
+        (
+            "deadline",
+            ("Failed", "DeadlineExceeded"),
+            Some(pod("Failed", terminated(143, "Error", ""))),
+            "DeadlineExceeded",
+            None,
+            Some("Failed because DeadlineExceeded"),
+        ),
+        (
+            "no pod left",
+            ("Failed", "BackoffLimitExceeded"),
+            None,
+            "BackoffLimitExceeded",
+            None,
+            Some("Failed because BackoffLimitExceeded"),
+        ),
+        (
+            "evicted pod only",
+            ("Failed", "BackoffLimitExceeded"),
+            Some(pod(
+                "Failed",
+                json!({"reason": "Evicted", "message": "node pressure"}),
+            )),
+            "Evicted",
+            None,
+            Some("node pressure"),
+        ),
     ];
     for (name, condition, failed_pod, reason, exit_code, message) in cases {
         let mut w = World::new(rj(10, 5, false));
@@ -171,9 +329,17 @@ fn failed_batches_name_frames_attempts_and_reason() {
         let s = w.status();
         assert_eq!(s.phase, Phase::Failed, "{name}");
         assert_eq!(cond(&s, FAILED).status, "True", "{name}");
-        assert!(cond(&s, FAILED).message.contains("frames 6..10"), "{name}: {}", cond(&s, FAILED).message);
+        assert!(
+            cond(&s, FAILED).message.contains("frames 6..10"),
+            "{name}: {}",
+            cond(&s, FAILED).message
+        );
         let f = &s.failed_batches[0];
-        assert_eq!((f.index, f.frames.as_str(), f.attempts), (1, "6..10", 4), "{name}");
+        assert_eq!(
+            (f.index, f.frames.as_str(), f.attempts),
+            (1, "6..10", 4),
+            "{name}"
+        );
         assert_eq!(f.reason, reason, "{name}");
         assert_eq!(f.exit_code, exit_code, "{name}");
         assert_eq!(f.message.as_deref(), message, "{name}");
@@ -184,7 +350,8 @@ fn failed_batches_name_frames_attempts_and_reason() {
 #[test]
 fn a_failed_batch_does_not_stop_the_others() {
     let mut w = World::new(rj(15, 5, false));
-    w.jobs.push(job(0, Some(("Failed", "BackoffLimitExceeded")), 4, None));
+    w.jobs
+        .push(job(0, Some(("Failed", "BackoffLimitExceeded")), 4, None));
     w.jobs.push(job(1, None, 0, None));
     let s = w.status();
     assert_eq!(s.phase, Phase::Running);
@@ -195,11 +362,20 @@ fn a_failed_batch_does_not_stop_the_others() {
 
 #[test]
 fn stuck_pods_show_why() {
-    let unschedulable = pod("Pending", json!({"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-        "message": "0/4 nodes are available: 4 node(s) didn't match Pod's node affinity/selector."}]}));
-    let image = pod("Pending", json!({"containerStatuses": [{"name": CONTAINER, "image": "i", "imageID": "", "ready": false, "restartCount": 0,
-        "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image \"nope\""}}}]}));
-    for (p, reason, text) in [(unschedulable, "Unschedulable", "didn't match"), (image, "ImagePullBackOff", "Back-off pulling")] {
+    let unschedulable = pod(
+        "Pending",
+        json!({"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+        "message": "0/4 nodes are available: 4 node(s) didn't match Pod's node affinity/selector."}]}),
+    );
+    let image = pod(
+        "Pending",
+        json!({"containerStatuses": [{"name": CONTAINER, "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+        "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image \"nope\""}}}]}),
+    );
+    for (p, reason, text) in [
+        (unschedulable, "Unschedulable", "didn't match"),
+        (image, "ImagePullBackOff", "Back-off pulling"),
+    ] {
         let mut w = World::new(rj(5, 5, false));
         w.jobs.push(job(0, None, 0, None));
         w.pods.insert(0, vec![p]);
@@ -230,10 +406,46 @@ fn transition_times_move_only_on_transitions() {
     assert_eq!(w.status(), first);
     let mut conditions = first.conditions.clone();
     let later = Time("2026-01-02T00:00:00Z".parse().expect("t"));
-    set_condition(&mut conditions, COMPLETE, false, "BatchesRemaining", "x".into(), Some(1), &later);
-    assert_eq!(cond(&RenderJobStatus { conditions: conditions.clone(), ..Default::default() }, COMPLETE).last_transition_time, now());
-    set_condition(&mut conditions, COMPLETE, true, "AllBatchesSucceeded", "x".into(), Some(1), &later);
-    assert_eq!(cond(&RenderJobStatus { conditions, ..Default::default() }, COMPLETE).last_transition_time, later);
+    set_condition(
+        &mut conditions,
+        COMPLETE,
+        false,
+        "BatchesRemaining",
+        "x".into(),
+        Some(1),
+        &later,
+    );
+    assert_eq!(
+        cond(
+            &RenderJobStatus {
+                conditions: conditions.clone(),
+                ..Default::default()
+            },
+            COMPLETE
+        )
+        .last_transition_time,
+        now()
+    );
+    set_condition(
+        &mut conditions,
+        COMPLETE,
+        true,
+        "AllBatchesSucceeded",
+        "x".into(),
+        Some(1),
+        &later,
+    );
+    assert_eq!(
+        cond(
+            &RenderJobStatus {
+                conditions,
+                ..Default::default()
+            },
+            COMPLETE
+        )
+        .last_transition_time,
+        later
+    );
 }
 
 #[test]
@@ -241,7 +453,10 @@ fn ranges_encode_compactly_and_round_trip() {
     let set: BTreeSet<u32> = [0, 1, 2, 3, 4, 7, 9, 10].into_iter().collect();
     assert_eq!(encode_ranges(&set), "0-4,7,9-10");
     assert_eq!(decode_ranges("0-4,7,9-10"), set);
-    assert_eq!(decode_ranges("garbage,3,5-x,9-2"), [3].into_iter().collect());
+    assert_eq!(
+        decode_ranges("garbage,3,5-x,9-2"),
+        [3].into_iter().collect()
+    );
 }
 
 #[test]
