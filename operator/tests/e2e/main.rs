@@ -1,0 +1,9 @@
+//! End-to-end tests against a real kube-apiserver (etcd, controller-manager, scheduler), with
+//! kwok nodes standing in for kubelets. Run with `hack/test.sh` or, against any cluster:
+//! `cargo test -p renderfarm --test e2e -- --ignored`.
+
+mod harness;
+
+mod lifecycle;
+mod render;
+mod validation;
