@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# All of renderfarm's tests: lint, unit and property tests, then the end-to-end suite against a
+# freshly started local control plane (torn down at the end). Prints each stage's time.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+T0=$(date +%s)
+RESULTS=$(mktemp)
+trap 'rm -f "$RESULTS"' EXIT
+stage() { printf '\n=== %s (%s)\n' "$1" "$(date +%H:%M:%S)"; STAGE_T=$(date +%s); }
+done_stage() { printf '=== %s took %ss\n' "$1" "$(($(date +%s) - STAGE_T))"; }
+# cargo test, keeping its summary lines for the total at the end.
+ctest() { cargo test "$@" 2>&1 | tee -a "$RESULTS"; return "${PIPESTATUS[0]}"; }
+
+stage deps
+hack/deps.sh
+done_stage deps
+
+stage lint
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+shellcheck hack/*.sh .ci/run
+done_stage lint
+
+stage "unit and property tests"
+ctest --workspace --locked
+done_stage "unit and property tests"
+
+stage "local cluster"
+hack/cluster.sh up
+cleanup() { hack/cluster.sh down >/dev/null 2>&1 || true; rm -f "$RESULTS"; }
+trap cleanup EXIT
+eval "$(hack/cluster.sh env)"
+kubectl version
+done_stage "local cluster"
+
+stage "end-to-end suite (real API server, kwok nodes)"
+./target/debug/renderfarm-operator crd | kubectl apply --dry-run=client -f -
+ctest -p renderfarm --test e2e --locked -- --ignored --test-threads 4
+done_stage "end-to-end suite (real API server, kwok nodes)"
+
+passed=$(grep -o '[0-9]* passed' "$RESULTS" | awk '{s += $1} END {print s + 0}')
+failed=$(grep -o '[0-9]* failed' "$RESULTS" | awk '{s += $1} END {print s + 0}')
+printf '\nall stages took %ss\n' "$(($(date +%s) - T0))"
+printf 'renderfarm: %s passed, %s failed\n' "$passed" "$failed"
