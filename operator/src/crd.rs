@@ -417,16 +417,19 @@ mod tests {
     use super::*;
     use kube::CustomResourceExt;
 
-    /// The CRD checked in at `crds/renderjob.yaml` must be what the Rust types generate.
+    /// The CRD checked in at `crds/renderjob.yaml`, and the chart's copy, must be what the Rust
+    /// types generate.
     #[test]
-    fn checked_in_crd_matches_the_types() {
+    fn checked_in_crds_match_the_types() {
         let generated = crate::crd_yaml().expect("CRD serialises");
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/renderjob.yaml");
-        let checked_in = std::fs::read_to_string(path).unwrap_or_default();
-        assert!(
-            generated == checked_in,
-            "crds/renderjob.yaml is out of date: run `cargo run -p renderfarm -- crd > crds/renderjob.yaml`"
-        );
+        for path in ["crds/renderjob.yaml", "charts/renderfarm/crds/renderjob.yaml"] {
+            let full = format!("{}/../{path}", env!("CARGO_MANIFEST_DIR"));
+            let checked_in = std::fs::read_to_string(&full).unwrap_or_default();
+            assert!(
+                generated == checked_in,
+                "{path} is out of date: run `cargo run -p renderfarm -- crd | tee crds/renderjob.yaml > charts/renderfarm/crds/renderjob.yaml`"
+            );
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 mod harness;
 
+mod chart;
 mod lifecycle;
 mod render;
 mod validation;

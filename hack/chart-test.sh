@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Static and server-side checks of the Helm chart (needs helm and a cluster in $KUBECONFIG):
+# lint, render every option and validate the objects on the real API server, and refuse values
+# of the wrong type through values.schema.json.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+CHART=charts/renderfarm
+fail() { echo "chart-test: $*" >&2; exit 1; }
+
+cmp -s crds/renderjob.yaml "$CHART/crds/renderjob.yaml" || fail "chart CRD differs from crds/renderjob.yaml"
+helm lint --strict "$CHART"
+helm lint --strict "$CHART" --set watchNamespace=studio --set storage.create=true \
+  --set metrics.serviceMonitor.enabled=true --set grafanaDashboard.enabled=true --set networkPolicy.enabled=true
+
+# Every template, both RBAC modes and both storage types, checked by the API server itself
+# (kubeconform needs schema downloads this machine cannot make; the API server is stricter).
+kubectl apply --server-side -f crds/renderjob.yaml >/dev/null
+kubectl create namespace chart-test --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+for values in "" \
+  "--set watchNamespace=chart-test --set storage.create=true --set storage.type=hostPath --set networkPolicy.enabled=true --set grafanaDashboard.enabled=true" \
+  "--set storage.create=true --set storage.type=storageClass"; do
+  # shellcheck disable=SC2086 # word splitting of the value flags is intended
+  helm template rf "$CHART" --namespace chart-test $values | kubectl apply --dry-run=server -f - >/dev/null \
+    || fail "server-side validation failed for: ${values:-defaults}"
+  echo "chart-test: API server accepts the chart with ${values:-default values}"
+done
+
+# The values schema refuses wrong types with a clear message.
+for bad in "replicaCount=two" "logFormat=xml" "metrics.port=99999" "storage.type=nfs"; do
+  if out=$(helm template rf "$CHART" --set "$bad" 2>&1); then
+    fail "values $bad were accepted"
+  fi
+  grep -q "values don't meet the specifications of the schema" <<<"$out" || fail "unclear error for $bad: $out"
+  echo "chart-test: refused $bad: $(grep -m1 -E 'replicaCount|logFormat|port|type' <<<"$out" | sed 's/^ *//')"
+done
+
+# The examples are valid RenderJobs.
+kubectl apply --dry-run=server -f examples/renderjob.yaml -f examples/gpu-renderjob.yaml -n chart-test
+kubectl delete namespace chart-test --wait=false >/dev/null
+echo "chart-test: ok"
