@@ -422,7 +422,10 @@ mod tests {
     #[test]
     fn checked_in_crds_match_the_types() {
         let generated = crate::crd_yaml().expect("CRD serialises");
-        for path in ["crds/renderjob.yaml", "charts/renderfarm/crds/renderjob.yaml"] {
+        for path in [
+            "crds/renderjob.yaml",
+            "charts/renderfarm/crds/renderjob.yaml",
+        ] {
             let full = format!("{}/../{path}", env!("CARGO_MANIFEST_DIR"));
             let checked_in = std::fs::read_to_string(&full).unwrap_or_default();
             assert!(

@@ -9,6 +9,7 @@ pub mod controller;
 pub mod crd;
 pub mod http;
 pub mod job;
+pub mod leader;
 pub mod metrics;
 pub mod plan;
 pub mod status;
@@ -31,6 +32,8 @@ pub enum Error {
     Io(#[from] std::io::Error),
     #[error("invalid configuration: {0}")]
     Config(String),
+    #[error("leader election: {0}")]
+    Leader(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -44,6 +47,7 @@ impl Error {
             Error::MissingObjectKey(_) => "object",
             Error::Io(_) => "io",
             Error::Config(_) => "config",
+            Error::Leader(_) => "leader",
         }
     }
 }

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use renderfarm::controller::{self, Settings};
 use renderfarm::http::{self, Health};
 use renderfarm::job::JobConfig;
+use renderfarm::leader::{self, LeaderSettings};
 use renderfarm::metrics::Metrics;
 use renderfarm::telemetry::{self, LogFormat};
 
@@ -54,9 +55,18 @@ struct RunArgs {
     /// Log format.
     #[arg(long, env = "RENDERFARM_LOG_FORMAT", value_enum, default_value_t)]
     log_format: LogFormat,
-    /// This instance's name in Events (the chart sets the pod name).
+    /// This instance's name in Events and in the leader lease (the chart sets the pod name).
     #[arg(long, env = "POD_NAME")]
     instance: Option<String>,
+    /// Reconcile only while holding a Lease, so several replicas can run.
+    #[arg(long, env = "RENDERFARM_LEADER_ELECT")]
+    leader_elect: bool,
+    /// Namespace of the leader Lease (the chart sets the release namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// Seconds the lease is valid without renewal; a standby takes over after that.
+    #[arg(long, env = "RENDERFARM_LEASE_SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..=300))]
+    lease_seconds: u64,
 }
 
 #[tokio::main]
@@ -81,6 +91,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         ready: ready.clone(),
     };
+    let identity = args
+        .instance
+        .clone()
+        .unwrap_or_else(|| format!("renderfarm-operator-{}", std::process::id()));
     let settings = Settings {
         job: JobConfig {
             image: args.node_image,
@@ -89,9 +103,23 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         namespace: args.namespace,
         instance: args.instance,
     };
+    let controller = controller::run(client.clone(), settings, metrics, ready);
+    let work = async {
+        if args.leader_elect {
+            let lease = LeaderSettings {
+                lease_name: "renderfarm-operator".into(),
+                namespace: args.lease_namespace,
+                identity,
+                lease_seconds: args.lease_seconds,
+            };
+            leader::run_as_leader(client, &lease, controller).await
+        } else {
+            controller.await
+        }
+    };
     tokio::select! {
         res = http::serve(args.listen, health) => res?,
-        res = controller::run(client, settings, metrics, ready) => res?,
+        res = work => res?,
     }
     Ok(())
 }

@@ -16,20 +16,34 @@ use serde_json::json;
 use crate::harness::{Env, kubectl, status};
 
 fn helm(args: &[&str]) -> Result<String> {
-    let out = Command::new("helm").args(args).output().context("running helm (is it on PATH?)")?;
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("helm")
+        .args(args)
+        .output()
+        .context("running helm (is it on PATH?)")?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     ensure!(out.status.success(), "helm {args:?} failed: {text}");
     Ok(text)
 }
 
 fn chart() -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../charts/renderfarm").display().to_string()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../charts/renderfarm")
+        .display()
+        .to_string()
 }
 
 /// A kubeconfig for the same cluster that authenticates with `token` instead of admin certs.
 fn token_kubeconfig(path: &std::path::Path, token: &str) -> Result<()> {
     let admin = Kubeconfig::read().context("reading the admin kubeconfig")?;
-    let cluster = admin.clusters.first().and_then(|c| c.cluster.clone()).context("no cluster in kubeconfig")?;
+    let cluster = admin
+        .clusters
+        .first()
+        .and_then(|c| c.cluster.clone())
+        .context("no cluster in kubeconfig")?;
     let config = json!({
         "apiVersion": "v1", "kind": "Config",
         "clusters": [{"name": "c", "cluster": cluster}],
@@ -48,11 +62,22 @@ async fn chart_rbac_is_enough_and_no_more() -> Result<()> {
     let release = env.ns.clone();
     // Namespaced mode: a Role in the test namespace; the operator runs here with its token.
     helm(&[
-        "install", &release, &chart(), "--namespace", &env.ns, "--wait=false",
-        "--set", &format!("watchNamespace={}", env.ns), "--set", "replicaCount=0",
+        "install",
+        &release,
+        &chart(),
+        "--namespace",
+        &env.ns,
+        "--wait=false",
+        "--set",
+        &format!("watchNamespace={}", env.ns),
+        "--set",
+        "replicaCount=0",
     ])?;
     let deployments: Api<Deployment> = Api::namespaced(env.client.clone(), &env.ns);
-    ensure!(deployments.list(&ListParams::default()).await?.items.len() == 1, "the Deployment was not installed");
+    ensure!(
+        deployments.list(&ListParams::default()).await?.items.len() == 1,
+        "the Deployment was not installed"
+    );
 
     let sa = format!("{release}-renderfarm");
     let (ok, token) = kubectl(&["create", "token", &sa, "-n", &env.ns, "--duration", "1h"])?;
@@ -60,16 +85,38 @@ async fn chart_rbac_is_enough_and_no_more() -> Result<()> {
     let kubeconfig = std::env::temp_dir().join(format!("{}-operator.kubeconfig", env.ns));
     token_kubeconfig(&kubeconfig, token.trim())?;
     let kc = kubeconfig.display().to_string();
-    env.start_operator_with(&[], &[("KUBECONFIG", kc.as_str())])?;
-    env.create("rbac", json!({"frames": {"start": 1, "end": 6}, "batchSize": 2})).await?;
-    let rj = env.wait_phase("rbac", "Succeeded", Duration::from_secs(120)).await?;
+    // As the chart runs it: with leader election, under the ServiceAccount's token.
+    env.start_operator_with(
+        &["--leader-elect", "--lease-namespace", &env.ns.clone()],
+        &[("KUBECONFIG", kc.as_str())],
+    )?;
+    env.create(
+        "rbac",
+        json!({"frames": {"start": 1, "end": 6}, "batchSize": 2}),
+    )
+    .await?;
+    let rj = env
+        .wait_phase("rbac", "Succeeded", Duration::from_secs(120))
+        .await?;
     assert_eq!(status(&rj).batches.succeeded, 3);
-    let events = kubectl(&["get", "events", "-n", &env.ns, "-o", "custom-columns=REASON:.reason"])?.1;
-    assert!(events.contains("RenderComplete"), "the operator could not record events: {events}");
+    let events = kubectl(&[
+        "get",
+        "events",
+        "-n",
+        &env.ns,
+        "-o",
+        "custom-columns=REASON:.reason",
+    ])?
+    .1;
+    assert!(
+        events.contains("RenderComplete"),
+        "the operator could not record events: {events}"
+    );
 
     // And no more than that.
     let options = KubeConfigOptions::default();
-    let config = kube::Config::from_custom_kubeconfig(Kubeconfig::read_from(&kubeconfig)?, &options).await?;
+    let config =
+        kube::Config::from_custom_kubeconfig(Kubeconfig::read_from(&kubeconfig)?, &options).await?;
     let as_operator = kube::Client::try_from(config)?;
     let forbidden = |r: kube::Result<()>, what: &str| -> Result<()> {
         match r {
@@ -79,18 +126,46 @@ async fn chart_rbac_is_enough_and_no_more() -> Result<()> {
         }
     };
     let secrets: Api<Secret> = Api::namespaced(as_operator.clone(), &env.ns);
-    forbidden(secrets.list(&ListParams::default()).await.map(|_| ()), "list secrets")?;
+    forbidden(
+        secrets.list(&ListParams::default()).await.map(|_| ()),
+        "list secrets",
+    )?;
     forbidden(secrets.get("anything").await.map(|_| ()), "read a secret")?;
     let cms: Api<ConfigMap> = Api::namespaced(as_operator.clone(), &env.ns);
-    forbidden(cms.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "x"}}))?).await.map(|_| ()), "create configmaps")?;
+    forbidden(
+        cms.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "x"}}))?,
+        )
+        .await
+        .map(|_| ()),
+        "create configmaps",
+    )?;
     let deps: Api<Deployment> = Api::namespaced(as_operator.clone(), &env.ns);
-    forbidden(deps.list(&ListParams::default()).await.map(|_| ()), "list deployments")?;
+    forbidden(
+        deps.list(&ListParams::default()).await.map(|_| ()),
+        "list deployments",
+    )?;
     let rjs: Api<renderfarm::crd::RenderJob> = Api::namespaced(as_operator.clone(), &env.ns);
-    forbidden(rjs.delete("rbac", &Default::default()).await.map(|_| ()), "delete RenderJobs")?;
-    let all_jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(as_operator.clone(), "default");
-    forbidden(all_jobs.list(&ListParams::default()).await.map(|_| ()), "list Jobs outside its namespace")?;
+    forbidden(
+        rjs.delete("rbac", &Default::default()).await.map(|_| ()),
+        "delete RenderJobs",
+    )?;
+    let all_jobs: Api<k8s_openapi::api::batch::v1::Job> =
+        Api::namespaced(as_operator.clone(), "default");
+    forbidden(
+        all_jobs.list(&ListParams::default()).await.map(|_| ()),
+        "list Jobs outside its namespace",
+    )?;
 
     helm(&["uninstall", &release, "--namespace", &env.ns, "--wait"])?;
-    ensure!(deployments.list(&ListParams::default()).await?.items.is_empty(), "helm uninstall left the Deployment");
+    ensure!(
+        deployments
+            .list(&ListParams::default())
+            .await?
+            .items
+            .is_empty(),
+        "helm uninstall left the Deployment"
+    );
     Ok(())
 }
