@@ -13,6 +13,23 @@ pub enum ProgressEvent {
         skipped: Vec<i32>,
         device: String,
     },
+    /// Blender loaded the scene and picked its device: the device the frames render on
+    /// (`CPU` after a fallback), with the GPUs' names when it has some.
+    Device {
+        requested: String,
+        used: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        fallback: bool,
+    },
+    /// Blender is ready and starts rendering; `startup_seconds` is the time from starting
+    /// Blender to its first frame (loading the program and the .blend file).
+    Rendering {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        blender_version: Option<String>,
+        startup_seconds: f64,
+    },
     /// Blender started a frame.
     FrameStarted { frame: i32 },
     /// Cycles/Eevee sample progress within a frame.
@@ -26,6 +43,9 @@ pub enum ProgressEvent {
     },
     /// A line from Blender that says something went wrong.
     BlenderError { message: String },
+    /// Something the user should know that does not fail the batch (a CPU fallback, frames
+    /// outside the scene's range, a partial file removed after an interrupted render).
+    Warning { message: String },
     /// The batch ended; mirrors the termination message.
     Done {
         rendered: u32,
@@ -62,5 +82,29 @@ mod tests {
             r#"{"event":"frame_saved","frame":3,"path":"/o/f_0003.png","seconds":0.25}"#
         );
         assert_eq!(serde_json::from_str::<ProgressEvent>(&line).ok(), Some(e));
+    }
+
+    #[test]
+    fn device_event_omits_what_it_does_not_know() {
+        let e = ProgressEvent::Device {
+            requested: "CUDA".into(),
+            used: "CPU".into(),
+            detail: None,
+            fallback: true,
+        };
+        let line = e.to_line();
+        assert_eq!(
+            line,
+            r#"{"event":"device","requested":"CUDA","used":"CPU","fallback":true}"#
+        );
+        assert_eq!(serde_json::from_str::<ProgressEvent>(&line).ok(), Some(e));
+        let cpu = r#"{"event":"device","requested":"CPU","used":"CPU"}"#;
+        assert!(matches!(
+            serde_json::from_str::<ProgressEvent>(cpu),
+            Ok(ProgressEvent::Device {
+                fallback: false,
+                ..
+            })
+        ));
     }
 }

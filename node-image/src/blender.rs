@@ -1,226 +1,240 @@
-//! Runs Blender once for a batch, streams its output as progress events, forwards SIGTERM.
+//! Runs Blender once for a batch: builds its command line, streams its output through the
+//! [`Tracker`], and forwards SIGTERM/SIGINT to it.
 
-use std::process::Stdio;
-use std::time::Instant;
+use std::io;
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
-use render_contract::{Device, ProgressEvent, RenderArgs};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use render_contract::{ProgressEvent, RenderArgs};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc;
 
 use crate::check::blender_frames;
-use crate::parse::{Line, is_bad_input, parse};
+use crate::tracker::Tracker;
 
-/// What Blender did.
-#[derive(Debug, Default)]
-pub struct Run {
-    pub exit_code: Option<i32>,
-    pub terminated: bool,
-    pub errors: Vec<String>,
-    pub device: Option<String>,
-    pub version: Option<String>,
-    /// Render seconds per saved frame, from Blender's own `Time:` lines or the wall clock.
-    pub frame_seconds: Vec<f64>,
+/// How long Blender may take to stop after SIGTERM before it is killed.
+const GRACE: Duration = Duration::from_secs(10);
+
+const DEVICE_SCRIPT: &str = include_str!("device.py");
+
+/// The Python run inside Blender before rendering (see `device.py`).
+pub fn device_script(args: &RenderArgs) -> String {
+    DEVICE_SCRIPT
+        .replace("@DEVICE@", args.device.as_str())
+        .replace(
+            "@FALLBACK@",
+            if args.allow_cpu_fallback {
+                "True"
+            } else {
+                "False"
+            },
+        )
 }
 
-impl Run {
-    pub fn bad_input(&self) -> bool {
-        self.errors.iter().any(|e| is_bad_input(e))
-    }
-}
-
-/// Python run inside Blender before rendering: picks the Cycles device and prints the one used.
-/// A GPU that is not there is an error (exit 64 through `--python-exit-code`) unless fallback
-/// is allowed.
-fn device_script(device: Device, fallback: bool) -> String {
-    let fallback = if fallback { "True" } else { "False" };
-    format!(
-        r#"
-import bpy
-want, fallback = "{device}", {fallback}
-scene = bpy.context.scene
-if scene.render.engine != "CYCLES" or want == "CPU":
-    if scene.render.engine == "CYCLES":
-        scene.cycles.device = "CPU"
-    print("RENDER_NODE_DEVICE=CPU", flush=True)
-else:
-    prefs = bpy.context.preferences.addons["cycles"].preferences
-    found = []
-    try:
-        prefs.compute_device_type = want
-        prefs.get_devices()
-        found = [d for d in prefs.devices if d.type == want]
-    except Exception as e:
-        print("render-node: cannot select", want, ":", e, flush=True)
-    if found:
-        for d in prefs.devices:
-            d.use = d.type == want
-        scene.cycles.device = "GPU"
-        print("RENDER_NODE_DEVICE=" + want + " (" + ", ".join(d.name for d in found) + ")", flush=True)
-    elif fallback:
-        scene.cycles.device = "CPU"
-        print("render-node: no " + want + " device found; falling back to CPU as allowed", flush=True)
-        print("RENDER_NODE_DEVICE=CPU", flush=True)
-    else:
-        print("RENDER_NODE_ERROR: no " + want + " device found (use --allow-cpu-fallback to render on CPU)", flush=True)
-        raise SystemExit(64)
-"#,
-        device = device.as_str(),
-    )
-}
-
-/// The Blender command line; order matters: output, format and engine before the frames.
+/// Blender's arguments. Order matters: Blender applies them left to right, so the output,
+/// format, engine, threads and device script come before `-f`, which renders; what follows
+/// `--` is for Cycles.
 pub fn command_line(args: &RenderArgs, frames: &[i32]) -> Vec<String> {
-    let mut argv = vec![
-        "-b".to_string(),
+    let mut argv: Vec<String> = vec![
+        "-b".into(),
         args.blend_file.display().to_string(),
-        "-o".to_string(),
+        "-o".into(),
         args.output.clone(),
-        "-F".to_string(),
-        args.format.as_str().to_string(),
-        "-x".to_string(),
-        "1".to_string(),
-        "-E".to_string(),
-        args.engine.as_str().to_string(),
+        "-F".into(),
+        args.format.as_str().into(),
+        "-x".into(),
+        "1".into(),
+        "-E".into(),
+        args.engine.as_str().into(),
     ];
     if args.threads > 0 {
-        argv.extend(["-t".to_string(), args.threads.to_string()]);
+        argv.extend(["-t".into(), args.threads.to_string()]);
     }
     argv.extend([
-        "--python-exit-code".to_string(),
-        "64".to_string(),
-        "--python-expr".to_string(),
-        device_script(args.device, args.allow_cpu_fallback),
-        "-f".to_string(),
+        "--python-exit-code".into(),
+        "1".into(),
+        "--python-expr".into(),
+        device_script(args),
+        "-f".into(),
         blender_frames(frames),
+        "--".into(),
+        "--cycles-device".into(),
+        args.device.as_str().into(),
     ]);
     argv
+}
+
+/// SIGTERM and SIGINT, listened to from the start so that neither kills render-node.
+pub struct Stop {
+    term: Signal,
+    int: Signal,
+}
+
+impl Stop {
+    pub fn listen() -> io::Result<Stop> {
+        Ok(Stop {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
+}
+
+/// How Blender ended.
+#[derive(Debug)]
+pub struct Ended {
+    pub status: ExitStatus,
+    /// The signal render-node received and passed on, if any.
+    pub stopped_by: Option<&'static str>,
+    /// Blender did not stop within [`GRACE`] and was killed.
+    pub killed: bool,
+    /// When Blender started (files written after this were written by this run).
+    pub spawned: std::time::SystemTime,
 }
 
 fn emit(event: &ProgressEvent) {
     println!("{}", event.to_line());
 }
 
-/// Run Blender on `frames`, printing progress; SIGTERM/SIGINT are forwarded to Blender.
-pub async fn render(args: &RenderArgs, frames: &[i32]) -> std::io::Result<Run> {
-    let mut child = Command::new(&args.blender)
-        .args(command_line(args, frames))
+/// Signal Blender's whole process group.
+fn signal_group(pgid: u32, sig: libc::c_int) {
+    // SAFETY: kill(2) on the process group of a child we spawned and have not reaped yet.
+    unsafe {
+        libc::kill(-(pgid as libc::pid_t), sig);
+    }
+}
+
+fn forward_lines<R: AsyncRead + Unpin + Send + 'static>(
+    stream: R,
+    tx: mpsc::UnboundedSender<String>,
+) {
+    tokio::spawn(async move {
+        let mut reader = BufReader::new(stream);
+        let mut buf = Vec::new();
+        // Bytes, not `lines()`: a path that is not UTF-8 must not stop the reading (and block
+        // Blender on a full pipe).
+        while let Ok(n) = reader.read_until(b'\n', &mut buf).await {
+            if n == 0
+                || tx
+                    .send(
+                        String::from_utf8_lossy(&buf)
+                            .trim_end_matches(['\n', '\r'])
+                            .to_string(),
+                    )
+                    .is_err()
+            {
+                break;
+            }
+            buf.clear();
+        }
+    });
+}
+
+/// Run Blender on `todo` (frame, expected file), printing progress events on stdout and
+/// Blender's other lines on stderr.
+pub async fn render(
+    args: &RenderArgs,
+    todo: &[(i32, String)],
+    stop: &mut Stop,
+) -> io::Result<(Tracker, Ended)> {
+    let frames: Vec<i32> = todo.iter().map(|(f, _)| *f).collect();
+    let mut cmd = Command::new(&args.blender);
+    cmd.args(command_line(args, &frames))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()?;
-    let pid = child.id();
-    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
-    for stream in [
-        child
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
-        child
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stream).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if tx.send(line).is_err() {
-                    break;
-                }
+        .process_group(0)
+        .kill_on_drop(true);
+    // SAFETY: prctl(2) only, between fork and exec: Blender dies with render-node, even when
+    // render-node is killed with SIGKILL, so it never outlives it.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
             }
+            Ok(())
         });
+    }
+    let spawned_at = std::time::SystemTime::now();
+    let spawned = Instant::now();
+    let mut child = cmd.spawn()?;
+    let pgid = child.id().unwrap_or(0);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    if let Some(out) = child.stdout.take() {
+        forward_lines(out, tx.clone());
+    }
+    if let Some(err) = child.stderr.take() {
+        forward_lines(err, tx.clone());
     }
     drop(tx);
 
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut run = Run::default();
-    let mut current: Option<(i32, Instant)> = None;
-    let mut pending_save: Option<(i32, String, Instant)> = None;
-    let flush =
-        |pending: &mut Option<(i32, String, Instant)>, run: &mut Run, seconds: Option<f64>| {
-            if let Some((frame, path, started)) = pending.take() {
-                let s = seconds.unwrap_or_else(|| started.elapsed().as_secs_f64());
-                run.frame_seconds.push(s);
-                emit(&ProgressEvent::FrameSaved {
-                    frame,
-                    path,
-                    seconds: Some((s * 1000.0).round() / 1000.0),
-                });
-            }
-        };
+    let mut tracker = Tracker::new(spawned, args.device.as_str(), todo);
+    let mut stopped_by = None;
+    let mut killed = false;
+    let deadline = tokio::time::sleep(Duration::MAX / 4);
+    tokio::pin!(deadline);
     loop {
         tokio::select! {
             line = rx.recv() => {
                 let Some(line) = line else { break };
-                match parse(&line) {
-                    Line::Version(v) => run.version = Some(v),
-                    Line::Device(d) => {
-                        run.device = Some(d.split_whitespace().next().unwrap_or("CPU").to_string());
-                        eprintln!("render-node: rendering on {d}");
-                    }
-                    Line::Frame { frame, samples } => {
-                        if current.map(|(f, _)| f) != Some(frame) {
-                            flush(&mut pending_save, &mut run, None);
-                            current = Some((frame, Instant::now()));
-                            emit(&ProgressEvent::FrameStarted { frame });
-                        }
-                        if let Some((done, total)) = samples
-                            && (done == total || done % 16 == 0) {
-                                emit(&ProgressEvent::Samples { frame, done, total });
-                            }
-                    }
-                    Line::Saved(path) => {
-                        flush(&mut pending_save, &mut run, None);
-                        let (frame, started) = current.unwrap_or((0, Instant::now()));
-                        pending_save = Some((frame, path, started));
-                    }
-                    Line::FrameTime(t) => flush(&mut pending_save, &mut run, Some(t)),
-                    Line::Error(e) => {
-                        eprintln!("blender: {e}");
-                        emit(&ProgressEvent::BlenderError { message: e.clone() });
-                        run.errors.push(e);
-                    }
-                    Line::Other => {
-                        if !line.trim().is_empty() {
-                            eprintln!("blender: {line}");
-                        }
-                    }
+                for event in tracker.line(&line, Instant::now()) {
+                    emit(&event);
+                }
+                if Tracker::echo(&line) {
+                    eprintln!("blender: {line}");
                 }
             }
-            _ = term.recv() => { forward(pid); run.terminated = true; }
-            _ = int.recv() => { forward(pid); run.terminated = true; }
+            name = stop.recv(), if stopped_by.is_none() => {
+                eprintln!("render-node: {name} received, stopping Blender");
+                stopped_by = Some(name);
+                if pgid != 0 {
+                    signal_group(pgid, libc::SIGTERM);
+                }
+                deadline.as_mut().reset(tokio::time::Instant::now() + GRACE);
+            }
+            _ = &mut deadline, if !killed => {
+                eprintln!("render-node: Blender did not stop within {GRACE:?}; killing it");
+                killed = true;
+                if pgid != 0 {
+                    signal_group(pgid, libc::SIGKILL);
+                }
+            }
         }
     }
-    flush(&mut pending_save, &mut run, None);
+    for event in tracker.finish(Instant::now()) {
+        emit(&event);
+    }
     let status = child.wait().await?;
-    run.exit_code = status.code();
-    Ok(run)
-}
-
-/// Pass the stop request on to Blender (SIGTERM stops it at once, leaving no partial file).
-fn forward(pid: Option<u32>) {
-    if let Some(pid) = pid {
-        // SAFETY: kill(2) with a pid we spawned and still wait on; no memory is involved.
-        unsafe {
-            libc::kill(pid as libc::pid_t, libc::SIGTERM);
-        }
+    // Anything left in Blender's group (it starts no helpers, but a scene's Python could).
+    if pgid != 0 {
+        signal_group(pgid, libc::SIGKILL);
     }
+    Ok((
+        tracker,
+        Ended {
+            status,
+            stopped_by,
+            killed,
+            spawned: spawned_at,
+        },
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use render_contract::FrameSet;
+    use render_contract::{Device, FrameSet};
 
     #[test]
-    fn output_format_and_engine_come_before_the_frames() {
+    fn everything_that_configures_the_render_comes_before_the_frames() {
         let mut a = RenderArgs::new(
             "/d/s.blend",
             FrameSet::Range {
@@ -231,15 +245,40 @@ mod tests {
             "/d/o/f_####",
         );
         a.threads = 4;
-        let argv = command_line(&a, &[1, 3]);
+        a.device = Device::Cuda;
+        let argv = command_line(&a, &[1, 3, 4]);
         let at = |flag: &str| argv.iter().position(|x| x == flag).unwrap_or(usize::MAX);
-        assert!(
-            at("-o") < at("-f")
-                && at("-F") < at("-f")
-                && at("-E") < at("-f")
-                && at("--python-expr") < at("-f")
-        );
-        assert_eq!(argv.last().map(String::as_str), Some("1,3"));
+        assert_eq!(&argv[..2], ["-b", "/d/s.blend"]);
+        for flag in [
+            "-o",
+            "-F",
+            "-x",
+            "-E",
+            "-t",
+            "--python-exit-code",
+            "--python-expr",
+        ] {
+            assert!(at(flag) < at("-f"), "{flag} must come before -f: {argv:?}");
+        }
+        assert_eq!(argv[at("-f") + 1], "1,3..4");
         assert_eq!(argv[at("-t") + 1], "4");
+        assert_eq!(&argv[at("-f") + 2..], ["--", "--cycles-device", "CUDA"]);
+    }
+
+    #[test]
+    fn device_script_is_filled_in() {
+        let mut a = RenderArgs::new("/d/s.blend", FrameSet::List(vec![1]), "/d/o/f_####");
+        a.device = Device::Optix;
+        a.allow_cpu_fallback = true;
+        let script = device_script(&a);
+        assert!(script.contains("WANT = \"OPTIX\"") && script.contains("FALLBACK = True"));
+        assert!(!script.contains('@'));
+        assert_eq!(
+            command_line(&a, &[1])
+                .iter()
+                .filter(|x| x.as_str() == "-t")
+                .count(),
+            0
+        );
     }
 }

@@ -1,0 +1,96 @@
+//! One batch, start to end: check the input, skip frames on disk, run Blender once for the rest,
+//! verify every file, and leave the termination message.
+
+use std::os::unix::process::ExitStatusExt;
+
+use render_contract::{Outcome, ProgressEvent, RenderArgs, TerminationMessage};
+
+use crate::blender::{self, Stop};
+use crate::report::{self, Facts};
+use crate::{check, tracker};
+
+pub async fn run(args: RenderArgs, mut stop: Stop) -> i32 {
+    let log = args.termination_log.clone();
+    let args = match check::absolute(args).and_then(|a| check::input(&a).map(|()| a)) {
+        Ok(args) => args,
+        Err(why) => return report::finish(&log, &report::plain(Outcome::BadInput, why)),
+    };
+    let (todo, skipped) = check::missing(&args);
+    println!(
+        "{}",
+        ProgressEvent::Start {
+            frames: args.frames.frames(),
+            to_render: todo.iter().map(|(f, _)| *f).collect(),
+            skipped: skipped.clone(),
+            device: args.device.as_str().to_string(),
+        }
+        .to_line()
+    );
+    if todo.is_empty() {
+        let mut msg = report::plain(Outcome::Succeeded, "every frame was already on disk");
+        msg.frames_skipped = skipped.len() as u32;
+        return report::finish(&log, &msg);
+    }
+
+    let oom_before = report::oom_kills();
+    let (tracker, ended) = match blender::render(&args, &todo, &mut stop).await {
+        Ok(done) => done,
+        Err(e) => {
+            let why = format!("cannot run Blender ({}): {e}", args.blender.display());
+            let mut msg = report::plain(Outcome::RenderFailed, why);
+            msg.frames_skipped = skipped.len() as u32;
+            msg.frames_missing = todo.iter().map(|(f, _)| *f).collect();
+            return report::finish(&log, &msg);
+        }
+    };
+    let clean = ended.status.success() && ended.stopped_by.is_none();
+    let mut warnings = tracker.warnings.clone();
+    if !clean {
+        let removed = check::remove_partial(&todo, &tracker.saved, ended.spawned);
+        if !removed.is_empty() {
+            let text = format!(
+                "removed frames {removed:?}, written but never reported saved by Blender (possibly cut short)"
+            );
+            println!(
+                "{}",
+                ProgressEvent::Warning {
+                    message: text.clone()
+                }
+                .to_line()
+            );
+            warnings.push(text);
+        }
+    }
+    // The files are the truth.
+    let missing: Vec<i32> = args
+        .frames
+        .frames()
+        .into_iter()
+        .filter(|f| !check::rendered(&args.output_file(*f)))
+        .collect();
+    let rendered = todo.iter().filter(|(f, _)| !missing.contains(f)).count() as u32;
+    let (outcome, message) = report::verdict(&Facts {
+        stopped_by: ended.stopped_by,
+        exit_code: ended.status.code(),
+        signal: ended.status.signal(),
+        killed: ended.killed,
+        oom_killed: matches!((oom_before, report::oom_kills()), (Some(a), Some(b)) if b > a),
+        bad_input: tracker.bad_input.as_deref(),
+        errors: &tracker.errors,
+        warnings: &warnings,
+        missing: &missing,
+    });
+    report::finish(
+        &log,
+        &TerminationMessage {
+            outcome,
+            frames_rendered: rendered,
+            frames_skipped: skipped.len() as u32,
+            frames_missing: missing,
+            seconds_per_frame: tracker.seconds_per_frame().map(tracker::round3),
+            device: tracker.device.clone(),
+            blender_version: tracker.version.clone(),
+            message,
+        },
+    )
+}
