@@ -1,159 +1,254 @@
 #!/usr/bin/env bash
 # A real Kubernetes control plane as local processes on 127.0.0.1: etcd, kube-apiserver,
 # kube-controller-manager, kube-scheduler, and kwok running fake nodes. Everything is built
-# from Go modules and cached under $HOME/.cache/renderfarm.
+# from Go modules and cached under $HOME/.cache/renderfarm. See hack/README.md.
 #
-#   hack/cluster.sh build        build (or reuse) the binaries
-#   hack/cluster.sh up           build, start, register nodes; idempotent
-#   hack/cluster.sh down [--purge]  stop everything it started (--purge: drop state too)
-#   hack/cluster.sh env          print exports: eval "$(hack/cluster.sh env)"
-#   hack/cluster.sh status       what is running
+#   hack/cluster.sh build             build the binaries (skipped when already cached)
+#   hack/cluster.sh up                build, start, register the kwok nodes; idempotent
+#   hack/cluster.sh down [--purge]    stop everything up started (--purge: delete the state dir)
+#   hack/cluster.sh env               print exports: eval "$(hack/cluster.sh env)"
+#   hack/cluster.sh status            what is running
+#   hack/cluster.sh stage TEMPLATE [KEY=VALUE...]
+#                                     fill a hack/kwok/ template's ${KEY}s and apply it
+#   hack/cluster.sh evict NAMESPACE POD
+#                                     POST an Eviction for a pod (kubectl has no evict)
+#
+# Environment: RENDERFARM_CLUSTER_DIR (state: certs, etcd data, logs, pids, kubeconfig;
+# default $HOME/.cache/renderfarm/cluster), RENDERFARM_CACHE (binaries and Go modules;
+# default $HOME/.cache/renderfarm), GOCACHE (default $HOME/.cache/go-build),
+# RENDERFARM_PORT_OFFSET (added to every port; default 0, for a second cluster beside the first).
 set -euo pipefail
 
-K8S_VERSION=v1.37.2
-ETCD_VERSION=v3.6.16
-KWOK_VERSION=v0.8.0
-HELM_VERSION=v3.22.0
+# ---- versions: the only place they are set (hack/tools/*/go.mod must agree; build checks) ----
+K8S_VERSION=v1.37.2  # kube-apiserver, kube-controller-manager, kube-scheduler, kubectl
+ETCD_VERSION=v3.7.3  # go.etcd.io/etcd/server/v3 (Kubernetes 1.37's default etcd is 3.7)
+KWOK_VERSION=v0.8.0  # sigs.k8s.io/kwok
+HELM_VERSION=v3.22.0 # helm.sh/helm/v3
+
+# ---- ports, all on 127.0.0.1; RENDERFARM_PORT_OFFSET shifts them all (a second cluster) ----
+OFFSET=${RENDERFARM_PORT_OFFSET:-0}
+ETCD_PORT=$((23790 + OFFSET))
+ETCD_PEER_PORT=$((23800 + OFFSET))
+APISERVER_PORT=$((16443 + OFFSET))
+KCM_PORT=$((16444 + OFFSET))
+SCHED_PORT=$((16445 + OFFSET))
+KWOK_PORT=$((16446 + OFFSET))
 
 HACK=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE=${RENDERFARM_CACHE:-$HOME/.cache/renderfarm}
-BIN=$CACHE/bin/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION-helm-$HELM_VERSION
 STATE=${RENDERFARM_CLUSTER_DIR:-$CACHE/cluster}
-export GOMODCACHE=${GOMODCACHE:-$CACHE/gomod}
+K8S_BIN=$CACHE/bin/k8s-$K8S_VERSION
+ETCD_BIN=$CACHE/bin/etcd-$ETCD_VERSION
+KWOK_BIN=$CACHE/bin/kwok-$KWOK_VERSION
+HELM_BIN=$CACHE/bin/helm-$HELM_VERSION
+export GOMODCACHE=${RENDERFARM_GOMODCACHE:-$CACHE/gomod}
 export GOCACHE=${GOCACHE:-$HOME/.cache/go-build}
-export GOFLAGS=-mod=mod
-
-ETCD_PORT=23790
-ETCD_PEER_PORT=23800
-APISERVER_PORT=16443
-KCM_PORT=16444
-SCHED_PORT=16445
-KWOK_PORT=16446
 SERVER=https://127.0.0.1:$APISERVER_PORT
+PKI=$STATE/pki
+KUBECONFIG_FILE=$STATE/kubeconfig
 COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+NODES=(kwok-node-0 kwok-node-1 kwok-node-2 kwok-gpu-0)
 
 log() { printf '[cluster %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+die() {
+  log "error: $*"
+  exit 1
+}
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+
+# ------------------------------------------------------------------------------------ build
+
+# check_pin FILE MODULE VERSION: a wrapper go.mod must pin the version this script names.
+check_pin() {
+  grep -Eq "^[[:space:]]*(require[[:space:]]+)?$2 $3( |$)" "$1" ||
+    die "$1 does not require $2 $3: update it (go get $2@$3 && go mod tidy) or the version here"
+}
+
+# go_build NAME DIR MODULE_DIR ARGS...: build one binary unless DIR/NAME exists; print the time.
+go_build() {
+  local name=$1 dir=$2 moddir=$3 t
+  shift 3
+  [[ -x $dir/$name ]] && return 0
+  mkdir -p "$dir"
+  t=$(now)
+  log "building $name ..."
+  (cd "$moddir" && go build -mod=readonly -trimpath -o "$dir/.$name.tmp" "$@")
+  mv "$dir/.$name.tmp" "$dir/$name"
+  log "built $name in $(since "$t")s"
+}
+
+# go_install NAME DIR PKG@VERSION LDFLAGS: `go install` a module that builds with its own go.mod.
+go_install() {
+  local name=$1 dir=$2 pkg=$3 ld=$4 t tmp
+  [[ -x $dir/$name ]] && return 0
+  mkdir -p "$dir"
+  tmp=$(mktemp -d "$dir/.gobin.XXXXXX")
+  t=$(now)
+  log "building $name ..."
+  (cd "$tmp" && GOBIN=$tmp GOFLAGS='' go install -trimpath -ldflags "$ld" "$pkg")
+  mv "$tmp/$name" "$dir/$name"
+  rmdir "$tmp"
+  log "built $name in $(since "$t")s"
+}
 
 build() {
-  local start total
-  total=$(date +%s)
-  mkdir -p "$BIN"
-  local ld="-s -w" p
+  command -v go >/dev/null || die "Go is required (1.26+)"
+  mkdir -p "$CACHE/bin"
+  # One build at a time per cache: a second `build`/`up` waits for the first.
+  exec 9>"$CACHE/bin/.build.lock"
+  flock 9
+  local t0 ld p
+  t0=$(now)
+  check_pin "$HACK/tools/k8s/go.mod" k8s.io/kubernetes "$K8S_VERSION"
+  check_pin "$HACK/tools/etcd/go.mod" go.etcd.io/etcd/server/v3 "$ETCD_VERSION"
+
+  # Kubernetes: through the wrapper module (see hack/README.md), with version ldflags.
+  ld="-s -w"
+  local minor=${K8S_VERSION#v1.}
+  minor=${minor%%.*}
   for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ld+=" -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=37 -X $p.gitTreeState=clean"
+    ld+=" -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
     ld+=" -X $p.gitCommit=0000000000000000000000000000000000000000 -X $p.buildDate=2026-01-01T00:00:00Z"
   done
-  local c
-  for c in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
-    [[ -x $BIN/$c ]] && continue
-    start=$(date +%s)
-    (cd "$HACK/tools/k8s" && go build -trimpath -ldflags "$ld" -o "$BIN/$c" "k8s.io/kubernetes/cmd/$c")
-    log "built $c $K8S_VERSION in $(($(date +%s) - start))s"
+  for p in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+    go_build "$p" "$K8S_BIN" "$HACK/tools/k8s" -ldflags "$ld" "k8s.io/kubernetes/cmd/$p"
   done
-  if [[ ! -x $BIN/etcd ]]; then
-    start=$(date +%s)
-    (cd "$HACK/tools/etcd" && go build -trimpath -ldflags "-s -w" -o "$BIN/etcd" .)
-    log "built etcd $ETCD_VERSION in $(($(date +%s) - start))s"
+
+  # etcd: its server module's go.mod has replace directives, so a three-line wrapper main.
+  go_build etcd "$ETCD_BIN" "$HACK/tools/etcd" -ldflags "-s -w" .
+
+  go_install kwok "$KWOK_BIN" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" "-s -w"
+  # kwok's Stage CRD, kept with the binary so `up` does not need the module cache.
+  if [[ ! -f $KWOK_BIN/stages-crd.yaml ]]; then
+    (cd "$KWOK_BIN" && GOFLAGS='' go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" >/dev/null)
+    cp "$GOMODCACHE/sigs.k8s.io/kwok@$KWOK_VERSION/kustomize/crd/bases/kwok.x-k8s.io_stages.yaml" \
+      "$KWOK_BIN/stages-crd.yaml"
+    chmod 0644 "$KWOK_BIN/stages-crd.yaml"
   fi
-  if [[ ! -x $BIN/kwok ]]; then
-    start=$(date +%s)
-    GOBIN=$BIN go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
-    log "built kwok $KWOK_VERSION in $(($(date +%s) - start))s"
-  fi
-  if [[ ! -x $BIN/helm ]]; then
-    start=$(date +%s)
-    GOBIN=$BIN go install -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
-      "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
-    log "built helm $HELM_VERSION in $(($(date +%s) - start))s"
-  fi
-  log "binaries ready in $BIN ($(($(date +%s) - total))s)"
+
+  go_install helm "$HELM_BIN" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" \
+    "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+
+  flock -u 9
+  log "binaries ready ($(since "$t0")s): $K8S_BIN, $ETCD_BIN, $KWOK_BIN, $HELM_BIN"
 }
+
+# ------------------------------------------------------------------------------- processes
 
 pidfile() { echo "$STATE/run/$1.pid"; }
 
+# ours PID: the process exists and was started by this state dir (guards against pid reuse).
+ours() {
+  [[ -r /proc/$1/cmdline ]] && tr '\0' ' ' <"/proc/$1/cmdline" | grep -qF -- "$STATE/"
+}
+
 running() {
-  local f pid
-  f=$(pidfile "$1")
+  local f=$STATE/run/$1.pid pid
   [[ -f $f ]] || return 1
   pid=$(<"$f")
-  kill -0 "$pid" 2>/dev/null
+  [[ $pid =~ ^[0-9]+$ ]] && ours "$pid"
 }
 
 start() {
   local name=$1
   shift
-  if running "$name"; then return 0; fi
-  "$@" >"$STATE/logs/$name.log" 2>&1 &
+  running "$name" && return 0
+  # Own session: the component outlives the shell that ran `up` and ignores its signals.
+  setsid "$@" </dev/null >>"$STATE/logs/$name.log" 2>&1 &
   echo $! >"$(pidfile "$name")"
 }
 
-wait_for() {
-  local what=$1 tries=$2
-  shift 2
-  local i
-  for ((i = 0; i < tries; i++)); do
-    if "$@" >/dev/null 2>&1; then return 0; fi
-    sleep 0.5
-  done
-  log "$what did not come up; last lines of its log:"
-  tail -n 30 "$STATE/logs/$what.log" >&2 || true
-  return 1
+fail_with_log() {
+  log "$1 did not come up; the end of $STATE/logs/$1.log:"
+  tail -n 40 "$STATE/logs/$1.log" >&2 || true
+  exit 1
 }
 
+# wait_for COMPONENT SECONDS COMMAND...: until COMMAND succeeds; fails early if COMPONENT died.
+wait_for() {
+  local what=$1 secs=$2 t
+  shift 2
+  t=$(date +%s)
+  until "$@" >/dev/null 2>&1; do
+    running "$what" || fail_with_log "$what"
+    (($(date +%s) - t < secs)) || fail_with_log "$what"
+    sleep 0.25
+  done
+}
+
+port_free() {
+  ! ss -Htln "sport = :$1" | grep -q .
+}
+
+curl_admin() { curl -fsS --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" "$@"; }
+
+kctl() { "$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_FILE" "$@"; }
+
+# ------------------------------------------------------------------------------------- up
+
 certs() {
-  local pki=$STATE/pki
-  [[ -f $pki/admin.crt ]] && return 0
-  mkdir -p "$pki"
+  [[ -f $PKI/sa.pub ]] && return 0
+  command -v openssl >/dev/null || die "openssl is missing: apt-get install -y openssl"
+  mkdir -p "$PKI"
   (
-    cd "$pki"
-    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 3650 -subj "/CN=renderfarm-local-ca" 2>/dev/null
-    cat >apiserver.ext <<EOF
+    cd "$PKI"
+    umask 077
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 3650 \
+      -subj "/CN=renderfarm-local-ca" 2>/dev/null
+    cat >apiserver.ext <<'EOF'
 subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local
+keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=serverAuth
 EOF
+    printf 'keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n' >client.ext
     openssl req -newkey rsa:2048 -nodes -keyout apiserver.key -out apiserver.csr -subj "/CN=kube-apiserver" 2>/dev/null
-    openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out apiserver.crt -days 3650 -extfile apiserver.ext 2>/dev/null
-    printf 'extendedKeyUsage=clientAuth\n' >client.ext
-    openssl req -newkey rsa:2048 -nodes -keyout admin.key -out admin.csr -subj "/O=system:masters/CN=renderfarm-admin" 2>/dev/null
-    openssl x509 -req -in admin.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out admin.crt -days 3650 -extfile client.ext 2>/dev/null
+    openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out apiserver.crt \
+      -days 3650 -extfile apiserver.ext 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -keyout admin.key -out admin.csr \
+      -subj "/O=system:masters/CN=renderfarm-admin" 2>/dev/null
+    openssl x509 -req -in admin.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out admin.crt \
+      -days 3650 -extfile client.ext 2>/dev/null
     openssl genrsa -out sa.key 2048 2>/dev/null
     openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
-    rm -f ./*.csr
+    rm -f ./*.csr ./*.ext ./*.srl
   )
 }
 
-kubeconfig() {
-  local pki=$STATE/pki
-  cat >"$STATE/kubeconfig" <<EOF
+write_kubeconfig() {
+  cat >"$KUBECONFIG_FILE" <<EOF
 apiVersion: v1
 kind: Config
 clusters:
 - name: renderfarm-local
   cluster:
     server: $SERVER
-    certificate-authority: $pki/ca.crt
+    certificate-authority: $PKI/ca.crt
 users:
-- name: admin
+- name: renderfarm-admin
   user:
-    client-certificate: $pki/admin.crt
-    client-key: $pki/admin.key
+    client-certificate: $PKI/admin.crt
+    client-key: $PKI/admin.key
 contexts:
 - name: renderfarm-local
-  context: {cluster: renderfarm-local, user: admin}
+  context:
+    cluster: renderfarm-local
+    user: renderfarm-admin
 current-context: renderfarm-local
 EOF
+  chmod 0600 "$KUBECONFIG_FILE"
 }
 
-audit_policy() {
+write_audit_policy() {
   cat >"$STATE/audit-policy.yaml" <<'EOF'
-# Writes to the objects renderfarm touches, at Metadata level: enough to count API writes.
+# Writes to the objects renderfarm touches, at Metadata level (one line per request, at
+# ResponseComplete): enough to count the operator's API writes. Everything else: not logged.
 apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: [RequestReceived]
 rules:
 - level: Metadata
-  verbs: [create, update, patch, delete]
+  verbs: [create, update, patch, delete, deletecollection]
   resources:
   - group: ""
     resources: [pods, events]
@@ -167,131 +262,243 @@ rules:
 EOF
 }
 
-kctl() { "$BIN/kubectl" --kubeconfig "$STATE/kubeconfig" "$@"; }
-
-nodes() {
-  local n gpu
-  for n in kwok-node-0 kwok-node-1 kwok-node-2 kwok-gpu-0; do
-    gpu=false
-    [[ $n == kwok-gpu-* ]] && gpu=true
-    kctl apply -f - >/dev/null <<EOF
+register_nodes() {
+  local n extra_labels taints gpu
+  for n in "${NODES[@]}"; do
+    extra_labels='' taints='[]' gpu=''
+    if [[ $n == kwok-gpu-* ]]; then
+      extra_labels='    accelerator: nvidia'
+      taints='[{key: nvidia.com/gpu, value: present, effect: NoSchedule}]'
+      gpu=', nvidia.com/gpu: "4"'
+    fi
+    cat <<EOF
+---
 apiVersion: v1
 kind: Node
 metadata:
   name: $n
   annotations:
     kwok.x-k8s.io/node: fake
+    node.alpha.kubernetes.io/ttl: "0"
   labels:
     type: kwok
     kubernetes.io/hostname: $n
     kubernetes.io/os: linux
     kubernetes.io/arch: amd64
-$( $gpu && printf '    accelerator: nvidia\n' )
+$extra_labels
 spec:
-$( $gpu && printf '  taints:\n  - key: nvidia.com/gpu\n    value: present\n    effect: NoSchedule\n' || printf '  taints: []\n' )
+  taints: $taints
 status:
-  allocatable: {cpu: "32", memory: 128Gi, pods: "110"$( $gpu && printf ', nvidia.com/gpu: "4"' )}
-  capacity: {cpu: "32", memory: 128Gi, pods: "110"$( $gpu && printf ', nvidia.com/gpu: "4"' )}
+  allocatable: {cpu: "32", memory: 128Gi, pods: "110", ephemeral-storage: 1Ti$gpu}
+  capacity: {cpu: "32", memory: 128Gi, pods: "110", ephemeral-storage: 1Ti$gpu}
 EOF
-  done
-  wait_for kwok 120 bash -c "[[ \$('$BIN/kubectl' --kubeconfig '$STATE/kubeconfig' get nodes --no-headers 2>/dev/null | grep -c ' Ready') -ge 4 ]]"
+  done | kctl apply -f - >/dev/null
 }
 
-up() {
-  local t0 t1
-  t0=$(date +%s)
-  build
-  t1=$(date +%s)
-  if healthy; then
-    log "already up ($SERVER)"
-    return 0
-  fi
-  command -v openssl >/dev/null || die "openssl is missing (apt-get install -y openssl)"
-  mkdir -p "$STATE/run" "$STATE/logs" "$STATE/etcd"
-  certs
-  kubeconfig
-  audit_policy
-  local pki=$STATE/pki
-  start etcd "$BIN/etcd" --name local --data-dir "$STATE/etcd" \
-    --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
-    --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
-    --initial-cluster "local=http://127.0.0.1:$ETCD_PEER_PORT" --unsafe-no-fsync --quota-backend-bytes 4294967296
-  wait_for etcd 60 curl -fsS "http://127.0.0.1:$ETCD_PORT/health"
-  start kube-apiserver "$BIN/kube-apiserver" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$APISERVER_PORT" \
-    --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
-    --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
-    --client-ca-file "$pki/ca.crt" \
-    --service-account-issuer https://kubernetes.default.svc.cluster.local \
-    --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
-    --service-cluster-ip-range 10.96.0.0/16 --authorization-mode Node,RBAC --allow-privileged \
-    --audit-policy-file "$STATE/audit-policy.yaml" --audit-log-path "$STATE/logs/audit.log" \
-    --audit-log-maxsize 200 --audit-log-maxbackup 1
-  wait_for kube-apiserver 240 curl -fsS --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" "$SERVER/readyz"
-  start kube-controller-manager "$BIN/kube-controller-manager" \
-    --kubeconfig "$STATE/kubeconfig" --authentication-kubeconfig "$STATE/kubeconfig" --authorization-kubeconfig "$STATE/kubeconfig" \
-    --bind-address 127.0.0.1 --secure-port "$KCM_PORT" --leader-elect=false --controllers '*' \
-    --use-service-account-credentials --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
-    --cluster-signing-cert-file "$pki/ca.crt" --cluster-signing-key-file "$pki/ca.key" \
-    --concurrent-job-syncs 20 --kube-api-qps 200 --kube-api-burst 400
-  start kube-scheduler "$BIN/kube-scheduler" \
-    --kubeconfig "$STATE/kubeconfig" --authentication-kubeconfig "$STATE/kubeconfig" --authorization-kubeconfig "$STATE/kubeconfig" \
-    --bind-address 127.0.0.1 --secure-port "$SCHED_PORT" --leader-elect=false --kube-api-qps 200 --kube-api-burst 400
-  # kwok's Stage CRD first, so kwok can watch Stages created at run time.
-  kctl apply --server-side -f "$GOMODCACHE/sigs.k8s.io/kwok@$KWOK_VERSION/kustomize/crd/bases/kwok.x-k8s.io_stages.yaml" >/dev/null
-  kctl apply --server-side -f "$HACK/kwok/stages.yaml" >/dev/null
-  start kwok "$BIN/kwok" --kubeconfig "$STATE/kubeconfig" \
-    --manage-all-nodes=false --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
-    --enable-crds=Stage --node-ip 127.0.0.1 --server-address "127.0.0.1:$KWOK_PORT"
-  wait_for kube-controller-manager 120 bash -c "'$BIN/kubectl' --kubeconfig '$STATE/kubeconfig' -n default get serviceaccount default"
-  nodes
-  log "up in $(($(date +%s) - t1))s (build/check $((t1 - t0))s): KUBECONFIG=$STATE/kubeconfig"
+nodes_ready() {
+  [[ $(kctl get nodes -l type=kwok -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' |
+    grep -c '^True$') -ge ${#NODES[@]} ]]
 }
 
 healthy() {
   local c
   for c in "${COMPONENTS[@]}"; do running "$c" || return 1; done
-  [[ -f $STATE/kubeconfig ]] && kctl get --raw /readyz >/dev/null 2>&1
+  curl_admin "$SERVER/readyz" >/dev/null 2>&1 && nodes_ready 2>/dev/null
 }
 
+up() {
+  local t0 t1 c
+  t0=$(now)
+  build
+  t1=$(now)
+  if healthy; then
+    log "already up and healthy: $SERVER, KUBECONFIG=$KUBECONFIG_FILE"
+    return 0
+  fi
+  mkdir -p "$STATE/run" "$STATE/logs" "$STATE/etcd"
+  chmod 0700 "$STATE"
+  # A port held by something not ours would make a component fail obscurely: say so now.
+  local -A port_of=([etcd]="$ETCD_PORT $ETCD_PEER_PORT" [kube-apiserver]=$APISERVER_PORT
+    [kube-controller-manager]=$KCM_PORT [kube-scheduler]=$SCHED_PORT [kwok]=$KWOK_PORT)
+  for c in "${COMPONENTS[@]}"; do
+    running "$c" && continue
+    for p in ${port_of[$c]}; do
+      port_free "$p" || die "port 127.0.0.1:$p (for $c) is in use: $(ss -Htlnp "sport = :$p" | head -1)"
+    done
+  done
+  certs
+  write_kubeconfig
+  write_audit_policy
+
+  start etcd "$ETCD_BIN/etcd" --name renderfarm --data-dir "$STATE/etcd" \
+    --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+    --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-cluster "renderfarm=http://127.0.0.1:$ETCD_PEER_PORT" \
+    --unsafe-no-fsync --quota-backend-bytes 4294967296 --log-level warn
+  wait_for etcd 60 curl -fsS "http://127.0.0.1:$ETCD_PORT/health"
+
+  start kube-apiserver "$K8S_BIN/kube-apiserver" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$APISERVER_PORT" \
+    --endpoint-reconciler-type none \
+    --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
+    --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
+    --client-ca-file "$PKI/ca.crt" \
+    --service-account-issuer https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
+    --service-cluster-ip-range 10.96.0.0/16 --authorization-mode Node,RBAC --allow-privileged \
+    --audit-policy-file "$STATE/audit-policy.yaml" --audit-log-path "$STATE/logs/audit.log" \
+    --audit-log-maxsize 500 --audit-log-maxbackup 2 \
+    --max-requests-inflight 800 --max-mutating-requests-inflight 400
+  wait_for kube-apiserver 180 curl_admin "$SERVER/readyz"
+
+  start kube-controller-manager "$K8S_BIN/kube-controller-manager" \
+    --kubeconfig "$KUBECONFIG_FILE" --authentication-kubeconfig "$KUBECONFIG_FILE" \
+    --authorization-kubeconfig "$KUBECONFIG_FILE" \
+    --bind-address 127.0.0.1 --secure-port "$KCM_PORT" --leader-elect=false --controllers '*' \
+    --use-service-account-credentials --service-account-private-key-file "$PKI/sa.key" \
+    --root-ca-file "$PKI/ca.crt" --service-cluster-ip-range 10.96.0.0/16 \
+    --concurrent-job-syncs 20 --kube-api-qps 200 --kube-api-burst 400
+  start kube-scheduler "$K8S_BIN/kube-scheduler" \
+    --kubeconfig "$KUBECONFIG_FILE" --authentication-kubeconfig "$KUBECONFIG_FILE" \
+    --authorization-kubeconfig "$KUBECONFIG_FILE" \
+    --bind-address 127.0.0.1 --secure-port "$SCHED_PORT" --leader-elect=false \
+    --kube-api-qps 200 --kube-api-burst 400
+
+  # kwok watches Stage objects (--enable-crds=Stage): the CRD and our stages come first.
+  kctl apply --server-side --force-conflicts -f "$KWOK_BIN/stages-crd.yaml" >/dev/null
+  kctl wait --for condition=Established --timeout 60s crd/stages.kwok.x-k8s.io >/dev/null
+  kctl apply --server-side --force-conflicts -f "$HACK/kwok/stages.yaml" >/dev/null
+  # A new kwok would wait for the leases an earlier one held to expire (40 s) before it
+  # manages the nodes again: drop them so it takes over at once.
+  running kwok || kctl -n kube-node-lease delete lease --ignore-not-found "${NODES[@]}" >/dev/null
+  start kwok "$KWOK_BIN/kwok" --kubeconfig "$KUBECONFIG_FILE" \
+    --manage-all-nodes=false --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
+    --enable-crds=Stage --node-lease-duration-seconds 40 --node-ip 127.0.0.1 --node-port "$KWOK_PORT" \
+    --server-address "127.0.0.1:$KWOK_PORT" --tls-cert-file "$PKI/apiserver.crt" \
+    --tls-private-key-file "$PKI/apiserver.key"
+
+  wait_for kube-controller-manager 120 curl -fsSk "https://127.0.0.1:$KCM_PORT/healthz"
+  wait_for kube-scheduler 120 curl -fsSk "https://127.0.0.1:$SCHED_PORT/healthz"
+  wait_for kube-controller-manager 120 kctl -n default get serviceaccount default
+  register_nodes
+  wait_for kwok 120 nodes_ready
+  log "up: build $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')s, start $(since "$t1")s; API server $SERVER"
+  log "  KUBECONFIG=$KUBECONFIG_FILE (context renderfarm-local); eval \"\$(hack/cluster.sh env)\""
+}
+
+# ----------------------------------------------------------------------------------- down
+
 down() {
-  local c pid i
+  local i c pid
   for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
     c=${COMPONENTS[$i]}
     if running "$c"; then
       pid=$(<"$(pidfile "$c")")
       kill "$pid" 2>/dev/null || true
-      for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
-      kill -9 "$pid" 2>/dev/null || true
+      for _ in $(seq 40); do ours "$pid" || break; sleep 0.25; done
+      ours "$pid" && kill -9 "$pid" 2>/dev/null
     fi
     rm -f "$(pidfile "$c")"
   done
-  # Anything of ours that lost its pid file.
-  pkill -f "$BIN/" 2>/dev/null || true
+  # A component whose pid file was lost: any process running one of our binaries with this
+  # state dir on its command line.
+  local left=()
+  for pid in $(pgrep -f -- "$STATE/" || true); do
+    case $(readlink "/proc/$pid/exe" 2>/dev/null) in
+      "$ETCD_BIN"/* | "$K8S_BIN"/kube-* | "$KWOK_BIN"/*) left+=("$pid") ;;
+    esac
+  done
+  if ((${#left[@]})); then
+    log "stopping stray processes ${left[*]}"
+    kill "${left[@]}" 2>/dev/null || true
+    for pid in "${left[@]}"; do
+      for _ in $(seq 20); do ours "$pid" || break; sleep 0.25; done
+      ours "$pid" && kill -9 "$pid" 2>/dev/null
+    done
+  fi
   if [[ ${1:-} == --purge ]]; then
     rm -rf "$STATE"
-    log "stopped and purged $STATE"
+    log "stopped; deleted $STATE"
   else
     log "stopped (state kept in $STATE)"
   fi
 }
 
 status() {
-  local c
+  local c any=1
   for c in "${COMPONENTS[@]}"; do
-    if running "$c"; then echo "$c: running (pid $(<"$(pidfile "$c")"))"; else echo "$c: stopped"; fi
+    if running "$c"; then
+      printf '%-24s running (pid %s)\n' "$c" "$(<"$(pidfile "$c")")"
+      any=0
+    else
+      printf '%-24s stopped\n' "$c"
+    fi
   done
+  if ((any == 0)) && curl_admin "$SERVER/readyz" >/dev/null 2>&1; then
+    echo "api server: ready at $SERVER; KUBECONFIG=$KUBECONFIG_FILE"
+    kctl get nodes -l type=kwok 2>/dev/null || true
+  else
+    echo "api server: not ready"
+  fi
+}
+
+# ------------------------------------------------------------------------ stage, evict, env
+
+# stage TEMPLATE KEY=VALUE...: fill ${KEY} placeholders of hack/kwok/TEMPLATE and apply it.
+stage() {
+  local f=$1 text kv
+  shift
+  [[ -f $f ]] || f=$HACK/kwok/$f
+  [[ -f $f ]] || die "no stage template $1"
+  text=$(<"$f")
+  for kv in "$@"; do
+    [[ $kv == *=* ]] || die "expected KEY=VALUE, got $kv"
+    text=${text//"\${${kv%%=*}}"/${kv#*=}}
+  done
+  if grep -o '[$]{[A-Z_]*}' <<<"$text" | sort -u | grep .; then
+    die "unfilled placeholders above in $f"
+  fi
+  kctl apply -f - <<<"$text"
+  # kwok looks at a pod again only when the pod changes: touch the scenario's existing pods so
+  # the new Stage applies to them too, not only to pods that start after it.
+  for kv in "$@"; do
+    [[ $kv == SCENARIO=* ]] || continue
+    kctl annotate pods -A -l "kwok.renderfarm.io/scenario=${kv#*=}" --overwrite \
+      "kwok.renderfarm.io/stage-applied=$(date +%s%N)" >/dev/null
+  done
+}
+
+evict() {
+  (($# == 2)) || die "usage: evict NAMESPACE POD"
+  curl_admin -X POST -H 'Content-Type: application/json' \
+    "$SERVER/api/v1/namespaces/$1/pods/$2/eviction" \
+    -d "{\"apiVersion\":\"policy/v1\",\"kind\":\"Eviction\",\"metadata\":{\"name\":\"$2\",\"namespace\":\"$1\"}}"
+  echo
+}
+
+env_exports() {
+  printf 'export KUBECONFIG=%q\n' "$KUBECONFIG_FILE"
+  # shellcheck disable=SC2016 # $PATH is for the shell that evals this line
+  printf 'export PATH=%q:"$PATH"\n' "$K8S_BIN:$ETCD_BIN:$KWOK_BIN:$HELM_BIN"
 }
 
 case ${1:-} in
   build) build ;;
   up) up ;;
-  down) shift; down "${1:-}" ;;
-  env)
-    printf 'export KUBECONFIG=%q\n' "$STATE/kubeconfig"
-    # shellcheck disable=SC2016 # $PATH expands where the output is eval'd
-    printf 'export PATH=%q:"$PATH"\n' "$BIN"
-    ;;
+  down) down "${2:-}" ;;
+  env) env_exports ;;
   status) status ;;
-  *) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  stage)
+    (($# >= 2)) || die "usage: stage TEMPLATE [KEY=VALUE...]"
+    shift
+    stage "$@"
+    ;;
+  evict)
+    shift
+    evict "$@"
+    ;;
+  *)
+    sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'
+    exit 2
+    ;;
 esac

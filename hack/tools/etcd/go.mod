@@ -1,3 +1,5 @@
+// Wrapper module for hack/cluster.sh: builds etcd from go.etcd.io/etcd/server/v3, whose
+// go.mod has replace directives (so `go install` of it fails); main.go calls etcdmain.Main.
 module renderfarm.io/hack/tools/etcd
 
 go 1.26.0

@@ -1,11 +1,13 @@
+// Wrapper module for hack/cluster.sh: builds kube-apiserver, kube-controller-manager,
+// kube-scheduler and kubectl from k8s.io/kubernetes. That module's go.mod points its k8s.io/*
+// staging modules at ./staging/..., which a module download does not contain, so the replace
+// block below maps each of them (the full list from its go.mod) to its published v0.37.2.
+// Bump: change K8S_VERSION in hack/cluster.sh, the require and the replaces, go mod tidy.
 module renderfarm.io/hack/tools/k8s
 
 go 1.26.0
 
-require (
-	k8s.io/kubectl v0.0.0
-	k8s.io/kubernetes v1.37.2
-)
+require k8s.io/kubernetes v1.37.2
 
 require (
 	cel.dev/expr v0.25.1 // indirect
@@ -162,6 +164,7 @@ require (
 	k8s.io/kube-openapi v0.0.0-20260721132016-d427ff9ee9ad // indirect
 	k8s.io/kube-proxy v0.0.0 // indirect
 	k8s.io/kube-scheduler v0.0.0 // indirect
+	k8s.io/kubectl v0.0.0 // indirect
 	k8s.io/kubelet v0.37.2 // indirect
 	k8s.io/metrics v0.37.2 // indirect
 	k8s.io/mount-utils v0.0.0 // indirect

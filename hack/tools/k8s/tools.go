@@ -1,11 +1,12 @@
 //go:build tools
 
-// Package tools pins the Kubernetes commands the local cluster builds.
+// Package tools records the Kubernetes commands hack/cluster.sh builds from this wrapper
+// module, so `go mod tidy` keeps every module they need in go.mod and go.sum.
 package tools
 
 import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
-	_ "k8s.io/kubectl/pkg/cmd"
+	_ "k8s.io/kubernetes/cmd/kubectl"
 )
