@@ -3,6 +3,8 @@
 # freshly started local control plane (torn down at the end). Prints each stage's time.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# anyhow errors in tests read better without a backtrace each.
+export RUST_LIB_BACKTRACE=0
 
 T0=$(date +%s)
 RESULTS=$(mktemp)

@@ -299,6 +299,9 @@ async fn failing_batch_is_retried_then_reported_and_rerun_on_delete() -> Result<
     let old_uid = env.jobs().get("retry-0001").await?.uid();
     env.delete_stage(&format!("{scenario}-fail")).await?;
     env.delete_stage(&format!("{scenario}-ok")).await?;
+    let all_succeed = vars(&[("SCENARIO", &scenario), ("DELAY_MS", "500")]);
+    env.stage("slow.yaml", &format!("{scenario}-slow"), &all_succeed)
+        .await?;
     env.jobs()
         .delete("retry-0001", &DeleteParams::background())
         .await?;
@@ -417,11 +420,15 @@ async fn eviction_is_not_a_failure() -> Result<()> {
     let s = status(&rj);
     assert_eq!((s.batches.succeeded, s.batches.failed), (1, 0));
     let job = env.jobs().get("ev-0000").await?;
-    assert_eq!(
-        job.status.and_then(|s| s.failed).unwrap_or(0),
-        1,
-        "the evicted pod is on record, ignored"
+    let js = job.status.unwrap_or_default();
+    // podFailurePolicy's Ignore: the evicted pod counts neither as failed nor against backoff.
+    assert_eq!((js.succeeded, js.failed.unwrap_or(0)), (Some(1), 0));
+    let pods_now = env.pods().list(&ListParams::default()).await?.items;
+    assert!(
+        pods_now.iter().all(|p| p.name_any() != pod.name_any()),
+        "the evicted pod is still there"
     );
+    assert_eq!(pods_now.len(), 1, "a replacement pod ran the batch");
     Ok(())
 }
 
