@@ -15,7 +15,8 @@ done_stage() { printf '=== %s took %ss\n' "$1" "$(($(date +%s) - STAGE_T))"; }
 ctest() { cargo test "$@" 2>&1 | tee -a "$RESULTS"; return "${PIPESTATUS[0]}"; }
 
 stage deps
-hack/deps.sh
+# Blender for render-node's tests (Debian's 3.4, CPU only).
+hack/deps.sh blender
 done_stage deps
 
 stage lint
@@ -40,6 +41,10 @@ stage "end-to-end suite (real API server, kwok nodes)"
 ./target/debug/renderfarm-operator crd | kubectl apply --dry-run=client -f -
 ctest -p renderfarm --test e2e --locked -- --ignored --test-threads 4
 done_stage "end-to-end suite (real API server, kwok nodes)"
+
+stage "helm chart"
+hack/chart-test.sh
+done_stage "helm chart"
 
 passed=$(grep -o '[0-9]* passed' "$RESULTS" | awk '{s += $1} END {print s + 0}')
 failed=$(grep -o '[0-9]* failed' "$RESULTS" | awk '{s += $1} END {print s + 0}')
