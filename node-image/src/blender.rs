@@ -38,6 +38,8 @@ pub fn device_script(args: &RenderArgs) -> String {
 /// `--` is for Cycles.
 pub fn command_line(args: &RenderArgs, frames: &[i32]) -> Vec<String> {
     let mut argv: Vec<String> = vec![
+        // Image sequences have no sound; skipping audio spares probing PulseAudio/ALSA.
+        "-noaudio".into(),
         "-b".into(),
         args.blend_file.display().to_string(),
         "-o".into(),
@@ -248,7 +250,7 @@ mod tests {
         a.device = Device::Cuda;
         let argv = command_line(&a, &[1, 3, 4]);
         let at = |flag: &str| argv.iter().position(|x| x == flag).unwrap_or(usize::MAX);
-        assert_eq!(&argv[..2], ["-b", "/d/s.blend"]);
+        assert_eq!(&argv[..3], ["-noaudio", "-b", "/d/s.blend"]);
         for flag in [
             "-o",
             "-F",

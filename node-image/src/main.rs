@@ -12,8 +12,8 @@ mod tracker;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
 use clap::error::ErrorKind;
+use clap::{CommandFactory, FromArgMatches};
 use render_contract::args::DEFAULT_TERMINATION_LOG;
 use render_contract::{Outcome, RenderArgs};
 
@@ -33,7 +33,12 @@ fn termination_log_from(argv: &[String]) -> PathBuf {
 }
 
 fn main() -> ExitCode {
-    let args = match RenderArgs::try_parse() {
+    // `RenderArgs::try_parse()`, with render-node's own description in `--help`.
+    let parsed = RenderArgs::command()
+        .about(env!("CARGO_PKG_DESCRIPTION"))
+        .try_get_matches()
+        .and_then(|m| RenderArgs::from_arg_matches(&m));
+    let args = match parsed {
         Ok(args) => args,
         Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
             let _ = e.print();

@@ -46,7 +46,10 @@ pub async fn run(args: RenderArgs, mut stop: Stop) -> i32 {
     let clean = ended.status.success() && ended.stopped_by.is_none();
     let mut warnings = tracker.warnings.clone();
     if !clean {
-        let removed = check::remove_partial(&todo, &tracker.saved, ended.spawned);
+        // File times come from a coarse clock that can lag the one read before spawning
+        // Blender by a few milliseconds: allow for it.
+        let since = ended.spawned - std::time::Duration::from_secs(2);
+        let removed = check::remove_partial(&todo, &tracker.saved, since);
         if !removed.is_empty() {
             let text = format!(
                 "removed frames {removed:?}, written but never reported saved by Blender (possibly cut short)"

@@ -11,7 +11,8 @@ use render_contract::{Outcome, TerminationMessage, exit};
 const BIN: &str = env!("CARGO_BIN_EXE_render-node");
 
 fn workdir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("render-node-fail-{name}"));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("render-node-fail-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("out")).expect("work dir");
     std::fs::write(dir.join("scene.blend"), b"BLENDER-v304 stand-in").expect("blend");
