@@ -55,6 +55,10 @@ pub struct Context {
     in_flight: Mutex<HashMap<String, BTreeMap<u32, Instant>>>,
     /// Consecutive failures per RenderJob, for backoff.
     failures: Mutex<HashMap<ObjectRef<RenderJob>, u32>>,
+    /// The status this process last wrote, by RenderJob UID. The cache can lag behind our own
+    /// writes; comparing against what we wrote keeps metrics and Events from counting a change
+    /// twice.
+    written: Mutex<HashMap<String, RenderJobStatus>>,
 }
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -132,6 +136,7 @@ pub async fn run(
         metrics: metrics.clone(),
         in_flight: Mutex::default(),
         failures: Mutex::default(),
+        written: Mutex::default(),
     });
 
     let controller = Controller::new(renderjobs, watcher::Config::default().any_semantic())
@@ -145,6 +150,7 @@ pub async fn run(
 
     // Ready once every cache holds a full list: only then can no batch be created twice.
     {
+        let task_ctx = ctx.clone();
         let (rs, js, ps, ready, metrics) = (
             renderjob_store.clone(),
             jobs,
@@ -153,21 +159,28 @@ pub async fn run(
             metrics.clone(),
         );
         tokio::spawn(async move {
-            let synced = rs.wait_until_ready().await.is_ok()
-                && js.wait_until_ready().await.is_ok()
-                && ps.wait_until_ready().await.is_ok();
-            if synced {
-                info!("caches synced");
-                ready.store(true, Ordering::Relaxed);
-            }
-            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            let mut tick = tokio::time::interval(Duration::from_millis(200));
+            let mut ticks: u32 = 0;
             loop {
                 tick.tick().await;
-                metrics.set_phases(
-                    rs.state()
-                        .iter()
-                        .map(|rj| rj.status.as_ref().map(|s| s.phase).unwrap_or_default()),
-                );
+                if !ready.load(Ordering::Relaxed) && synced(&rs) && synced(&js) && synced(&ps) {
+                    info!("caches synced");
+                    ready.store(true, Ordering::Relaxed);
+                }
+                ticks = ticks.wrapping_add(1);
+                if ticks.is_multiple_of(25) {
+                    // Forget what we wrote for RenderJobs that are gone.
+                    let uids: std::collections::HashSet<String> =
+                        rs.state().iter().filter_map(|rj| rj.uid()).collect();
+                    if let Ok(mut w) = task_ctx.written.lock() {
+                        w.retain(|uid, _| uids.contains(uid));
+                    }
+                    metrics.set_phases(
+                        rs.state()
+                            .iter()
+                            .map(|rj| rj.status.as_ref().map(|s| s.phase).unwrap_or_default()),
+                    );
+                }
             }
         });
     }
@@ -188,6 +201,17 @@ pub async fn run(
     ready.store(false, Ordering::Relaxed);
     info!("controller stopped");
     Ok(())
+}
+
+/// Whether a cache has received its first full list. (Polled: awaiting `wait_until_ready`
+/// before the list arrives was seen never to wake.)
+fn synced<K>(store: &Store<K>) -> bool
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    use futures::FutureExt;
+    store.wait_until_ready().now_or_never().is_some()
 }
 
 fn error_policy(rj: Arc<RenderJob>, error: &Error, ctx: Arc<Context>) -> Action {
@@ -258,8 +282,9 @@ async fn reconcile_inner(rj: &RenderJob, ctx: &Context) -> Result<Action> {
         return Ok(Action::await_change());
     }
     // Never decide on a half-filled cache: that is how batches get created twice.
-    let _ = ctx.jobs.wait_until_ready().await;
-    let _ = ctx.pods.wait_until_ready().await;
+    if !synced(&ctx.jobs) || !synced(&ctx.pods) {
+        return Ok(Action::requeue(Duration::from_millis(500)));
+    }
     let now = Time(Timestamp::now());
     let rjs: Api<RenderJob> = Api::namespaced(ctx.client.clone(), &ns);
 
@@ -292,10 +317,12 @@ async fn reconcile_inner(rj: &RenderJob, ctx: &Context) -> Result<Action> {
             pods.entry(i).or_default().push(p.as_ref());
         }
     }
-    let recorded = rj
-        .status
-        .as_ref()
-        .and_then(|s| s.succeeded_batches.as_deref())
+    // What we last wrote is newer than the cache when the cache lags behind our own write.
+    let written = ctx.written.lock().ok().and_then(|w| w.get(&uid).cloned());
+    let old = written.or_else(|| rj.status.clone()).unwrap_or_default();
+    let recorded = old
+        .succeeded_batches
+        .as_deref()
         .map(status::decode_ranges)
         .unwrap_or_default();
     let mut states = status::batch_states(&plan, &jobs, &recorded);
@@ -325,10 +352,14 @@ async fn reconcile_inner(rj: &RenderJob, ctx: &Context) -> Result<Action> {
         jobs: &jobs,
         pods: &pods,
     };
-    let new = status::roll_up(rj, &seen, &now);
-    let old = rj.status.clone().unwrap_or_default();
-    if rj.status.as_ref() != Some(&new) {
+    let mut basis = rj.clone();
+    basis.status = Some(old.clone());
+    let new = status::roll_up(&basis, &seen, &now);
+    if old != new {
         write_status(&rjs, &name, &new, ctx).await?;
+        if let Ok(mut w) = ctx.written.lock() {
+            w.insert(uid.clone(), new.clone());
+        }
         record_progress(rj, &old, &new, &jobs, ctx).await;
     }
 

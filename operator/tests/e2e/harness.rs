@@ -90,6 +90,8 @@ pub struct Env {
     operator: Option<Child>,
     log: PathBuf,
     stages: Vec<String>,
+    /// Port of the operator's /healthz, /readyz and /metrics.
+    pub http_port: u16,
 }
 
 impl Env {
@@ -147,6 +149,7 @@ impl Env {
             operator: None,
             log,
             stages: Vec::new(),
+            http_port: 0,
         })
     }
 
@@ -160,12 +163,17 @@ impl Env {
             .create(true)
             .append(true)
             .open(&self.log)?;
+        // A free port for the health and metrics server.
+        self.http_port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let listen = format!("127.0.0.1:{}", self.http_port);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_renderfarm-operator"));
         cmd.args([
             "--namespace",
             &self.ns,
             "--listen",
-            "127.0.0.1:0",
+            &listen,
             "--log-format",
             "json",
         ])
@@ -186,6 +194,29 @@ impl Env {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// GET a path of the operator's HTTP server: (status code, body).
+    pub fn http_get(&self, path: &str) -> Result<(u16, String)> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.http_port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        let code = response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        Ok((code, body))
     }
 
     pub fn rjs(&self) -> Api<RenderJob> {

@@ -134,6 +134,20 @@ async fn renders_every_batch_and_reports_progress() -> Result<()> {
         "phases seen: {seen:?}"
     );
 
+    // The operator's own view: health, readiness and metrics.
+    assert_eq!(env.http_get("/healthz")?.0, 200);
+    assert_eq!(env.http_get("/readyz")?.0, 200);
+    let (code, metrics) = env.http_get("/metrics")?;
+    assert_eq!(code, 200);
+    for line in [
+        "renderfarm_batches_total{result=\"created\"} 5",
+        "renderfarm_batches_total{result=\"succeeded\"} 5",
+        "renderfarm_frames_rendered_total 22",
+        "renderfarm_api_writes_total{verb=\"apply\",resource=\"jobs\"} 5",
+    ] {
+        assert!(metrics.contains(line), "metrics lack {line}:\n{metrics}");
+    }
+
     let (ok, out) = kubectl(&["get", "rj", "-n", &env.ns])?;
     assert!(ok, "{out}");
     let header: Vec<&str> = out
