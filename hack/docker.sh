@@ -7,6 +7,8 @@
 #                          locally with mmdebstrap when it is missing
 #   hack/docker.sh down    stop the dockerd this script started
 #   hack/docker.sh status  say whether dockerd answers and whether the base image exists
+#   hack/docker.sh build ARGS...  `docker build ARGS` with BuildKit, which skips a Dockerfile's
+#                          unused builder stage (the Rust image cannot be pulled here)
 #
 # Idempotent: `up` twice starts one dockerd; `down` when nothing runs does nothing.
 # Environment: DOCKERD_LOG (default /var/log/dockerd.log), BASE_IMAGE (default
@@ -105,7 +107,30 @@ stop() {
   exit 1
 }
 
+# The buildx plugin provides BuildKit; without buildx, a Docker client older than 23 has it
+# built in (Debian bookworm's docker.io package ships one).
+build() {
+  if docker buildx version >/dev/null 2>&1; then
+    docker buildx build --load "$@"
+    return
+  fi
+  local cli major
+  while read -r cli; do
+    major=$("$cli" version --format '{{.Client.Version}}' 2>/dev/null | cut -d. -f1) || continue
+    if [[ $major =~ ^[0-9]+$ ]] && ((major < 23)); then
+      DOCKER_BUILDKIT=1 "$cli" build "$@"
+      return
+    fi
+  done < <(type -ap docker)
+  say "no BuildKit: install the docker buildx plugin (or Debian's docker.io client)"
+  exit 1
+}
+
 case "${1:-}" in
+  build)
+    shift
+    build "$@"
+    ;;
   up)
     need_root
     install
@@ -121,7 +146,7 @@ case "${1:-}" in
     if docker image inspect "$BASE" >/dev/null 2>&1; then say "$BASE exists"; else say "$BASE is missing"; fi
     ;;
   *)
-    echo "usage: $0 up|down|status" >&2
+    echo "usage: $0 up|down|status|build ARGS..." >&2
     exit 2
     ;;
 esac

@@ -22,7 +22,7 @@ done_stage deps
 stage lint
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-shellcheck hack/*.sh .ci/run
+shellcheck hack/*.sh node-image/*.sh .ci/run
 done_stage lint
 
 stage "unit and property tests"
@@ -31,7 +31,11 @@ done_stage "unit and property tests"
 
 stage "local cluster"
 hack/cluster.sh up
-cleanup() { hack/cluster.sh down >/dev/null 2>&1 || true; rm -f "$RESULTS"; }
+cleanup() {
+  hack/cluster.sh down >/dev/null 2>&1 || true
+  if [[ -n ${STARTED_DOCKERD:-} ]]; then hack/docker.sh down >/dev/null 2>&1 || true; fi
+  rm -f "$RESULTS"
+}
 trap cleanup EXIT
 eval "$(hack/cluster.sh env)"
 kubectl version
@@ -45,6 +49,15 @@ done_stage "end-to-end suite (real API server, kwok nodes)"
 stage "helm chart"
 hack/chart-test.sh
 done_stage "helm chart"
+
+stage "images (docker build, docker run)"
+docker info >/dev/null 2>&1 || STARTED_DOCKERD=1
+hack/docker.sh up
+# The debug binaries the tests built go into the images: a release build would add ~15 minutes.
+export IMAGE_PROFILE=debug
+hack/operator-image-test.sh
+node-image/test-image.sh
+done_stage "images (docker build, docker run)"
 
 passed=$(grep -o '[0-9]* passed' "$RESULTS" | awk '{s += $1} END {print s + 0}')
 failed=$(grep -o '[0-9]* failed' "$RESULTS" | awk '{s += $1} END {print s + 0}')

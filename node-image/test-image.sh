@@ -10,6 +10,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 IMAGE=${IMAGE:-renderfarm/render-node:dev}
+# release (default) or debug: which cargo build goes into the image.
+PROFILE=${IMAGE_PROFILE:-release}
 say() { printf '[test-image] %s\n' "$*" >&2; }
 fail() {
   say "FAIL: $*"
@@ -19,31 +21,16 @@ now_ms() { date +%s%3N; }
 
 docker info >/dev/null 2>&1 || fail "dockerd does not answer (start it with hack/docker.sh up)"
 
-# BuildKit skips the Dockerfile's unused builder stage (the Rust image cannot be pulled here).
-# The buildx plugin provides it; without buildx, a Docker client older than 23 has it built in
-# (Debian bookworm's docker.io package ships one).
-build() {
-  if docker buildx version >/dev/null 2>&1; then
-    docker buildx build --load "$@"
-    return
-  fi
-  local cli major
-  while read -r cli; do
-    major=$("$cli" version --format '{{.Client.Version}}' 2>/dev/null | cut -d. -f1) || continue
-    if [[ $major =~ ^[0-9]+$ ]] && ((major < 23)); then
-      DOCKER_BUILDKIT=1 "$cli" build "$@"
-      return
-    fi
-  done < <(type -ap docker)
-  fail "no BuildKit: install the docker buildx plugin (or Debian's docker.io client)"
-}
-
 t0=$(now_ms)
-cargo build --release --locked -p render-node
+if [[ $PROFILE == release ]]; then
+  cargo build --release --locked -p render-node
+else
+  cargo build --locked -p render-node
+fi
 t_cargo=$(($(now_ms) - t0))
 
 t0=$(now_ms)
-build --build-arg BUILDER=prebuilt -t "$IMAGE" -f node-image/Dockerfile .
+hack/docker.sh build --build-arg BUILDER=prebuilt --build-arg "PROFILE=$PROFILE" -t "$IMAGE" -f node-image/Dockerfile .
 t_build=$(($(now_ms) - t0))
 size=$(docker image inspect "$IMAGE" --format '{{.Size}}')
 
@@ -128,7 +115,7 @@ grep -q '"outcome":"Terminated"' "$DATA/stop.json" || fail "no Terminated messag
 
 printf '\n%-34s %s\n' "image" "$IMAGE"
 printf '%-34s %s MB\n' "image size" "$((size / 1000000))"
-printf '%-34s %s s\n' "cargo build --release" "$((t_cargo / 1000))"
+printf '%-34s %s s\n' "cargo build ($PROFILE)" "$((t_cargo / 1000))"
 printf '%-34s %s s\n' "docker build (prebuilt binary)" "$((t_build / 1000))"
 printf '%-34s %s ms\n' "make-scene.py in the image" "$t_scene"
 printf '%-34s %s ms\n' "render 3 frames (docker run)" "$t_render"
