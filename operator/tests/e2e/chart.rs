@@ -99,15 +99,7 @@ async fn chart_rbac_is_enough_and_no_more() -> Result<()> {
         .wait_phase("rbac", "Succeeded", Duration::from_secs(120))
         .await?;
     assert_eq!(status(&rj).batches.succeeded, 3);
-    let events = kubectl(&[
-        "get",
-        "events",
-        "-n",
-        &env.ns,
-        "-o",
-        "custom-columns=REASON:.reason",
-    ])?
-    .1;
+    let events = env.event_reasons()?;
     assert!(
         events.contains("RenderComplete"),
         "the operator could not record events: {events}"

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, anyhow, bail};
+use anyhow::{Context as _, Result, anyhow, bail, ensure};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -217,6 +217,20 @@ impl Env {
             .map(|(_, b)| b.to_string())
             .unwrap_or_default();
         Ok((code, body))
+    }
+
+    /// The reasons of the Events in this namespace, one per line.
+    pub fn event_reasons(&self) -> Result<String> {
+        let (ok, out) = kubectl(&[
+            "get",
+            "events",
+            "-n",
+            &self.ns,
+            "-o",
+            "custom-columns=REASON:.reason",
+        ])?;
+        ensure!(ok, "kubectl get events: {out}");
+        Ok(out)
     }
 
     pub fn rjs(&self) -> Api<RenderJob> {

@@ -100,15 +100,7 @@ async fn suspend_and_resume() -> Result<()> {
     let rj = env.wait_phase("sus", "Succeeded", 3 * MINUTE).await?;
     assert_eq!(status(&rj).batches.succeeded, 6);
     assert_eq!(jobs.list(&ListParams::default()).await?.items.len(), 6);
-    let events = crate::harness::kubectl(&[
-        "get",
-        "events",
-        "-n",
-        &env.ns,
-        "-o",
-        "custom-columns=REASON:.reason",
-    ])?
-    .1;
+    let events = env.event_reasons()?;
     assert!(
         events.contains("Suspended") && events.contains("Resumed"),
         "{events}"

@@ -182,15 +182,7 @@ async fn renders_every_batch_and_reports_progress() -> Result<()> {
     ])?;
     assert!(ok, "kubectl wait failed: {out}");
 
-    let events = kubectl(&[
-        "get",
-        "events",
-        "-n",
-        &env.ns,
-        "-o",
-        "custom-columns=REASON:.reason",
-    ])?
-    .1;
+    let events = env.event_reasons()?;
     for reason in ["BatchesCreated", "RenderComplete"] {
         assert!(events.contains(reason), "no {reason} event in {events}");
     }
@@ -295,15 +287,7 @@ async fn failing_batch_is_retried_then_reported_and_rerun_on_delete() -> Result<
         "{}",
         failed.message
     );
-    let events = kubectl(&[
-        "get",
-        "events",
-        "-n",
-        &env.ns,
-        "-o",
-        "custom-columns=REASON:.reason",
-    ])?
-    .1;
+    let events = env.event_reasons()?;
     assert!(
         events.contains("BatchFailed") && events.contains("RenderFailed"),
         "{events}"
