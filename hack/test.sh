@@ -43,7 +43,7 @@ done_stage "local cluster"
 
 stage "end-to-end suite (real API server, kwok nodes)"
 ./target/debug/renderfarm-operator crd | kubectl apply --dry-run=client -f -
-ctest -p renderfarm --test e2e --locked -- --ignored --test-threads 4
+ctest -p renderfarm --test e2e --locked -- --ignored --test-threads 4 --nocapture
 done_stage "end-to-end suite (real API server, kwok nodes)"
 
 stage "helm chart"

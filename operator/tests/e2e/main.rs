@@ -4,6 +4,7 @@
 
 mod harness;
 
+mod chaos;
 mod chart;
 mod lifecycle;
 mod render;
