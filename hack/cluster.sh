@@ -131,6 +131,7 @@ build() {
     "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
 
   flock -u 9
+  exec 9>&-
   log "binaries ready ($(since "$t0")s): $K8S_BIN, $ETCD_BIN, $KWOK_BIN, $HELM_BIN"
 }
 
@@ -312,6 +313,8 @@ up() {
   build
   t1=$(now)
   if healthy; then
+    # Edits to the stages take effect without a restart.
+    kctl apply --server-side --force-conflicts -f "$HACK/kwok/stages.yaml" >/dev/null
     log "already up and healthy: $SERVER, KUBECONFIG=$KUBECONFIG_FILE"
     return 0
   fi
@@ -482,23 +485,29 @@ env_exports() {
   printf 'export PATH=%q:"$PATH"\n' "$K8S_BIN:$ETCD_BIN:$KWOK_BIN:$HELM_BIN"
 }
 
-case ${1:-} in
-  build) build ;;
-  up) up ;;
-  down) down "${2:-}" ;;
-  env) env_exports ;;
-  status) status ;;
-  stage)
-    (($# >= 2)) || die "usage: stage TEMPLATE [KEY=VALUE...]"
-    shift
-    stage "$@"
-    ;;
-  evict)
-    shift
-    evict "$@"
-    ;;
-  *)
-    sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'
-    exit 2
-    ;;
-esac
+main() {
+  case ${1:-} in
+    build) build ;;
+    up) up ;;
+    down) down "${2:-}" ;;
+    env) env_exports ;;
+    status) status ;;
+    stage)
+      (($# >= 2)) || die "usage: stage TEMPLATE [KEY=VALUE...]"
+      shift
+      stage "$@"
+      ;;
+    evict)
+      shift
+      evict "$@"
+      ;;
+    *)
+      sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'
+      exit 2
+      ;;
+  esac
+}
+
+# On one line: bash reads a script as it runs, so an edit to this file during a long build must
+# not change what runs after it.
+main "$@"; exit
