@@ -12,6 +12,7 @@
 #                                     fill a hack/kwok/ template's ${KEY}s and apply it
 #   hack/cluster.sh evict NAMESPACE POD
 #                                     POST an Eviction for a pod (kubectl has no evict)
+#   hack/cluster.sh selftest          check on the running cluster what the tests rely on
 #
 # Environment: RENDERFARM_CLUSTER_DIR (state: certs, etcd data, logs, pids, kubeconfig;
 # default $HOME/.cache/renderfarm/cluster), RENDERFARM_CACHE (binaries and Go modules;
@@ -35,8 +36,8 @@ SCHED_PORT=$((16445 + OFFSET))
 KWOK_PORT=$((16446 + OFFSET))
 
 HACK=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-CACHE=${RENDERFARM_CACHE:-$HOME/.cache/renderfarm}
-STATE=${RENDERFARM_CLUSTER_DIR:-$CACHE/cluster}
+CACHE=$(realpath -m "${RENDERFARM_CACHE:-$HOME/.cache/renderfarm}")
+STATE=$(realpath -m "${RENDERFARM_CLUSTER_DIR:-$CACHE/cluster}")
 K8S_BIN=$CACHE/bin/k8s-$K8S_VERSION
 ETCD_BIN=$CACHE/bin/etcd-$ETCD_VERSION
 KWOK_BIN=$CACHE/bin/kwok-$KWOK_VERSION
@@ -481,6 +482,130 @@ evict() {
   echo
 }
 
+# ------------------------------------------------------------------------------- selftest
+
+# poll SECONDS PATTERN COMMAND...: run COMMAND until its output matches PATTERN; print it.
+poll() {
+  local secs=$1 pattern=$2 out t
+  shift 2
+  t=$(date +%s)
+  while :; do
+    out=$("$@" 2>/dev/null) || true
+    # shellcheck disable=SC2053 # PATTERN is a glob on purpose
+    [[ $out == $pattern ]] && break
+    (($(date +%s) - t < secs)) || break
+    sleep 0.25
+  done
+  printf '%s' "$out"
+}
+
+# selftest_job NS NAME SCENARIO BATCH BACKOFF: a Job like the operator's (pods labelled with the
+# scenario and batch; Ignore disruptions, FailJob on exit code 64).
+selftest_job() {
+  kctl -n "$1" apply -f - >/dev/null <<EOF
+apiVersion: batch/v1
+kind: Job
+metadata: {name: $2}
+spec:
+  backoffLimit: $5
+  podFailurePolicy:
+    rules:
+    - {action: Ignore, onPodConditions: [{type: DisruptionTarget, status: "True"}]}
+    - {action: FailJob, onExitCodes: {containerName: render, operator: In, values: [64]}}
+  template:
+    metadata:
+      labels: {kwok.renderfarm.io/scenario: "$3", renderfarm.io/batch: "$4"}
+    spec:
+      restartPolicy: Never
+      containers: [{name: render, image: busybox}]
+EOF
+}
+
+# selftest: check on the running cluster, in a namespace of its own, what the tests rely on
+# (hack/README.md); removes what it made. Ends with "selftest: N passed, M failed".
+selftest() {
+  curl_admin "$SERVER/readyz" >/dev/null 2>&1 || die "the cluster is not up: hack/cluster.sh up"
+  local ns=rf-selftest-$$ pass=0 fail=0 t0 pod got
+  t0=$(now)
+  SELFTEST_NS=$ns
+  trap selftest_cleanup EXIT
+  expect() { # expect WHAT WANT GOT
+    if [[ $3 == "$2" ]]; then
+      pass=$((pass + 1))
+      log "ok    $1"
+    else
+      fail=$((fail + 1))
+      log "FAIL  $1: want '$2', got '$3'"
+    fi
+  }
+  kctl create namespace "$ns" >/dev/null
+  stage fail.yaml "SCENARIO=$ns" BATCHES=1 EXIT_CODE=64 REASON=Error >/dev/null
+  stage succeed-others.yaml "SCENARIO=$ns" BATCHES=1 >/dev/null
+  stage oom.yaml "SCENARIO=$ns-oom" BATCHES=0 >/dev/null
+  stage slow.yaml "SCENARIO=$ns-slow" DELAY_MS=3000 >/dev/null
+  kctl -n "$ns" create job plain --image=busybox -- true >/dev/null
+  selftest_job "$ns" batch-0 "$ns" 0 3
+  selftest_job "$ns" batch-1 "$ns" 1 3
+  selftest_job "$ns" oom "$ns-oom" 0 0
+  selftest_job "$ns" evicted "$ns-slow" 0 0
+  kctl -n "$ns" apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: nowhere}
+spec:
+  nodeSelector: {renderfarm.io/no-such-node: "true"}
+  containers: [{name: c, image: busybox}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: gpu}
+spec:
+  tolerations: [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]
+  containers: [{name: c, image: busybox, resources: {limits: {nvidia.com/gpu: "1"}}}]
+EOF
+  local cond='{range .status.conditions[?(@.status=="True")]}{.type}:{.reason} {end}'
+  local term='{.items[0].status.containerStatuses[0].state.terminated.exitCode} {.items[0].status.containerStatuses[0].state.terminated.reason}'
+
+  got=$(poll 60 '*Complete:*' kctl -n "$ns" get job plain -o jsonpath="$cond")
+  expect "a Job completes" yes "$([[ $got == *Complete:* ]] && echo yes || echo "$got")"
+  got=$(poll 60 '*Complete:*' kctl -n "$ns" get job batch-0 -o jsonpath="$cond")
+  expect "succeed-others.yaml: the other batch's Job completes" yes "$([[ $got == *Complete:* ]] && echo yes || echo "$got")"
+  got=$(poll 60 '*Failed:*' kctl -n "$ns" get job batch-1 -o jsonpath="$cond")
+  expect "fail.yaml + podFailurePolicy FailJob on 64: the Job fails by the policy" yes \
+    "$([[ $got == *Failed:PodFailurePolicy* ]] && echo yes || echo "$got")"
+  expect "... after one pod" 1 "$(kctl -n "$ns" get job batch-1 -o jsonpath='{.status.failed}')"
+  expect "... whose terminated state has exit code 64" "64 Error" \
+    "$(kctl -n "$ns" get pods -l job-name=batch-1 -o jsonpath="$term")"
+  expect "oom.yaml: exit code 137, reason OOMKilled" "137 OOMKilled" \
+    "$(poll 60 '137 *' kctl -n "$ns" get pods -l job-name=oom -o jsonpath="$term")"
+  expect "a pod no node fits: PodScheduled False, Unschedulable" "False Unschedulable" \
+    "$(poll 60 'False *' kctl -n "$ns" get pod nowhere -o jsonpath='{.status.conditions[?(@.type=="PodScheduled")].status} {.status.conditions[?(@.type=="PodScheduled")].reason}')"
+  expect "a GPU pod with the toleration runs on kwok-gpu-0" "kwok-gpu-0 Running" \
+    "$(poll 60 '* Running' kctl -n "$ns" get pod gpu -o jsonpath='{.spec.nodeName} {.status.phase}')"
+
+  poll 60 Running kctl -n "$ns" get pods -l job-name=evicted -o jsonpath='{.items[0].status.phase}' >/dev/null
+  pod=$(kctl -n "$ns" get pods -l job-name=evicted -o jsonpath='{.items[0].metadata.name}')
+  got=$(evict "$ns" "$pod" 2>&1 | tr -d ' \n')
+  expect "the Eviction API evicts a running Job pod" yes "$([[ $got == *'"status":"Success"'* ]] && echo yes || echo "$got")"
+  expect "... which ends Failed, DisruptionTarget kept" "Failed True" \
+    "$(poll 20 'Failed *' kctl -n "$ns" get pod "$pod" -o jsonpath='{.status.phase} {.status.conditions[?(@.type=="DisruptionTarget")].status}')"
+  got=$(poll 90 '*Complete:*' kctl -n "$ns" get job evicted -o jsonpath="$cond")
+  expect "... and its Job (backoffLimit 0) ignores it and completes" yes "$([[ $got == *Complete:* ]] && echo yes || echo "$got")"
+  expect "... counting no failure" "" "$(kctl -n "$ns" get job evicted -o jsonpath='{.status.failed}')"
+
+  selftest_cleanup
+  trap - EXIT
+  log "selftest took $(since "$t0")s"
+  echo "selftest: $pass passed, $fail failed"
+  ((fail == 0))
+}
+
+selftest_cleanup() {
+  local ns=$SELFTEST_NS
+  kctl delete stage --ignore-not-found "$ns-fail" "$ns-ok" "$ns-oom-oom" "$ns-slow-slow" >/dev/null 2>&1 || true
+  kctl delete namespace "$ns" --wait=false >/dev/null 2>&1 || true
+}
+
 env_exports() {
   printf 'export KUBECONFIG=%q\n' "$KUBECONFIG_FILE"
   # shellcheck disable=SC2016 # $PATH is for the shell that evals this line
@@ -503,6 +628,7 @@ main() {
       shift
       evict "$@"
       ;;
+    selftest) selftest ;;
     *)
       sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'
       exit 2
