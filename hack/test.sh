@@ -39,6 +39,8 @@ cleanup() {
 trap cleanup EXIT
 eval "$(hack/cluster.sh env)"
 kubectl version
+# The cluster's own checks: Jobs complete, injected failures reach pods, scheduling, eviction.
+hack/cluster.sh selftest 2>&1 | tee -a "$RESULTS"
 done_stage "local cluster"
 
 stage "end-to-end suite (real API server, kwok nodes)"
