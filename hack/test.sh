@@ -30,9 +30,11 @@ ctest --workspace --locked
 done_stage "unit and property tests"
 
 stage "local cluster"
+# From scratch every time: no objects left from an earlier run.
+hack/cluster.sh down --purge >/dev/null 2>&1 || true
 hack/cluster.sh up
 cleanup() {
-  hack/cluster.sh down >/dev/null 2>&1 || true
+  hack/cluster.sh down --purge >/dev/null 2>&1 || true
   if [[ -n ${STARTED_DOCKERD:-} ]]; then hack/docker.sh down >/dev/null 2>&1 || true; fi
   rm -f "$RESULTS"
 }
