@@ -436,7 +436,11 @@ pub fn roll_up(rj: &RenderJob, seen: &Observed<'_>, now: &Time) -> RenderJobStat
         Phase::Failed
     } else if rj.spec.suspend {
         Phase::Suspended
-    } else if pods.running > 0 || batches.succeeded + batches.failed > 0 {
+    } else if pods.running + pods.succeeded + pods.failed > 0
+        || batches.succeeded + batches.failed > 0
+        // Once rendering, a render stays Running between one batch's pod and the next.
+        || prev.phase == Phase::Running
+    {
         Phase::Running
     } else {
         Phase::Pending

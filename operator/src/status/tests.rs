@@ -469,3 +469,20 @@ fn stray_jobs_are_ignored() {
     let jobs = vec![&stray, &out_of_plan];
     assert!(jobs_by_batch("shot", &w.plan, &jobs).is_empty());
 }
+
+#[test]
+fn a_started_render_does_not_fall_back_to_pending() {
+    // The first pods finished but their Jobs are not Complete yet, and nothing runs.
+    let mut w = World::new(rj(10, 5, false));
+    w.jobs.push(job(0, None, 0, None));
+    w.pods.insert(0, vec![pod("Succeeded", json!({}))]);
+    assert_eq!(w.status().phase, Phase::Running);
+    // Between batches: nothing runs, nothing has finished, but it was running.
+    let mut w = World::new(rj(10, 5, false));
+    w.rj.status = Some(RenderJobStatus {
+        phase: Phase::Running,
+        ..Default::default()
+    });
+    w.jobs.push(job(0, None, 0, None));
+    assert_eq!(w.status().phase, Phase::Running);
+}
