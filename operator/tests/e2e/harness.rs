@@ -159,15 +159,21 @@ impl Env {
     }
 
     pub fn start_operator_with(&mut self, args: &[&str], env: &[(&str, &str)]) -> Result<()> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)?;
         // A free port for the health and metrics server.
         self.http_port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
-        let listen = format!("127.0.0.1:{}", self.http_port);
+        self.operator = Some(self.spawn_operator(self.http_port, args, env)?);
+        Ok(())
+    }
+
+    /// Another operator process (a second replica), logging to the same file; the caller owns it.
+    pub fn spawn_operator(&self, port: u16, args: &[&str], env: &[(&str, &str)]) -> Result<Child> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let listen = format!("127.0.0.1:{port}");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_renderfarm-operator"));
         cmd.args([
             "--namespace",
@@ -184,8 +190,7 @@ impl Env {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        self.operator = Some(cmd.spawn().context("starting renderfarm-operator")?);
-        Ok(())
+        cmd.spawn().context("starting renderfarm-operator")
     }
 
     /// SIGKILL: no goodbye, no flushed state, as a crash or an OOM kill.

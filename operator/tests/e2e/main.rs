@@ -6,6 +6,7 @@ mod harness;
 
 mod chaos;
 mod chart;
+mod leader;
 mod lifecycle;
 mod render;
 mod validation;
