@@ -9,4 +9,5 @@ mod chart;
 mod leader;
 mod lifecycle;
 mod render;
+mod restart;
 mod validation;

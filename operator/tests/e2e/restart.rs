@@ -1,0 +1,111 @@
+//! The API server and etcd restart in the middle of a render: the operator reconnects, the
+//! render completes, nothing is duplicated. Disruptive for everything else on the cluster, so
+//! `hack/test.sh` runs it on its own, after the rest of the suite.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+use futures::TryStreamExt;
+use kube::ResourceExt;
+use kube::api::ListParams;
+use kube::runtime::{WatchStreamExt, watcher};
+use serde_json::json;
+
+use crate::harness::{Env, status, wait_until};
+
+fn state_dir() -> PathBuf {
+    std::env::var_os("RENDERFARM_CLUSTER_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/renderfarm/cluster")
+        })
+}
+
+fn kill(component: &str) -> Result<()> {
+    let pid = std::fs::read_to_string(state_dir().join(format!("run/{component}.pid")))
+        .with_context(|| format!("{component} pid file (is this the local cluster?)"))?;
+    let status = Command::new("kill").args(["-9", pid.trim()]).status()?;
+    ensure!(status.success(), "could not kill {component}");
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "restarts the local control plane: hack/test.sh runs it alone"]
+async fn apiserver_and_etcd_restart_mid_render() -> Result<()> {
+    let mut env = Env::new("restart").await?;
+    let api = env.jobs();
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let observer = tokio::spawn(async move {
+        let mut uids: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        // With backoff: this watch lives through the outage too.
+        let stream = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .applied_objects();
+        futures::pin_mut!(stream);
+        loop {
+            tokio::select! {
+                job = stream.try_next() => match job {
+                    Ok(Some(job)) => { uids.entry(job.name_any()).or_default().insert(job.uid().unwrap_or_default()); }
+                    Ok(None) => break,
+                    Err(_) => {}
+                },
+                _ = &mut stopped => break,
+            }
+        }
+        uids
+    });
+    env.start_operator()?;
+    env.create(
+        "rs",
+        json!({"frames": {"start": 1, "end": 30}, "batchSize": 1, "parallelism": 3}),
+    )
+    .await?;
+    let jobs = env.jobs();
+    wait_until(Duration::from_secs(60), "a third of the Jobs", || async {
+        Ok((jobs.list(&ListParams::default()).await?.items.len() >= 10).then_some(()))
+    })
+    .await?;
+
+    kill("kube-apiserver")?;
+    kill("etcd")?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let down = Instant::now();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let up = Command::new("bash")
+        .arg(root.join("hack/cluster.sh"))
+        .arg("up")
+        .output()?;
+    ensure!(
+        up.status.success(),
+        "cluster.sh up: {}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    eprintln!(
+        "restart: API server and etcd back after {} ms",
+        down.elapsed().as_millis()
+    );
+
+    let rj = env
+        .wait_phase("rs", "Succeeded", Duration::from_secs(240))
+        .await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _ = stop.send(());
+    let uids = observer.await?;
+    let duplicates: Vec<_> = uids.iter().filter(|(_, u)| u.len() > 1).collect();
+    assert!(
+        duplicates.is_empty(),
+        "batches created twice: {duplicates:?}"
+    );
+    assert_eq!(uids.len(), 30);
+    let s = status(&rj);
+    assert_eq!(
+        (s.batches.succeeded, s.frames.rendered, s.batches.failed),
+        (30, 30, 0)
+    );
+    eprintln!("restart: render completed after the outage, 30 batches, 0 duplicates");
+    Ok(())
+}
