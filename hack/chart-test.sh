@@ -14,15 +14,39 @@ helm lint --strict "$CHART"
 helm lint --strict "$CHART" --set watchNamespace=studio --set storage.create=true \
   --set metrics.serviceMonitor.enabled=true --set grafanaDashboard.enabled=true --set networkPolicy.enabled=true
 
-# Every template, both RBAC modes and both storage types, checked by the API server itself
-# (kubeconform needs schema downloads this machine cannot make; the API server is stricter).
+# kubeconform, strict, with schemas made from this API server's own OpenAPI document (nothing
+# is downloaded) and the RenderJob schema from the CRD, through kubeconform's own script.
+KUBECONFORM_VERSION=v0.8.0
+KC_BIN=${RENDERFARM_CACHE:-$HOME/.cache/renderfarm}/bin/kubeconform-$KUBECONFORM_VERSION
+if [[ ! -x $KC_BIN/kubeconform ]]; then
+  GOMODCACHE=${GOMODCACHE:-${RENDERFARM_CACHE:-$HOME/.cache/renderfarm}/gomod} GOBIN=$KC_BIN \
+    go install "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION"
+fi
+SCHEMAS=$(mktemp -d)
+trap 'rm -rf "$SCHEMAS"' EXIT
+kubectl get --raw /openapi/v2 | python3 hack/k8s-schemas.py "$SCHEMAS" Deployment Service ServiceAccount \
+  ClusterRole ClusterRoleBinding Role RoleBinding PersistentVolume PersistentVolumeClaim NetworkPolicy \
+  ConfigMap CustomResourceDefinition
+O2J=$(GOMODCACHE=${GOMODCACHE:-${RENDERFARM_CACHE:-$HOME/.cache/renderfarm}/gomod} \
+  go list -m -f '{{.Dir}}' "github.com/yannh/kubeconform@$KUBECONFORM_VERSION" 2>/dev/null || true)
+(cd "$SCHEMAS" && FILENAME_FORMAT='{kind}-{group}-{version}' /usr/bin/python3 "$O2J/scripts/openapi2jsonschema.py" \
+  "$OLDPWD/crds/renderjob.yaml" >/dev/null)
+kubeconform() {
+  "$KC_BIN/kubeconform" -strict -summary -schema-location "$SCHEMAS/{{ .ResourceKind }}{{ .KindSuffix }}.json" "$@"
+}
+kubeconform crds/renderjob.yaml examples/renderjob.yaml examples/gpu-renderjob.yaml
+
+# Every template, both RBAC modes and both storage types: kubeconform, then the API server's
+# own validation (server-side dry run).
 kubectl apply --server-side -f crds/renderjob.yaml >/dev/null
 kubectl create namespace chart-test --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 for values in "" \
   "--set watchNamespace=chart-test --set storage.create=true --set storage.type=hostPath --set networkPolicy.enabled=true --set grafanaDashboard.enabled=true" \
   "--set storage.create=true --set storage.type=storageClass"; do
   # shellcheck disable=SC2086 # word splitting of the value flags is intended
-  helm template rf "$CHART" --namespace chart-test --kube-version "$KUBE_VERSION" $values | kubectl apply --dry-run=server -f - >/dev/null \
+  helm template rf "$CHART" --namespace chart-test --kube-version "$KUBE_VERSION" $values >"$SCHEMAS/chart.yaml"
+  kubeconform "$SCHEMAS/chart.yaml" || fail "kubeconform refused the chart with: ${values:-defaults}"
+  kubectl apply --dry-run=server -f "$SCHEMAS/chart.yaml" >/dev/null \
     || fail "server-side validation failed for: ${values:-defaults}"
   echo "chart-test: API server accepts the chart with ${values:-default values}"
 done

@@ -15,8 +15,8 @@ done_stage() { printf '=== %s took %ss\n' "$1" "$(($(date +%s) - STAGE_T))"; }
 ctest() { cargo test "$@" 2>&1 | tee -a "$RESULTS"; return "${PIPESTATUS[0]}"; }
 
 stage deps
-# Blender for render-node's tests (Debian's 3.4, CPU only).
-hack/deps.sh blender
+# Blender for render-node's tests (Debian's 3.4, CPU only); PyYAML for kubeconform's CRD script.
+hack/deps.sh blender python3-yaml
 done_stage deps
 
 stage lint
