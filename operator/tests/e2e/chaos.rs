@@ -1,13 +1,9 @@
 //! Crash safety at scale: 200 batches at parallelism 20 while the operator is SIGKILLed 20
 //! times at pseudo-random moments. Prints kills, duplicates, lost batches and recovery times.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use futures::TryStreamExt;
-use kube::ResourceExt;
-use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 
 use crate::harness::{Env, status, wait_until};
@@ -32,22 +28,7 @@ impl Moments {
 async fn survives_twenty_kills_over_two_hundred_batches() -> Result<()> {
     let mut env = Env::new("chaos").await?;
     let api = env.jobs();
-    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-    let observer = tokio::spawn(async move {
-        let mut uids: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        let stream = watcher(api, watcher::Config::default()).applied_objects();
-        futures::pin_mut!(stream);
-        loop {
-            tokio::select! {
-                job = stream.try_next() => match job {
-                    Ok(Some(job)) => { uids.entry(job.name_any()).or_default().insert(job.uid().unwrap_or_default()); }
-                    _ => break,
-                },
-                _ = &mut stopped => break,
-            }
-        }
-        uids
-    });
+    let observer = crate::harness::JobUids::watch(api);
 
     env.start_operator()?;
     let started = Instant::now();
@@ -83,15 +64,7 @@ async fn survives_twenty_kills_over_two_hundred_batches() -> Result<()> {
         .wait_phase("chaos", "Succeeded", Duration::from_secs(600))
         .await?;
     let took = started.elapsed();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let _ = stop.send(());
-    let uids = observer.await?;
-
-    let duplicates: Vec<_> = uids
-        .iter()
-        .filter(|(_, u)| u.len() > 1)
-        .map(|(n, _)| n.clone())
-        .collect();
+    let (seen, duplicates) = observer.finish().await?;
     let s = status(&rj);
     let lost = BATCHES as i64 - s.batches.succeeded;
     recoveries.sort();
@@ -108,7 +81,7 @@ async fn survives_twenty_kills_over_two_hundred_batches() -> Result<()> {
         duplicates.is_empty(),
         "batches created twice: {duplicates:?}"
     );
-    assert_eq!(uids.len(), BATCHES, "Jobs seen");
+    assert_eq!(seen, BATCHES, "Jobs seen");
     assert_eq!(lost, 0);
     assert_eq!(
         (s.batches.total, s.batches.failed, s.frames.rendered),

@@ -391,6 +391,55 @@ impl Drop for Env {
     }
 }
 
+/// Every Job UID seen in a namespace, by Job name, from a watch that lives through API server
+/// outages: a batch created twice shows as a name with two UIDs.
+pub struct JobUids {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<BTreeMap<String, std::collections::BTreeSet<String>>>,
+}
+
+impl JobUids {
+    pub fn watch(api: Api<Job>) -> JobUids {
+        use futures::TryStreamExt;
+        use kube::runtime::{WatchStreamExt, watcher};
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let mut uids: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+            let stream = watcher(api, watcher::Config::default())
+                .default_backoff()
+                .applied_objects();
+            futures::pin_mut!(stream);
+            loop {
+                tokio::select! {
+                    job = stream.try_next() => match job {
+                        Ok(Some(job)) => {
+                            uids.entry(job.name_any()).or_default().insert(job.uid().unwrap_or_default());
+                        }
+                        Ok(None) => break,
+                        Err(_) => {}
+                    },
+                    _ = &mut stopped => break,
+                }
+            }
+            uids
+        });
+        JobUids { stop, task }
+    }
+
+    /// Watch a little longer for stragglers, then return (Jobs seen, names created twice).
+    pub async fn finish(self) -> Result<(usize, Vec<String>)> {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let _ = self.stop.send(());
+        let uids = self.task.await?;
+        let twice = uids
+            .iter()
+            .filter(|(_, u)| u.len() > 1)
+            .map(|(n, _)| n.clone())
+            .collect();
+        Ok((uids.len(), twice))
+    }
+}
+
 pub fn merge(base: &mut Value, extra: Value) {
     match (base, extra) {
         (Value::Object(b), Value::Object(e)) => {

@@ -1,16 +1,13 @@
 //! Two replicas with leader election: only the leader reconciles; killing the leader hands the
 //! lease to the standby, which finishes the render without duplicating a batch.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use futures::TryStreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::ResourceExt;
 use kube::api::{Api, ListParams};
-use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 
 use crate::harness::{Env, status, wait_until};
@@ -47,22 +44,7 @@ async fn holder(leases: &Api<Lease>) -> Option<String> {
 async fn standby_takes_over_when_the_leader_dies() -> Result<()> {
     let env = Env::new("leader").await?;
     let api = env.jobs();
-    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-    let observer = tokio::spawn(async move {
-        let mut uids: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        let stream = watcher(api, watcher::Config::default()).applied_objects();
-        futures::pin_mut!(stream);
-        loop {
-            tokio::select! {
-                job = stream.try_next() => match job {
-                    Ok(Some(job)) => { uids.entry(job.name_any()).or_default().insert(job.uid().unwrap_or_default()); }
-                    _ => break,
-                },
-                _ = &mut stopped => break,
-            }
-        }
-        uids
-    });
+    let observer = crate::harness::JobUids::watch(api);
 
     let leases: Api<Lease> = Api::namespaced(env.client.clone(), &env.ns);
     let mut replicas: BTreeMap<String, Child> = BTreeMap::new();
@@ -122,15 +104,12 @@ async fn standby_takes_over_when_the_leader_dies() -> Result<()> {
         let _ = c.wait();
     }
     let rj = rj?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let _ = stop.send(());
-    let uids = observer.await?;
-    let duplicates: Vec<_> = uids.iter().filter(|(_, u)| u.len() > 1).collect();
+    let (seen, duplicates) = observer.finish().await?;
     assert!(
         duplicates.is_empty(),
         "batches created twice: {duplicates:?}"
     );
-    assert_eq!(uids.len(), BATCHES);
+    assert_eq!(seen, BATCHES);
     let s = status(&rj);
     assert_eq!(
         (s.batches.succeeded, s.frames.rendered),

@@ -1,13 +1,10 @@
 //! Lifecycle: suspend and resume, deletion, and a crashing operator.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Result;
-use futures::TryStreamExt;
-use kube::ResourceExt;
 use kube::api::{ListParams, Patch, PatchParams};
-use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 
 use crate::harness::{Env, SCENARIO_LABEL, status, wait_until};
@@ -154,22 +151,7 @@ async fn operator_killed_mid_render_duplicates_nothing() -> Result<()> {
     let api = env.jobs();
     // Every Job UID ever seen, by name: a duplicate would be a second UID for a name, or a
     // name outside the plan.
-    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-    let observer = tokio::spawn(async move {
-        let mut uids: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        let stream = watcher(api, watcher::Config::default()).applied_objects();
-        futures::pin_mut!(stream);
-        loop {
-            tokio::select! {
-                job = stream.try_next() => match job {
-                    Ok(Some(job)) => { uids.entry(job.name_any()).or_default().insert(job.uid().unwrap_or_default()); }
-                    _ => break,
-                },
-                _ = &mut stopped => break,
-            }
-        }
-        uids
-    });
+    let observer = crate::harness::JobUids::watch(api);
     env.start_operator()?;
     env.create(
         "crash",
@@ -194,13 +176,9 @@ async fn operator_killed_mid_render_duplicates_nothing() -> Result<()> {
         (s.batches.succeeded, s.batches.total, s.frames.rendered),
         (20, 20, 20)
     );
-    // Watch a little longer for stragglers, then count.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let _ = stop.send(());
-    let uids = observer.await?;
-    let dupes: Vec<_> = uids.iter().filter(|(_, u)| u.len() != 1).collect();
-    assert!(dupes.is_empty(), "batches created twice: {dupes:?}");
-    assert_eq!(uids.len(), 20);
+    let (seen, twice) = observer.finish().await?;
+    assert!(twice.is_empty(), "batches created twice: {twice:?}");
+    assert_eq!(seen, 20);
     assert_eq!(env.job_names().await?.len(), 20);
     eprintln!("operator killed {kills} times; 20 batches, 0 duplicates");
     Ok(())

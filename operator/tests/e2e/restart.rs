@@ -2,16 +2,12 @@
 //! render completes, nothing is duplicated. Disruptive for everything else on the cluster, so
 //! `hack/test.sh` runs it on its own, after the rest of the suite.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use futures::TryStreamExt;
-use kube::ResourceExt;
 use kube::api::ListParams;
-use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 
 use crate::harness::{Env, status, wait_until};
@@ -38,26 +34,7 @@ fn kill(component: &str) -> Result<()> {
 async fn apiserver_and_etcd_restart_mid_render() -> Result<()> {
     let mut env = Env::new("restart").await?;
     let api = env.jobs();
-    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-    let observer = tokio::spawn(async move {
-        let mut uids: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        // With backoff: this watch lives through the outage too.
-        let stream = watcher(api, watcher::Config::default())
-            .default_backoff()
-            .applied_objects();
-        futures::pin_mut!(stream);
-        loop {
-            tokio::select! {
-                job = stream.try_next() => match job {
-                    Ok(Some(job)) => { uids.entry(job.name_any()).or_default().insert(job.uid().unwrap_or_default()); }
-                    Ok(None) => break,
-                    Err(_) => {}
-                },
-                _ = &mut stopped => break,
-            }
-        }
-        uids
-    });
+    let observer = crate::harness::JobUids::watch(api);
     env.start_operator()?;
     env.create(
         "rs",
@@ -92,15 +69,12 @@ async fn apiserver_and_etcd_restart_mid_render() -> Result<()> {
     let rj = env
         .wait_phase("rs", "Succeeded", Duration::from_secs(240))
         .await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let _ = stop.send(());
-    let uids = observer.await?;
-    let duplicates: Vec<_> = uids.iter().filter(|(_, u)| u.len() > 1).collect();
+    let (seen, duplicates) = observer.finish().await?;
     assert!(
         duplicates.is_empty(),
         "batches created twice: {duplicates:?}"
     );
-    assert_eq!(uids.len(), 30);
+    assert_eq!(seen, 30);
     let s = status(&rj);
     assert_eq!(
         (s.batches.succeeded, s.frames.rendered, s.batches.failed),
