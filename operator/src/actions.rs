@@ -94,6 +94,11 @@ mod tests {
         RenderJob::new("shot", spec)
     }
 
+    /// `decide` with nothing in flight and nothing recorded.
+    fn decide_now(rj: &RenderJob, states: &[BatchState], jobs: &BTreeMap<u32, &Job>) -> Actions {
+        decide(rj, states, jobs, &BTreeSet::new(), &BTreeSet::new())
+    }
+
     fn job(name: &str, suspend: bool) -> Job {
         serde_json::from_value(serde_json::json!({"metadata": {"name": name}, "spec": {"suspend": suspend, "template": {}}}))
             .expect("job")
@@ -104,13 +109,7 @@ mod tests {
         let states = [Succeeded, Active, Pending, Pending, Pending];
         let (a, b) = (job("b", false), job("a", false));
         let jobs = BTreeMap::from([(0, &a), (1, &b)]);
-        let got = decide(
-            &rj(3, false, "Keep"),
-            &states,
-            &jobs,
-            &BTreeSet::new(),
-            &BTreeSet::new(),
-        );
+        let got = decide_now(&rj(3, false, "Keep"), &states, &jobs);
         assert_eq!(got.create, vec![2, 3]);
         assert!(got.suspend.is_empty() && got.resume.is_empty() && got.delete.is_empty());
     }
@@ -142,13 +141,7 @@ mod tests {
         let states = [Active, Active, Pending];
         let (a, b) = (job("a", false), job("b", true));
         let jobs = BTreeMap::from([(0, &a), (1, &b)]);
-        let got = decide(
-            &rj(5, true, "Keep"),
-            &states,
-            &jobs,
-            &BTreeSet::new(),
-            &BTreeSet::new(),
-        );
+        let got = decide_now(&rj(5, true, "Keep"), &states, &jobs);
         assert_eq!(
             got,
             Actions {
@@ -156,13 +149,7 @@ mod tests {
                 ..Default::default()
             }
         );
-        let got = decide(
-            &rj(5, false, "Keep"),
-            &states,
-            &jobs,
-            &BTreeSet::new(),
-            &BTreeSet::new(),
-        );
+        let got = decide_now(&rj(5, false, "Keep"), &states, &jobs);
         assert_eq!(
             got,
             Actions {
@@ -203,13 +190,7 @@ mod tests {
         let states = [Succeeded, Pending];
         let a = job("a", false);
         let jobs = BTreeMap::from([(0, &a)]);
-        let got = decide(
-            &rj(1, false, "Keep"),
-            &states,
-            &jobs,
-            &BTreeSet::new(),
-            &BTreeSet::new(),
-        );
+        let got = decide_now(&rj(1, false, "Keep"), &states, &jobs);
         assert_eq!(got.create, vec![1]);
     }
 }

@@ -396,8 +396,18 @@ async fn apply_actions(
                 .insert(*index, Instant::now());
         }
         ctx.metrics.write("apply", "jobs");
-        jobs.patch(&job_name, &ssa, &Patch::Apply(&manifest))
-            .await?;
+        match jobs.patch(&job_name, &ssa, &Patch::Apply(&manifest)).await {
+            Ok(_) => {}
+            // The server answered and refused: nothing was created, so the batch is not in
+            // flight (a timeout or a 5xx keeps the mark: the Job may exist).
+            Err(kube::Error::Api(e)) if e.code < 500 => {
+                if let Ok(mut all) = ctx.in_flight.lock() {
+                    all.entry(uid.to_string()).or_default().remove(index);
+                }
+                return Err(kube::Error::Api(e).into());
+            }
+            Err(e) => return Err(e.into()),
+        }
         ctx.metrics.batch("created", 1);
         created.push(format!("{job_name} (frames {})", batch.frames_label()));
     }
