@@ -15,6 +15,8 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PropagationPolicy};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::utils::ResetTimerBackoff;
+use kube::runtime::watcher::ExponentialBackoff;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use tracing::{debug, info, warn};
@@ -69,6 +71,18 @@ where
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     }
+}
+
+/// Watch retry delays: from half a second up to 5 s (kube's default climbs to 30 s), so the
+/// operator is back within seconds of an API server restart.
+fn watch_backoff() -> ResetTimerBackoff<ExponentialBackoff> {
+    let exponential = backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(500))
+        .with_max_delay(Duration::from_secs(5))
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times();
+    ResetTimerBackoff::new(exponential.into(), Duration::from_secs(60))
 }
 
 /// Drop what the controller never reads, so 10,000 cached Jobs stay small.
@@ -140,6 +154,7 @@ pub async fn run(
     });
 
     let controller = Controller::new(renderjobs, watcher::Config::default().any_semantic())
+        .trigger_backoff(watch_backoff())
         .owns_stream(job_stream)
         .watches_stream(pod_stream, |pod: Pod| {
             let name = pod.annotations().get(RENDERJOB_ANNOTATION)?.clone();
