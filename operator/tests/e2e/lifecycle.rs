@@ -130,15 +130,18 @@ async fn deleting_a_renderjob_collects_its_jobs_and_pods() -> Result<()> {
     env.rjs()
         .delete("gc", &kube::api::DeleteParams::foreground())
         .await?;
-    wait_until(2 * MINUTE, "no Jobs and no pods left", || async {
+    // Foreground deletion: the RenderJob goes last, once the garbage collector removed its
+    // Jobs and their pods.
+    let rjs = env.rjs();
+    wait_until(2 * MINUTE, "no Jobs, pods or RenderJob left", || async {
         let (j, p) = (
             jobs.list(&ListParams::default()).await?.items.len(),
             pods.list(&ListParams::default()).await?.items.len(),
         );
-        Ok((j == 0 && p == 0).then_some(()))
+        let gone = rjs.get_opt("gc").await?.is_none();
+        Ok((j == 0 && p == 0 && gone).then_some(()))
     })
     .await?;
-    assert!(env.rjs().get_opt("gc").await?.is_none());
     Ok(())
 }
 
