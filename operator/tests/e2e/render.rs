@@ -137,15 +137,22 @@ async fn renders_every_batch_and_reports_progress() -> Result<()> {
     // The operator's own view: health, readiness and metrics.
     assert_eq!(env.http_get("/healthz")?.0, 200);
     assert_eq!(env.http_get("/readyz")?.0, 200);
-    let (code, metrics) = env.http_get("/metrics")?;
-    assert_eq!(code, 200);
-    for line in [
+    let expected = [
         "renderfarm_batches_total{result=\"created\"} 5",
         "renderfarm_batches_total{result=\"succeeded\"} 5",
         "renderfarm_frames_rendered_total 22",
         "renderfarm_api_writes_total{verb=\"apply\",resource=\"jobs\"} 5",
-    ] {
-        assert!(metrics.contains(line), "metrics lack {line}:\n{metrics}");
+    ];
+    // The counters move just after the status write that the test saw.
+    let found = crate::harness::wait_until(Duration::from_secs(10), "the metrics", || async {
+        let (code, metrics) = env.http_get("/metrics")?;
+        Ok((code == 200 && expected.iter().all(|l| metrics.contains(l))).then_some(()))
+    })
+    .await;
+    if found.is_err() {
+        let metrics = env.http_get("/metrics")?.1;
+        let missing: Vec<_> = expected.iter().filter(|l| !metrics.contains(*l)).collect();
+        panic!("metrics lack {missing:?}:\n{metrics}");
     }
 
     let (ok, out) = kubectl(&["get", "rj", "-n", &env.ns])?;
