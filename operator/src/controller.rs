@@ -375,7 +375,7 @@ async fn reconcile_inner(rj: &RenderJob, ctx: &Context) -> Result<Action> {
         if let Ok(mut w) = ctx.written.lock() {
             w.insert(uid.clone(), new.clone());
         }
-        record_progress(rj, &old, &new, &jobs, ctx).await;
+        record_progress(rj, &old, &new, &recorded, &jobs, ctx).await;
     }
 
     let busy = matches!(new.phase, Phase::Running | Phase::Pending) || !todo.is_empty();
@@ -490,6 +490,8 @@ async fn record_progress(
     rj: &RenderJob,
     old: &RenderJobStatus,
     new: &RenderJobStatus,
+    // `old.succeeded_batches`, already decoded by the caller.
+    before: &BTreeSet<u32>,
     jobs: &BTreeMap<u32, &Job>,
     ctx: &Context,
 ) {
@@ -498,11 +500,6 @@ async fn record_progress(
     m.batch("succeeded", newly_succeeded);
     m.frames_rendered
         .inc_by((new.frames.rendered - old.frames.rendered).max(0) as u64);
-    let before = old
-        .succeeded_batches
-        .as_deref()
-        .map(status::decode_ranges)
-        .unwrap_or_default();
     for (index, job) in jobs {
         if before.contains(index) || status::job_state(job) != BatchState::Succeeded {
             continue;

@@ -407,7 +407,8 @@ pub fn roll_up(rj: &RenderJob, seen: &Observed<'_>, now: &Time) -> RenderJobStat
         prev.seconds_per_frame
     };
 
-    let mut failed_batches: Vec<FailedBatch> = (0..plan.len())
+    // In batch order, as the range walks them.
+    let failed_batches: Vec<FailedBatch> = (0..plan.len())
         .filter(|i| seen.states[*i as usize] == BatchState::Failed)
         .filter_map(|i| {
             let job = seen.jobs.get(&i)?;
@@ -416,7 +417,6 @@ pub fn roll_up(rj: &RenderJob, seen: &Observed<'_>, now: &Time) -> RenderJobStat
         })
         .take(MAX_FAILED_BATCHES_LISTED)
         .collect();
-    failed_batches.sort_by_key(|f| f.index);
 
     // Times: derived from the Jobs, remembered once known (cleaned-up Jobs take theirs along).
     let job_times = |f: fn(&k8s_openapi::api::batch::v1::JobStatus) -> Option<&Time>| {
