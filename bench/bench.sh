@@ -1,97 +1,59 @@
 #!/usr/bin/env bash
 # renderfarm against a plain Indexed Job, on the local control plane with kwok nodes: the same
 # one-frame batches at the same parallelism, one after the other. Prints wall time of each and
-# the ratio, the operator's API writes per batch, its peak memory and CPU, and the API server's
-# CPU. Not a test: figures only.
+# the ratio, the operator's API writes per batch, its memory, CPU and reconciles, the API
+# server's CPU, and how long after the last pod finished each render was seen complete.
+# Not a test: figures only.
 #
 #   bench/bench.sh [BATCHES...]     default: 100 1000
 #   PARALLELISM=50 bench/bench.sh 1000
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 SIZES=("$@")
 ((${#SIZES[@]})) || SIZES=(100 1000)
 PAR=${PARALLELISM:-50}
-PORT=18181
-# release (default) measures what users run; PROFILE=debug skips the release build.
-PROFILE=${PROFILE:-release}
-
-hack/cluster.sh up >&2
-eval "$(hack/cluster.sh env)"
-if [[ $PROFILE == release ]]; then
-  cargo build --release --locked -p renderfarm --bin renderfarm-operator >&2
-else
-  cargo build --locked -p renderfarm --bin renderfarm-operator >&2
-fi
-kubectl apply --server-side -f crds/renderjob.yaml >/dev/null
-kubectl wait --for=condition=Established crd/renderjobs.renderfarm.io --timeout=60s >/dev/null
-
-ms() { date +%s%3N; }
-cpu_s() { awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$1/stat"; }
-apiserver_pid() { pgrep -f 'kube-apiserver .*--secure-port' | head -n 1; }
+bench_setup
 
 run_one() {
-  local n=$1 ns="bench-$1-$$"
-  kubectl create namespace "$ns" >/dev/null
-  kubectl apply -f - >/dev/null <<YAML
-apiVersion: v1
-kind: PersistentVolume
-metadata: {name: $ns}
-spec:
-  capacity: {storage: 1Gi}
-  accessModes: [ReadWriteMany]
-  storageClassName: manual
-  hostPath: {path: /tmp/$ns}
-  claimRef: {namespace: $ns, name: render-storage}
----
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {name: render-storage, namespace: $ns}
-spec:
-  accessModes: [ReadWriteMany]
-  storageClassName: manual
-  volumeName: $ns
-  resources: {requests: {storage: 1Gi}}
-YAML
-  kubectl wait --for=jsonpath='{.status.phase}'=Bound pvc/render-storage -n "$ns" --timeout=60s >/dev/null
-
-  "./target/$PROFILE/renderfarm-operator" --namespace "$ns" --listen "127.0.0.1:$PORT" --log-format json \
-    >"target/bench-operator-$n.log" 2>&1 &
-  local op=$!
-  until curl -fs "127.0.0.1:$PORT/readyz" >/dev/null 2>&1; do sleep 0.2; done
+  local n=$1 ns="bench-$1-$$" dir
+  dir=$(mktemp -d)
+  make_namespace "$ns"
+  start_operator "$ns" "target/bench-operator-$n.log"
   local api api_cpu0 t0 t1 native0 native1
   api=$(apiserver_pid)
   api_cpu0=$(cpu_s "$api")
 
+  watch_render "$ns" "$dir/rf" renderjob
   t0=$(ms)
-  kubectl apply -n "$ns" -f - >/dev/null <<YAML
-apiVersion: renderfarm.io/v1alpha1
-kind: RenderJob
-metadata: {name: bench}
-spec:
-  blendFile: scenes/bench.blend
-  frames: {start: 1, end: $n}
-  batchSize: 1
-  parallelism: $PAR
-  storage: {claimName: render-storage}
-  resources: {requests: {cpu: 10m, memory: 16Mi}}
-YAML
+  apply_renderjob "$ns" bench "$n" "$PAR"
   kubectl wait --for=condition=Complete rj/bench -n "$ns" --timeout=3600s >/dev/null
   t1=$(ms)
   local rf_ms=$((t1 - t0)) rf_api_cpu
   rf_api_cpu=$(awk -v a="$(cpu_s "$api")" -v b="$api_cpu0" 'BEGIN {printf "%.1f", a - b}')
-  local metrics writes creates statuses events rss cpu
+  local metrics writes creates statuses events rss_peak rss_end cpu reconciles reconcile_s
   metrics=$(curl -fs "127.0.0.1:$PORT/metrics")
-  writes=$(awk '/^renderfarm_api_writes_total/ {s += $2} END {print s + 0}' <<<"$metrics")
-  creates=$(awk '/^renderfarm_api_writes_total.*resource="jobs"/ {s += $2} END {print s + 0}' <<<"$metrics")
-  statuses=$(awk '/^renderfarm_api_writes_total.*resource="renderjobs\/status"/ {s += $2} END {print s + 0}' <<<"$metrics")
-  events=$(awk '/^renderfarm_api_writes_total.*resource="events"/ {s += $2} END {print s + 0}' <<<"$metrics")
-  rss=$(awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$op/status")
-  cpu=$(cpu_s "$op")
-  kill "$op" 2>/dev/null || true
-  wait "$op" 2>/dev/null || true
+  writes=$(metric_sum '^renderfarm_api_writes_total' "$metrics")
+  creates=$(metric_sum '^renderfarm_api_writes_total.*resource="jobs"' "$metrics")
+  statuses=$(metric_sum '^renderfarm_api_writes_total.*resource="renderjobs/status"' "$metrics")
+  events=$(metric_sum '^renderfarm_api_writes_total.*resource="events"' "$metrics")
+  reconciles=$(metric_sum '^renderfarm_reconcile_duration_seconds_count' "$metrics")
+  reconcile_s=$(metric_sum '^renderfarm_reconcile_duration_seconds_sum' "$metrics")
+  # Peak over the run, and what it holds at the end with every Job and pod in its caches.
+  rss_peak=$(rss_mib "$OP" VmHWM)
+  rss_end=$(rss_mib "$OP" VmRSS)
+  cpu=$(cpu_s "$OP")
+  watch_stop
+  stop_operator
+  local pod_at job_at done_at
+  pod_at=$(last_first_seen "$dir/rf/pods" Succeeded)
+  job_at=$(last_first_seen "$dir/rf/jobs" +)
+  done_at=$(last_first_seen "$dir/rf/done" Succeeded)
 
   # The same work as one native Indexed Job.
+  watch_render "$ns" "$dir/native" native
   api_cpu0=$(cpu_s "$api")
   native0=$(ms)
   kubectl apply -n "$ns" -f - >/dev/null <<YAML
@@ -115,16 +77,27 @@ YAML
   native1=$(ms)
   local native_ms=$((native1 - native0)) native_api_cpu
   native_api_cpu=$(awk -v a="$(cpu_s "$api")" -v b="$api_cpu0" 'BEGIN {printf "%.1f", a - b}')
-  kubectl delete namespace "$ns" --wait=false >/dev/null
-  kubectl delete pv "$ns" --wait=false >/dev/null
+  watch_stop
+  local native_pod_at native_job_at
+  native_pod_at=$(last_first_seen "$dir/native/pods" Succeeded)
+  native_job_at=$(last_first_seen "$dir/native/jobs" +)
+  drop_namespace "$ns"
+  rm -rf "$dir"
 
-  printf '%-8s %-6s %10.1f %10.1f %7.2f %9.2f %8s %8s %8s %9s %8s %10s %12s\n' \
+  printf '%-7s %-4s %9.1f %8.1f %6.2f %8.2f %6s %6s %6s %8s %7s %7s %6s %9s %6s %6s %8s %8s %8s %8s\n' \
     "$n" "$PAR" "$(awk -v m="$rf_ms" 'BEGIN {print m / 1000}')" "$(awk -v m="$native_ms" 'BEGIN {print m / 1000}')" \
     "$(awk -v a="$rf_ms" -v b="$native_ms" 'BEGIN {print a / b}')" \
-    "$(awk -v w="$writes" -v n="$n" 'BEGIN {print w / n}')" "$creates" "$statuses" "$events" "$rss" "$cpu" "$rf_api_cpu" "$native_api_cpu"
+    "$(awk -v w="$writes" -v n="$n" 'BEGIN {print w / n}')" "$creates" "$statuses" "$events" \
+    "$rss_peak" "$rss_end" "$cpu" "$reconciles" \
+    "$(awk -v s="$reconcile_s" -v c="$reconciles" 'BEGIN {printf "%.1f", c ? s * 1000 / c : 0}')" \
+    "$rf_api_cpu" "$native_api_cpu" \
+    "$(delta_ms "$pod_at" "$job_at")" "$(delta_ms "$job_at" "$done_at")" "$(delta_ms "$pod_at" "$done_at")" \
+    "$(delta_ms "$native_pod_at" "$native_job_at")"
 }
 
-echo "renderfarm ($PROFILE build) vs a native Indexed Job ($(nproc) cores, $(date -u +%Y-%m-%d), kwok pods complete 1 s after start)"
-printf '%-8s %-6s %10s %10s %7s %9s %8s %8s %8s %9s %8s %10s %12s\n' \
-  batches par rf_wall_s native_s ratio writes/b job_wr status_wr event_wr rss_MiB cpu_s api_cpu_rf api_cpu_native
+echo "renderfarm ($PROFILE build) vs a native Indexed Job ($(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%Y-%m-%d), kwok pods complete 1 s after start)"
+echo "last pod -> done, as watches see it: pod->job = the batch Job's Complete, job->rj = the RenderJob's Complete, native = the Indexed Job's Complete (ms)"
+printf '%-7s %-4s %9s %8s %6s %8s %6s %6s %6s %8s %7s %7s %6s %9s %6s %6s %8s %8s %8s %8s\n' \
+  batches par rf_wall_s native_s ratio writes/b job_wr status event rss_peak rss_end cpu_s recs rec_ms api_rf api_nt \
+  pod-job job-rj pod-rj native
 for n in "${SIZES[@]}"; do run_one "$n"; done

@@ -1,0 +1,154 @@
+# Shared by bench.sh and latency.sh: cluster, operator build and start, per-run namespace,
+# watch-observed timestamps, metrics. Sourced, not run.
+# shellcheck shell=bash
+
+# release (default) measures what users run; PROFILE=debug skips the release build.
+PROFILE=${PROFILE:-release}
+PORT=${PORT:-18181}
+
+OP=
+# On exit (also on an error): stop the operator and the watches this script started.
+bench_cleanup() {
+  [[ -z $OP ]] || kill "$OP" 2>/dev/null || true
+  ((${#WATCHES[@]} == 0)) || kill "${WATCHES[@]}" 2>/dev/null || true
+}
+
+bench_setup() {
+  trap bench_cleanup EXIT
+  hack/cluster.sh up >&2
+  eval "$(hack/cluster.sh env)"
+  if [[ $PROFILE == release ]]; then
+    cargo build --release --locked -p renderfarm --bin renderfarm-operator >&2
+  else
+    cargo build --locked -p renderfarm --bin renderfarm-operator >&2
+  fi
+  kubectl apply --server-side -f crds/renderjob.yaml >/dev/null
+  kubectl wait --for=condition=Established crd/renderjobs.renderfarm.io --timeout=60s >/dev/null
+}
+
+ms() { date +%s%3N; }
+cpu_s() { awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$1/stat"; }
+apiserver_pid() { pgrep -f 'kube-apiserver .*--secure-port' | head -n 1; }
+# Peak (VmHWM) and current (VmRSS) resident memory of a process, MiB.
+rss_mib() { awk -v k="$2:" '$1 == k {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
+
+# A namespace with a bound claim named render-storage, as a RenderJob's pods mount it.
+make_namespace() {
+  local ns=$1
+  kubectl create namespace "$ns" >/dev/null
+  kubectl apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: $ns}
+spec:
+  capacity: {storage: 1Gi}
+  accessModes: [ReadWriteMany]
+  storageClassName: manual
+  hostPath: {path: /tmp/$ns}
+  claimRef: {namespace: $ns, name: render-storage}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: render-storage, namespace: $ns}
+spec:
+  accessModes: [ReadWriteMany]
+  storageClassName: manual
+  volumeName: $ns
+  resources: {requests: {storage: 1Gi}}
+YAML
+  kubectl wait --for=jsonpath='{.status.phase}'=Bound pvc/render-storage -n "$ns" --timeout=60s >/dev/null
+}
+
+drop_namespace() {
+  kubectl delete namespace "$1" --wait=false >/dev/null
+  kubectl delete pv "$1" --wait=false >/dev/null
+}
+
+# Starts the operator on namespace $1, logging to $2; sets OP to its pid.
+start_operator() {
+  "./target/$PROFILE/renderfarm-operator" --namespace "$1" --listen "127.0.0.1:$PORT" --log-format json \
+    >"$2" 2>&1 &
+  OP=$!
+  until curl -fs "127.0.0.1:$PORT/readyz" >/dev/null 2>&1; do sleep 0.2; done
+}
+
+stop_operator() {
+  kill "$OP" 2>/dev/null || true
+  wait "$OP" 2>/dev/null || true
+  OP=
+}
+
+apply_renderjob() { # namespace name batches parallelism
+  kubectl apply -n "$1" -f - >/dev/null <<YAML
+apiVersion: renderfarm.io/v1alpha1
+kind: RenderJob
+metadata: {name: $2}
+spec:
+  blendFile: scenes/bench.blend
+  frames: {start: 1, end: $3}
+  batchSize: 1
+  parallelism: $4
+  storage: {claimName: render-storage}
+  resources: {requests: {cpu: 10m, memory: 16Mi}}
+YAML
+}
+
+# Watch-observed times. `kubectl get --watch` prints one line per event; each line is stamped
+# with this machine's clock (microseconds) when the line arrives. The three watches (pods, Jobs,
+# RenderJob) reach the same API server the same way, so differences between their stamps are
+# the time between the two changes as a client sees them, to a few ms; the objects' own
+# timestamps (finishedAt, completionTime, lastTransitionTime) have 1 s resolution.
+stamp() {
+  local line
+  while IFS= read -r line; do printf '%s %s\n' "${EPOCHREALTIME/[.,]/}" "$line"; done
+}
+
+# watch_start FILE KUBECTL-GET-ARGS...: starts a watch printing "name value" lines into FILE;
+# appends its pid to WATCHES.
+WATCHES=()
+watch_start() {
+  local out=$1
+  shift
+  kubectl get "$@" --watch > >(stamp >"$out") &
+  WATCHES+=("$!")
+}
+# Gives the watches a moment to print the last events, then stops them.
+watch_stop() {
+  sleep 1
+  kill "${WATCHES[@]}" 2>/dev/null || true
+  wait "${WATCHES[@]}" 2>/dev/null || true
+  WATCHES=()
+  sleep 0.2
+}
+
+# last_first_seen FILE VALUE: for every object, the first stamp at which its value was VALUE
+# (VALUE "+" means: any non-empty value); prints the latest of those, in microseconds.
+last_first_seen() {
+  awk -v want="$2" '
+    (want == "+" && $3 != "") || $3 == want { if (!($2 in at)) at[$2] = $1 }
+    END { m = 0; for (k in at) if (at[k] > m) m = at[k]; print m }' "$1"
+}
+
+# The watches one render needs: its pods' phases, its Jobs' completion times, the RenderJob's
+# phase (or for a native Job, its completion time).
+watch_render() { # namespace dir kind(renderjob|native)
+  local ns=$1 dir=$2
+  mkdir -p "$dir"
+  local pods=(pods -n "$ns" -o 'jsonpath={.metadata.name} {.status.phase}{"\n"}')
+  if [[ $3 == renderjob ]]; then
+    watch_start "$dir/pods" "${pods[@]}" -l app.kubernetes.io/managed-by=renderfarm-operator
+    watch_start "$dir/jobs" jobs -n "$ns" -l app.kubernetes.io/managed-by=renderfarm-operator \
+      -o 'jsonpath={.metadata.name} {.status.completionTime}{"\n"}'
+    watch_start "$dir/done" renderjobs -n "$ns" -o 'jsonpath={.metadata.name} {.status.phase}{"\n"}'
+  else
+    watch_start "$dir/pods" "${pods[@]}" -l batch.kubernetes.io/job-name=native
+    watch_start "$dir/jobs" jobs -n "$ns" --field-selector metadata.name=native \
+      -o 'jsonpath={.metadata.name} {.status.completionTime}{"\n"}'
+  fi
+}
+
+# Milliseconds from one microsecond stamp to another.
+delta_ms() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.0f", (b - a) / 1000}'; }
+
+# metric_sum REGEX METRICS: the sum of the samples on the lines of METRICS that match REGEX.
+metric_sum() { awk -v re="$1" '$0 ~ re {s += $NF} END {print s + 0}' <<<"$2"; }
