@@ -18,6 +18,10 @@ pub struct Health {
     pub metrics: Arc<Metrics>,
     /// True once the caches are filled and the controller reconciles.
     pub ready: Arc<AtomicBool>,
+    /// True while this replica waits for the leader lease. A standby is ready to take over, so
+    /// it reports Ready: a rolling update waits for the new replica to be Ready before it stops
+    /// the old one, which holds the lease, and would otherwise never finish.
+    pub standby: Arc<AtomicBool>,
 }
 
 async fn healthz() -> &'static str {
@@ -27,6 +31,8 @@ async fn healthz() -> &'static str {
 async fn readyz(State(h): State<Health>) -> impl IntoResponse {
     if h.ready.load(Ordering::Relaxed) {
         (StatusCode::OK, "ok")
+    } else if h.standby.load(Ordering::Relaxed) {
+        (StatusCode::OK, "standby: waiting for the leader lease")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "caches not synced")
     }
@@ -56,4 +62,25 @@ pub async fn serve(addr: SocketAddr, health: Health) -> Result<()> {
     tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
     axum::serve(listener, router(health)).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn readyz_of(ready: bool, standby: bool) -> StatusCode {
+        let health = Health {
+            metrics: Arc::new(Metrics::default()),
+            ready: Arc::new(AtomicBool::new(ready)),
+            standby: Arc::new(AtomicBool::new(standby)),
+        };
+        readyz(State(health)).await.into_response().status()
+    }
+
+    #[tokio::test]
+    async fn readyz_is_ready_when_synced_or_standing_by() {
+        assert_eq!(readyz_of(true, false).await, StatusCode::OK);
+        assert_eq!(readyz_of(false, true).await, StatusCode::OK);
+        assert_eq!(readyz_of(false, false).await, StatusCode::SERVICE_UNAVAILABLE);
+    }
 }

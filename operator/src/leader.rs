@@ -1,6 +1,7 @@
 //! Leader election on a Kubernetes Lease, so the chart can run two replicas: only the leader
 //! reconciles, and a standby takes over within the lease duration.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use kube::Client;
@@ -24,7 +25,13 @@ fn err(e: impl std::fmt::Display) -> Error {
 
 /// Wait until this instance holds the lease, then run `work`; return an error as soon as the
 /// lease is lost, so the process exits and can never reconcile beside a new leader.
-pub async fn run_as_leader<F>(client: Client, settings: &LeaderSettings, work: F) -> Result<()>
+/// `standby` is true while waiting for the lease (see `http::Health::standby`).
+pub async fn run_as_leader<F>(
+    client: Client,
+    settings: &LeaderSettings,
+    standby: &AtomicBool,
+    work: F,
+) -> Result<()>
 where
     F: std::future::Future<Output = Result<()>>,
 {
@@ -39,9 +46,11 @@ where
         .map_err(err)?;
     let (mut leading, _task) = manager.watch().await;
     info!(lease = %settings.lease_name, identity = %settings.identity, "waiting to become leader");
+    standby.store(true, Ordering::Relaxed);
     while !*leading.borrow_and_update() {
         leading.changed().await.map_err(err)?;
     }
+    standby.store(false, Ordering::Relaxed);
     info!(identity = %settings.identity, "became leader");
     let lost = async {
         loop {

@@ -87,9 +87,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let client = kube::Client::try_default().await?;
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
+    let standby = Arc::new(AtomicBool::new(false));
     let health = Health {
         metrics: metrics.clone(),
         ready: ready.clone(),
+        standby: standby.clone(),
     };
     let identity = args
         .instance
@@ -112,7 +114,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 identity,
                 lease_seconds: args.lease_seconds,
             };
-            leader::run_as_leader(client, &lease, controller).await
+            leader::run_as_leader(client, &lease, &standby, controller).await
         } else {
             controller.await
         }
