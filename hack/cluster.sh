@@ -4,6 +4,9 @@
 # from Go modules and cached under $HOME/.cache/renderfarm. See hack/README.md.
 #
 #   hack/cluster.sh build             build the binaries (skipped when already cached)
+#   hack/cluster.sh build-kind        also build what the kind lane needs (hack/kind.sh): kubelet,
+#                                     kubeadm, kube-proxy, kind, crictl, CoreDNS
+#   hack/cluster.sh bins              print NAME=PATH of every built binary (for other scripts)
 #   hack/cluster.sh up                build, start, register the kwok nodes; idempotent
 #   hack/cluster.sh down [--purge]    stop everything up started (--purge: delete the state dir)
 #   hack/cluster.sh env               print exports: eval "$(hack/cluster.sh env)"
@@ -25,6 +28,9 @@ K8S_VERSION=v1.37.2  # kube-apiserver, kube-controller-manager, kube-scheduler, 
 ETCD_VERSION=v3.7.3  # go.etcd.io/etcd/server/v3 (Kubernetes 1.37's default etcd is 3.7)
 KWOK_VERSION=v0.8.0  # sigs.k8s.io/kwok
 HELM_VERSION=v3.22.0 # helm.sh/helm/v3
+KIND_VERSION=v0.33.0      # sigs.k8s.io/kind (the kind lane, hack/kind.sh)
+CRICTL_VERSION=v1.36.0    # sigs.k8s.io/cri-tools, as kind v0.33's base image has
+COREDNS_VERSION=v1.14.6   # github.com/coredns/coredns, the version kubeadm v1.37 deploys
 
 # ---- ports, all on 127.0.0.1; RENDERFARM_PORT_OFFSET shifts them all (a second cluster) ----
 OFFSET=${RENDERFARM_PORT_OFFSET:-0}
@@ -42,6 +48,9 @@ K8S_BIN=$CACHE/bin/k8s-$K8S_VERSION
 ETCD_BIN=$CACHE/bin/etcd-$ETCD_VERSION
 KWOK_BIN=$CACHE/bin/kwok-$KWOK_VERSION
 HELM_BIN=$CACHE/bin/helm-$HELM_VERSION
+KIND_BIN=$CACHE/bin/kind-$KIND_VERSION
+CRICTL_BIN=$CACHE/bin/crictl-$CRICTL_VERSION
+COREDNS_BIN=$CACHE/bin/coredns-$COREDNS_VERSION
 export GOMODCACHE=${RENDERFARM_GOMODCACHE:-$CACHE/gomod}
 export GOCACHE=${GOCACHE:-$HOME/.cache/go-build}
 SERVER=https://127.0.0.1:$APISERVER_PORT
@@ -93,27 +102,84 @@ go_install() {
   log "built $name in $(since "$t")s"
 }
 
+# k8s_ldflags: the version stamps Kubernetes' own build sets (kubeadm and the kubelet check them).
+k8s_ldflags() {
+  local ld="-s -w" p minor=${K8S_VERSION#v1.}
+  minor=${minor%%.*}
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ld+=" -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
+    ld+=" -X $p.gitCommit=0000000000000000000000000000000000000000 -X $p.buildDate=2026-01-01T00:00:00Z"
+  done
+  printf '%s' "$ld"
+}
+
+# build_kind: the kind lane's binaries, on top of build's. Static (CGO off): they run in the
+# kind node image and in images of their own.
+build_kind() {
+  build
+  exec 9>"$CACHE/bin/.build.lock"
+  flock 9
+  local t0 p
+  t0=$(now)
+  for p in kubelet kubeadm kube-proxy; do
+    CGO_ENABLED=0 go_build "$p" "$K8S_BIN" "$HACK/tools/k8s" -ldflags "$(k8s_ldflags)" "k8s.io/kubernetes/cmd/$p"
+  done
+  CGO_ENABLED=0 go_install kind "$KIND_BIN" "sigs.k8s.io/kind@$KIND_VERSION" "-s -w"
+  CGO_ENABLED=0 go_build_module crictl "$CRICTL_BIN" "sigs.k8s.io/cri-tools@$CRICTL_VERSION" ./cmd/crictl \
+    "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION"
+  CGO_ENABLED=0 go_install coredns "$COREDNS_BIN" "github.com/coredns/coredns@$COREDNS_VERSION" "-s -w"
+  # kind's base image files (entrypoint, systemd units, containerd config) for the node image.
+  if [[ ! -d $KIND_BIN/base-files ]]; then
+    (cd "$KIND_BIN" && GOFLAGS='' go mod download -json "sigs.k8s.io/kind@$KIND_VERSION" >/dev/null)
+    cp -r "$GOMODCACHE/sigs.k8s.io/kind@$KIND_VERSION/images/base/files" "$KIND_BIN/.base-files.tmp"
+    chmod -R u+w "$KIND_BIN/.base-files.tmp"
+    mv "$KIND_BIN/.base-files.tmp" "$KIND_BIN/base-files"
+  fi
+  flock -u 9
+  exec 9>&-
+  log "kind lane binaries ready ($(since "$t0")s)"
+}
+
+bins() {
+  local n
+  for n in kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kubeadm kube-proxy; do
+    printf '%s=%q\n' "${n//-/_}" "$K8S_BIN/$n"
+  done
+  printf '%s=%q\n' etcd "$ETCD_BIN/etcd" kwok "$KWOK_BIN/kwok" helm "$HELM_BIN/helm" \
+    kind "$KIND_BIN/kind" crictl "$CRICTL_BIN/crictl" coredns "$COREDNS_BIN/coredns" \
+    kind_base_files "$KIND_BIN/base-files" k8s_version "$K8S_VERSION" etcd_version "$ETCD_VERSION" \
+    kind_version "$KIND_VERSION"
+}
+
+# go_build_module NAME DIR MODULE@VERSION PKG LDFLAGS: build PKG inside a downloaded module, for
+# modules `go install` refuses (it reads the module's version list, which the proxy may not serve).
+go_build_module() {
+  local name=$1 dir=$2 mod=$3 pkg=$4 ld=$5 src t
+  [[ -x $dir/$name ]] && return 0
+  mkdir -p "$dir"
+  t=$(now)
+  log "building $name ..."
+  src=$(cd "$dir" && GOFLAGS='' go mod download -json "$mod" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  [[ -d $src ]] || die "could not download $mod"
+  (cd "$src" && GOFLAGS=-mod=mod go build -trimpath -ldflags "$ld" -o "$dir/.$name.tmp" "$pkg")
+  mv "$dir/.$name.tmp" "$dir/$name"
+  log "built $name in $(since "$t")s"
+}
+
 build() {
   command -v go >/dev/null || die "Go is required (1.26+)"
   mkdir -p "$CACHE/bin"
   # One build at a time per cache: a second `build`/`up` waits for the first.
   exec 9>"$CACHE/bin/.build.lock"
   flock 9
-  local t0 ld p
+  local t0 p
   t0=$(now)
   check_pin "$HACK/tools/k8s/go.mod" k8s.io/kubernetes "$K8S_VERSION"
   check_pin "$HACK/tools/etcd/go.mod" go.etcd.io/etcd/server/v3 "$ETCD_VERSION"
 
   # Kubernetes: through the wrapper module (see hack/README.md), with version ldflags.
-  ld="-s -w"
-  local minor=${K8S_VERSION#v1.}
-  minor=${minor%%.*}
-  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ld+=" -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
-    ld+=" -X $p.gitCommit=0000000000000000000000000000000000000000 -X $p.buildDate=2026-01-01T00:00:00Z"
-  done
   for p in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
-    go_build "$p" "$K8S_BIN" "$HACK/tools/k8s" -ldflags "$ld" "k8s.io/kubernetes/cmd/$p"
+    go_build "$p" "$K8S_BIN" "$HACK/tools/k8s" -ldflags "$(k8s_ldflags)" "k8s.io/kubernetes/cmd/$p"
   done
 
   # etcd: its server module's go.mod has replace directives, so a three-line wrapper main.
@@ -615,6 +681,8 @@ env_exports() {
 main() {
   case ${1:-} in
     build) build ;;
+    build-kind) build_kind ;;
+    bins) bins ;;
     up) up ;;
     down) down "${2:-}" ;;
     env) env_exports ;;
