@@ -15,6 +15,7 @@
 # debian:bookworm-slim).
 set -euo pipefail
 
+HACK=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 LOG=${DOCKERD_LOG:-/var/log/dockerd.log}
 PIDFILE=/var/run/docker.pid
 BASE=${BASE_IMAGE:-debian:bookworm-slim}
@@ -41,6 +42,11 @@ install() {
   fi
 }
 
+# full_caps: the CapBnd mask with every capability the kernel knows.
+full_caps() {
+  printf '%016x' $(((1 << ($(cat /proc/sys/kernel/cap_last_cap) + 1)) - 1))
+}
+
 start() {
   if answering; then
     say "dockerd is already answering"
@@ -54,8 +60,15 @@ start() {
     local driver=cgroupfs
     # On a cgroup v2 host without systemd, cgroupfs still works; systemd only if it runs.
     [[ -d /run/systemd/system ]] && driver=systemd
+    local runtime=()
+    # Without every capability in our bounding set, Docker 20.10's --privileged fails in runc;
+    # hack/runc-bounded drops the missing ones (kind's nodes are privileged containers).
+    if [[ $(awk '/^CapBnd:/ { print $2 }' /proc/self/status) != "$(full_caps)" ]]; then
+      say "capabilities missing from the bounding set: runtime hack/runc-bounded"
+      runtime=(--add-runtime "bounded=$HACK/runc-bounded" --default-runtime bounded)
+    fi
     nohup dockerd --storage-driver overlay2 --exec-opt "native.cgroupdriver=$driver" \
-      --pidfile "$PIDFILE" >>"$LOG" 2>&1 &
+      "${runtime[@]}" --pidfile "$PIDFILE" >>"$LOG" 2>&1 &
   fi
   local i
   for ((i = 0; i < 60; i++)); do
