@@ -81,6 +81,9 @@ mod tests {
     async fn readyz_is_ready_when_synced_or_standing_by() {
         assert_eq!(readyz_of(true, false).await, StatusCode::OK);
         assert_eq!(readyz_of(false, true).await, StatusCode::OK);
-        assert_eq!(readyz_of(false, false).await, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            readyz_of(false, false).await,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
     }
 }
