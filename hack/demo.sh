@@ -1,55 +1,41 @@
 #!/usr/bin/env bash
-# The local demo: starts the local control plane (kwok nodes), installs the CRD, runs the
-# operator and the example RenderJob, and shows `kubectl get rj -w` until it completes.
-# On kwok nodes the batch pods go through their phases without running Blender; the kind
-# lane renders real frames.
+# The demo: a real render on kind. Brings up the kind cluster with renderfarm installed
+# (hack/kind.sh up), writes a small scene with Blender's Python into the render storage,
+# applies examples/renderjob.yaml (12 frames, batches of 3, two at a time), shows
+# `kubectl get rj -w` until it completes, and prints where the PNG frames are on this machine.
+# A second run reuses the cluster, the images and the frames already on disk (skip-existing).
+# hack/demo-kwok.sh is the same render on the local control plane's fake nodes.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+t0=$SECONDS
 
-hack/deps.sh
-hack/cluster.sh up
-eval "$(hack/cluster.sh env)"
-cargo build --locked -p renderfarm --bin renderfarm-operator
+hack/kind.sh up
+eval "$(hack/kind.sh env)"
 
-kubectl apply --server-side -f crds/renderjob.yaml
-kubectl wait --for=condition=Established crd/renderjobs.renderfarm.io --timeout=60s
-# Render storage: a statically bound volume (the chart provides one on kind and AKS).
-kubectl apply -f - <<'YAML'
-apiVersion: v1
-kind: PersistentVolume
-metadata: {name: render-storage}
-spec:
-  capacity: {storage: 10Gi}
-  accessModes: [ReadWriteMany]
-  storageClassName: manual
-  hostPath: {path: /tmp/renderfarm-demo}
-  claimRef: {namespace: default, name: render-storage}
----
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {name: render-storage, namespace: default}
-spec:
-  accessModes: [ReadWriteMany]
-  storageClassName: manual
-  volumeName: render-storage
-  resources: {requests: {storage: 10Gi}}
-YAML
+# The storage volume is ./render on this machine, /renders on every node, /data in a pod.
+scene=render/scenes/demo.blend
+if [[ ! -s $scene ]]; then
+  echo "writing $scene with Blender's Python (in the render-node image)"
+  docker run --rm --user 1000:1000 -v "$PWD/render:/data" --entrypoint blender renderfarm/render-node:dev \
+    -b --factory-startup --python /usr/local/share/render-node/make-scene.py \
+    -- /data/scenes/demo.blend 12 320 180 16 >/dev/null
+fi
 
-mkdir -p target
-./target/debug/renderfarm-operator --listen 127.0.0.1:18080 >target/demo-operator.log 2>&1 &
-OPERATOR=$!
-trap 'kill $OPERATOR 2>/dev/null || true' EXIT
-
+# Frames on disk stay; a new RenderJob skips them and renders only what is missing.
 kubectl delete renderjob demo --ignore-not-found --wait=true >/dev/null
 kubectl apply -f examples/renderjob.yaml
 kubectl get rj demo -w &
-WATCH=$!
-kubectl wait --for=condition=Complete rj/demo --timeout=300s >/dev/null
+watch=$!
+trap 'kill $watch 2>/dev/null || true' EXIT
+kubectl wait --for=condition=Complete rj/demo --timeout=900s >/dev/null
 sleep 1
-kill $WATCH 2>/dev/null || true
+kill $watch 2>/dev/null || true
 echo
 kubectl get rj demo -o wide
-kubectl get jobs -l renderfarm.io/renderjob=demo
+kubectl get pods -l renderfarm.io/renderjob=demo -o wide
 echo
-echo "operator metrics: curl -s 127.0.0.1:18080/metrics (while it runs); log: target/demo-operator.log"
-echo "stop the cluster with: hack/cluster.sh down"
+frames=(render/renders/demo/frame_*.png)
+echo "${#frames[@]} frames in $PWD/render/renders/demo/ (demo took $((SECONDS - t0))s):"
+ls -l render/renders/demo/
+echo
+echo "watch again: kubectl get rj -w (after: eval \"\$(hack/kind.sh env)\"); stop: hack/kind.sh down"
