@@ -22,7 +22,7 @@ done_stage deps
 stage lint
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-shellcheck hack/*.sh node-image/*.sh .ci/run
+shellcheck hack/*.sh hack/kind/*.sh node-image/*.sh .ci/run
 done_stage lint
 
 stage "unit and property tests"
@@ -35,6 +35,7 @@ hack/cluster.sh down --purge >/dev/null 2>&1 || true
 hack/cluster.sh up
 cleanup() {
   hack/cluster.sh down --purge >/dev/null 2>&1 || true
+  if [[ -n ${STARTED_KIND:-} ]]; then hack/kind.sh down >/dev/null 2>&1 || true; fi
   if [[ -n ${STARTED_DOCKERD:-} ]]; then hack/docker.sh down >/dev/null 2>&1 || true; fi
   rm -f "$RESULTS"
 }
@@ -64,6 +65,18 @@ export IMAGE_PROFILE=debug
 hack/operator-image-test.sh
 node-image/test-image.sh
 done_stage "images (docker build, docker run)"
+
+stage "kind: real pods render real frames"
+# From scratch, like the local cluster: the README's first command, then the real-render test.
+hack/kind.sh down >/dev/null 2>&1 || true
+STARTED_KIND=1
+hack/demo.sh 2>&1 | grep -v '^Image: '
+eval "$(hack/kind.sh env)"
+ctest -p renderfarm --test kind --locked -- --ignored --nocapture
+# The e2e tests that need no kwok Stages and no operator of their own run here too; the rest
+# inject failures through kwok and stay on the local control plane.
+ctest -p renderfarm --test e2e --locked -- --ignored --nocapture validation::
+done_stage "kind: real pods render real frames"
 
 passed=$(grep -o '[0-9]* passed' "$RESULTS" | awk '{s += $1} END {print s + 0}')
 failed=$(grep -o '[0-9]* failed' "$RESULTS" | awk '{s += $1} END {print s + 0}')

@@ -1,0 +1,426 @@
+//! Real renders on kind: batch pods that Kubernetes scheduled run Blender, and the PNGs they
+//! write appear on this machine. Needs the kind lane (`hack/kind.sh up`: renderfarm installed
+//! by its chart, this machine's `./render` mounted at `/renders` in every node) and its
+//! kubeconfig (`eval "$(hack/kind.sh env)"`). Run:
+//! `cargo test -p renderfarm --test kind -- --ignored --nocapture`.
+//!
+//! The kwok failure-injection tests (`--test e2e`) need kwok's Stages and stay on the local
+//! control plane; this suite checks what only real pods can show.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context as _, Result, anyhow, bail, ensure};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, PersistentVolumeClaim, Pod};
+use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
+use kube::{Client, ResourceExt};
+use renderfarm::crd::{Phase, RenderJob};
+use serde_json::{Value, json};
+
+const IMAGE: &str = "renderfarm/render-node:dev";
+const FRAMES: i32 = 6;
+const WIDTH: u32 = 160;
+const HEIGHT: u32 = 90;
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The host folder kind-config.yaml mounts at /renders in every node.
+fn host_storage() -> PathBuf {
+    std::env::var_os("RENDERFARM_KIND_STORAGE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("render"))
+}
+
+async fn wait_for<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut last = None;
+    loop {
+        match check().await {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => last = Some(e),
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what} (last error: {last:?})");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// A namespace with render storage: a hostPath volume under /renders, i.e. `dir` on this machine.
+struct Storage {
+    client: Client,
+    ns: String,
+    dir: PathBuf,
+}
+
+impl Storage {
+    async fn new(client: Client) -> Result<Storage> {
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)?
+            .subsec_nanos();
+        let ns = format!("rf-kind-{:05}", nanos % 100_000);
+        let root = host_storage();
+        ensure!(
+            root.is_dir(),
+            "{} does not exist: bring the kind lane up with `hack/kind.sh up`",
+            root.display()
+        );
+        let dir = root.join("e2e").join(&ns);
+        // Blender (uid 1000 in the pods, whoever runs the test) writes into scenes/ and renders/.
+        std::fs::create_dir_all(dir.join("scenes"))?;
+        std::fs::create_dir_all(dir.join("renders"))?;
+        for d in ["", "scenes", "renders"] {
+            set_mode(&dir.join(d), 0o777)?;
+        }
+        Api::<Namespace>::all(client.clone())
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": ns}}))?,
+            )
+            .await?;
+        let pv = json!({
+            "metadata": {"name": ns},
+            "spec": {
+                "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteMany"],
+                "storageClassName": "manual", "persistentVolumeReclaimPolicy": "Retain",
+                "hostPath": {"path": format!("/renders/e2e/{ns}"), "type": "Directory"},
+                "claimRef": {"namespace": ns, "name": "render-storage"},
+            }
+        });
+        Api::<PersistentVolume>::all(client.clone())
+            .create(&PostParams::default(), &serde_json::from_value(pv)?)
+            .await?;
+        let pvc = json!({
+            "metadata": {"name": "render-storage"},
+            "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "manual", "volumeName": ns,
+                     "resources": {"requests": {"storage": "1Gi"}}}
+        });
+        Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns)
+            .create(&PostParams::default(), &serde_json::from_value(pvc)?)
+            .await?;
+        Ok(Storage { client, ns, dir })
+    }
+
+    fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    fn rjs(&self) -> Api<RenderJob> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    /// Write the test scene with Blender's Python, in a pod on the cluster.
+    async fn make_scene(&self) -> Result<()> {
+        let pod = json!({
+            "metadata": {"name": "make-scene"},
+            "spec": {
+                "restartPolicy": "Never",
+                "securityContext": {"runAsNonRoot": true, "runAsUser": 1000, "runAsGroup": 1000,
+                                    "seccompProfile": {"type": "RuntimeDefault"}},
+                "containers": [{
+                    "name": "blender", "image": IMAGE, "imagePullPolicy": "IfNotPresent",
+                    "command": ["blender", "-b", "--factory-startup", "--python",
+                                "/usr/local/share/render-node/make-scene.py", "--",
+                                "/data/scenes/kind.blend", FRAMES.to_string(),
+                                WIDTH.to_string(), HEIGHT.to_string(), "4"],
+                    "volumeMounts": [{"name": "storage", "mountPath": "/data"},
+                                     {"name": "tmp", "mountPath": "/tmp"}],
+                    "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
+                                        "capabilities": {"drop": ["ALL"]}},
+                }],
+                "volumes": [{"name": "storage", "persistentVolumeClaim": {"claimName": "render-storage"}},
+                            {"name": "tmp", "emptyDir": {}}],
+            }
+        });
+        let pods = self.pods();
+        pods.create(&PostParams::default(), &serde_json::from_value(pod)?)
+            .await?;
+        let phase = wait_for(Duration::from_secs(240), "make-scene pod", || async {
+            let p = pods.get("make-scene").await?;
+            let phase = p.status.and_then(|s| s.phase).unwrap_or_default();
+            Ok(matches!(phase.as_str(), "Succeeded" | "Failed").then_some(phase))
+        })
+        .await?;
+        ensure!(
+            phase == "Succeeded",
+            "make-scene pod {phase}: {}",
+            self.logs("make-scene").await.unwrap_or_default()
+        );
+        ensure!(
+            self.dir.join("scenes/kind.blend").is_file(),
+            "no scene on the host"
+        );
+        Ok(())
+    }
+
+    async fn logs(&self, pod: &str) -> Result<String> {
+        Ok(self.pods().logs(pod, &LogParams::default()).await?)
+    }
+
+    async fn apply_renderjob(&self, name: &str) -> Result<()> {
+        let rj: RenderJob = serde_json::from_value(json!({
+            "apiVersion": "renderfarm.io/v1alpha1", "kind": "RenderJob",
+            "metadata": {"name": name, "namespace": self.ns},
+            "spec": {
+                "blendFile": "scenes/kind.blend",
+                "frames": {"start": 1, "end": FRAMES},
+                "batchSize": 2, "parallelism": 2,
+                "output": {"path": "renders/kind/frame_####", "format": "PNG"},
+                "engine": "CYCLES", "device": "CPU",
+                "storage": {"claimName": "render-storage", "mountPath": "/data"},
+                "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
+            }
+        }))?;
+        self.rjs().create(&PostParams::default(), &rj).await?;
+        Ok(())
+    }
+
+    /// Wait for `Complete`, noting whether an ETA showed while frames were still missing.
+    async fn wait_complete(&self, name: &str) -> Result<(RenderJob, bool)> {
+        let rjs = self.rjs();
+        let mut eta_seen = false;
+        let deadline = Instant::now() + Duration::from_secs(900);
+        loop {
+            let rj = rjs.get(name).await?;
+            if let Some(s) = &rj.status {
+                if s.phase == Phase::Running
+                    && s.frames.rendered < s.frames.total
+                    && s.estimated_completion_time.is_some()
+                {
+                    eta_seen = true;
+                }
+                if s.phase == Phase::Failed {
+                    bail!("render failed: {}", serde_json::to_string_pretty(s)?);
+                }
+                let complete = s
+                    .conditions
+                    .iter()
+                    .any(|c| c.type_ == "Complete" && c.status == "True");
+                if complete {
+                    return Ok((rj, eta_seen));
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("render did not complete: {:?}", rj.status);
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Each batch pod's progress events (JSON lines on stdout), by pod name.
+    async fn progress(&self, name: &str) -> Result<BTreeMap<String, Vec<Value>>> {
+        let lp = ListParams::default().labels(&format!("renderfarm.io/renderjob={name}"));
+        let mut out = BTreeMap::new();
+        for pod in self.pods().list(&lp).await? {
+            let log = self.logs(&pod.name_any()).await?;
+            let events = log
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .filter(|v| v.get("event").is_some())
+                .collect();
+            out.insert(pod.name_any(), events);
+        }
+        Ok(out)
+    }
+
+    async fn delete_renderjob(&self, name: &str) -> Result<()> {
+        self.rjs().delete(name, &DeleteParams::foreground()).await?;
+        let jobs: Api<Job> = Api::namespaced(self.client.clone(), &self.ns);
+        let (rjs, pods) = (self.rjs(), self.pods());
+        wait_for(
+            Duration::from_secs(120),
+            "RenderJob, Jobs and pods gone",
+            || async {
+                let lp = ListParams::default().labels(&format!("renderfarm.io/renderjob={name}"));
+                let gone = rjs.get_opt(name).await?.is_none()
+                    && jobs.list(&lp).await?.items.is_empty()
+                    && pods.list(&lp).await?.items.is_empty();
+                Ok(gone.then_some(()))
+            },
+        )
+        .await
+    }
+
+    fn frame(&self, n: i32) -> PathBuf {
+        self.dir.join(format!("renders/kind/frame_{n:04}.png"))
+    }
+}
+
+impl Drop for Storage {
+    fn drop(&mut self) {
+        let _ = Command::new("kubectl")
+            .args(["delete", "namespace", &self.ns, "--wait=false"])
+            .output();
+        let _ = Command::new("kubectl")
+            .args(["delete", "pv", &self.ns, "--wait=false"])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("chmod {}", path.display()))
+}
+
+/// Decode a PNG and check its size and that it is not one flat colour.
+fn check_png(path: &Path) -> Result<()> {
+    let file = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
+    let mut reader = png::Decoder::new(std::io::BufReader::new(file)).read_info()?;
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf)?;
+    ensure!(
+        (info.width, info.height) == (WIDTH, HEIGHT),
+        "{}: {}x{}, want {WIDTH}x{HEIGHT}",
+        path.display(),
+        info.width,
+        info.height
+    );
+    let pixels = &buf[..info.buffer_size()];
+    let (min, max) = pixels
+        .iter()
+        .fold((u8::MAX, u8::MIN), |(lo, hi), &p| (lo.min(p), hi.max(p)));
+    ensure!(max - min > 16, "{} is blank", path.display());
+    Ok(())
+}
+
+fn frames_in(events: &[Value], kind: &str) -> Vec<i64> {
+    events
+        .iter()
+        .filter(|e| e["event"] == kind)
+        .filter_map(|e| e["frame"].as_i64())
+        .collect()
+}
+
+/// Seconds per frame of bare Blender on this machine, for the same scene and frames, from
+/// Blender's own per-frame "Time:" lines (start-up excluded, as in the status figure).
+fn bare_blender_seconds_per_frame(scene: &Path) -> Option<f64> {
+    let out = tempdir().ok()?;
+    let output = Command::new("blender")
+        .args(["-b", "--factory-startup"])
+        .arg(scene)
+        .arg("-o")
+        .arg(out.join("f_####"))
+        .args(["-F", "PNG", "-s", "1", "-e", &FRAMES.to_string(), "-a"])
+        .output()
+        .ok()?;
+    let _ = std::fs::remove_dir_all(&out);
+    let times: Vec<f64> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Time: "))
+        .filter_map(|t| {
+            let t = t.split_whitespace().next()?;
+            let (m, s) = t.split_once(':')?;
+            Some(m.parse::<f64>().ok()? * 60.0 + s.parse::<f64>().ok()?)
+        })
+        .collect();
+    (!times.is_empty()).then(|| times.iter().sum::<f64>() / times.len() as f64)
+}
+
+fn tempdir() -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("renderfarm-bare-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+#[tokio::test]
+#[ignore = "needs the kind lane: hack/kind.sh up"]
+async fn real_frames_from_real_pods() -> Result<()> {
+    let client = Client::try_default()
+        .await
+        .context("no cluster: `hack/kind.sh up` and `eval \"$(hack/kind.sh env)\"`")?;
+    let st = Storage::new(client).await?;
+    let t = Instant::now();
+    st.make_scene().await?;
+    println!(
+        "kind: scene written by a pod in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+
+    // First render: every frame.
+    let t = Instant::now();
+    st.apply_renderjob("kind").await?;
+    let (rj, eta_seen) = st.wait_complete("kind").await?;
+    let wall = t.elapsed().as_secs_f64();
+    let s = rj.status.clone().ok_or_else(|| anyhow!("no status"))?;
+    assert_eq!(s.frames.total, i64::from(FRAMES), "{s:?}");
+    assert_eq!(s.frames.rendered, i64::from(FRAMES), "{s:?}");
+    assert_eq!(s.batches.succeeded, 3, "{s:?}");
+    assert!(
+        s.devices_used.iter().any(|d| d == "CPU"),
+        "devices used: {:?}",
+        s.devices_used
+    );
+    let spf = s
+        .seconds_per_frame
+        .ok_or_else(|| anyhow!("no seconds per frame in status"))?;
+    assert!(spf > 0.0, "seconds per frame {spf}");
+    assert!(eta_seen, "no estimated completion time while rendering");
+    for n in 1..=FRAMES {
+        check_png(&st.frame(n))?;
+    }
+    // Per-frame progress in every batch pod's log, and every frame saved exactly once.
+    let progress = st.progress("kind").await?;
+    assert_eq!(progress.len(), 3, "batch pods: {:?}", progress.keys());
+    let mut saved: Vec<i64> = progress
+        .values()
+        .flat_map(|ev| frames_in(ev, "frame_saved"))
+        .collect();
+    saved.sort_unstable();
+    assert_eq!(saved, (1..=i64::from(FRAMES)).collect::<Vec<_>>());
+    for (pod, ev) in &progress {
+        assert!(
+            !frames_in(ev, "frame_started").is_empty(),
+            "{pod} logged no frame_started"
+        );
+    }
+
+    // Second render after losing one frame: only that frame is rendered again.
+    let mtimes: Vec<SystemTime> = (1..=FRAMES)
+        .map(|n| Ok(std::fs::metadata(st.frame(n))?.modified()?))
+        .collect::<Result<_>>()?;
+    std::fs::remove_file(st.frame(3))?;
+    st.delete_renderjob("kind").await?;
+    let t = Instant::now();
+    st.apply_renderjob("kind").await?;
+    let (rj, _) = st.wait_complete("kind").await?;
+    let rewall = t.elapsed().as_secs_f64();
+    let s2 = rj.status.ok_or_else(|| anyhow!("no status"))?;
+    assert_eq!(s2.frames.rendered, i64::from(FRAMES), "{s2:?}");
+    check_png(&st.frame(3))?;
+    for n in (1..=FRAMES).filter(|&n| n != 3) {
+        let m = std::fs::metadata(st.frame(n))?.modified()?;
+        assert_eq!(m, mtimes[n as usize - 1], "frame {n} was rendered again");
+    }
+    let progress = st.progress("kind").await?;
+    let rendered: Vec<i64> = progress
+        .values()
+        .flat_map(|ev| frames_in(ev, "frame_saved"))
+        .collect();
+    assert_eq!(rendered, vec![3], "frames rendered the second time");
+
+    let bare = bare_blender_seconds_per_frame(&st.dir.join("scenes/kind.blend"));
+    println!(
+        "kind: {FRAMES} frames {WIDTH}x{HEIGHT} in 3 batches of 2 (parallelism 2): {wall:.1}s; \
+         after deleting one frame: {rewall:.1}s"
+    );
+    match bare {
+        Some(b) => println!(
+            "kind: seconds per frame in a pod {spf:.2}, bare Blender on this machine {b:.2} (ratio {:.2})",
+            spf / b
+        ),
+        None => println!("kind: seconds per frame in a pod {spf:.2} (no host Blender to compare)"),
+    }
+    Ok(())
+}
