@@ -2,8 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::batch::v1::Job;
-
+use crate::cache::BatchJob;
 use crate::crd::{CleanupPolicy, RenderJob};
 use crate::status::BatchState;
 
@@ -25,10 +24,6 @@ impl Actions {
     }
 }
 
-fn suspended(job: &Job) -> bool {
-    job.spec.as_ref().and_then(|s| s.suspend).unwrap_or(false)
-}
-
 /// Decide the next changes.
 ///
 /// - `in_flight`: batches whose Job this operator created but has not seen in its cache yet;
@@ -38,7 +33,7 @@ fn suspended(job: &Job) -> bool {
 pub fn decide(
     rj: &RenderJob,
     states: &[BatchState],
-    jobs: &BTreeMap<u32, &Job>,
+    jobs: &BTreeMap<u32, &BatchJob>,
     in_flight: &BTreeSet<u32>,
     recorded: &BTreeSet<u32>,
 ) -> Actions {
@@ -58,20 +53,20 @@ pub fn decide(
     }
 
     for (index, job) in jobs {
-        let name = job.metadata.name.clone().unwrap_or_default();
+        let name = || job.name.clone();
         match states.get(*index as usize) {
-            Some(BatchState::Active) if rj.spec.suspend && !suspended(job) => {
-                actions.suspend.push(name)
+            Some(BatchState::Active) if rj.spec.suspend && !job.suspended => {
+                actions.suspend.push(name())
             }
-            Some(BatchState::Active) if !rj.spec.suspend && suspended(job) => {
-                actions.resume.push(name)
+            Some(BatchState::Active) if !rj.spec.suspend && job.suspended => {
+                actions.resume.push(name())
             }
             Some(BatchState::Succeeded)
                 if rj.spec.cleanup.policy == CleanupPolicy::DeleteSucceeded
                     && recorded.contains(index)
-                    && job.metadata.deletion_timestamp.is_none() =>
+                    && !job.deleting =>
             {
-                actions.delete.push(name)
+                actions.delete.push(name())
             }
             _ => {}
         }
@@ -95,13 +90,18 @@ mod tests {
     }
 
     /// `decide` with nothing in flight and nothing recorded.
-    fn decide_now(rj: &RenderJob, states: &[BatchState], jobs: &BTreeMap<u32, &Job>) -> Actions {
+    fn decide_now(
+        rj: &RenderJob,
+        states: &[BatchState],
+        jobs: &BTreeMap<u32, &BatchJob>,
+    ) -> Actions {
         decide(rj, states, jobs, &BTreeSet::new(), &BTreeSet::new())
     }
 
-    fn job(name: &str, suspend: bool) -> Job {
-        serde_json::from_value(serde_json::json!({"metadata": {"name": name}, "spec": {"suspend": suspend, "template": {}}}))
-            .expect("job")
+    fn job(name: &str, suspend: bool) -> BatchJob {
+        let job: k8s_openapi::api::batch::v1::Job = serde_json::from_value(serde_json::json!({"metadata": {"name": name}, "spec": {"suspend": suspend, "template": {}}}))
+            .expect("job");
+        job.into()
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -21,14 +21,14 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use tracing::{debug, info, warn};
 
-use crate::actions::{self, Actions};
+use crate::actions::Actions;
+use crate::cache::{self, BatchJob, BatchPod};
 use crate::crd::{Phase, RenderJob, RenderJobStatus};
-use crate::job::{
-    self, BATCH_LABEL, JobConfig, MANAGED_BY, MANAGED_BY_LABEL, RENDERJOB_ANNOTATION,
-};
+use crate::job::{self, JobConfig, MANAGED_BY, MANAGED_BY_LABEL};
 use crate::metrics::Metrics;
+use crate::pass::{self, Observation};
 use crate::plan::Plan;
-use crate::status::{self, BatchState, Observed};
+use crate::status::{self, BatchState};
 use crate::{Error, Result};
 
 /// The one field manager for everything the operator writes.
@@ -49,8 +49,8 @@ pub struct Settings {
 pub struct Context {
     pub client: Client,
     pub settings: Settings,
-    pub jobs: Store<Job>,
-    pub pods: Store<Pod>,
+    pub jobs: Store<BatchJob>,
+    pub pods: Store<BatchPod>,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
     /// Batches created but not seen in the Job cache yet, by RenderJob UID.
@@ -85,20 +85,6 @@ fn watch_backoff() -> ResetTimerBackoff<ExponentialBackoff> {
     ResetTimerBackoff::new(exponential.into(), Duration::from_secs(60))
 }
 
-/// Drop what the controller never reads, so 10,000 cached Jobs stay small.
-fn trim_job(job: &mut Job) {
-    job.metadata.managed_fields = None;
-    if let Some(spec) = job.spec.as_mut() {
-        spec.template = Default::default();
-        spec.pod_failure_policy = None;
-    }
-}
-
-fn trim_pod(pod: &mut Pod) {
-    pod.metadata.managed_fields = None;
-    pod.spec = None;
-}
-
 /// Run the controller until a shutdown signal.
 pub async fn run(
     client: Client,
@@ -114,28 +100,39 @@ pub async fn run(
         .list(&kube::api::ListParams::default().limit(1))
         .await?;
 
-    let (jobs, job_writer) = reflector::store();
-    let job_stream = reflector::reflector(
+    // The caches keep a small summary of each Job and pod (see `cache`), not the objects.
+    let (jobs, job_writer) = reflector::store::<BatchJob>();
+    let job_triggers = reflector::reflector(
         job_writer,
         watcher(
             api::<Job>(&client, ns.as_deref()),
             watcher::Config::default().labels(&selector),
         )
         .default_backoff()
-        .modify(trim_job),
+        .map_ok(cache::compact),
     )
-    .touched_objects();
-    let (pods, pod_writer) = reflector::store();
-    let pod_stream = reflector::reflector(
+    .touched_objects()
+    .filter_map(|job: Result<BatchJob, _>| async move {
+        // A Job triggers its RenderJob (its controller owner).
+        let job = job.inspect_err(|e| debug!(error = %e, "job watch")).ok()?;
+        Some(ObjectRef::new(&job.owner?.name).within(job.namespace.as_deref()?))
+    });
+    let (pods, pod_writer) = reflector::store::<BatchPod>();
+    let pod_triggers = reflector::reflector(
         pod_writer,
         watcher(
             api::<Pod>(&client, ns.as_deref()),
             watcher::Config::default().labels(&selector),
         )
         .default_backoff()
-        .modify(trim_pod),
+        .map_ok(cache::compact),
     )
-    .touched_objects();
+    .touched_objects()
+    .filter_map(|pod: Result<BatchPod, _>| async move {
+        // A pod triggers the RenderJob its annotation names.
+        let pod = pod.inspect_err(|e| debug!(error = %e, "pod watch")).ok()?;
+        Some(ObjectRef::new(pod.renderjob.as_deref()?).within(pod.namespace.as_deref()?))
+    });
 
     let reporter = Reporter {
         controller: MANAGER.into(),
@@ -155,11 +152,8 @@ pub async fn run(
 
     let controller = Controller::new(renderjobs, watcher::Config::default().any_semantic())
         .trigger_backoff(watch_backoff())
-        .owns_stream(job_stream)
-        .watches_stream(pod_stream, |pod: Pod| {
-            let name = pod.annotations().get(RENDERJOB_ANNOTATION)?.clone();
-            Some(ObjectRef::new(&name).within(&pod.namespace()?))
-        })
+        .reconcile_on(job_triggers)
+        .reconcile_on(pod_triggers)
         .shutdown_on_signal();
     let renderjob_store = controller.store();
 
@@ -222,7 +216,7 @@ pub async fn run(
 /// before the list arrives was seen never to wake.)
 fn synced<K>(store: &Store<K>) -> bool
 where
-    K: kube::Resource + Clone + 'static,
+    K: reflector::Lookup + Clone + 'static,
     K::DynamicType: Eq + std::hash::Hash + Clone,
 {
     use futures::FutureExt;
@@ -249,13 +243,6 @@ fn error_policy(rj: Arc<RenderJob>, error: &Error, ctx: Arc<Context>) -> Action 
         Duration::from_millis(500u64.saturating_mul(1 << n.min(10))).min(Duration::from_secs(300));
     warn!(renderjob = %rj.name_any(), error = %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
-}
-
-fn owned_by(meta: &kube::api::ObjectMeta, uid: &str) -> bool {
-    meta.owner_references
-        .iter()
-        .flatten()
-        .any(|o| o.uid == uid && o.controller == Some(true))
 }
 
 async fn publish(ctx: &Context, rj: &RenderJob, type_: EventType, reason: &str, note: String) {
@@ -319,28 +306,12 @@ async fn reconcile_inner(rj: &RenderJob, ctx: &Context) -> Result<Action> {
         return Ok(Action::await_change());
     };
 
-    let owned_jobs = ctx.jobs.state_filter(|j| owned_by(&j.metadata, &uid));
-    let job_refs: Vec<&Job> = owned_jobs.iter().map(|j| j.as_ref()).collect();
-    let jobs = status::jobs_by_batch(&name, &plan, &job_refs);
-    let owned_pods = ctx.pods.state_filter(|p| {
-        p.metadata.namespace.as_deref() == Some(ns.as_str())
-            && p.annotations().get(RENDERJOB_ANNOTATION) == Some(&name)
-    });
-    let mut pods: BTreeMap<u32, Vec<&Pod>> = BTreeMap::new();
-    for p in &owned_pods {
-        if let Some(i) = p.labels().get(BATCH_LABEL).and_then(|i| i.parse().ok()) {
-            pods.entry(i).or_default().push(p.as_ref());
-        }
-    }
+    let owned_jobs = ctx.jobs.state_filter(|j| pass::owned_by(j, &uid));
+    let owned_pods = ctx.pods.state_filter(|p| pass::pod_of(p, &ns, &name));
     // What we last wrote is newer than the cache when the cache lags behind our own write.
     let written = ctx.written.lock().ok().and_then(|w| w.get(&uid).cloned());
     let old = written.or_else(|| rj.status.clone()).unwrap_or_default();
-    let recorded = old
-        .succeeded_batches
-        .as_deref()
-        .map(status::decode_ranges)
-        .unwrap_or_default();
-    let mut states = status::batch_states(&plan, &jobs, &recorded);
+    let seen = Observation::new(&name, plan, &old, &owned_jobs, &owned_pods);
 
     let in_flight: BTreeSet<u32> = {
         let mut all = ctx
@@ -348,34 +319,17 @@ async fn reconcile_inner(rj: &RenderJob, ctx: &Context) -> Result<Action> {
             .lock()
             .map_err(|_| Error::Config("in-flight lock poisoned".into()))?;
         let mine = all.entry(uid.clone()).or_default();
-        mine.retain(|i, at| !jobs.contains_key(i) && at.elapsed() < IN_FLIGHT_TTL);
+        mine.retain(|i, at| !seen.jobs.contains_key(i) && at.elapsed() < IN_FLIGHT_TTL);
         mine.keys().copied().collect()
     };
-    let todo = actions::decide(rj, &states, &jobs, &in_flight, &recorded);
+    let (todo, new) = seen.decide(rj, &old, &in_flight, &now);
     apply_actions(rj, &ns, &uid, &plan, &todo, ctx).await?;
-    for i in todo.create.iter().chain(in_flight.iter()) {
-        if let Some(s) = states.get_mut(*i as usize)
-            && *s == BatchState::Pending
-        {
-            *s = BatchState::Active;
-        }
-    }
-
-    let seen = Observed {
-        plan: &plan,
-        states: &states,
-        jobs: &jobs,
-        pods: &pods,
-    };
-    let mut basis = rj.clone();
-    basis.status = Some(old.clone());
-    let new = status::roll_up(&basis, &seen, &now);
     if old != new {
         write_status(&rjs, &name, &new, ctx).await?;
         if let Ok(mut w) = ctx.written.lock() {
             w.insert(uid.clone(), new.clone());
         }
-        record_progress(rj, &old, &new, &recorded, &jobs, ctx).await;
+        record_progress(rj, &old, &new, &seen.recorded, &seen.jobs, ctx).await;
     }
 
     let busy = matches!(new.phase, Phase::Running | Phase::Pending) || !todo.is_empty();
@@ -492,7 +446,7 @@ async fn record_progress(
     new: &RenderJobStatus,
     // `old.succeeded_batches`, already decoded by the caller.
     before: &BTreeSet<u32>,
-    jobs: &BTreeMap<u32, &Job>,
+    jobs: &BTreeMap<u32, &BatchJob>,
     ctx: &Context,
 ) {
     let m = &ctx.metrics;
@@ -504,9 +458,7 @@ async fn record_progress(
         if before.contains(index) || status::job_state(job) != BatchState::Succeeded {
             continue;
         }
-        if let Some(s) = job.status.as_ref()
-            && let (Some(a), Some(b)) = (&s.start_time, &s.completion_time)
-        {
+        if let (Some(a), Some(b)) = (&job.start_time, &job.completion_time) {
             m.batch_duration
                 .observe(b.0.duration_since(a.0).as_secs_f64());
         }

@@ -2,15 +2,18 @@
 //!
 //! The core is pure and small: [`plan`] cuts frames into batches, [`job`] builds a batch's Job,
 //! [`status`] rolls Jobs and pods up into the RenderJob's status, [`actions`] decides what to
-//! change. [`controller`] is the glue that talks to the API server.
+//! change, and [`pass`] puts them together into one reconcile. [`controller`] is the glue
+//! that talks to the API server.
 
 pub mod actions;
+pub mod cache;
 pub mod controller;
 pub mod crd;
 pub mod http;
 pub mod job;
 pub mod leader;
 pub mod metrics;
+pub mod pass;
 pub mod plan;
 pub mod status;
 pub mod telemetry;

@@ -2,17 +2,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use render_contract::{TerminationMessage, exit};
 
+use crate::cache::{BatchJob, BatchPod, Finished, PodPhase};
 use crate::crd::{
     BatchCounts, FailedBatch, FrameCounts, MAX_FAILED_BATCHES_LISTED, Phase, PodCounts, RenderJob,
     RenderJobStatus,
 };
-use crate::job::{BATCH_LABEL, CONTAINER, job_name};
+use crate::job::{CONTAINER, job_name};
 use crate::plan::Plan;
 
 pub const COMPLETE: &str = "Complete";
@@ -34,43 +34,26 @@ pub enum BatchState {
 
 /// The batch Jobs of one RenderJob, by batch index (Jobs whose name is not the batch's
 /// deterministic name are ignored).
-pub fn jobs_by_batch<'a>(rj_name: &str, plan: &Plan, jobs: &[&'a Job]) -> BTreeMap<u32, &'a Job> {
+pub fn jobs_by_batch<'a>(
+    rj_name: &str,
+    plan: &Plan,
+    jobs: &[&'a BatchJob],
+) -> BTreeMap<u32, &'a BatchJob> {
     jobs.iter()
         .filter_map(|job| {
-            let index: u32 = job
-                .metadata
-                .labels
-                .as_ref()?
-                .get(BATCH_LABEL)?
-                .parse()
-                .ok()?;
-            let ok = index < plan.len()
-                && job.metadata.name.as_deref() == Some(job_name(rj_name, index).as_str());
+            let index = job.batch?;
+            let ok = index < plan.len() && job.name == job_name(rj_name, index);
             ok.then_some((index, *job))
         })
         .collect()
 }
 
-fn job_condition<'a>(
-    job: &'a Job,
-    type_: &str,
-) -> Option<&'a k8s_openapi::api::batch::v1::JobCondition> {
-    job.status
-        .as_ref()?
-        .conditions
-        .as_ref()?
-        .iter()
-        .find(|c| c.type_ == type_ && c.status == "True")
-}
-
 /// Finished, and how.
-pub fn job_state(job: &Job) -> BatchState {
-    if job_condition(job, "Complete").is_some() {
-        BatchState::Succeeded
-    } else if job_condition(job, "Failed").is_some() {
-        BatchState::Failed
-    } else {
-        BatchState::Active
+pub fn job_state(job: &BatchJob) -> BatchState {
+    match job.finished {
+        Some(Finished::Complete) => BatchState::Succeeded,
+        Some(Finished::Failed(_)) => BatchState::Failed,
+        None => BatchState::Active,
     }
 }
 
@@ -78,7 +61,7 @@ pub fn job_state(job: &Job) -> BatchState {
 /// Job was cleaned up.
 pub fn batch_states(
     plan: &Plan,
-    jobs: &BTreeMap<u32, &Job>,
+    jobs: &BTreeMap<u32, &BatchJob>,
     recorded_succeeded: &BTreeSet<u32>,
 ) -> Vec<BatchState> {
     (0..plan.len())
@@ -184,7 +167,8 @@ pub fn stuck_reason(pod: &Pod) -> Option<PodProblem> {
     })
 }
 
-fn termination_message(pod: &Pod) -> Option<TerminationMessage> {
+/// render-node's report, from the render container's termination message.
+pub fn termination_message(pod: &Pod) -> Option<TerminationMessage> {
     let cs = pod
         .status
         .as_ref()?
@@ -238,7 +222,8 @@ pub fn failure_reason(pod: &Pod) -> Option<PodProblem> {
     })
 }
 
-fn is_disruption(pod: &Pod) -> bool {
+/// Whether the pod was disrupted (evicted, preempted, its node lost): not the render's fault.
+pub fn is_disruption(pod: &Pod) -> bool {
     pod.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
@@ -248,7 +233,8 @@ fn is_disruption(pod: &Pod) -> bool {
         })
 }
 
-fn finished_at(pod: &Pod) -> Option<Timestamp> {
+/// When the pod's first terminated container finished.
+pub fn finished_at(pod: &Pod) -> Option<Timestamp> {
     pod.status
         .as_ref()?
         .container_statuses
@@ -266,14 +252,17 @@ fn finished_at(pod: &Pod) -> Option<Timestamp> {
 }
 
 /// Why a failed batch failed, from its Job's Failed condition and its latest failed pod.
-pub fn failed_batch(index: u32, plan: &Plan, job: &Job, pods: &[&Pod]) -> FailedBatch {
-    let cond = job_condition(job, "Failed");
+pub fn failed_batch(index: u32, plan: &Plan, job: &BatchJob, pods: &[&BatchPod]) -> FailedBatch {
+    let cond = match &job.finished {
+        Some(Finished::Failed(f)) => Some(f.as_ref()),
+        _ => None,
+    };
     let latest = pods
         .iter()
-        .filter(|p| !is_disruption(p))
-        .filter_map(|p| failure_reason(p).map(|r| (finished_at(p), r)))
+        .filter(|p| !p.disruption)
+        .filter_map(|p| p.failure.as_deref().map(|r| (p.finished_at.as_ref(), r)))
         .max_by_key(|(at, _)| *at)
-        .map(|(_, r)| r);
+        .map(|(_, r)| r.clone());
     let deadline = cond.and_then(|c| c.reason.as_deref()) == Some("DeadlineExceeded");
     let (reason, exit_code, message) = match latest {
         Some(p) if !deadline => (p.reason, p.exit_code, p.message),
@@ -290,17 +279,16 @@ pub fn failed_batch(index: u32, plan: &Plan, job: &Job, pods: &[&Pod]) -> Failed
             .batch(index)
             .map(|b| b.frames_label())
             .unwrap_or_default(),
-        job: job.metadata.name.clone().unwrap_or_default(),
-        attempts: i64::from(job.status.as_ref().and_then(|s| s.failed).unwrap_or(0)),
+        job: job.name.clone(),
+        attempts: i64::from(job.failed),
         reason,
         exit_code,
         message,
     }
 }
 
-fn job_duration(job: &Job) -> Option<(Timestamp, SignedDuration)> {
-    let s = job.status.as_ref()?;
-    let (start, end) = (s.start_time.as_ref()?.0, s.completion_time.as_ref()?.0);
+fn job_duration(job: &BatchJob) -> Option<(Timestamp, SignedDuration)> {
+    let (start, end) = (job.start_time.as_ref()?.0, job.completion_time.as_ref()?.0);
     Some((end, end.duration_since(start)))
 }
 
@@ -338,9 +326,9 @@ pub fn set_condition(
 pub struct Observed<'a> {
     pub plan: &'a Plan,
     pub states: &'a [BatchState],
-    pub jobs: &'a BTreeMap<u32, &'a Job>,
+    pub jobs: &'a BTreeMap<u32, &'a BatchJob>,
     /// The RenderJob's batch pods, by batch index.
-    pub pods: &'a BTreeMap<u32, Vec<&'a Pod>>,
+    pub pods: &'a BTreeMap<u32, Vec<&'a BatchPod>>,
 }
 
 /// The status `rj` should have now. Only condition transition times depend on `now`, so an
@@ -377,26 +365,26 @@ pub fn roll_up(rj: &RenderJob, seen: &Observed<'_>, now: &Time) -> RenderJobStat
     let mut blender_version = prev.blender_version.clone();
     for (index, batch_pods) in seen.pods {
         for pod in batch_pods {
-            match pod.status.as_ref().and_then(|s| s.phase.as_deref()) {
-                Some("Pending") => pods.pending += 1,
-                Some("Running") => pods.running += 1,
-                Some("Succeeded") => pods.succeeded += 1,
-                Some("Failed") => pods.failed += 1,
-                _ => {}
+            match pod.phase {
+                PodPhase::Pending => pods.pending += 1,
+                PodPhase::Running => pods.running += 1,
+                PodPhase::Succeeded => pods.succeeded += 1,
+                PodPhase::Failed => pods.failed += 1,
+                PodPhase::Unknown => {}
             }
             if seen.states.get(*index as usize) == Some(&BatchState::Active)
-                && let Some(p) = stuck_reason(pod)
+                && let Some(p) = &pod.stuck
             {
-                stuck.push((*index, p));
+                stuck.push((*index, p.as_ref().clone()));
             }
-            if let Some(m) = termination_message(pod) {
+            if let Some(m) = &pod.report {
                 if let Some(spf) = m.seconds_per_frame.filter(|_| m.frames_rendered > 0) {
                     busy_seconds += spf * f64::from(m.frames_rendered);
                     timed_frames += m.frames_rendered;
                 }
-                devices.extend(m.device);
+                devices.extend(m.device.iter().cloned());
                 if m.blender_version.is_some() {
-                    blender_version = m.blender_version;
+                    blender_version = m.blender_version.clone();
                 }
             }
         }
@@ -419,15 +407,13 @@ pub fn roll_up(rj: &RenderJob, seen: &Observed<'_>, now: &Time) -> RenderJobStat
         .collect();
 
     // Times: derived from the Jobs, remembered once known (cleaned-up Jobs take theirs along).
-    let job_times = |f: fn(&k8s_openapi::api::batch::v1::JobStatus) -> Option<&Time>| {
-        seen.jobs
-            .values()
-            .filter_map(move |j| j.status.as_ref().and_then(f).map(|t| t.0))
+    let job_times = |f: fn(&BatchJob) -> Option<&Time>| {
+        seen.jobs.values().filter_map(move |j| f(j).map(|t| t.0))
     };
     let start_time = prev
         .start_time
         .clone()
-        .or_else(|| job_times(|s| s.start_time.as_ref()).min().map(Time));
+        .or_else(|| job_times(|j| j.start_time.as_ref()).min().map(Time));
     let unfinished = batches.pending + batches.active;
     let finished = unfinished == 0;
     let phase = if batches.total > 0 && batches.succeeded == batches.total {
@@ -448,13 +434,11 @@ pub fn roll_up(rj: &RenderJob, seen: &Observed<'_>, now: &Time) -> RenderJobStat
     let terminal = matches!(phase, Phase::Succeeded | Phase::Failed);
     let completion_time = if terminal {
         prev.completion_time.clone().or_else(|| {
-            let failed_at = seen.jobs.values().filter_map(|j| {
-                job_condition(j, "Failed")?
-                    .last_transition_time
-                    .as_ref()
-                    .map(|t| t.0)
+            let failed_at = seen.jobs.values().filter_map(|j| match &j.finished {
+                Some(Finished::Failed(f)) => f.at.as_ref().map(|t| t.0),
+                _ => None,
             });
-            job_times(|s| s.completion_time.as_ref())
+            job_times(|j| j.completion_time.as_ref())
                 .chain(failed_at)
                 .max()
                 .map(Time)

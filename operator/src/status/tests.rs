@@ -2,6 +2,8 @@
 
 use super::*;
 use crate::crd::RenderJobSpec;
+use crate::job::BATCH_LABEL;
+use k8s_openapi::api::batch::v1::Job;
 use serde_json::json;
 
 fn rj(frames_end: i32, batch: i32, suspend: bool) -> RenderJob {
@@ -74,8 +76,10 @@ impl World {
         }
     }
 
+    /// The status, from the Jobs and pods as the operator's caches keep them.
     fn status(&self) -> RenderJobStatus {
-        let jobs: Vec<&Job> = self.jobs.iter().collect();
+        let kept: Vec<BatchJob> = self.jobs.iter().cloned().map(BatchJob::from).collect();
+        let jobs: Vec<&BatchJob> = kept.iter().collect();
         let by_batch = jobs_by_batch("shot", &self.plan, &jobs);
         let recorded = self
             .rj
@@ -85,8 +89,12 @@ impl World {
             .map(decode_ranges)
             .unwrap_or_default();
         let states = batch_states(&self.plan, &by_batch, &recorded);
-        let pods: BTreeMap<u32, Vec<&Pod>> = self
+        let kept_pods: BTreeMap<u32, Vec<BatchPod>> = self
             .pods
+            .iter()
+            .map(|(k, v)| (*k, v.iter().cloned().map(BatchPod::from).collect()))
+            .collect();
+        let pods: BTreeMap<u32, Vec<&BatchPod>> = kept_pods
             .iter()
             .map(|(k, v)| (*k, v.iter().collect()))
             .collect();
@@ -466,6 +474,7 @@ fn stray_jobs_are_ignored() {
     stray.metadata.name = Some("someone-elses".into());
     let mut out_of_plan = job(7, Some(("Complete", "")), 0, None);
     out_of_plan.metadata.name = Some(job_name("shot", 7));
+    let (stray, out_of_plan) = (BatchJob::from(stray), BatchJob::from(out_of_plan));
     let jobs = vec![&stray, &out_of_plan];
     assert!(jobs_by_batch("shot", &w.plan, &jobs).is_empty());
 }

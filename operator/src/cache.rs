@@ -1,0 +1,420 @@
+//! What the operator keeps of the Jobs and pods it watches: only what a reconcile reads.
+//!
+//! A k8s-openapi `Job` is 2.6 kB before a single field is set (its pod template is inline)
+//! and a `Pod` 2.2 kB; with their strings, maps and conditions, 10,000 batch Jobs and their pods
+//! held about 125 MiB even with managed fields and pod specs dropped. The watches decode each
+//! object as it arrives and keep a [`BatchJob`] or [`BatchPod`] instead, a few hundred bytes
+//! each: the pod's problems and render-node's report are worked out once, here, not on every
+//! reconcile.
+
+use std::borrow::Cow;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::Resource;
+use kube::runtime::reflector::Lookup;
+use kube::runtime::watcher;
+
+use crate::crd::RenderJob;
+use crate::job::{BATCH_LABEL, RENDERJOB_ANNOTATION};
+use crate::status::{self, PodProblem};
+
+/// The controller owner of an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub name: String,
+    pub uid: String,
+}
+
+/// Why a Job failed: its `Failed` condition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobFailure {
+    pub reason: Option<String>,
+    pub message: Option<String>,
+    pub at: Option<Time>,
+}
+
+/// Whether a Job finished, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finished {
+    /// Condition `Complete` is true.
+    Complete,
+    /// Condition `Failed` is true (and `Complete` is not).
+    Failed(Box<JobFailure>),
+}
+
+/// A batch Job as the operator keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchJob {
+    pub name: String,
+    pub namespace: Option<String>,
+    /// Its controller, when that is a RenderJob.
+    pub owner: Option<Owner>,
+    /// The [`BATCH_LABEL`] label.
+    pub batch: Option<u32>,
+    pub suspended: bool,
+    /// It has a deletion timestamp.
+    pub deleting: bool,
+    pub start_time: Option<Time>,
+    pub completion_time: Option<Time>,
+    /// Failed pods so far (`status.failed`).
+    pub failed: i32,
+    pub finished: Option<Finished>,
+}
+
+/// A pod's phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PodPhase {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Unknown,
+}
+
+/// What render-node reported in its termination message, as far as the status uses it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RenderReport {
+    pub frames_rendered: u32,
+    pub seconds_per_frame: Option<f64>,
+    pub device: Option<String>,
+    pub blender_version: Option<String>,
+}
+
+/// A batch pod as the operator keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchPod {
+    pub name: String,
+    pub namespace: Option<String>,
+    /// The [`RENDERJOB_ANNOTATION`]: the RenderJob's full name.
+    pub renderjob: Option<String>,
+    /// The [`BATCH_LABEL`] label.
+    pub batch: Option<u32>,
+    pub phase: PodPhase,
+    /// Why a pending pod cannot start ([`status::stuck_reason`]).
+    pub stuck: Option<Box<PodProblem>>,
+    /// Why a failed pod failed ([`status::failure_reason`]).
+    pub failure: Option<Box<PodProblem>>,
+    /// When its container finished.
+    pub finished_at: Option<Time>,
+    /// It carries a true `DisruptionTarget` condition (evicted, preempted, node lost).
+    pub disruption: bool,
+    pub report: Option<Box<RenderReport>>,
+}
+
+fn batch_label(meta: &ObjectMeta) -> Option<u32> {
+    meta.labels.as_ref()?.get(BATCH_LABEL)?.parse().ok()
+}
+
+impl From<Job> for BatchJob {
+    fn from(job: Job) -> Self {
+        let batch = batch_label(&job.metadata);
+        let meta = job.metadata;
+        let owner = meta.owner_references.into_iter().flatten().find(|o| {
+            o.controller == Some(true)
+                && o.kind == <RenderJob as Resource>::kind(&())
+                && o.api_version == <RenderJob as Resource>::api_version(&())
+        });
+        let status = job.status.unwrap_or_default();
+        let condition = |type_: &str| {
+            status
+                .conditions
+                .iter()
+                .flatten()
+                .find(|c| c.type_ == type_ && c.status == "True")
+        };
+        let finished = if condition("Complete").is_some() {
+            Some(Finished::Complete)
+        } else {
+            condition("Failed").map(|c| {
+                Finished::Failed(Box::new(JobFailure {
+                    reason: c.reason.clone(),
+                    message: c.message.clone(),
+                    at: c.last_transition_time.clone(),
+                }))
+            })
+        };
+        BatchJob {
+            name: meta.name.unwrap_or_default(),
+            namespace: meta.namespace,
+            owner: owner.map(|o| Owner {
+                name: o.name,
+                uid: o.uid,
+            }),
+            batch,
+            suspended: job.spec.and_then(|s| s.suspend).unwrap_or(false),
+            deleting: meta.deletion_timestamp.is_some(),
+            start_time: status.start_time,
+            completion_time: status.completion_time,
+            failed: status.failed.unwrap_or(0),
+            finished,
+        }
+    }
+}
+
+impl From<Pod> for BatchPod {
+    fn from(pod: Pod) -> Self {
+        let phase = match pod.status.as_ref().and_then(|s| s.phase.as_deref()) {
+            Some("Pending") => PodPhase::Pending,
+            Some("Running") => PodPhase::Running,
+            Some("Succeeded") => PodPhase::Succeeded,
+            Some("Failed") => PodPhase::Failed,
+            _ => PodPhase::Unknown,
+        };
+        let report = status::termination_message(&pod).map(|m| {
+            Box::new(RenderReport {
+                frames_rendered: m.frames_rendered,
+                seconds_per_frame: m.seconds_per_frame,
+                device: m.device,
+                blender_version: m.blender_version,
+            })
+        });
+        let meta = &pod.metadata;
+        BatchPod {
+            renderjob: meta
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(RENDERJOB_ANNOTATION))
+                .cloned(),
+            batch: batch_label(meta),
+            phase,
+            stuck: status::stuck_reason(&pod).map(Box::new),
+            failure: status::failure_reason(&pod).map(Box::new),
+            finished_at: status::finished_at(&pod).map(Time),
+            disruption: status::is_disruption(&pod),
+            report,
+            name: pod.metadata.name.unwrap_or_default(),
+            namespace: pod.metadata.namespace,
+        }
+    }
+}
+
+/// Lets kube's reflector keep these in a store, keyed like the objects they come from (by
+/// namespace and name: a store key's resource version and UID are informational, and not kept).
+macro_rules! lookup {
+    ($t:ty, $from:ty) => {
+        impl Lookup for $t {
+            type DynamicType = ();
+            fn kind(_: &()) -> Cow<'_, str> {
+                <$from as Resource>::kind(&())
+            }
+            fn group(_: &()) -> Cow<'_, str> {
+                <$from as Resource>::group(&())
+            }
+            fn version(_: &()) -> Cow<'_, str> {
+                <$from as Resource>::version(&())
+            }
+            fn plural(_: &()) -> Cow<'_, str> {
+                <$from as Resource>::plural(&())
+            }
+            fn name(&self) -> Option<Cow<'_, str>> {
+                Some(Cow::Borrowed(&self.name))
+            }
+            fn namespace(&self) -> Option<Cow<'_, str>> {
+                self.namespace.as_deref().map(Cow::Borrowed)
+            }
+            fn resource_version(&self) -> Option<Cow<'_, str>> {
+                None
+            }
+            fn uid(&self) -> Option<Cow<'_, str>> {
+                None
+            }
+        }
+    };
+}
+lookup!(BatchJob, Job);
+lookup!(BatchPod, Pod);
+
+/// A watch event with its object made small.
+pub fn compact<K, C: From<K>>(event: watcher::Event<K>) -> watcher::Event<C> {
+    use watcher::Event::*;
+    match event {
+        Apply(k) => Apply(k.into()),
+        Delete(k) => Delete(k.into()),
+        Init => Init,
+        InitApply(k) => InitApply(k.into()),
+        InitDone => InitDone,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn fixture(text: &str) -> Value {
+        serde_json::from_str(text).expect("fixture")
+    }
+    fn job(v: Value) -> BatchJob {
+        serde_json::from_value::<Job>(v).expect("job").into()
+    }
+    fn pod(v: Value) -> BatchPod {
+        serde_json::from_value::<Pod>(v).expect("pod").into()
+    }
+    fn time(s: &str) -> Option<Time> {
+        Some(Time(s.parse().expect("time")))
+    }
+
+    #[test]
+    fn sizes_stay_small() {
+        // The point of this module: a Job is 2.6 kB and a Pod 2.2 kB before any heap.
+        assert!(size_of::<BatchJob>() <= 192, "{}", size_of::<BatchJob>());
+        assert!(size_of::<BatchPod>() <= 160, "{}", size_of::<BatchPod>());
+    }
+
+    #[test]
+    fn a_complete_job_as_the_api_server_sends_it() {
+        let j = job(fixture(include_str!("../examples/fixtures/job.json")));
+        assert_eq!(
+            j,
+            BatchJob {
+                name: "shot-0000".into(),
+                namespace: Some("bench".into()),
+                owner: Some(Owner {
+                    name: "shot".into(),
+                    uid: "dba0d389-0bbd-4f05-bccc-6193edea917c".into(),
+                }),
+                batch: Some(0),
+                suspended: false,
+                deleting: false,
+                start_time: time("2026-11-23T11:02:09Z"),
+                completion_time: time("2026-11-23T11:02:11Z"),
+                failed: 0,
+                finished: Some(Finished::Complete),
+            }
+        );
+    }
+
+    #[test]
+    fn running_failed_suspended_and_foreign_jobs() {
+        let mut v = fixture(include_str!("../examples/fixtures/job.json"));
+        v["status"] = json!({"active": 1, "failed": 2, "startTime": "2026-11-23T11:02:09Z"});
+        v["spec"]["suspend"] = json!(true);
+        v["metadata"]["deletionTimestamp"] = json!("2026-11-23T11:03:00Z");
+        let j = job(v.clone());
+        assert_eq!(j.finished, None);
+        assert_eq!((j.failed, j.suspended, j.deleting), (2, true, true));
+
+        v["status"]["conditions"] = json!([
+            {"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded"},
+            {"type": "Complete", "status": "False"},
+            {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+             "message": "Job has reached the specified backoff limit",
+             "lastTransitionTime": "2026-11-23T11:02:30Z"},
+        ]);
+        assert_eq!(
+            job(v.clone()).finished,
+            Some(Finished::Failed(Box::new(JobFailure {
+                reason: Some("BackoffLimitExceeded".into()),
+                message: Some("Job has reached the specified backoff limit".into()),
+                at: time("2026-11-23T11:02:30Z"),
+            })))
+        );
+
+        // Owned by something else, or not as controller: no owner.
+        v["metadata"]["ownerReferences"][0]["kind"] = json!("CronJob");
+        assert_eq!(job(v.clone()).owner, None);
+        v["metadata"]["ownerReferences"][0]["kind"] = json!("RenderJob");
+        v["metadata"]["ownerReferences"][0]["controller"] = json!(false);
+        assert_eq!(job(v).owner, None);
+    }
+
+    #[test]
+    fn a_succeeded_pod_as_the_api_server_sends_it() {
+        let p = pod(fixture(include_str!("../examples/fixtures/pod.json")));
+        assert_eq!(
+            p,
+            BatchPod {
+                name: "shot-0000-mrjzv".into(),
+                namespace: Some("bench".into()),
+                renderjob: Some("shot".into()),
+                batch: Some(0),
+                phase: PodPhase::Succeeded,
+                stuck: None,
+                failure: None,
+                finished_at: time("2026-11-23T11:02:10Z"),
+                disruption: false,
+                report: None,
+            }
+        );
+    }
+
+    #[test]
+    fn pods_keep_their_problems_and_render_nodes_report() {
+        let base = fixture(include_str!("../examples/fixtures/pod.json"));
+        let report = render_contract::TerminationMessage {
+            outcome: render_contract::Outcome::Succeeded,
+            frames_rendered: 5,
+            frames_skipped: 1,
+            frames_missing: vec![],
+            seconds_per_frame: Some(2.5),
+            device: Some("OPTIX".into()),
+            blender_version: Some("4.2.0".into()),
+            message: None,
+        };
+        let mut v = base.clone();
+        v["status"]["containerStatuses"][0]["state"]["terminated"]["message"] =
+            json!(report.to_json_bounded());
+        assert_eq!(
+            pod(v).report.as_deref(),
+            Some(&RenderReport {
+                frames_rendered: 5,
+                seconds_per_frame: Some(2.5),
+                device: Some("OPTIX".into()),
+                blender_version: Some("4.2.0".into()),
+            })
+        );
+
+        let mut v = base.clone();
+        v["status"]["phase"] = json!("Failed");
+        v["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] = json!(137);
+        v["status"]["containerStatuses"][0]["state"]["terminated"]["reason"] = json!("OOMKilled");
+        v["status"]["conditions"] = json!([{"type": "DisruptionTarget", "status": "True"}]);
+        let p = pod(v);
+        assert_eq!((p.phase, p.disruption), (PodPhase::Failed, true));
+        assert_eq!(
+            p.failure
+                .as_deref()
+                .map(|f| (f.reason.as_str(), f.exit_code)),
+            Some(("OOMKilled", Some(137)))
+        );
+
+        let mut v = base;
+        v["status"] = json!({"phase": "Pending", "conditions": [{"type": "PodScheduled",
+            "status": "False", "reason": "Unschedulable", "message": "0/4 nodes are available"}]});
+        let p = pod(v);
+        assert_eq!(p.phase, PodPhase::Pending);
+        assert_eq!(
+            p.stuck.as_deref().map(|s| s.reason.as_str()),
+            Some("Unschedulable")
+        );
+        assert_eq!((p.failure, p.finished_at), (None, None));
+    }
+
+    #[test]
+    fn events_keep_their_kind() {
+        let j: Job = serde_json::from_value(fixture(include_str!("../examples/fixtures/job.json")))
+            .expect("job");
+        for (event, kind) in [
+            (watcher::Event::Apply(j.clone()), "Apply"),
+            (watcher::Event::Delete(j.clone()), "Delete"),
+            (watcher::Event::InitApply(j), "InitApply"),
+            (watcher::Event::Init, "Init"),
+            (watcher::Event::InitDone, "InitDone"),
+        ] {
+            let small: watcher::Event<BatchJob> = compact(event);
+            let got = match &small {
+                watcher::Event::Apply(j) => ("Apply", Some(j)),
+                watcher::Event::Delete(j) => ("Delete", Some(j)),
+                watcher::Event::InitApply(j) => ("InitApply", Some(j)),
+                watcher::Event::Init => ("Init", None),
+                watcher::Event::InitDone => ("InitDone", None),
+            };
+            assert_eq!(got.0, kind);
+            if let Some(j) = got.1 {
+                assert_eq!(j.name, "shot-0000");
+            }
+        }
+    }
+}
