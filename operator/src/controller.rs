@@ -24,6 +24,7 @@ use tracing::{debug, info, warn};
 use crate::actions::Actions;
 use crate::cache::{self, BatchJob, BatchPod};
 use crate::crd::{Phase, RenderJob, RenderJobStatus};
+use crate::events;
 use crate::job::{self, JobConfig, MANAGED_BY, MANAGED_BY_LABEL};
 use crate::metrics::Metrics;
 use crate::pass::{self, Observation};
@@ -35,6 +36,8 @@ use crate::{Error, Result};
 pub const MANAGER: &str = "renderfarm-operator";
 /// How long a created Job may stay unseen in the cache before it stops counting as in flight.
 const IN_FLIGHT_TTL: Duration = Duration::from_secs(60);
+/// Job applies one reconcile sends at once.
+const CREATE_CONCURRENCY: usize = 8;
 
 /// What the operator is told on its command line.
 #[derive(Debug, Clone)]
@@ -53,6 +56,8 @@ pub struct Context {
     pub pods: Store<BatchPod>,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
+    /// Batches created and not reported in a `BatchesCreated` Event yet, by RenderJob UID.
+    created: Mutex<HashMap<String, events::Created>>,
     /// Batches created but not seen in the Job cache yet, by RenderJob UID.
     in_flight: Mutex<HashMap<String, BTreeMap<u32, Instant>>>,
     /// Consecutive failures per RenderJob, for backoff.
@@ -146,6 +151,7 @@ pub async fn run(
         pods: pods.clone(),
         metrics: metrics.clone(),
         in_flight: Mutex::default(),
+        created: Mutex::default(),
         failures: Mutex::default(),
         written: Mutex::default(),
     });
@@ -183,6 +189,9 @@ pub async fn run(
                         rs.state().iter().filter_map(|rj| rj.uid()).collect();
                     if let Ok(mut w) = task_ctx.written.lock() {
                         w.retain(|uid, _| uids.contains(uid));
+                    }
+                    if let Ok(mut c) = task_ctx.created.lock() {
+                        c.retain(|uid, _| uids.contains(uid));
                     }
                     metrics.set_phases(
                         rs.state()
@@ -324,6 +333,21 @@ async fn reconcile_inner(rj: &RenderJob, ctx: &Context) -> Result<Action> {
     };
     let (todo, new) = seen.decide(rj, &old, &in_flight, &now);
     apply_actions(rj, &ns, &uid, &plan, &todo, ctx).await?;
+    // Creations, this reconcile's and any not reported yet, as an Event when one is due.
+    let (note, report_in) = ctx
+        .created
+        .lock()
+        .map(|mut all| match all.get_mut(&uid) {
+            Some(c) => {
+                let note = c.note(Instant::now(), new.batches.pending == 0, &name, &plan);
+                (note, c.due_in(Instant::now()))
+            }
+            None => (None, None),
+        })
+        .unwrap_or_default();
+    if let Some(note) = note {
+        publish(ctx, rj, EventType::Normal, "BatchesCreated", note).await;
+    }
     if old != new {
         write_status(&rjs, &name, &new, ctx).await?;
         if let Ok(mut w) = ctx.written.lock() {
@@ -333,10 +357,13 @@ async fn reconcile_inner(rj: &RenderJob, ctx: &Context) -> Result<Action> {
     }
 
     let busy = matches!(new.phase, Phase::Running | Phase::Pending) || !todo.is_empty();
-    Ok(if busy {
-        Action::requeue(Duration::from_secs(300))
-    } else {
-        Action::await_change()
+    Ok(match report_in {
+        // Come back when the creations not reported yet are due.
+        Some(due) => {
+            Action::requeue(due.clamp(Duration::from_millis(100), Duration::from_secs(300)))
+        }
+        None if busy => Action::requeue(Duration::from_secs(300)),
+        None => Action::await_change(),
     })
 }
 
@@ -349,45 +376,65 @@ async fn apply_actions(
     ctx: &Context,
 ) -> Result<()> {
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
-    let ssa = PatchParams::apply(MANAGER).force();
-    let mut created = Vec::new();
+    let mut manifests = Vec::new();
     for index in &todo.create {
-        let Some(batch) = plan.batch(*index) else {
-            continue;
-        };
-        let manifest = job::build(rj, &batch, &ctx.settings.job, false)?;
-        let job_name = manifest.name_any();
-        // Remember it before the call: a crash or timeout after the server acted must not
-        // let a stale cache start a second Job (the deterministic name makes a retry a no-op).
-        if let Ok(mut all) = ctx.in_flight.lock() {
-            all.entry(uid.to_string())
-                .or_default()
-                .insert(*index, Instant::now());
+        if let Some(batch) = plan.batch(*index) {
+            manifests.push((*index, job::build(rj, &batch, &ctx.settings.job, false)?));
         }
-        ctx.metrics.write("apply", "jobs");
-        match jobs.patch(&job_name, &ssa, &Patch::Apply(&manifest)).await {
-            Ok(_) => {}
+    }
+    // Remember them before the calls: a crash or timeout after the server acted must not let
+    // a stale cache start a second Job (the deterministic name makes a retry a no-op).
+    if let Ok(mut all) = ctx.in_flight.lock() {
+        let mine = all.entry(uid.to_string()).or_default();
+        for (index, _) in &manifests {
+            mine.insert(*index, Instant::now());
+        }
+    }
+    let ssa = PatchParams::apply(MANAGER).force();
+    let results: Vec<(u32, kube::Result<Job>)> = futures::stream::iter(manifests)
+        .map(|(index, manifest)| {
+            let (jobs, ssa) = (&jobs, &ssa);
+            ctx.metrics.write("apply", "jobs");
+            async move {
+                let name = manifest.name_any();
+                (
+                    index,
+                    jobs.patch(&name, ssa, &Patch::Apply(&manifest)).await,
+                )
+            }
+        })
+        .buffer_unordered(CREATE_CONCURRENCY)
+        .collect()
+        .await;
+    let mut created = BTreeSet::new();
+    let mut failed = None;
+    for (index, result) in results {
+        match result {
+            Ok(_) => {
+                created.insert(index);
+            }
             // The server answered and refused: nothing was created, so the batch is not in
             // flight (a timeout or a 5xx keeps the mark: the Job may exist).
             Err(kube::Error::Api(e)) if e.code < 500 => {
                 if let Ok(mut all) = ctx.in_flight.lock() {
-                    all.entry(uid.to_string()).or_default().remove(index);
+                    all.entry(uid.to_string()).or_default().remove(&index);
                 }
-                return Err(kube::Error::Api(e).into());
+                failed.get_or_insert(kube::Error::Api(e));
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                failed.get_or_insert(e);
+            }
         }
-        ctx.metrics.batch("created", 1);
-        created.push(format!("{job_name} (frames {})", batch.frames_label()));
     }
     if !created.is_empty() {
-        info!(renderjob = %rj.name_any(), jobs = ?created, "created batch jobs");
-        let note = format!(
-            "Created {} batch Job(s): {}",
-            created.len(),
-            created.join(", ")
-        );
-        publish(ctx, rj, EventType::Normal, "BatchesCreated", note).await;
+        ctx.metrics.batch("created", created.len() as u64);
+        info!(renderjob = %rj.name_any(), batches = %status::encode_ranges(&created), "created batch jobs");
+        if let Ok(mut all) = ctx.created.lock() {
+            all.entry(uid.to_string()).or_default().add(created);
+        }
+    }
+    if let Some(e) = failed {
+        return Err(e.into());
     }
     for (names, suspend) in [(&todo.suspend, true), (&todo.resume, false)] {
         for job_name in names {

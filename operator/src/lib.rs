@@ -9,6 +9,7 @@ pub mod actions;
 pub mod cache;
 pub mod controller;
 pub mod crd;
+pub mod events;
 pub mod http;
 pub mod job;
 pub mod leader;

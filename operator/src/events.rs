@@ -1,0 +1,176 @@
+//! How often, and in what words, a render's batch creations become `BatchesCreated` Events.
+//!
+//! A reconcile that creates Jobs used to publish one Event naming every Job it created: about
+//! one Event per four batches at parallelism 50, a quarter of all the operator's API writes,
+//! and a first Event of 50 names was longer than the 1 kB an Event's note may hold, so the API
+//! server refused it. Now the first creations of a render are reported at once, later ones
+//! gathered into at most one Event per [`EVERY`], and the Event that says the last batch was
+//! created is sent at once too; each note names the batches as ranges.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use crate::job::job_name;
+use crate::plan::Plan;
+use crate::status::encode_ranges;
+
+/// At most one `BatchesCreated` Event per RenderJob this often (but see [`Created::note`]).
+pub const EVERY: Duration = Duration::from_secs(30);
+/// Longest list of batch ranges in a note (an Event's note may hold 1 kB).
+const MAX_RANGES: usize = 200;
+
+/// Batches of one RenderJob created but not yet reported in an Event.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Created {
+    last_sent: Option<Instant>,
+    unreported: BTreeSet<u32>,
+}
+
+impl Created {
+    pub fn add(&mut self, batches: impl IntoIterator<Item = u32>) {
+        self.unreported.extend(batches);
+    }
+
+    /// The note of the Event to publish now, if one is due: for the render's first creations,
+    /// when [`EVERY`] has passed since the last one, or when no batch is left to create
+    /// (`all_created`).
+    pub fn note(
+        &mut self,
+        now: Instant,
+        all_created: bool,
+        rj_name: &str,
+        plan: &Plan,
+    ) -> Option<String> {
+        if self.unreported.is_empty() {
+            return None;
+        }
+        let due = match self.last_sent {
+            None => true,
+            Some(at) => all_created || now.saturating_duration_since(at) >= EVERY,
+        };
+        if !due {
+            return None;
+        }
+        self.last_sent = Some(now);
+        let batches = std::mem::take(&mut self.unreported);
+        Some(describe(&batches, all_created, rj_name, plan))
+    }
+
+    /// How long until unreported batches are due (a reconcile should come by then).
+    pub fn due_in(&self, now: Instant) -> Option<Duration> {
+        if self.unreported.is_empty() {
+            return None;
+        }
+        Some(match self.last_sent {
+            None => Duration::ZERO,
+            Some(at) => EVERY.saturating_sub(now.saturating_duration_since(at)),
+        })
+    }
+}
+
+/// `Created 50 batch Jobs (shot-0000 to shot-0049), batches 0-49`, or for one batch
+/// `Created batch Job shot-0003 (frames 16..20)`.
+fn describe(batches: &BTreeSet<u32>, all_created: bool, rj_name: &str, plan: &Plan) -> String {
+    let mut note = match (batches.first(), batches.last()) {
+        (Some(&first), Some(&last)) if first == last => {
+            let frames = plan
+                .batch(first)
+                .map(|b| format!(" (frames {})", b.frames_label()))
+                .unwrap_or_default();
+            format!("Created batch Job {}{frames}", job_name(rj_name, first))
+        }
+        (Some(&first), Some(&last)) => {
+            let mut ranges = encode_ranges(batches);
+            if ranges.len() > MAX_RANGES {
+                let mut cut = MAX_RANGES;
+                while !ranges.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                ranges.truncate(cut);
+                ranges.push('…');
+            }
+            format!(
+                "Created {} batch Jobs ({} to {}), batches {ranges}",
+                batches.len(),
+                job_name(rj_name, first),
+                job_name(rj_name, last)
+            )
+        }
+        _ => String::new(),
+    };
+    if all_created {
+        note.push_str(&format!("; all {} batches created", plan.len()));
+    }
+    note
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::FrameRange;
+
+    fn plan(frames: i32, size: i32) -> Plan {
+        Plan::new(
+            &FrameRange {
+                start: 1,
+                end: frames,
+                step: 1,
+            },
+            size,
+        )
+        .expect("plan")
+    }
+
+    #[test]
+    fn the_first_creations_are_reported_at_once_then_at_most_every_interval() {
+        let p = plan(1000, 1);
+        let t0 = Instant::now();
+        let mut c = Created::default();
+        assert_eq!(c.note(t0, false, "shot", &p), None, "nothing created");
+        c.add(0..50);
+        assert_eq!(
+            c.note(t0, false, "shot", &p).as_deref(),
+            Some("Created 50 batch Jobs (shot-0000 to shot-0049), batches 0-49")
+        );
+        c.add([50, 51]);
+        let soon = t0 + Duration::from_secs(5);
+        assert_eq!(c.note(soon, false, "shot", &p), None);
+        assert_eq!(c.due_in(soon), Some(EVERY - Duration::from_secs(5)));
+        c.add([53]);
+        let later = t0 + EVERY;
+        assert_eq!(
+            c.note(later, false, "shot", &p).as_deref(),
+            Some("Created 3 batch Jobs (shot-0050 to shot-0053), batches 50-51,53")
+        );
+        assert_eq!(c.due_in(later), None);
+        assert_eq!(c.note(later + EVERY, false, "shot", &p), None);
+    }
+
+    #[test]
+    fn the_last_creations_are_reported_at_once() {
+        let p = plan(20, 5);
+        let t0 = Instant::now();
+        let mut c = Created::default();
+        c.add([0, 1]);
+        assert!(c.note(t0, false, "shot", &p).is_some());
+        c.add([3]);
+        assert_eq!(
+            c.note(t0 + Duration::from_secs(1), true, "shot", &p)
+                .as_deref(),
+            Some("Created batch Job shot-0003 (frames 16..20); all 4 batches created")
+        );
+    }
+
+    #[test]
+    fn notes_fit_in_an_event() {
+        let p = plan(10_000, 1);
+        let mut c = Created::default();
+        // Every other batch: the longest list of ranges there is.
+        c.add((0..10_000).step_by(2));
+        let note = c
+            .note(Instant::now(), true, &"x".repeat(253), &p)
+            .expect("note");
+        assert!(note.len() <= 1024, "{} bytes: {note}", note.len());
+        assert!(note.starts_with("Created 5000 batch Jobs ("), "{note}");
+    }
+}
