@@ -357,14 +357,29 @@ async fn reconcile_inner(rj: &RenderJob, ctx: &Context) -> Result<Action> {
     }
 
     let busy = matches!(new.phase, Phase::Running | Phase::Pending) || !todo.is_empty();
-    Ok(match report_in {
-        // Come back when the creations not reported yet are due.
+    // Come back when the creations not reported yet are due, or when a batch's in-flight mark
+    // runs out: a Job apply cut off by a lost connection leaves its batch marked, and once the
+    // mark is gone no watch event may come to say that the batch still needs its Job.
+    let wake = [report_in, in_flight_expiry(ctx, &uid)]
+        .into_iter()
+        .flatten()
+        .min();
+    Ok(match wake {
         Some(due) => {
             Action::requeue(due.clamp(Duration::from_millis(100), Duration::from_secs(300)))
         }
         None if busy => Action::requeue(Duration::from_secs(300)),
         None => Action::await_change(),
     })
+}
+
+/// Time until the oldest in-flight mark of a RenderJob runs out, and a little more.
+fn in_flight_expiry(ctx: &Context, uid: &str) -> Option<Duration> {
+    let all = ctx.in_flight.lock().ok()?;
+    all.get(uid)?
+        .values()
+        .map(|at| IN_FLIGHT_TTL.saturating_sub(at.elapsed()) + Duration::from_millis(100))
+        .min()
 }
 
 async fn apply_actions(
