@@ -8,6 +8,7 @@ mod chaos;
 mod chart;
 mod leader;
 mod lifecycle;
+mod nodeloss;
 mod render;
 mod restart;
 mod validation;
