@@ -23,8 +23,18 @@ pub const SCENARIO_LABEL: &str = "kwok.renderfarm.io/scenario";
 
 static CRD: OnceCell<()> = OnceCell::const_new();
 
-fn repo_root() -> PathBuf {
+pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The local cluster's state directory (`hack/cluster.sh`): pid files, certificates, logs.
+pub fn cluster_state_dir() -> PathBuf {
+    std::env::var_os("RENDERFARM_CLUSTER_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/renderfarm/cluster")
+        })
 }
 
 pub async fn client() -> Result<Client> {
@@ -199,6 +209,17 @@ impl Env {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Everything the operator processes of this test logged so far.
+    pub fn operator_log(&self) -> Result<String> {
+        std::fs::read_to_string(&self.log)
+            .with_context(|| format!("reading {}", self.log.display()))
+    }
+
+    /// A file under the e2e log directory named after this test's namespace.
+    pub fn log_file(&self, suffix: &str) -> PathBuf {
+        self.log.with_file_name(format!("{}{suffix}", self.ns))
     }
 
     /// GET a path of the operator's HTTP server: (status code, body).

@@ -12,3 +12,4 @@ mod nodeloss;
 mod render;
 mod restart;
 mod validation;
+mod watch;

@@ -10,19 +10,10 @@ use anyhow::{Context, Result, ensure};
 use kube::api::ListParams;
 use serde_json::json;
 
-use crate::harness::{Env, status, wait_until};
-
-fn state_dir() -> PathBuf {
-    std::env::var_os("RENDERFARM_CLUSTER_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                .join(".cache/renderfarm/cluster")
-        })
-}
+use crate::harness::{Env, cluster_state_dir, status, wait_until};
 
 fn kill(component: &str) -> Result<()> {
-    let pid = std::fs::read_to_string(state_dir().join(format!("run/{component}.pid")))
+    let pid = std::fs::read_to_string(cluster_state_dir().join(format!("run/{component}.pid")))
         .with_context(|| format!("{component} pid file (is this the local cluster?)"))?;
     let status = Command::new("kill").args(["-9", pid.trim()]).status()?;
     ensure!(status.success(), "could not kill {component}");
