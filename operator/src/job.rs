@@ -74,6 +74,35 @@ pub fn job_name(renderjob: &str, index: u32) -> String {
     format!("{}{suffix}", short_name(renderjob, MAX_NAME - suffix.len()))
 }
 
+/// Tells whether a name is [`job_name`] of a RenderJob and batch without building the name:
+/// a reconcile checks every Job of a render, 10,000 of them at most.
+pub struct JobNames<'a> {
+    renderjob: &'a str,
+    /// The name's head for 4-digit indexes (every index a valid plan has).
+    head: String,
+}
+
+impl<'a> JobNames<'a> {
+    pub fn new(renderjob: &'a str) -> Self {
+        JobNames {
+            renderjob,
+            head: short_name(renderjob, MAX_NAME - "-0000".len()),
+        }
+    }
+
+    /// `name == job_name(renderjob, index)`.
+    pub fn is(&self, name: &str, index: u32) -> bool {
+        if index > 9999 {
+            return name == job_name(self.renderjob, index);
+        }
+        let Some(suffix) = name.strip_prefix(self.head.as_str()) else {
+            return false;
+        };
+        let digits = [1000, 100, 10, 1].map(|d| b'0' + (index / d % 10) as u8);
+        suffix.len() == 5 && suffix.as_bytes()[0] == b'-' && suffix.as_bytes()[1..] == digits
+    }
+}
+
 /// The value of [`RENDERJOB_LABEL`] for a RenderJob.
 pub fn renderjob_label(renderjob: &str) -> String {
     short_name(renderjob, MAX_NAME)
@@ -469,6 +498,23 @@ mod tests {
         assert_ne!(job_name("shot.v2", 3), job_name("shot-v2", 3));
     }
 
+    #[test]
+    fn job_names_are_recognised_without_building_them() {
+        for renderjob in ["shot", "shot.v2", &"x".repeat(70), &"y.".repeat(40)] {
+            let names = JobNames::new(renderjob);
+            for index in [0, 7, 42, 999, 1000, 9999, 10_000, 123_456] {
+                let name = job_name(renderjob, index);
+                assert!(names.is(&name, index), "{name} {index}");
+                assert!(!names.is(&name, index + 1), "{name} {}", index + 1);
+                assert!(!names.is(&format!("{name}0"), index));
+                assert!(!names.is(&name[1..], index));
+            }
+        }
+        assert!(!JobNames::new("shot").is("shot-00", 0));
+        assert!(!JobNames::new("shot").is("shot+0000", 0));
+        assert!(!JobNames::new("shot").is("shot.v2-0000", 0));
+    }
+
     proptest! {
         #[test]
         fn job_names_are_dns_labels(name in "[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?", index in 0u32..10000) {
@@ -479,6 +525,8 @@ mod tests {
             prop_assert!(n.ends_with(|c: char| c.is_ascii_alphanumeric()));
             let l = renderjob_label(&name);
             prop_assert!(l.len() <= 63);
+            prop_assert!(JobNames::new(&name).is(&n, index));
+            prop_assert!(!JobNames::new(&name).is(&n, (index + 1) % 10000));
         }
     }
 

@@ -45,12 +45,16 @@ impl<'a> Observation<'a> {
     ) -> Self {
         let job_refs: Vec<&BatchJob> = jobs.iter().map(Arc::as_ref).collect();
         let jobs = status::jobs_by_batch(rj_name, &plan, &job_refs);
-        let mut by_batch: BTreeMap<u32, Vec<&BatchPod>> = BTreeMap::new();
-        for p in pods {
-            if let Some(i) = p.batch {
-                by_batch.entry(i).or_default().push(p.as_ref());
-            }
-        }
+        // Sorted first, so the map is built in one pass.
+        let mut indexed: Vec<(u32, &BatchPod)> = pods
+            .iter()
+            .filter_map(|p| Some((p.batch?, p.as_ref())))
+            .collect();
+        indexed.sort_unstable_by_key(|(i, _)| *i);
+        let by_batch: BTreeMap<u32, Vec<&BatchPod>> = indexed
+            .chunk_by(|a, b| a.0 == b.0)
+            .map(|group| (group[0].0, group.iter().map(|(_, p)| *p).collect()))
+            .collect();
         let recorded = old
             .succeeded_batches
             .as_deref()
@@ -93,5 +97,87 @@ impl<'a> Observation<'a> {
         basis.status = Some(old.clone());
         let new = status::roll_up(&basis, &seen, now);
         (todo, new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::RenderJobSpec;
+    use crate::status::BatchState;
+    use k8s_openapi::api::batch::v1::Job;
+    use k8s_openapi::api::core::v1::Pod;
+    use serde_json::{Value, json};
+
+    const UID: &str = "dba0d389-0bbd-4f05-bccc-6193edea917c";
+
+    fn rj() -> RenderJob {
+        let spec: RenderJobSpec = serde_json::from_value(json!({
+            "blendFile": "s.blend", "frames": {"start": 1, "end": 6}, "batchSize": 1,
+            "parallelism": 3, "storage": {"claimName": "c"},
+        }))
+        .expect("spec");
+        let mut rj = RenderJob::new("shot", spec);
+        rj.metadata.namespace = Some("bench".into());
+        rj.metadata.uid = Some(UID.into());
+        rj
+    }
+
+    fn job(index: u32, done: bool) -> Arc<BatchJob> {
+        let mut v: Value =
+            serde_json::from_str(include_str!("../examples/fixtures/job.json")).expect("json");
+        v["metadata"]["name"] = json!(crate::job::job_name("shot", index));
+        v["metadata"]["labels"][crate::job::BATCH_LABEL] = json!(index.to_string());
+        if !done {
+            v["status"] = json!({"active": 1});
+        }
+        Arc::new(serde_json::from_value::<Job>(v).expect("job").into())
+    }
+
+    fn pod(index: u32, phase: &str) -> Arc<BatchPod> {
+        let mut v: Value =
+            serde_json::from_str(include_str!("../examples/fixtures/pod.json")).expect("json");
+        v["metadata"]["labels"][crate::job::BATCH_LABEL] = json!(index.to_string());
+        v["status"]["phase"] = json!(phase);
+        Arc::new(serde_json::from_value::<Pod>(v).expect("pod").into())
+    }
+
+    #[test]
+    fn one_reconcile_from_the_caches() {
+        let rj = rj();
+        let plan = Plan::new(&rj.spec.frames, rj.spec.batch_size).expect("plan");
+        let jobs = vec![job(2, false), job(0, true), job(1, false)];
+        let pods = vec![
+            pod(1, "Failed"),
+            pod(0, "Succeeded"),
+            pod(1, "Running"),
+            pod(2, "Pending"),
+        ];
+        assert!(jobs.iter().all(|j| owned_by(j, UID)));
+        assert!(!owned_by(&jobs[0], "another"));
+        assert!(pods.iter().all(|p| pod_of(p, "bench", "shot")));
+        assert!(!pod_of(&pods[0], "bench", "other") && !pod_of(&pods[0], "other", "shot"));
+
+        let old = RenderJobStatus::default();
+        let seen = Observation::new("shot", plan, &old, &jobs, &pods);
+        assert_eq!(seen.jobs.keys().copied().collect::<Vec<_>>(), [0, 1, 2]);
+        let grouped: Vec<(u32, usize)> = seen.pods.iter().map(|(i, p)| (*i, p.len())).collect();
+        assert_eq!(grouped, [(0, 1), (1, 2), (2, 1)]);
+
+        // Batch 3 is in flight: with batches 1 and 2 running, parallelism 3 leaves no slot.
+        let now = Time("2026-11-23T12:00:00Z".parse().expect("time"));
+        let (todo, new) = seen.decide(&rj, &old, &BTreeSet::from([3]), &now);
+        assert!(todo.create.is_empty(), "{todo:?}");
+        assert_eq!((new.batches.active, new.batches.pending), (3, 2));
+        assert_eq!(new.succeeded_batches.as_deref(), Some("0"));
+
+        // Nothing in flight: batch 3 is created, and counts as active in the new status.
+        let (todo, new) = seen.decide(&rj, &old, &BTreeSet::new(), &now);
+        assert_eq!(todo.create, [3]);
+        assert_eq!((new.batches.active, new.batches.pending), (3, 2));
+        assert_eq!(
+            status::batch_states(&plan, &seen.jobs, &seen.recorded)[3],
+            BatchState::Pending
+        );
     }
 }

@@ -12,7 +12,7 @@ use crate::crd::{
     BatchCounts, FailedBatch, FrameCounts, MAX_FAILED_BATCHES_LISTED, Phase, PodCounts, RenderJob,
     RenderJobStatus,
 };
-use crate::job::{CONTAINER, job_name};
+use crate::job::{CONTAINER, JobNames};
 use crate::plan::Plan;
 
 pub const COMPLETE: &str = "Complete";
@@ -39,10 +39,11 @@ pub fn jobs_by_batch<'a>(
     plan: &Plan,
     jobs: &[&'a BatchJob],
 ) -> BTreeMap<u32, &'a BatchJob> {
+    let names = JobNames::new(rj_name);
     jobs.iter()
         .filter_map(|job| {
             let index = job.batch?;
-            let ok = index < plan.len() && job.name == job_name(rj_name, index);
+            let ok = index < plan.len() && names.is(&job.name, index);
             ok.then_some((index, *job))
         })
         .collect()
@@ -75,8 +76,13 @@ pub fn batch_states(
 
 /// `0-4,7,9-10`: compact, since batches finish roughly in order.
 pub fn encode_ranges(set: &BTreeSet<u32>) -> String {
+    encode_sorted(set.iter().copied())
+}
+
+/// [`encode_ranges`] of numbers given in increasing order.
+fn encode_sorted(numbers: impl Iterator<Item = u32>) -> String {
     let mut out: Vec<String> = Vec::new();
-    let mut iter = set.iter().copied().peekable();
+    let mut iter = numbers.peekable();
     while let Some(first) = iter.next() {
         let mut last = first;
         while iter.peek() == Some(&(last + 1)) {
@@ -94,17 +100,22 @@ pub fn encode_ranges(set: &BTreeSet<u32>) -> String {
 
 /// Inverse of [`encode_ranges`]; unreadable parts are ignored (the Jobs are the truth then).
 pub fn decode_ranges(s: &str) -> BTreeSet<u32> {
-    let mut set = BTreeSet::new();
-    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (a, b) = part.split_once('-').unwrap_or((part, part));
-        if let (Ok(a), Ok(b)) = (a.parse::<u32>(), b.parse::<u32>())
-            && a <= b
-            && b - a < 1_000_000
-        {
-            set.extend(a..=b);
-        }
-    }
-    set
+    let mut all: Vec<u32> = ranges(s).flat_map(|(a, b)| a..=b).collect();
+    // Sorted input builds the set in one pass.
+    all.sort_unstable();
+    all.into_iter().collect()
+}
+
+/// The readable `(first, last)` ranges of an [`encode_ranges`] string.
+fn ranges(s: &str) -> impl Iterator<Item = (u32, u32)> + '_ {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .filter_map(|part| {
+            let (a, b) = part.split_once('-').unwrap_or((part, part));
+            let (a, b) = (a.parse::<u32>().ok()?, b.parse::<u32>().ok()?);
+            (a <= b && b - a < 1_000_000).then_some((a, b))
+        })
 }
 
 /// Why a pod could not run or failed, in the words a user looks for.
@@ -345,12 +356,10 @@ pub fn roll_up(rj: &RenderJob, seen: &Observed<'_>, now: &Time) -> RenderJobStat
         succeeded: count(BatchState::Succeeded),
         failed: count(BatchState::Failed),
     };
-    let succeeded: BTreeSet<u32> = (0..plan.len())
-        .filter(|i| seen.states[*i as usize] == BatchState::Succeeded)
-        .collect();
-    let rendered: i64 = succeeded
-        .iter()
-        .filter_map(|i| plan.batch(*i))
+    let succeeded =
+        || (0..plan.len()).filter(|i| seen.states.get(*i as usize) == Some(&BatchState::Succeeded));
+    let rendered: i64 = succeeded()
+        .filter_map(|i| plan.batch(i))
         .map(|b| b.frame_count())
         .sum();
     let frames = FrameCounts {
@@ -554,13 +563,17 @@ pub fn roll_up(rj: &RenderJob, seen: &Observed<'_>, now: &Time) -> RenderJobStat
         0
     };
     // Keep every success ever seen: a cleaned-up Job's batch stays succeeded.
-    let mut recorded = prev
-        .succeeded_batches
-        .as_deref()
-        .map(decode_ranges)
-        .unwrap_or_default();
-    recorded.extend(succeeded.iter().copied());
-    recorded.retain(|i| *i < plan.len());
+    let mut recorded = vec![false; plan.len() as usize];
+    let previously = prev.succeeded_batches.as_deref().unwrap_or_default();
+    for (a, b) in ranges(previously) {
+        for r in recorded.iter_mut().take(b as usize + 1).skip(a as usize) {
+            *r = true;
+        }
+    }
+    for i in succeeded() {
+        recorded[i as usize] = true;
+    }
+    let recorded = encode_sorted((0..plan.len()).filter(|i| recorded[*i as usize]));
     RenderJobStatus {
         phase,
         conditions,
@@ -571,7 +584,7 @@ pub fn roll_up(rj: &RenderJob, seen: &Observed<'_>, now: &Time) -> RenderJobStat
         frames,
         batches,
         pods,
-        succeeded_batches: (!recorded.is_empty()).then(|| encode_ranges(&recorded)),
+        succeeded_batches: (!recorded.is_empty()).then_some(recorded),
         failed_batches,
         start_time,
         completion_time,

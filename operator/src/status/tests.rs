@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::crd::RenderJobSpec;
-use crate::job::BATCH_LABEL;
+use crate::job::{BATCH_LABEL, job_name};
 use k8s_openapi::api::batch::v1::Job;
 use serde_json::json;
 
@@ -494,4 +494,23 @@ fn a_started_render_does_not_fall_back_to_pending() {
     });
     w.jobs.push(job(0, None, 0, None));
     assert_eq!(w.status().phase, Phase::Running);
+}
+
+#[test]
+fn recorded_successes_merge_with_new_ones_and_stay_in_the_plan() {
+    let mut r = rj(50, 5, false);
+    r.status = Some(RenderJobStatus {
+        // 40-50: batches a plan of 10 does not have (written around the schema).
+        succeeded_batches: Some("0-2,5,garbage,40-50".into()),
+        ..Default::default()
+    });
+    let mut w = World::new(r);
+    w.jobs.push(job(3, Some(("Complete", "")), 0, None));
+    // Recorded as succeeded, its Job made again: it stays recorded.
+    w.jobs.push(job(5, None, 0, None));
+    w.jobs.push(job(7, Some(("Complete", "")), 0, None));
+    let s = w.status();
+    assert_eq!(s.succeeded_batches.as_deref(), Some("0-3,5,7"));
+    assert_eq!(s.batches.succeeded, 5);
+    assert_eq!(s.frames.rendered, 25);
 }
