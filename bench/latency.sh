@@ -30,10 +30,10 @@ printf '%-4s %8s %8s %8s %8s\n' run pod-job job-rj pod-rj native
 for i in $(seq 1 "$RUNS"); do
   rj="r$i"
   mkdir -p "$dir/$i"
-  watch_start "$dir/$i/pods" pods -n "$ns" -l "renderfarm.io/renderjob=$rj" \
-    -o 'jsonpath={.metadata.name} {.status.phase}{"\n"}'
-  watch_start "$dir/$i/jobs" jobs -n "$ns" -l "renderfarm.io/renderjob=$rj" \
-    -o 'jsonpath={.metadata.name} {.status.completionTime}{"\n"}'
+  watch_start "$dir/$i/pods" pods -n "$ns" --field-selector status.phase=Succeeded \
+    -l "renderfarm.io/renderjob=$rj" -o "$POD_LINE"
+  watch_start "$dir/$i/jobs" jobs -n "$ns" --field-selector status.successful=1 \
+    -l "renderfarm.io/renderjob=$rj" -o "$JOB_LINE"
   watch_start "$dir/$i/done" renderjobs -n "$ns" --field-selector "metadata.name=$rj" \
     -o 'jsonpath={.metadata.name} {.status.phase}{"\n"}'
   apply_renderjob "$ns" "$rj" "$N" "$PAR"
@@ -44,10 +44,9 @@ for i in $(seq 1 "$RUNS"); do
   done_at=$(last_first_seen "$dir/$i/done" Succeeded)
 
   native="native-$i"
-  watch_start "$dir/$i/npods" pods -n "$ns" -l "batch.kubernetes.io/job-name=$native" \
-    -o 'jsonpath={.metadata.name} {.status.phase}{"\n"}'
-  watch_start "$dir/$i/njob" jobs -n "$ns" --field-selector "metadata.name=$native" \
-    -o 'jsonpath={.metadata.name} {.status.completionTime}{"\n"}'
+  watch_start "$dir/$i/npods" pods -n "$ns" --field-selector status.phase=Succeeded \
+    -l "batch.kubernetes.io/job-name=$native" -o "$POD_LINE"
+  watch_start "$dir/$i/njob" jobs -n "$ns" --field-selector "metadata.name=$native" -o "$JOB_LINE"
   kubectl apply -n "$ns" -f - >/dev/null <<YAML
 apiVersion: batch/v1
 kind: Job
