@@ -38,6 +38,10 @@ pub const MANAGER: &str = "renderfarm-operator";
 const IN_FLIGHT_TTL: Duration = Duration::from_secs(60);
 /// Job applies one reconcile sends at once.
 const CREATE_CONCURRENCY: usize = 8;
+/// A status change that is not [`status::urgent`] (counts, progress, messages) waits until
+/// this long after the last status write, so a render writes its status about once a second
+/// instead of once per pod change.
+const STATUS_EVERY: Duration = Duration::from_secs(1);
 
 /// What the operator is told on its command line.
 #[derive(Debug, Clone)]
@@ -65,7 +69,7 @@ pub struct Context {
     /// The status this process last wrote, by RenderJob UID. The cache can lag behind our own
     /// writes; comparing against what we wrote keeps metrics and Events from counting a change
     /// twice.
-    written: Mutex<HashMap<String, RenderJobStatus>>,
+    written: Mutex<HashMap<String, (RenderJobStatus, Instant)>>,
 }
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -319,7 +323,11 @@ async fn reconcile_inner(rj: &RenderJob, ctx: &Context) -> Result<Action> {
     let owned_pods = ctx.pods.state_filter(|p| pass::pod_of(p, &ns, &name));
     // What we last wrote is newer than the cache when the cache lags behind our own write.
     let written = ctx.written.lock().ok().and_then(|w| w.get(&uid).cloned());
-    let old = written.or_else(|| rj.status.clone()).unwrap_or_default();
+    let written_at = written.as_ref().map(|(_, at)| *at);
+    let old = written
+        .map(|(status, _)| status)
+        .or_else(|| rj.status.clone())
+        .unwrap_or_default();
     let seen = Observation::new(&name, plan, &old, &owned_jobs, &owned_pods);
 
     let in_flight: BTreeSet<u32> = {
@@ -348,19 +356,24 @@ async fn reconcile_inner(rj: &RenderJob, ctx: &Context) -> Result<Action> {
     if let Some(note) = note {
         publish(ctx, rj, EventType::Normal, "BatchesCreated", note).await;
     }
-    if old != new {
+    // Counts and messages wait for the next write, a second at most; transitions do not.
+    let status_in = written_at
+        .map(|at| STATUS_EVERY.saturating_sub(at.elapsed()))
+        .filter(|wait| old != new && !wait.is_zero() && !status::urgent(&old, &new));
+    if old != new && status_in.is_none() {
         write_status(&rjs, &name, &new, ctx).await?;
         if let Ok(mut w) = ctx.written.lock() {
-            w.insert(uid.clone(), new.clone());
+            w.insert(uid.clone(), (new.clone(), Instant::now()));
         }
         record_progress(rj, &old, &new, &seen.recorded, &seen.jobs, ctx).await;
     }
 
     let busy = matches!(new.phase, Phase::Running | Phase::Pending) || !todo.is_empty();
-    // Come back when the creations not reported yet are due, or when a batch's in-flight mark
-    // runs out: a Job apply cut off by a lost connection leaves its batch marked, and once the
-    // mark is gone no watch event may come to say that the batch still needs its Job.
-    let wake = [report_in, in_flight_expiry(ctx, &uid)]
+    // Come back when a status write or the creations not reported yet are due, or when a
+    // batch's in-flight mark runs out: a Job apply cut off by a lost connection leaves its batch
+    // marked, and once the mark is gone no watch event may come to say that the batch still
+    // needs its Job.
+    let wake = [status_in, report_in, in_flight_expiry(ctx, &uid)]
         .into_iter()
         .flatten()
         .min();

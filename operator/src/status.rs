@@ -595,6 +595,25 @@ pub fn roll_up(rj: &RenderJob, seen: &Observed<'_>, now: &Time) -> RenderJobStat
     }
 }
 
+/// Whether a new status must be written at once. A new phase, a condition turning true or
+/// false or changing its reason, a new failed batch, a new generation seen, or the start and
+/// completion times cannot wait; counts, progress, messages and the estimate can wait for the
+/// next write, a second at most (the controller paces them).
+pub fn urgent(old: &RenderJobStatus, new: &RenderJobStatus) -> bool {
+    let key = |s: &RenderJobStatus| -> Vec<(String, String, String)> {
+        s.conditions
+            .iter()
+            .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone()))
+            .collect()
+    };
+    old.phase != new.phase
+        || old.observed_generation != new.observed_generation
+        || old.failed_batches != new.failed_batches
+        || old.start_time != new.start_time
+        || old.completion_time != new.completion_time
+        || key(old) != key(new)
+}
+
 /// Status for a RenderJob the operator cannot plan (written around the schema).
 pub fn invalid(rj: &RenderJob, why: &str, now: &Time) -> RenderJobStatus {
     let mut status = rj.status.clone().unwrap_or_default();

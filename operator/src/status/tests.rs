@@ -514,3 +514,53 @@ fn recorded_successes_merge_with_new_ones_and_stay_in_the_plan() {
     assert_eq!(s.batches.succeeded, 5);
     assert_eq!(s.frames.rendered, 25);
 }
+
+#[test]
+fn only_transitions_and_failures_are_urgent() {
+    let mut w = World::new(rj(20, 5, false));
+    w.rj.status = Some(RenderJobStatus {
+        start_time: Some(Time("2026-01-01T00:00:00Z".parse().expect("t"))),
+        ..Default::default()
+    });
+    w.jobs.push(job(0, None, 0, None));
+    w.pods.insert(0, vec![pod("Running", json!({}))]);
+    let running = w.status();
+    w.rj.status = Some(running.clone());
+    assert!(!urgent(&running, &running));
+
+    // One more batch done: counts, progress and messages change, nothing else.
+    w.jobs[0] = job(
+        0,
+        Some(("Complete", "")),
+        0,
+        Some(("2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z")),
+    );
+    w.jobs.push(job(1, None, 0, None));
+    let progressed = w.status();
+    assert_ne!(progressed, running);
+    assert!(!urgent(&running, &progressed));
+
+    // A batch fails: urgent.
+    w.jobs
+        .push(job(2, Some(("Failed", "BackoffLimitExceeded")), 4, None));
+    assert!(urgent(&running, &w.status()));
+
+    // A pod cannot be scheduled: the Progressing reason changes, urgent.
+    let mut w = World::new(rj(20, 5, false));
+    w.rj.status = Some(running.clone());
+    w.jobs.push(job(0, None, 0, None));
+    w.pods.insert(
+        0,
+        vec![pod(
+            "Pending",
+            json!({"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}]}),
+        )],
+    );
+    assert!(urgent(&running, &w.status()));
+
+    // Everything done: a new phase, urgent.
+    let mut w = World::new(rj(5, 5, false));
+    w.rj.status = Some(running.clone());
+    w.jobs.push(job(0, Some(("Complete", "")), 0, None));
+    assert!(urgent(&running, &w.status()));
+}
