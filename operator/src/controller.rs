@@ -560,6 +560,18 @@ async fn record_progress(
         );
         publish(ctx, rj, EventType::Warning, "BatchFailed", note).await;
     }
+    // Leaving Suspended is a resume whatever comes next: the pods may not have started yet
+    // (Pending), or the last batches may have finished meanwhile (Succeeded).
+    if old.phase == Phase::Suspended && new.phase != Phase::Suspended {
+        publish(
+            ctx,
+            rj,
+            EventType::Normal,
+            "Resumed",
+            "Render resumed".into(),
+        )
+        .await;
+    }
     if old.phase != new.phase {
         let (type_, reason, note) = match new.phase {
             Phase::Succeeded => (
@@ -580,9 +592,7 @@ async fn record_progress(
                 "Suspended",
                 "Render suspended; running batches stopped".into(),
             ),
-            Phase::Running if old.phase == Phase::Suspended => {
-                (EventType::Normal, "Resumed", "Render resumed".into())
-            }
+            Phase::Running if old.phase == Phase::Suspended => return,
             Phase::Running => (
                 EventType::Normal,
                 "Rendering",
