@@ -7,6 +7,7 @@
 #
 #   bench/bench.sh [BATCHES...]     default: 100 1000
 #   PARALLELISM=50 bench/bench.sh 1000
+#   POD_SECONDS=10 bench/bench.sh 500      pods that run 10 s instead of 1 s
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=bench/lib.sh
@@ -52,6 +53,8 @@ run_one() {
   cpu=$(cpu_s "$OP")
   watch_stop
   stop_operator
+  # Every request, reads included, as the API server logged it.
+  operator_requests "$ns" | awk -v n="$n" '{printf "%s %s %s %s (%.2f per batch)\n", n, $1, $2, $3, $3 / n}' >>"$REQUESTS"
   local pod_at job_at done_at
   pod_at=$(last_first_seen "$dir/rf/pods" Succeeded)
   job_at=$(last_first_seen "$dir/rf/jobs" +)
@@ -61,23 +64,7 @@ run_one() {
   watch_render "$ns" "$dir/native" native
   api_cpu0=$(cpu_s "$api")
   native0=$(ms)
-  kubectl apply -n "$ns" -f - >/dev/null <<YAML
-apiVersion: batch/v1
-kind: Job
-metadata: {name: native}
-spec:
-  completionMode: Indexed
-  completions: $n
-  parallelism: $PAR
-  backoffLimitPerIndex: 3
-  template:
-    spec:
-      restartPolicy: Never
-      containers:
-      - name: render
-        image: renderfarm/render-node:dev
-        resources: {requests: {cpu: 10m, memory: 16Mi}}
-YAML
+  apply_native "$ns" native "$n" "$PAR"
   kubectl wait --for=condition=Complete job/native -n "$ns" --timeout=3600s >/dev/null
   native1=$(ms)
   local native_ms=$((native1 - native0)) native_api_cpu
@@ -100,9 +87,15 @@ YAML
     "$(delta_ms "$native_pod_at" "$native_job_at")"
 }
 
-echo "renderfarm ($PROFILE build) vs a native Indexed Job ($(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%Y-%m-%d), kwok pods complete 1 s after start)"
+echo "renderfarm ($PROFILE build) vs a native Indexed Job ($(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%Y-%m-%d), kwok pods complete $POD_SECONDS s after start)"
 echo "last pod -> done, as watches see it: pod->job = the batch Job's Complete, job->rj = the RenderJob's Complete, native = the Indexed Job's Complete (ms)"
 printf '%-7s %-4s %9s %8s %6s %8s %6s %6s %6s %8s %7s %7s %6s %9s %6s %6s %8s %8s %8s %8s\n' \
   batches par rf_wall_s native_s ratio writes/b job_wr status event rss_peak rss_end cpu_s recs rec_ms api_rf api_nt \
   pod-job job-rj pod-rj native
+REQUESTS=$(mktemp)
 for n in "${SIZES[@]}"; do run_one "$n"; done
+echo
+echo "the operator's API requests by verb and resource, from the API server's audit log:"
+echo "batches verb resource count"
+cat "$REQUESTS"
+rm -f "$REQUESTS"

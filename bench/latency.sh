@@ -47,23 +47,7 @@ for i in $(seq 1 "$RUNS"); do
   watch_start "$dir/$i/npods" pods -n "$ns" --field-selector status.phase=Succeeded \
     -l "batch.kubernetes.io/job-name=$native" -o "$POD_LINE"
   watch_start "$dir/$i/njob" jobs -n "$ns" --field-selector "metadata.name=$native" -o "$JOB_LINE"
-  kubectl apply -n "$ns" -f - >/dev/null <<YAML
-apiVersion: batch/v1
-kind: Job
-metadata: {name: $native}
-spec:
-  completionMode: Indexed
-  completions: $N
-  parallelism: $PAR
-  backoffLimitPerIndex: 3
-  template:
-    spec:
-      restartPolicy: Never
-      containers:
-      - name: render
-        image: renderfarm/render-node:dev
-        resources: {requests: {cpu: 10m, memory: 16Mi}}
-YAML
+  apply_native "$ns" "$native" "$N" "$PAR"
   kubectl wait --for=condition=Complete "job/$native" -n "$ns" --timeout=600s >/dev/null
   watch_stop
   npod_at=$(last_first_seen "$dir/$i/npods" Succeeded)

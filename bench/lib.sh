@@ -5,6 +5,11 @@
 # release (default) measures what users run; PROFILE=debug skips the release build.
 PROFILE=${PROFILE:-release}
 PORT=${PORT:-18181}
+# How long a pod runs: kwok's default Stage completes pods 1 s after they start; any other
+# figure applies hack/kwok/slow.yaml for pods labelled with SCENARIO.
+POD_SECONDS=${POD_SECONDS:-1}
+SCENARIO=
+POD_LABELS='{}'
 
 OP=
 # On exit (also on an error): stop the operator and the watches this script started.
@@ -24,6 +29,11 @@ bench_setup() {
   fi
   kubectl apply --server-side -f crds/renderjob.yaml >/dev/null
   kubectl wait --for=condition=Established crd/renderjobs.renderfarm.io --timeout=60s >/dev/null
+  if [[ $POD_SECONDS != 1 ]]; then
+    SCENARIO=bench-${POD_SECONDS}s
+    POD_LABELS="{kwok.renderfarm.io/scenario: $SCENARIO}"
+    hack/cluster.sh stage slow.yaml "SCENARIO=$SCENARIO" "DELAY_MS=$((POD_SECONDS * 1000))" >/dev/null
+  fi
 }
 
 ms() { date +%s%3N; }
@@ -90,6 +100,7 @@ spec:
   parallelism: $4
   storage: {claimName: render-storage}
   resources: {requests: {cpu: 10m, memory: 16Mi}}
+  podMetadata: {labels: $POD_LABELS}
 YAML
 }
 
@@ -157,3 +168,46 @@ delta_ms() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.0f", (b - a) / 1000}'; }
 
 # metric_sum REGEX METRICS: the sum of the samples on the lines of METRICS that match REGEX.
 metric_sum() { awk -v re="$1" '$0 ~ re {s += $NF} END {print s + 0}' <<<"$2"; }
+
+# The same work as a native Indexed Job: apply_native namespace name completions parallelism.
+apply_native() {
+  kubectl apply -n "$1" -f - >/dev/null <<YAML
+apiVersion: batch/v1
+kind: Job
+metadata: {name: $2}
+spec:
+  completionMode: Indexed
+  completions: $3
+  parallelism: $4
+  backoffLimitPerIndex: 3
+  template:
+    metadata: {labels: $POD_LABELS}
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: render
+        image: renderfarm/render-node:dev
+        resources: {requests: {cpu: 10m, memory: 16Mi}}
+YAML
+}
+
+# operator_requests NAMESPACE: the operator's API requests in the namespace, from the local API
+# server's audit log (hack/cluster.sh logs every request for pods, Jobs, Events and RenderJobs),
+# as "verb resource count" lines. The operator names itself in its User-Agent.
+operator_requests() {
+  local logs
+  logs=$(dirname "$KUBECONFIG")/logs
+  cat "$logs"/audit*.log 2>/dev/null | grep -F "\"namespace\":\"$1\"" | grep -F '"userAgent":"renderfarm-operator/' |
+    python3 -c '
+import collections, json, sys
+n = collections.Counter()
+for line in sys.stdin:
+    e = json.loads(line)
+    if e.get("stage") != "ResponseComplete":
+        continue
+    ref = e.get("objectRef", {})
+    res = ref.get("resource", "") + ("/" + ref["subresource"] if ref.get("subresource") else "")
+    n[(e["verb"], res)] += 1
+for (verb, res), count in sorted(n.items()):
+    print(verb, res, count)'
+}

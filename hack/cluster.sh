@@ -309,14 +309,14 @@ EOF
 
 write_audit_policy() {
   cat >"$STATE/audit-policy.yaml" <<'EOF'
-# Writes to the objects renderfarm touches, at Metadata level (one line per request, at
-# ResponseComplete): enough to count the operator's API writes. Everything else: not logged.
+# Requests for the objects renderfarm touches, at Metadata level (a line per request and
+# stage; a watch also logs ResponseStarted): enough to count the operator's API requests by
+# verb (bench/bench.sh). Everything else: not logged.
 apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: [RequestReceived]
 rules:
 - level: Metadata
-  verbs: [create, update, patch, delete, deletecollection]
   resources:
   - group: ""
     resources: [pods, events]
