@@ -191,23 +191,33 @@ spec:
 YAML
 }
 
-# operator_requests NAMESPACE: the operator's API requests in the namespace, from the local API
-# server's audit log (hack/cluster.sh logs every request for pods, Jobs, Events and RenderJobs),
-# as "verb resource count" lines. The operator names itself in its User-Agent.
-operator_requests() {
+# audit_requests NAMESPACE [AGENT]: API requests for objects in the namespace, from the local
+# API server's audit log (hack/cluster.sh logs every request for pods, Jobs, Events and
+# RenderJobs). Without AGENT: "client count" lines, the client being the User-Agent's program
+# (the operator names itself renderfarm-operator; the controller-manager's lines are split by
+# controller). With AGENT: that client's "verb resource count" lines.
+audit_requests() {
   local logs
   logs=$(dirname "$KUBECONFIG")/logs
-  cat "$logs"/audit*.log 2>/dev/null | grep -F "\"namespace\":\"$1\"" | grep -F '"userAgent":"renderfarm-operator/' |
-    python3 -c '
+  cat "$logs"/audit*.log 2>/dev/null | grep -F "\"namespace\":\"$1\"" | python3 -c '
 import collections, json, sys
+agent = sys.argv[1]
 n = collections.Counter()
 for line in sys.stdin:
     e = json.loads(line)
-    if e.get("stage") != "ResponseComplete":
-        continue
     ref = e.get("objectRef", {})
-    res = ref.get("resource", "") + ("/" + ref["subresource"] if ref.get("subresource") else "")
-    n[(e["verb"], res)] += 1
-for (verb, res), count in sorted(n.items()):
-    print(verb, res, count)'
+    if e.get("stage") != "ResponseComplete" or ref.get("namespace") != sys.argv[2]:
+        continue
+    ua = e.get("userAgent", "")
+    who = ua.split("/")[0].split(" ")[0] or "?"
+    if who == "kube-controller-manager":
+        who = e["user"]["username"].rsplit(":", 1)[-1]
+    if agent:
+        if who == agent:
+            res = ref.get("resource", "") + ("/" + ref["subresource"] if ref.get("subresource") else "")
+            n[(e["verb"], res)] += 1
+    else:
+        n[(who,)] += 1
+for key, count in sorted(n.items(), key=lambda kv: -kv[1]):
+    print(*key, count)' "${2:-}" "$1"
 }

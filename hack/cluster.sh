@@ -319,13 +319,13 @@ rules:
 - level: Metadata
   resources:
   - group: ""
-    resources: [pods, events]
+    resources: [pods, pods/*, events]
   - group: batch
-    resources: [jobs]
+    resources: [jobs, jobs/*]
   - group: events.k8s.io
     resources: [events]
   - group: renderfarm.io
-    resources: [renderjobs, renderjobs/status]
+    resources: [renderjobs, renderjobs/*]
 - level: None
 EOF
 }
