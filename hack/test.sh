@@ -22,7 +22,7 @@ done_stage deps
 stage lint
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-shellcheck hack/*.sh hack/kind/*.sh node-image/*.sh .ci/run
+shellcheck hack/*.sh hack/kind/*.sh node-image/*.sh bench/*.sh .ci/run
 done_stage lint
 
 stage "unit and property tests"
