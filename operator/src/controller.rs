@@ -72,6 +72,21 @@ pub struct Context {
     written: Mutex<HashMap<String, (RenderJobStatus, Instant)>>,
 }
 
+impl Context {
+    /// Drops what the per-RenderJob maps hold for RenderJobs that are gone.
+    fn forget_gone(&self, uids: &std::collections::HashSet<String>) {
+        if let Ok(mut m) = self.written.lock() {
+            m.retain(|uid, _| uids.contains(uid));
+        }
+        if let Ok(mut m) = self.created.lock() {
+            m.retain(|uid, _| uids.contains(uid));
+        }
+        if let Ok(mut m) = self.in_flight.lock() {
+            m.retain(|uid, _| uids.contains(uid));
+        }
+    }
+}
+
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
@@ -188,15 +203,9 @@ pub async fn run(
                 }
                 ticks = ticks.wrapping_add(1);
                 if ticks.is_multiple_of(25) {
-                    // Forget what we wrote for RenderJobs that are gone.
                     let uids: std::collections::HashSet<String> =
                         rs.state().iter().filter_map(|rj| rj.uid()).collect();
-                    if let Ok(mut w) = task_ctx.written.lock() {
-                        w.retain(|uid, _| uids.contains(uid));
-                    }
-                    if let Ok(mut c) = task_ctx.created.lock() {
-                        c.retain(|uid, _| uids.contains(uid));
-                    }
+                    task_ctx.forget_gone(&uids);
                     metrics.set_phases(
                         rs.state()
                             .iter()
