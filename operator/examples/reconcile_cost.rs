@@ -4,8 +4,8 @@
 //! decoded and kept in kube's reflector stores as the operator's watches keep them.
 //!
 //! One reconcile here is the controller's work without the API calls: pick the RenderJob's Jobs
-//! and pods out of the stores, batch states, actions, status roll-up, comparison with the
-//! status last written. The world is a render near its end: every Job created, the last
+//! and pods out of the stores and work out the effects (`reconcile::decide`: batch states,
+//! actions, status roll-up, comparison with the status last written, Events, requeue). The world is a render near its end: every Job created, the last
 //! `PARALLELISM` batches running, the others succeeded.
 //!
 //!   cargo run --release -p renderfarm --example reconcile_cost [BATCHES...]   (100 1000 10000)
@@ -16,10 +16,9 @@
 //! (`bench/reconcile-cost.sh` does that).
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::collections::BTreeSet;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
@@ -28,9 +27,9 @@ use kube::runtime::reflector::store::{Store, Writer};
 use kube::runtime::watcher;
 use renderfarm::cache::{self, BatchJob, BatchPod};
 use renderfarm::crd::{RenderJob, RenderJobSpec, RenderJobStatus};
-use renderfarm::job::{self, job_name};
-use renderfarm::pass::{self, Observation};
-use renderfarm::plan::Plan;
+use renderfarm::job::{self, JobConfig, job_name};
+use renderfarm::reconcile::{self, Input};
+use renderfarm::state::RenderState;
 use serde_json::{Value, json};
 
 const PARALLELISM: u32 = 50;
@@ -136,7 +135,8 @@ struct World {
     pods: Store<BatchPod>,
     /// Kept alive: the stores belong to them.
     _writers: (Writer<BatchJob>, Writer<BatchPod>),
-    old: RenderJobStatus,
+    /// What the operator remembers: the status it last wrote, a while ago.
+    state: RenderState,
     /// glibc's footprint of the Job store and of the pod store, bytes.
     bytes: (usize, usize),
 }
@@ -175,27 +175,45 @@ fn world(n: u32) -> World {
         jobs,
         pods,
         _writers: (jw, pw),
-        old: RenderJobStatus::default(),
+        state: RenderState::default(),
         bytes: (job_bytes, pod_bytes),
     };
     // The status last written is what this world rolls up to: the steady state, where a
     // reconcile compares everything and writes nothing.
-    w.old = one_reconcile(&w).1;
+    let steady = one_reconcile(&w).1.expect("a first status to write");
+    let long_ago = Instant::now()
+        .checked_sub(Duration::from_secs(10))
+        .unwrap_or_else(Instant::now);
+    w.state.written = Some((steady, long_ago));
+    assert!(
+        one_reconcile(&w).0.is_empty(),
+        "the steady state writes nothing"
+    );
     w
 }
 
-/// One reconcile without the API calls: what `controller::reconcile_inner` computes.
+/// One reconcile without the API calls: what `controller::reconcile` computes.
 #[inline(never)]
-fn one_reconcile(w: &World) -> (bool, RenderJobStatus) {
-    let rj = &w.rj;
-    let plan = Plan::new(&rj.spec.frames, rj.spec.batch_size).expect("plan");
-    let jobs = w.jobs.state_filter(|j| pass::owned_by(j, UID));
-    let pods = w.pods.state_filter(|p| pass::pod_of(p, NAMESPACE, NAME));
-    let seen = Observation::new(NAME, plan, &w.old, &jobs, &pods);
+fn one_reconcile(w: &World) -> (reconcile::Effects, Option<RenderJobStatus>) {
+    let jobs = w.jobs.state_filter(|j| reconcile::owned_by(j, UID));
+    let pods = w
+        .pods
+        .state_filter(|p| reconcile::pod_of(p, NAMESPACE, NAME));
+    let input = Input {
+        rj: &w.rj,
+        jobs: &jobs,
+        pods: &pods,
+        synced: true,
+    };
+    let mut state = w.state.clone();
+    let config = JobConfig {
+        image: "renderfarm/render-node:dev".into(),
+        image_pull_policy: None,
+    };
     let now = Time("2026-11-23T12:00:00Z".parse().expect("time"));
-    let (todo, new) = seen.decide(rj, &w.old, &BTreeSet::new(), &now);
-    black_box(&todo);
-    (w.old != new, new)
+    let fx = reconcile::decide(&input, &mut state, &config, Instant::now(), &now).expect("decide");
+    let status = fx.status.as_ref().map(|w| w.status.clone());
+    (black_box(fx), status)
 }
 
 fn main() {

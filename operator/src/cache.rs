@@ -18,7 +18,7 @@ use kube::runtime::watcher;
 
 use crate::crd::RenderJob;
 use crate::job::{BATCH_LABEL, RENDERJOB_ANNOTATION};
-use crate::status::{self, PodProblem};
+use crate::pod::{self, PodProblem};
 
 /// The controller owner of an object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,9 +92,9 @@ pub struct BatchPod {
     /// The [`BATCH_LABEL`] label.
     pub batch: Option<u32>,
     pub phase: PodPhase,
-    /// Why a pending pod cannot start ([`status::stuck_reason`]).
+    /// Why a pending pod cannot start ([`pod::stuck_reason`]).
     pub stuck: Option<Box<PodProblem>>,
-    /// Why a failed pod failed ([`status::failure_reason`]).
+    /// Why a failed pod failed ([`pod::failure_reason`]).
     pub failure: Option<Box<PodProblem>>,
     /// When its container finished.
     pub finished_at: Option<Time>,
@@ -162,7 +162,7 @@ impl From<Pod> for BatchPod {
             Some("Failed") => PodPhase::Failed,
             _ => PodPhase::Unknown,
         };
-        let report = status::termination_message(&pod).map(|m| {
+        let report = pod::termination_message(&pod).map(|m| {
             Box::new(RenderReport {
                 frames_rendered: m.frames_rendered,
                 seconds_per_frame: m.seconds_per_frame,
@@ -179,10 +179,10 @@ impl From<Pod> for BatchPod {
                 .cloned(),
             batch: batch_label(meta),
             phase,
-            stuck: status::stuck_reason(&pod).map(Box::new),
-            failure: status::failure_reason(&pod).map(Box::new),
-            finished_at: status::finished_at(&pod).map(Time),
-            disruption: status::is_disruption(&pod),
+            stuck: pod::stuck_reason(&pod).map(Box::new),
+            failure: pod::failure_reason(&pod).map(Box::new),
+            finished_at: pod::finished_at(&pod).map(Time),
+            disruption: pod::is_disruption(&pod),
             report,
             name: pod.metadata.name.unwrap_or_default(),
             namespace: pod.metadata.namespace,

@@ -1,4 +1,5 @@
-//! How often, and in what words, a render's batch creations become `BatchesCreated` Events.
+//! Which Events a reconcile publishes, and in what words: what changed between two statuses
+//! ([`on_change`]), and how often batch creations become `BatchesCreated` Events ([`Created`]).
 //!
 //! A reconcile that creates Jobs used to publish one Event naming every Job it created: about
 //! one Event per four batches at parallelism 50, a quarter of all the operator's API writes,
@@ -10,9 +11,10 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use crate::crd::{Phase, RenderJobStatus};
 use crate::job::job_name;
 use crate::plan::Plan;
-use crate::status::encode_ranges;
+use crate::ranges::encode_ranges;
 
 /// At most one `BatchesCreated` Event per RenderJob this often (but see [`Created::note`]).
 pub const EVERY: Duration = Duration::from_secs(30);
@@ -66,6 +68,90 @@ impl Created {
             Some(at) => EVERY.saturating_sub(now.saturating_duration_since(at)),
         })
     }
+}
+
+/// An Event to publish on the RenderJob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    pub warning: bool,
+    pub reason: &'static str,
+    pub note: String,
+}
+
+impl Note {
+    pub fn normal(reason: &'static str, note: impl Into<String>) -> Note {
+        Note {
+            warning: false,
+            reason,
+            note: note.into(),
+        }
+    }
+
+    pub fn warning(reason: &'static str, note: impl Into<String>) -> Note {
+        Note {
+            warning: true,
+            reason,
+            note: note.into(),
+        }
+    }
+}
+
+/// The Events for what changed between the status last written and the one written now: each
+/// newly failed batch, a resume, and the render's new phase.
+pub fn on_change(old: &RenderJobStatus, new: &RenderJobStatus) -> Vec<Note> {
+    let known: BTreeSet<i64> = old.failed_batches.iter().map(|f| f.index).collect();
+    let mut notes: Vec<Note> = new
+        .failed_batches
+        .iter()
+        .filter(|f| !known.contains(&f.index))
+        .map(|f| {
+            let exit = f
+                .exit_code
+                .map(|c| format!(", exit code {c}"))
+                .unwrap_or_default();
+            let why = f
+                .message
+                .as_deref()
+                .map(|s| format!(": {s}"))
+                .unwrap_or_default();
+            Note::warning(
+                "BatchFailed",
+                format!(
+                    "Batch {} (frames {}) failed after {} attempt(s): {}{exit}{why}",
+                    f.index, f.frames, f.attempts, f.reason
+                ),
+            )
+        })
+        .collect();
+    // Leaving Suspended is a resume whatever comes next: the pods may not have started yet
+    // (Pending), or the last batches may have finished meanwhile (Succeeded).
+    if old.phase == Phase::Suspended && new.phase != Phase::Suspended {
+        notes.push(Note::normal("Resumed", "Render resumed"));
+    }
+    if old.phase != new.phase {
+        notes.extend(on_phase(old.phase, new));
+    }
+    notes
+}
+
+fn on_phase(old: Phase, new: &RenderJobStatus) -> Option<Note> {
+    Some(match new.phase {
+        Phase::Succeeded => Note::normal(
+            "RenderComplete",
+            format!("All {} frames rendered", new.frames.total),
+        ),
+        Phase::Failed => Note::warning(
+            "RenderFailed",
+            format!(
+                "{} of {} batches failed; delete a failed batch's Job to retry its frames",
+                new.batches.failed, new.batches.total
+            ),
+        ),
+        Phase::Suspended => Note::normal("Suspended", "Render suspended; running batches stopped"),
+        Phase::Running if old == Phase::Suspended => return None,
+        Phase::Running => Note::normal("Rendering", "First batch pod is running"),
+        Phase::Pending => return None,
+    })
 }
 
 /// `Created 50 batch Jobs (shot-0000 to shot-0049), batches 0-49`, or for one batch
@@ -172,5 +258,67 @@ mod tests {
             .expect("note");
         assert!(note.len() <= 1024, "{} bytes: {note}", note.len());
         assert!(note.starts_with("Created 5000 batch Jobs ("), "{note}");
+    }
+
+    fn status(phase: Phase, failed: &[i64]) -> RenderJobStatus {
+        RenderJobStatus {
+            phase,
+            failed_batches: failed
+                .iter()
+                .map(|i| crate::crd::FailedBatch {
+                    index: *i,
+                    frames: format!("{}..{}", i * 5 + 1, i * 5 + 5),
+                    job: format!("shot-{i:04}"),
+                    attempts: 4,
+                    reason: "BlenderError".into(),
+                    exit_code: Some(1),
+                    message: Some("Segmentation fault".into()),
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn reasons(notes: &[Note]) -> Vec<&str> {
+        notes.iter().map(|n| n.reason).collect()
+    }
+
+    #[test]
+    fn a_failed_batch_is_reported_once() {
+        let before = status(Phase::Running, &[]);
+        let after = status(Phase::Running, &[2]);
+        let notes = on_change(&before, &after);
+        assert_eq!(
+            notes,
+            [Note::warning(
+                "BatchFailed",
+                "Batch 2 (frames 11..15) failed after 4 attempt(s): BlenderError, exit code 1: Segmentation fault"
+            )]
+        );
+        assert!(on_change(&after, &after).is_empty());
+        let more = status(Phase::Running, &[2, 3]);
+        assert_eq!(reasons(&on_change(&after, &more)), ["BatchFailed"]);
+        assert!(on_change(&after, &more)[0].note.starts_with("Batch 3 "));
+    }
+
+    #[test]
+    fn phase_changes_say_what_happened() {
+        use Phase::*;
+        let cases: [(Phase, Phase, &[&str]); 8] = [
+            (Pending, Running, &["Rendering"]),
+            (Running, Succeeded, &["RenderComplete"]),
+            (Running, Failed, &["RenderFailed"]),
+            (Running, Suspended, &["Suspended"]),
+            (Suspended, Running, &["Resumed"]),
+            (Suspended, Pending, &["Resumed"]),
+            (Suspended, Succeeded, &["Resumed", "RenderComplete"]),
+            (Running, Running, &[]),
+        ];
+        for (from, to, want) in cases {
+            let got = on_change(&status(from, &[]), &status(to, &[]));
+            assert_eq!(reasons(&got), want, "{from:?} -> {to:?}");
+        }
+        let failed = on_change(&status(Running, &[]), &status(Failed, &[]));
+        assert!(failed[0].warning);
     }
 }

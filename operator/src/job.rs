@@ -202,24 +202,63 @@ pub fn build(rj: &RenderJob, batch: &Batch, config: &JobConfig, suspend: bool) -
     owner.block_owner_deletion = Some(true);
     let labels = labels(rj, batch);
     let annotations = BTreeMap::from([(FRAMES_ANNOTATION.to_string(), batch.frames_label())]);
+    let template = PodTemplateSpec {
+        metadata: Some(pod_metadata(rj, &labels, &annotations)),
+        spec: Some(pod_spec(rj, container(rj, batch, config))),
+    };
+    Ok(Job {
+        metadata: ObjectMeta {
+            name: Some(job_name(&name, batch.index)),
+            namespace: rj.namespace(),
+            labels: Some(labels),
+            annotations: Some(annotations),
+            owner_references: Some(vec![owner]),
+            ..Default::default()
+        },
+        spec: Some(JobSpec {
+            backoff_limit: Some(rj.spec.backoff_limit),
+            active_deadline_seconds: rj.spec.active_deadline_seconds,
+            completions: Some(1),
+            parallelism: Some(1),
+            suspend: Some(suspend),
+            // A replacement pod starts only once the failed one is gone: never two Blenders
+            // writing the same frames.
+            pod_replacement_policy: Some("Failed".to_string()),
+            pod_failure_policy: Some(failure_policy()),
+            template,
+            ..Default::default()
+        }),
+        status: None,
+    })
+}
 
-    let mut pod_labels = rj
-        .spec
-        .pod_metadata
-        .as_ref()
-        .map(|m| m.labels.clone())
-        .unwrap_or_default();
+/// The user's pod labels and annotations, then ours, which win.
+fn pod_metadata(
+    rj: &RenderJob,
+    labels: &BTreeMap<String, String>,
+    annotations: &BTreeMap<String, String>,
+) -> ObjectMeta {
+    let user = rj.spec.pod_metadata.as_ref();
+    let mut pod_labels = user.map(|m| m.labels.clone()).unwrap_or_default();
     pod_labels.extend(labels.clone());
-    let mut pod_annotations = rj
-        .spec
-        .pod_metadata
-        .as_ref()
-        .map(|m| m.annotations.clone())
-        .unwrap_or_default();
+    let mut pod_annotations = user.map(|m| m.annotations.clone()).unwrap_or_default();
     pod_annotations.extend(annotations.clone());
-    pod_annotations.insert(RENDERJOB_ANNOTATION.to_string(), name.clone());
+    pod_annotations.insert(RENDERJOB_ANNOTATION.to_string(), rj.name_any());
+    ObjectMeta {
+        labels: Some(pod_labels),
+        annotations: Some(pod_annotations),
+        ..Default::default()
+    }
+}
 
-    let container = Container {
+/// The render container: render-node with the batch's arguments, non-root, read-only root.
+fn container(rj: &RenderJob, batch: &Batch, config: &JobConfig) -> Container {
+    let mount = |name: &str, path: &str| VolumeMount {
+        name: name.to_string(),
+        mount_path: path.to_string(),
+        ..Default::default()
+    };
+    Container {
         name: CONTAINER.to_string(),
         image: Some(
             rj.spec
@@ -231,16 +270,8 @@ pub fn build(rj: &RenderJob, batch: &Batch, config: &JobConfig, suspend: bool) -
         args: Some(render_args(rj, batch).to_args()),
         resources: Some(resources(rj)),
         volume_mounts: Some(vec![
-            VolumeMount {
-                name: "storage".to_string(),
-                mount_path: rj.spec.storage.mount_path.clone(),
-                ..Default::default()
-            },
-            VolumeMount {
-                name: "scratch".to_string(),
-                mount_path: SCRATCH_DIR.to_string(),
-                ..Default::default()
-            },
+            mount("storage", &rj.spec.storage.mount_path),
+            mount("scratch", SCRATCH_DIR),
         ]),
         // The kubelet keeps render-node's JSON summary; the log tail if it crashed before writing it.
         termination_message_policy: Some("FallbackToLogsOnError".to_string()),
@@ -255,9 +286,12 @@ pub fn build(rj: &RenderJob, batch: &Batch, config: &JobConfig, suspend: bool) -
             ..Default::default()
         }),
         ..Default::default()
-    };
+    }
+}
 
-    let pod_spec = PodSpec {
+/// One render container, no service account token, the storage claim and scratch space.
+fn pod_spec(rj: &RenderJob, container: Container) -> PodSpec {
+    PodSpec {
         restart_policy: Some("Never".to_string()),
         containers: vec![container],
         node_selector: rj.spec.node_selector.clone(),
@@ -291,61 +325,34 @@ pub fn build(rj: &RenderJob, batch: &Batch, config: &JobConfig, suspend: bool) -
             },
         ]),
         ..Default::default()
-    };
+    }
+}
 
-    Ok(Job {
-        metadata: ObjectMeta {
-            name: Some(job_name(&name, batch.index)),
-            namespace: rj.namespace(),
-            labels: Some(labels),
-            annotations: Some(annotations),
-            owner_references: Some(vec![owner]),
-            ..Default::default()
-        },
-        spec: Some(JobSpec {
-            backoff_limit: Some(rj.spec.backoff_limit),
-            active_deadline_seconds: rj.spec.active_deadline_seconds,
-            completions: Some(1),
-            parallelism: Some(1),
-            suspend: Some(suspend),
-            // A replacement pod starts only once the failed one is gone: never two Blenders
-            // writing the same frames.
-            pod_replacement_policy: Some("Failed".to_string()),
-            pod_failure_policy: Some(PodFailurePolicy {
-                rules: vec![
-                    // Evictions, preemption and node loss are not the render's fault.
-                    PodFailurePolicyRule {
-                        action: "Ignore".to_string(),
-                        on_pod_conditions: Some(vec![PodFailurePolicyOnPodConditionsPattern {
-                            type_: "DisruptionTarget".to_string(),
-                            status: "True".to_string(),
-                        }]),
-                        on_exit_codes: None,
-                    },
-                    // A missing or corrupt .blend will not fix itself on retry.
-                    PodFailurePolicyRule {
-                        action: "FailJob".to_string(),
-                        on_exit_codes: Some(PodFailurePolicyOnExitCodesRequirement {
-                            container_name: Some(CONTAINER.to_string()),
-                            operator: "In".to_string(),
-                            values: vec![exit::BAD_INPUT],
-                        }),
-                        on_pod_conditions: None,
-                    },
-                ],
-            }),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(pod_labels),
-                    annotations: Some(pod_annotations),
-                    ..Default::default()
-                }),
-                spec: Some(pod_spec),
+/// Disruptions are not failures; bad input fails the batch at once.
+fn failure_policy() -> PodFailurePolicy {
+    PodFailurePolicy {
+        rules: vec![
+            // Evictions, preemption and node loss are not the render's fault.
+            PodFailurePolicyRule {
+                action: "Ignore".to_string(),
+                on_pod_conditions: Some(vec![PodFailurePolicyOnPodConditionsPattern {
+                    type_: "DisruptionTarget".to_string(),
+                    status: "True".to_string(),
+                }]),
+                on_exit_codes: None,
             },
-            ..Default::default()
-        }),
-        status: None,
-    })
+            // A missing or corrupt .blend will not fix itself on retry.
+            PodFailurePolicyRule {
+                action: "FailJob".to_string(),
+                on_exit_codes: Some(PodFailurePolicyOnExitCodesRequirement {
+                    container_name: Some(CONTAINER.to_string()),
+                    operator: "In".to_string(),
+                    values: vec![exit::BAD_INPUT],
+                }),
+                on_pod_conditions: None,
+            },
+        ],
+    }
 }
 
 #[cfg(test)]

@@ -2,11 +2,13 @@
 //!
 //! The core is pure and small: [`plan`] cuts frames into batches, [`job`] builds a batch's Job,
 //! [`status`] rolls Jobs and pods up into the RenderJob's status, [`actions`] decides what to
-//! change, and [`pass`] puts them together into one reconcile. [`controller`] is the glue
-//! that talks to the API server.
+//! change, [`events`] what to tell the user, and [`reconcile`] puts them together into the
+//! effects of one reconcile, remembered per RenderJob in [`state`]. [`controller`] is the glue
+//! that watches and carries the effects out through [`client`], which counts every write.
 
 pub mod actions;
 pub mod cache;
+pub mod client;
 pub mod controller;
 pub mod crd;
 pub mod events;
@@ -14,8 +16,11 @@ pub mod http;
 pub mod job;
 pub mod leader;
 pub mod metrics;
-pub mod pass;
 pub mod plan;
+pub mod pod;
+pub mod ranges;
+pub mod reconcile;
+pub mod state;
 pub mod status;
 pub mod telemetry;
 

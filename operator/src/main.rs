@@ -93,8 +93,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             env!("CARGO_PKG_VERSION")
         )),
     ));
-    let client = kube::Client::try_from(config)?;
     let metrics = Arc::new(Metrics::default());
+    let client = renderfarm::client::new(config, metrics.clone())?;
     let ready = Arc::new(AtomicBool::new(false));
     let standby = Arc::new(AtomicBool::new(false));
     let health = Health {

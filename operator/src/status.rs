@@ -2,18 +2,20 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use render_contract::{TerminationMessage, exit};
 
 use crate::cache::{BatchJob, BatchPod, Finished, PodPhase};
 use crate::crd::{
     BatchCounts, FailedBatch, FrameCounts, MAX_FAILED_BATCHES_LISTED, Phase, PodCounts, RenderJob,
     RenderJobStatus,
 };
-use crate::job::{CONTAINER, JobNames};
+use crate::job::JobNames;
 use crate::plan::Plan;
+use crate::pod::{PodProblem, short};
+#[cfg(test)]
+use crate::ranges::{decode_ranges, encode_ranges};
+use crate::ranges::{encode_sorted, ranges};
 
 pub const COMPLETE: &str = "Complete";
 pub const FAILED: &str = "Failed";
@@ -72,194 +74,6 @@ pub fn batch_states(
             None => BatchState::Pending,
         })
         .collect()
-}
-
-/// `0-4,7,9-10`: compact, since batches finish roughly in order.
-pub fn encode_ranges(set: &BTreeSet<u32>) -> String {
-    encode_sorted(set.iter().copied())
-}
-
-/// [`encode_ranges`] of numbers given in increasing order.
-fn encode_sorted(numbers: impl Iterator<Item = u32>) -> String {
-    let mut out: Vec<String> = Vec::new();
-    let mut iter = numbers.peekable();
-    while let Some(first) = iter.next() {
-        let mut last = first;
-        while iter.peek() == Some(&(last + 1)) {
-            last += 1;
-            iter.next();
-        }
-        out.push(if first == last {
-            first.to_string()
-        } else {
-            format!("{first}-{last}")
-        });
-    }
-    out.join(",")
-}
-
-/// Inverse of [`encode_ranges`]; unreadable parts are ignored (the Jobs are the truth then).
-pub fn decode_ranges(s: &str) -> BTreeSet<u32> {
-    let mut all: Vec<u32> = ranges(s).flat_map(|(a, b)| a..=b).collect();
-    // Sorted input builds the set in one pass.
-    all.sort_unstable();
-    all.into_iter().collect()
-}
-
-/// The readable `(first, last)` ranges of an [`encode_ranges`] string.
-fn ranges(s: &str) -> impl Iterator<Item = (u32, u32)> + '_ {
-    s.split(',')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .filter_map(|part| {
-            let (a, b) = part.split_once('-').unwrap_or((part, part));
-            let (a, b) = (a.parse::<u32>().ok()?, b.parse::<u32>().ok()?);
-            (a <= b && b - a < 1_000_000).then_some((a, b))
-        })
-}
-
-/// Why a pod could not run or failed, in the words a user looks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PodProblem {
-    pub reason: String,
-    pub exit_code: Option<i32>,
-    pub message: Option<String>,
-}
-
-fn short(s: &str) -> String {
-    const MAX: usize = 300;
-    let line = s.trim();
-    if line.len() <= MAX {
-        return line.to_string();
-    }
-    let mut cut = MAX;
-    while !line.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}…", &line[..cut])
-}
-
-/// Why a pending pod is stuck: Unschedulable, ImagePullBackOff, ...
-pub fn stuck_reason(pod: &Pod) -> Option<PodProblem> {
-    let status = pod.status.as_ref()?;
-    if status.phase.as_deref() != Some("Pending") {
-        return None;
-    }
-    if let Some(c) = status.conditions.iter().flatten().find(|c| {
-        c.type_ == "PodScheduled"
-            && c.status == "False"
-            && c.reason.as_deref() == Some("Unschedulable")
-    }) {
-        return Some(PodProblem {
-            reason: "Unschedulable".into(),
-            exit_code: None,
-            message: c.message.as_deref().map(short),
-        });
-    }
-    status.container_statuses.iter().flatten().find_map(|cs| {
-        let waiting = cs.state.as_ref()?.waiting.as_ref()?;
-        let reason = waiting.reason.as_deref()?;
-        let known = [
-            "ImagePullBackOff",
-            "ErrImagePull",
-            "InvalidImageName",
-            "CreateContainerConfigError",
-            "CreateContainerError",
-        ];
-        known.contains(&reason).then(|| PodProblem {
-            reason: if reason == "ErrImagePull" {
-                "ImagePullBackOff".into()
-            } else {
-                reason.to_string()
-            },
-            exit_code: None,
-            message: waiting.message.as_deref().map(short),
-        })
-    })
-}
-
-/// render-node's report, from the render container's termination message.
-pub fn termination_message(pod: &Pod) -> Option<TerminationMessage> {
-    let cs = pod
-        .status
-        .as_ref()?
-        .container_statuses
-        .as_ref()?
-        .iter()
-        .find(|c| c.name == CONTAINER)?;
-    let message = cs.state.as_ref()?.terminated.as_ref()?.message.as_deref()?;
-    TerminationMessage::parse(message)
-}
-
-/// Why a failed pod failed: OOMKilled, BadInput, BlenderError, DeadlineExceeded, Evicted, ...
-pub fn failure_reason(pod: &Pod) -> Option<PodProblem> {
-    let status = pod.status.as_ref()?;
-    if status.phase.as_deref() != Some("Failed") {
-        return None;
-    }
-    let terminated = status
-        .container_statuses
-        .iter()
-        .flatten()
-        .find(|c| c.name == CONTAINER)
-        .and_then(|c| c.state.as_ref()?.terminated.as_ref());
-    if let Some(t) = terminated {
-        let from_message = t
-            .message
-            .as_deref()
-            .and_then(TerminationMessage::parse)
-            .and_then(|m| m.message);
-        let message = from_message
-            .or_else(|| t.message.clone())
-            .as_deref()
-            .map(short)
-            .filter(|m| !m.is_empty());
-        let reason = match (t.reason.as_deref(), t.exit_code) {
-            (Some("OOMKilled"), _) => "OOMKilled",
-            (_, code) if code == exit::BAD_INPUT => "BadInput",
-            (_, code) if code == exit::TERMINATED => "Terminated",
-            _ => "BlenderError",
-        };
-        return Some(PodProblem {
-            reason: reason.into(),
-            exit_code: Some(t.exit_code),
-            message,
-        });
-    }
-    Some(PodProblem {
-        reason: status.reason.clone().unwrap_or_else(|| "PodFailed".into()),
-        exit_code: None,
-        message: status.message.as_deref().map(short),
-    })
-}
-
-/// Whether the pod was disrupted (evicted, preempted, its node lost): not the render's fault.
-pub fn is_disruption(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| {
-            cs.iter()
-                .any(|c| c.type_ == "DisruptionTarget" && c.status == "True")
-        })
-}
-
-/// When the pod's first terminated container finished.
-pub fn finished_at(pod: &Pod) -> Option<Timestamp> {
-    pod.status
-        .as_ref()?
-        .container_statuses
-        .as_ref()?
-        .iter()
-        .find_map(|c| {
-            c.state
-                .as_ref()?
-                .terminated
-                .as_ref()?
-                .finished_at
-                .as_ref()
-                .map(|t| t.0)
-        })
 }
 
 /// Why a failed batch failed, from its Job's Failed condition and its latest failed pod.
@@ -347,85 +161,146 @@ pub struct Observed<'a> {
 pub fn roll_up(rj: &RenderJob, seen: &Observed<'_>, now: &Time) -> RenderJobStatus {
     let prev = rj.status.clone().unwrap_or_default();
     let plan = seen.plan;
-    let generation = rj.metadata.generation;
-    let count = |s: BatchState| seen.states.iter().filter(|x| **x == s).count() as i64;
-    let batches = BatchCounts {
+    let batches = batch_counts(plan, seen.states);
+    let frames = FrameCounts {
+        total: plan.total_frames(),
+        rendered: succeeded(seen.states)
+            .filter_map(|i| plan.batch(i))
+            .map(|b| b.frame_count())
+            .sum(),
+    };
+    let tally = PodTally::of(seen, &prev);
+    let failed_batches = failed_batches(seen);
+    let phase = phase(rj, &prev, &batches, &tally.pods);
+    let times = times(rj, &prev, seen, &batches, phase);
+    let conditions = conditions(
+        rj,
+        &prev,
+        &Summary {
+            phase,
+            batches: &batches,
+            frames: &frames,
+            failed: &failed_batches,
+            stuck: tally.stuck.first(),
+        },
+        now,
+    );
+    let percent = if frames.total > 0 {
+        frames.rendered * 100 / frames.total
+    } else {
+        0
+    };
+    let recorded = recorded_successes(plan, &prev, seen.states);
+    RenderJobStatus {
+        phase,
+        conditions,
+        observed_generation: rj.metadata.generation,
+        progress: Some(format!("{percent}%")),
+        frames_summary: Some(format!("{}/{}", frames.rendered, frames.total)),
+        batches_summary: Some(format!("{}/{}", batches.succeeded, batches.total)),
+        frames,
+        batches,
+        pods: tally.pods,
+        succeeded_batches: (!recorded.is_empty()).then_some(recorded),
+        failed_batches,
+        start_time: times.start,
+        completion_time: times.completion,
+        estimated_completion_time: times.estimate,
+        seconds_per_frame: tally.seconds_per_frame,
+        devices_used: tally.devices.into_iter().collect(),
+        blender_version: tally.blender_version,
+    }
+}
+
+/// Indexes of the succeeded batches, in order.
+fn succeeded(states: &[BatchState]) -> impl Iterator<Item = u32> + '_ {
+    (0..states.len() as u32).filter(|i| states[*i as usize] == BatchState::Succeeded)
+}
+
+fn batch_counts(plan: &Plan, states: &[BatchState]) -> BatchCounts {
+    let count = |s: BatchState| states.iter().filter(|x| **x == s).count() as i64;
+    BatchCounts {
         total: i64::from(plan.len()),
         pending: count(BatchState::Pending),
         active: count(BatchState::Active),
         succeeded: count(BatchState::Succeeded),
         failed: count(BatchState::Failed),
-    };
-    let succeeded =
-        || (0..plan.len()).filter(|i| seen.states.get(*i as usize) == Some(&BatchState::Succeeded));
-    let rendered: i64 = succeeded()
-        .filter_map(|i| plan.batch(i))
-        .map(|b| b.frame_count())
-        .sum();
-    let frames = FrameCounts {
-        total: plan.total_frames(),
-        rendered,
-    };
+    }
+}
 
-    let mut pods = PodCounts::default();
-    let mut stuck: Vec<(u32, PodProblem)> = Vec::new();
-    let (mut busy_seconds, mut timed_frames) = (0.0_f64, 0_u32);
-    let mut devices: BTreeSet<String> = prev.devices_used.iter().cloned().collect();
-    let mut blender_version = prev.blender_version.clone();
-    for (index, batch_pods) in seen.pods {
-        for pod in batch_pods {
-            match pod.phase {
-                PodPhase::Pending => pods.pending += 1,
-                PodPhase::Running => pods.running += 1,
-                PodPhase::Succeeded => pods.succeeded += 1,
-                PodPhase::Failed => pods.failed += 1,
-                PodPhase::Unknown => {}
-            }
-            if seen.states.get(*index as usize) == Some(&BatchState::Active)
-                && let Some(p) = &pod.stuck
-            {
-                stuck.push((*index, p.as_ref().clone()));
-            }
-            if let Some(m) = &pod.report {
+/// What the pods say, all together.
+struct PodTally {
+    pods: PodCounts,
+    /// Pods of unfinished batches that cannot start, by batch.
+    stuck: Vec<(u32, PodProblem)>,
+    seconds_per_frame: Option<f64>,
+    devices: BTreeSet<String>,
+    blender_version: Option<String>,
+}
+
+impl PodTally {
+    fn of(seen: &Observed<'_>, prev: &RenderJobStatus) -> PodTally {
+        let mut tally = PodTally {
+            pods: PodCounts::default(),
+            stuck: Vec::new(),
+            seconds_per_frame: None,
+            devices: prev.devices_used.iter().cloned().collect(),
+            blender_version: prev.blender_version.clone(),
+        };
+        let (mut busy_seconds, mut timed_frames) = (0.0_f64, 0_u32);
+        for (index, batch_pods) in seen.pods {
+            let active = seen.states.get(*index as usize) == Some(&BatchState::Active);
+            for pod in batch_pods {
+                tally.count(pod.phase);
+                if active && let Some(p) = &pod.stuck {
+                    tally.stuck.push((*index, p.as_ref().clone()));
+                }
+                let Some(m) = &pod.report else { continue };
                 if let Some(spf) = m.seconds_per_frame.filter(|_| m.frames_rendered > 0) {
                     busy_seconds += spf * f64::from(m.frames_rendered);
                     timed_frames += m.frames_rendered;
                 }
-                devices.extend(m.device.iter().cloned());
+                tally.devices.extend(m.device.iter().cloned());
                 if m.blender_version.is_some() {
-                    blender_version = m.blender_version.clone();
+                    tally.blender_version = m.blender_version.clone();
                 }
             }
         }
+        tally.seconds_per_frame = if timed_frames > 0 {
+            Some((busy_seconds / f64::from(timed_frames) * 1000.0).round() / 1000.0)
+        } else {
+            prev.seconds_per_frame
+        };
+        tally
     }
-    let seconds_per_frame = if timed_frames > 0 {
-        Some((busy_seconds / f64::from(timed_frames) * 1000.0).round() / 1000.0)
-    } else {
-        prev.seconds_per_frame
-    };
 
-    // In batch order, as the range walks them.
-    let failed_batches: Vec<FailedBatch> = (0..plan.len())
+    fn count(&mut self, phase: PodPhase) {
+        match phase {
+            PodPhase::Pending => self.pods.pending += 1,
+            PodPhase::Running => self.pods.running += 1,
+            PodPhase::Succeeded => self.pods.succeeded += 1,
+            PodPhase::Failed => self.pods.failed += 1,
+            PodPhase::Unknown => {}
+        }
+    }
+}
+
+/// The failed batches, in batch order, at most [`MAX_FAILED_BATCHES_LISTED`].
+fn failed_batches(seen: &Observed<'_>) -> Vec<FailedBatch> {
+    (0..seen.plan.len())
         .filter(|i| seen.states[*i as usize] == BatchState::Failed)
         .filter_map(|i| {
             let job = seen.jobs.get(&i)?;
             let pods = seen.pods.get(&i).map(Vec::as_slice).unwrap_or(&[]);
-            Some(failed_batch(i, plan, job, pods))
+            Some(failed_batch(i, seen.plan, job, pods))
         })
         .take(MAX_FAILED_BATCHES_LISTED)
-        .collect();
+        .collect()
+}
 
-    // Times: derived from the Jobs, remembered once known (cleaned-up Jobs take theirs along).
-    let job_times = |f: fn(&BatchJob) -> Option<&Time>| {
-        seen.jobs.values().filter_map(move |j| f(j).map(|t| t.0))
-    };
-    let start_time = prev
-        .start_time
-        .clone()
-        .or_else(|| job_times(|j| j.start_time.as_ref()).min().map(Time));
-    let unfinished = batches.pending + batches.active;
-    let finished = unfinished == 0;
-    let phase = if batches.total > 0 && batches.succeeded == batches.total {
+fn phase(rj: &RenderJob, prev: &RenderJobStatus, batches: &BatchCounts, pods: &PodCounts) -> Phase {
+    let finished = batches.pending + batches.active == 0;
+    if batches.total > 0 && batches.succeeded == batches.total {
         Phase::Succeeded
     } else if finished && batches.failed > 0 {
         Phase::Failed
@@ -439,10 +314,34 @@ pub fn roll_up(rj: &RenderJob, seen: &Observed<'_>, now: &Time) -> RenderJobStat
         Phase::Running
     } else {
         Phase::Pending
+    }
+}
+
+/// Start, completion and estimated completion.
+struct Times {
+    start: Option<Time>,
+    completion: Option<Time>,
+    estimate: Option<Time>,
+}
+
+/// Derived from the Jobs and remembered once known (cleaned-up Jobs take theirs along).
+fn times(
+    rj: &RenderJob,
+    prev: &RenderJobStatus,
+    seen: &Observed<'_>,
+    batches: &BatchCounts,
+    phase: Phase,
+) -> Times {
+    let job_times = |f: fn(&BatchJob) -> Option<&Time>| {
+        seen.jobs.values().filter_map(move |j| f(j).map(|t| t.0))
     };
+    let start = prev
+        .start_time
+        .clone()
+        .or_else(|| job_times(|j| j.start_time.as_ref()).min().map(Time));
     let terminal = matches!(phase, Phase::Succeeded | Phase::Failed);
-    let completion_time = if terminal {
-        prev.completion_time.clone().or_else(|| {
+    if terminal {
+        let completion = prev.completion_time.clone().or_else(|| {
             let failed_at = seen.jobs.values().filter_map(|j| match &j.finished {
                 Some(Finished::Failed(f)) => f.at.as_ref().map(|t| t.0),
                 _ => None,
@@ -451,118 +350,151 @@ pub fn roll_up(rj: &RenderJob, seen: &Observed<'_>, now: &Time) -> RenderJobStat
                 .chain(failed_at)
                 .max()
                 .map(Time)
-        })
-    } else {
-        None
-    };
+        });
+        return Times {
+            start,
+            completion,
+            estimate: None,
+        };
+    }
+    let unfinished = batches.pending + batches.active;
+    let estimate = eta(seen, unfinished, rj.spec.parallelism)
+        .or_else(|| prev.estimated_completion_time.clone());
+    Times {
+        start,
+        completion: None,
+        estimate,
+    }
+}
 
-    // Time left: mean batch duration so far × the waves of batches still to run.
+/// Time left: mean batch duration so far × the waves of batches still to run, from the latest
+/// batch to finish.
+fn eta(seen: &Observed<'_>, unfinished: i64, parallelism: i32) -> Option<Time> {
     let durations: Vec<(Timestamp, SignedDuration)> =
         seen.jobs.values().filter_map(|j| job_duration(j)).collect();
-    let estimated_completion_time = if terminal {
-        None
-    } else if let Some(latest) = durations.iter().map(|(end, _)| *end).max() {
-        let total: f64 = durations.iter().map(|(_, d)| d.as_secs_f64()).sum();
-        let mean = total / durations.len() as f64;
-        let parallelism = i64::from(rj.spec.parallelism.max(1));
-        let waves = (unfinished + parallelism - 1) / parallelism;
-        let ahead = SignedDuration::from_secs_f64((mean * waves as f64).round());
-        latest.checked_add(ahead).ok().map(Time)
-    } else {
-        prev.estimated_completion_time.clone()
-    };
+    let latest = durations.iter().map(|(end, _)| *end).max()?;
+    let total: f64 = durations.iter().map(|(_, d)| d.as_secs_f64()).sum();
+    let mean = total / durations.len() as f64;
+    let parallelism = i64::from(parallelism.max(1));
+    let waves = (unfinished + parallelism - 1) / parallelism;
+    let ahead = SignedDuration::from_secs_f64((mean * waves as f64).round());
+    latest.checked_add(ahead).ok().map(Time)
+}
 
+/// What the conditions are worded from.
+struct Summary<'a> {
+    phase: Phase,
+    batches: &'a BatchCounts,
+    frames: &'a FrameCounts,
+    failed: &'a [FailedBatch],
+    /// The first pod that cannot start, and its batch.
+    stuck: Option<&'a (u32, PodProblem)>,
+}
+
+impl Summary<'_> {
+    fn counts(&self) -> String {
+        let b = self.batches;
+        format!(
+            "{} of {} batches succeeded, {} failed, {} running, {} waiting",
+            b.succeeded, b.total, b.failed, b.active, b.pending
+        )
+    }
+}
+
+/// Complete, Failed, Progressing and Suspended, each as `(status, reason, message)`.
+fn conditions(
+    rj: &RenderJob,
+    prev: &RenderJobStatus,
+    s: &Summary<'_>,
+    now: &Time,
+) -> Vec<Condition> {
     let mut conditions = prev.conditions.clone();
     conditions.retain(|c| c.type_ != INVALID_SPEC);
-    let summary = format!(
-        "{} of {} batches succeeded, {} failed, {} running, {} waiting",
-        batches.succeeded, batches.total, batches.failed, batches.active, batches.pending
+    let wanted = [
+        (COMPLETE, complete_condition(s)),
+        (FAILED, failed_condition(s)),
+        (PROGRESSING, progressing_condition(s)),
+        (SUSPENDED, suspended_condition(s)),
+    ];
+    for (type_, (status, reason, message)) in wanted {
+        set_condition(
+            &mut conditions,
+            type_,
+            status,
+            reason,
+            message,
+            rj.metadata.generation,
+            now,
+        );
+    }
+    conditions
+}
+
+type ConditionValue<'a> = (bool, &'a str, String);
+
+fn complete_condition<'a>(s: &Summary<'a>) -> ConditionValue<'a> {
+    let done = s.phase == Phase::Succeeded;
+    let reason = if done {
+        "AllBatchesSucceeded"
+    } else {
+        "BatchesRemaining"
+    };
+    let message = format!(
+        "{} of {} frames rendered",
+        s.frames.rendered, s.frames.total
     );
-    set_condition(
-        &mut conditions,
-        COMPLETE,
-        phase == Phase::Succeeded,
-        if phase == Phase::Succeeded {
-            "AllBatchesSucceeded"
-        } else {
-            "BatchesRemaining"
-        },
-        format!("{} of {} frames rendered", frames.rendered, frames.total),
-        generation,
-        now,
-    );
-    let failed_message = if failed_batches.is_empty() {
+    (done, reason, message)
+}
+
+fn failed_condition<'a>(s: &Summary<'a>) -> ConditionValue<'a> {
+    let message = if s.failed.is_empty() {
         "no batch failed".to_string()
     } else {
-        let list: Vec<String> = failed_batches
+        let list: Vec<String> = s
+            .failed
             .iter()
             .map(|f| format!("batch {} (frames {}): {}", f.index, f.frames, f.reason))
             .collect();
-        format!("{} failed: {}", batches.failed, list.join("; "))
+        format!("{} failed: {}", s.batches.failed, list.join("; "))
     };
-    set_condition(
-        &mut conditions,
-        FAILED,
-        phase == Phase::Failed,
-        if phase == Phase::Failed {
-            "BatchesFailed"
-        } else if batches.failed > 0 {
-            "BatchFailuresSoFar"
-        } else {
-            "NoFailures"
-        },
-        failed_message,
-        generation,
-        now,
-    );
-    let (progressing, reason, message) = match (phase, stuck.first()) {
-        (Phase::Succeeded | Phase::Failed, _) => (false, "Finished".to_string(), summary.clone()),
-        (Phase::Suspended, _) => (false, "Suspended".to_string(), summary.clone()),
+    let reason = if s.phase == Phase::Failed {
+        "BatchesFailed"
+    } else if s.batches.failed > 0 {
+        "BatchFailuresSoFar"
+    } else {
+        "NoFailures"
+    };
+    (s.phase == Phase::Failed, reason, message)
+}
+
+fn progressing_condition<'a>(s: &Summary<'a>) -> ConditionValue<'a> {
+    match (s.phase, s.stuck) {
+        (Phase::Succeeded | Phase::Failed, _) => (false, "Finished", s.counts()),
+        (Phase::Suspended, _) => (false, "Suspended", s.counts()),
         (_, Some((index, p))) => (
             true,
-            p.reason.clone(),
+            p.reason.as_str(),
             format!(
                 "batch {index} cannot start: {}: {}",
                 p.reason,
                 p.message.clone().unwrap_or_default()
             ),
         ),
-        (Phase::Pending, None) => (true, "Waiting".to_string(), summary.clone()),
-        _ => (true, "Rendering".to_string(), summary.clone()),
-    };
-    set_condition(
-        &mut conditions,
-        PROGRESSING,
-        progressing,
-        &reason,
-        message,
-        generation,
-        now,
-    );
-    set_condition(
-        &mut conditions,
-        SUSPENDED,
-        phase == Phase::Suspended,
-        if phase == Phase::Suspended {
-            "SuspendedByUser"
-        } else {
-            "NotSuspended"
-        },
-        if phase == Phase::Suspended {
-            summary
-        } else {
-            String::new()
-        },
-        generation,
-        now,
-    );
+        (Phase::Pending, None) => (true, "Waiting", s.counts()),
+        _ => (true, "Rendering", s.counts()),
+    }
+}
 
-    let percent = if frames.total > 0 {
-        frames.rendered * 100 / frames.total
+fn suspended_condition<'a>(s: &Summary<'a>) -> ConditionValue<'a> {
+    if s.phase == Phase::Suspended {
+        (true, "SuspendedByUser", s.counts())
     } else {
-        0
-    };
-    // Keep every success ever seen: a cleaned-up Job's batch stays succeeded.
+        (false, "NotSuspended", String::new())
+    }
+}
+
+/// Every success ever seen, as ranges: a cleaned-up Job's batch stays succeeded.
+fn recorded_successes(plan: &Plan, prev: &RenderJobStatus, states: &[BatchState]) -> String {
     let mut recorded = vec![false; plan.len() as usize];
     let previously = prev.succeeded_batches.as_deref().unwrap_or_default();
     for (a, b) in ranges(previously) {
@@ -570,29 +502,10 @@ pub fn roll_up(rj: &RenderJob, seen: &Observed<'_>, now: &Time) -> RenderJobStat
             *r = true;
         }
     }
-    for i in succeeded() {
+    for i in succeeded(states) {
         recorded[i as usize] = true;
     }
-    let recorded = encode_sorted((0..plan.len()).filter(|i| recorded[*i as usize]));
-    RenderJobStatus {
-        phase,
-        conditions,
-        observed_generation: generation,
-        progress: Some(format!("{percent}%")),
-        frames_summary: Some(format!("{}/{}", frames.rendered, frames.total)),
-        batches_summary: Some(format!("{}/{}", batches.succeeded, batches.total)),
-        frames,
-        batches,
-        pods,
-        succeeded_batches: (!recorded.is_empty()).then_some(recorded),
-        failed_batches,
-        start_time,
-        completion_time,
-        estimated_completion_time,
-        seconds_per_frame,
-        devices_used: devices.into_iter().collect(),
-        blender_version,
-    }
+    encode_sorted((0..plan.len()).filter(|i| recorded[*i as usize]))
 }
 
 /// Whether a new status must be written at once. A new phase, a condition turning true or

@@ -2,8 +2,10 @@
 
 use super::*;
 use crate::crd::RenderJobSpec;
-use crate::job::{BATCH_LABEL, job_name};
+use crate::job::{BATCH_LABEL, CONTAINER, job_name};
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use render_contract::TerminationMessage;
 use serde_json::json;
 
 fn rj(frames_end: i32, batch: i32, suspend: bool) -> RenderJob {

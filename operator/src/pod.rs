@@ -1,0 +1,153 @@
+//! What one pod says: why it cannot start, why it failed, render-node's report, when it
+//! finished, whether it was disrupted. A leaf: [`crate::cache`] and [`crate::status`] both read
+//! pods through it.
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+use render_contract::{TerminationMessage, exit};
+
+use crate::job::CONTAINER;
+
+/// Why a pod could not run or failed, in the words a user looks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodProblem {
+    pub reason: String,
+    pub exit_code: Option<i32>,
+    pub message: Option<String>,
+}
+
+pub fn short(s: &str) -> String {
+    const MAX: usize = 300;
+    let line = s.trim();
+    if line.len() <= MAX {
+        return line.to_string();
+    }
+    let mut cut = MAX;
+    while !line.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…", &line[..cut])
+}
+
+/// Why a pending pod is stuck: Unschedulable, ImagePullBackOff, ...
+pub fn stuck_reason(pod: &Pod) -> Option<PodProblem> {
+    let status = pod.status.as_ref()?;
+    if status.phase.as_deref() != Some("Pending") {
+        return None;
+    }
+    if let Some(c) = status.conditions.iter().flatten().find(|c| {
+        c.type_ == "PodScheduled"
+            && c.status == "False"
+            && c.reason.as_deref() == Some("Unschedulable")
+    }) {
+        return Some(PodProblem {
+            reason: "Unschedulable".into(),
+            exit_code: None,
+            message: c.message.as_deref().map(short),
+        });
+    }
+    status.container_statuses.iter().flatten().find_map(|cs| {
+        let waiting = cs.state.as_ref()?.waiting.as_ref()?;
+        let reason = waiting.reason.as_deref()?;
+        let known = [
+            "ImagePullBackOff",
+            "ErrImagePull",
+            "InvalidImageName",
+            "CreateContainerConfigError",
+            "CreateContainerError",
+        ];
+        known.contains(&reason).then(|| PodProblem {
+            reason: if reason == "ErrImagePull" {
+                "ImagePullBackOff".into()
+            } else {
+                reason.to_string()
+            },
+            exit_code: None,
+            message: waiting.message.as_deref().map(short),
+        })
+    })
+}
+
+/// render-node's report, from the render container's termination message.
+pub fn termination_message(pod: &Pod) -> Option<TerminationMessage> {
+    let cs = pod
+        .status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .iter()
+        .find(|c| c.name == CONTAINER)?;
+    let message = cs.state.as_ref()?.terminated.as_ref()?.message.as_deref()?;
+    TerminationMessage::parse(message)
+}
+
+/// Why a failed pod failed: OOMKilled, BadInput, BlenderError, DeadlineExceeded, Evicted, ...
+pub fn failure_reason(pod: &Pod) -> Option<PodProblem> {
+    let status = pod.status.as_ref()?;
+    if status.phase.as_deref() != Some("Failed") {
+        return None;
+    }
+    let terminated = status
+        .container_statuses
+        .iter()
+        .flatten()
+        .find(|c| c.name == CONTAINER)
+        .and_then(|c| c.state.as_ref()?.terminated.as_ref());
+    if let Some(t) = terminated {
+        let from_message = t
+            .message
+            .as_deref()
+            .and_then(TerminationMessage::parse)
+            .and_then(|m| m.message);
+        let message = from_message
+            .or_else(|| t.message.clone())
+            .as_deref()
+            .map(short)
+            .filter(|m| !m.is_empty());
+        let reason = match (t.reason.as_deref(), t.exit_code) {
+            (Some("OOMKilled"), _) => "OOMKilled",
+            (_, code) if code == exit::BAD_INPUT => "BadInput",
+            (_, code) if code == exit::TERMINATED => "Terminated",
+            _ => "BlenderError",
+        };
+        return Some(PodProblem {
+            reason: reason.into(),
+            exit_code: Some(t.exit_code),
+            message,
+        });
+    }
+    Some(PodProblem {
+        reason: status.reason.clone().unwrap_or_else(|| "PodFailed".into()),
+        exit_code: None,
+        message: status.message.as_deref().map(short),
+    })
+}
+
+/// Whether the pod was disrupted (evicted, preempted, its node lost): not the render's fault.
+pub fn is_disruption(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c.type_ == "DisruptionTarget" && c.status == "True")
+        })
+}
+
+/// When the pod's first terminated container finished.
+pub fn finished_at(pod: &Pod) -> Option<Timestamp> {
+    pod.status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .iter()
+        .find_map(|c| {
+            c.state
+                .as_ref()?
+                .terminated
+                .as_ref()?
+                .finished_at
+                .as_ref()
+                .map(|t| t.0)
+        })
+}

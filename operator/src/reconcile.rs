@@ -1,0 +1,626 @@
+//! One reconcile as data: from what the caches hold of a RenderJob, its batch Jobs and pods,
+//! and what the operator remembers of it ([`RenderState`]), [`decide`] works out every effect
+//! (Jobs to apply, suspend, resume or delete, the status to write, the Events, when to come
+//! back) and the controller only carries them out. What the API server answered to the Job
+//! applies comes back through [`Effects::settle`]. `examples/reconcile_cost.rs` measures it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+
+use crate::Result;
+use crate::actions::{self, Actions};
+use crate::cache::{BatchJob, BatchPod};
+use crate::crd::{Phase, RenderJob, RenderJobStatus};
+use crate::events::{self, Note};
+use crate::job::{self, JobConfig};
+use crate::plan::Plan;
+use crate::ranges::decode_ranges;
+use crate::state::RenderState;
+use crate::status::{self, BatchState, Observed};
+
+/// A status change that is not [`status::urgent`] (counts, progress, messages) waits until
+/// this long after the last status write, so a render writes its status about once a second
+/// instead of once per pod change.
+pub const STATUS_EVERY: Duration = Duration::from_secs(1);
+/// How soon to look again while the caches are still filling.
+const NOT_SYNCED: Duration = Duration::from_millis(500);
+/// The longest a running render goes without a reconcile, watch events or not.
+const BUSY_RECHECK: Duration = Duration::from_secs(300);
+
+/// Whether the RenderJob with `uid` is the controller owner of the Job.
+pub fn owned_by(job: &BatchJob, uid: &str) -> bool {
+    job.owner.as_ref().is_some_and(|o| o.uid == uid)
+}
+
+/// Whether `pod` is a batch pod of the RenderJob `name` in namespace `ns`.
+pub fn pod_of(pod: &BatchPod, ns: &str, name: &str) -> bool {
+    pod.namespace.as_deref() == Some(ns) && pod.renderjob.as_deref() == Some(name)
+}
+
+/// What one reconcile sees.
+pub struct Observation<'a> {
+    pub plan: Plan,
+    /// The batch Jobs, by batch index.
+    pub jobs: BTreeMap<u32, &'a BatchJob>,
+    /// The batch pods, by batch index.
+    pub pods: BTreeMap<u32, Vec<&'a BatchPod>>,
+    /// Batches the status last written records as succeeded.
+    pub recorded: BTreeSet<u32>,
+}
+
+impl<'a> Observation<'a> {
+    /// `jobs` and `pods`: the RenderJob's own (see [`owned_by`] and [`pod_of`]).
+    pub fn new(
+        rj_name: &str,
+        plan: Plan,
+        old: &RenderJobStatus,
+        jobs: &'a [Arc<BatchJob>],
+        pods: &'a [Arc<BatchPod>],
+    ) -> Self {
+        let job_refs: Vec<&BatchJob> = jobs.iter().map(Arc::as_ref).collect();
+        let jobs = status::jobs_by_batch(rj_name, &plan, &job_refs);
+        // Sorted first, so the map is built in one pass.
+        let mut indexed: Vec<(u32, &BatchPod)> = pods
+            .iter()
+            .filter_map(|p| Some((p.batch?, p.as_ref())))
+            .collect();
+        indexed.sort_unstable_by_key(|(i, _)| *i);
+        let by_batch: BTreeMap<u32, Vec<&BatchPod>> = indexed
+            .chunk_by(|a, b| a.0 == b.0)
+            .map(|group| (group[0].0, group.iter().map(|(_, p)| *p).collect()))
+            .collect();
+        let recorded = old
+            .succeeded_batches
+            .as_deref()
+            .map(decode_ranges)
+            .unwrap_or_default();
+        Observation {
+            plan,
+            jobs,
+            pods: by_batch,
+            recorded,
+        }
+    }
+
+    /// What to change and the status to write once it is done. `old` is the status last
+    /// written; `in_flight`, the batches created but not seen in the cache yet. Batches about
+    /// to be created and those in flight count as active.
+    pub fn decide(
+        &self,
+        rj: &RenderJob,
+        old: &RenderJobStatus,
+        in_flight: &BTreeSet<u32>,
+        now: &Time,
+    ) -> (Actions, RenderJobStatus) {
+        let mut states = status::batch_states(&self.plan, &self.jobs, &self.recorded);
+        let todo = actions::decide(rj, &states, &self.jobs, in_flight, &self.recorded);
+        for i in todo.create.iter().chain(in_flight.iter()) {
+            if let Some(s) = states.get_mut(*i as usize)
+                && *s == BatchState::Pending
+            {
+                *s = BatchState::Active;
+            }
+        }
+        let seen = Observed {
+            plan: &self.plan,
+            states: &states,
+            jobs: &self.jobs,
+            pods: &self.pods,
+        };
+        let mut basis = rj.clone();
+        basis.status = Some(old.clone());
+        let new = status::roll_up(&basis, &seen, now);
+        (todo, new)
+    }
+}
+
+/// What the caches hold for one RenderJob.
+pub struct Input<'a> {
+    pub rj: &'a RenderJob,
+    /// Its batch Jobs (see [`owned_by`]).
+    pub jobs: &'a [Arc<BatchJob>],
+    /// Its batch pods (see [`pod_of`]).
+    pub pods: &'a [Arc<BatchPod>],
+    /// Whether the Job and pod caches hold a full list yet.
+    pub synced: bool,
+}
+
+/// A status to write, and what follows once it is written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusWrite {
+    pub status: RenderJobStatus,
+    /// Events for what changed since the status last written.
+    pub events: Vec<Note>,
+    pub progress: Progress,
+}
+
+/// What the metrics count once a status is written.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Progress {
+    pub succeeded: u64,
+    pub failed: u64,
+    pub frames: u64,
+    /// Seconds each newly succeeded batch Job took.
+    pub batch_seconds: Vec<f64>,
+}
+
+/// How the API server answered one Job apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Created,
+    /// Refused (a 4xx): nothing was created.
+    Refused,
+    /// No answer or a 5xx: the Job may exist.
+    Unknown,
+}
+
+/// Everything one reconcile does.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Effects {
+    /// Batch Jobs to apply, by batch index.
+    pub apply: Vec<(u32, Job)>,
+    /// Job names to suspend, resume and delete.
+    pub suspend: Vec<String>,
+    pub resume: Vec<String>,
+    pub delete: Vec<String>,
+    /// Written after the Jobs are applied.
+    pub status: Option<StatusWrite>,
+    /// When a status write held back by pacing is due.
+    status_due: Option<Duration>,
+    /// The render is still going: come back within [`BUSY_RECHECK`] at the latest.
+    busy: bool,
+    /// Whether no batch is left to create (the creation Event says so).
+    all_created: bool,
+    rj_name: String,
+    plan: Option<Plan>,
+    /// Come back this soon, whatever else (caches not synced yet).
+    retry: Option<Duration>,
+}
+
+/// Works out every effect of one reconcile. `state` is updated as if the effects will be
+/// carried out: batches to create are marked in flight before their applies are sent, so a
+/// crash or a timeout after the server acted cannot let a stale cache start a second Job (the
+/// deterministic name makes a retry a no-op).
+pub fn decide(
+    input: &Input<'_>,
+    state: &mut RenderState,
+    config: &JobConfig,
+    now: Instant,
+    wall: &Time,
+) -> Result<Effects> {
+    let rj = input.rj;
+    let name = rj.name_any();
+    let mut fx = Effects {
+        rj_name: name.clone(),
+        ..Effects::default()
+    };
+    if rj.metadata.deletion_timestamp.is_some() {
+        return Ok(fx);
+    }
+    // Never decide on a half-filled cache: that is how batches get created twice.
+    if !input.synced {
+        fx.retry = Some(NOT_SYNCED);
+        return Ok(fx);
+    }
+    let Some(plan) = Plan::new(&rj.spec.frames, rj.spec.batch_size) else {
+        return Ok(invalid(rj, fx, wall));
+    };
+    fx.plan = Some(plan);
+    // What we last wrote is newer than the cache when the cache lags behind our own write.
+    let written_at = state.written.as_ref().map(|(_, at)| *at);
+    let old = state
+        .written
+        .as_ref()
+        .map(|(s, _)| s.clone())
+        .or_else(|| rj.status.clone())
+        .unwrap_or_default();
+    let seen = Observation::new(&name, plan, &old, input.jobs, input.pods);
+    state.expire_in_flight(|i| seen.jobs.contains_key(&i), now);
+    let in_flight: BTreeSet<u32> = state.in_flight.keys().copied().collect();
+    let (todo, new) = seen.decide(rj, &old, &in_flight, wall);
+    for index in &todo.create {
+        if let Some(batch) = plan.batch(*index) {
+            fx.apply
+                .push((*index, job::build(rj, &batch, config, false)?));
+            state.in_flight.insert(*index, now);
+        }
+    }
+    let Actions {
+        suspend,
+        resume,
+        delete,
+        create,
+    } = todo;
+    (fx.suspend, fx.resume, fx.delete) = (suspend, resume, delete);
+    fx.all_created = new.batches.pending == 0;
+    fx.busy = matches!(new.phase, Phase::Running | Phase::Pending) || !create.is_empty();
+    // Counts and messages wait for the next write, a second at most; transitions do not.
+    fx.status_due = written_at
+        .map(|at| STATUS_EVERY.saturating_sub(now.saturating_duration_since(at)))
+        .filter(|wait| old != new && !wait.is_zero() && !status::urgent(&old, &new));
+    if old != new && fx.status_due.is_none() {
+        fx.status = Some(StatusWrite {
+            events: events::on_change(&old, &new),
+            progress: progress(&old, &new, &seen),
+            status: new,
+        });
+    }
+    Ok(fx)
+}
+
+/// The effects for a RenderJob whose frames and batch size make no plan (the schema should
+/// have refused it): a Failed status and a warning, once.
+fn invalid(rj: &RenderJob, mut fx: Effects, wall: &Time) -> Effects {
+    const WHY: &str = "frames and batchSize do not make a plan";
+    let new = status::invalid(rj, WHY, wall);
+    if rj.status.as_ref() != Some(&new) {
+        fx.status = Some(StatusWrite {
+            status: new,
+            events: vec![Note::warning("InvalidSpec", WHY)],
+            progress: Progress::default(),
+        });
+    }
+    fx
+}
+
+/// What the metrics count for the change from `old` to `new`.
+fn progress(old: &RenderJobStatus, new: &RenderJobStatus, seen: &Observation<'_>) -> Progress {
+    let known: BTreeSet<i64> = old.failed_batches.iter().map(|f| f.index).collect();
+    let batch_seconds = seen
+        .jobs
+        .iter()
+        .filter(|(i, job)| {
+            !seen.recorded.contains(i) && status::job_state(job) == BatchState::Succeeded
+        })
+        .filter_map(|(_, job)| {
+            let (a, b) = (job.start_time.as_ref()?, job.completion_time.as_ref()?);
+            Some(b.0.duration_since(a.0).as_secs_f64())
+        })
+        .collect();
+    Progress {
+        succeeded: (new.batches.succeeded - old.batches.succeeded).max(0) as u64,
+        failed: new
+            .failed_batches
+            .iter()
+            .filter(|f| !known.contains(&f.index))
+            .count() as u64,
+        frames: (new.frames.rendered - old.frames.rendered).max(0) as u64,
+        batch_seconds,
+    }
+}
+
+impl Effects {
+    /// Nothing to send to the API server.
+    pub fn is_empty(&self) -> bool {
+        self.apply.is_empty()
+            && self.suspend.is_empty()
+            && self.resume.is_empty()
+            && self.delete.is_empty()
+            && self.status.is_none()
+    }
+
+    /// Takes in how the Job applies went: a refused batch is no longer in flight (a timeout or
+    /// a 5xx keeps the mark: the Job may exist), created batches wait for their Event. Returns
+    /// the `BatchesCreated` Event when one is due; none while an apply failed, since the
+    /// reconcile is retried.
+    pub fn settle(
+        &self,
+        state: &mut RenderState,
+        outcomes: &[(u32, Applied)],
+        now: Instant,
+    ) -> Option<Note> {
+        let mut created = BTreeSet::new();
+        for (index, outcome) in outcomes {
+            match outcome {
+                Applied::Created => {
+                    created.insert(*index);
+                }
+                Applied::Refused => {
+                    state.in_flight.remove(index);
+                }
+                Applied::Unknown => {}
+            }
+        }
+        let failed = outcomes.iter().any(|(_, o)| *o != Applied::Created);
+        state.created.add(created);
+        let plan = self.plan.as_ref()?;
+        if failed {
+            return None;
+        }
+        let note = state
+            .created
+            .note(now, self.all_created, &self.rj_name, plan)?;
+        Some(Note::normal("BatchesCreated", note))
+    }
+
+    /// Records a status write the API server took.
+    pub fn wrote(&self, state: &mut RenderState, now: Instant) {
+        if let Some(w) = &self.status {
+            state.written = Some((w.status.clone(), now));
+        }
+    }
+
+    /// When to reconcile again without a watch event (`None`: only on a change). Soon enough
+    /// for a status write held back by pacing, for creations not reported yet, and for the
+    /// oldest in-flight mark to run out: a Job apply cut off by a lost connection leaves its
+    /// batch marked, and once the mark is gone no watch event may come to say that the batch
+    /// still needs its Job.
+    pub fn requeue(&self, state: &RenderState, now: Instant) -> Option<Duration> {
+        if let Some(retry) = self.retry {
+            return Some(retry);
+        }
+        self.plan.as_ref()?;
+        let wake = [
+            self.status_due,
+            state.created.due_in(now),
+            state.in_flight_expiry(now),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        match wake {
+            Some(due) => Some(due.clamp(Duration::from_millis(100), BUSY_RECHECK)),
+            None if self.busy => Some(BUSY_RECHECK),
+            None => None,
+        }
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::RenderJobSpec;
+    use crate::status::BatchState;
+    use k8s_openapi::api::batch::v1::Job;
+    use k8s_openapi::api::core::v1::Pod;
+    use serde_json::{Value, json};
+
+    const UID: &str = "dba0d389-0bbd-4f05-bccc-6193edea917c";
+
+    fn rj() -> RenderJob {
+        let spec: RenderJobSpec = serde_json::from_value(json!({
+            "blendFile": "s.blend", "frames": {"start": 1, "end": 6}, "batchSize": 1,
+            "parallelism": 3, "storage": {"claimName": "c"},
+        }))
+        .expect("spec");
+        let mut rj = RenderJob::new("shot", spec);
+        rj.metadata.namespace = Some("bench".into());
+        rj.metadata.uid = Some(UID.into());
+        rj
+    }
+
+    fn job(index: u32, done: bool) -> Arc<BatchJob> {
+        let mut v: Value =
+            serde_json::from_str(include_str!("../examples/fixtures/job.json")).expect("json");
+        v["metadata"]["name"] = json!(crate::job::job_name("shot", index));
+        v["metadata"]["labels"][crate::job::BATCH_LABEL] = json!(index.to_string());
+        if !done {
+            v["status"] = json!({"active": 1});
+        }
+        Arc::new(serde_json::from_value::<Job>(v).expect("job").into())
+    }
+
+    fn pod(index: u32, phase: &str) -> Arc<BatchPod> {
+        let mut v: Value =
+            serde_json::from_str(include_str!("../examples/fixtures/pod.json")).expect("json");
+        v["metadata"]["labels"][crate::job::BATCH_LABEL] = json!(index.to_string());
+        v["status"]["phase"] = json!(phase);
+        Arc::new(serde_json::from_value::<Pod>(v).expect("pod").into())
+    }
+
+    #[test]
+    fn one_reconcile_from_the_caches() {
+        let rj = rj();
+        let plan = Plan::new(&rj.spec.frames, rj.spec.batch_size).expect("plan");
+        let jobs = vec![job(2, false), job(0, true), job(1, false)];
+        let pods = vec![
+            pod(1, "Failed"),
+            pod(0, "Succeeded"),
+            pod(1, "Running"),
+            pod(2, "Pending"),
+        ];
+        assert!(jobs.iter().all(|j| owned_by(j, UID)));
+        assert!(!owned_by(&jobs[0], "another"));
+        assert!(pods.iter().all(|p| pod_of(p, "bench", "shot")));
+        assert!(!pod_of(&pods[0], "bench", "other") && !pod_of(&pods[0], "other", "shot"));
+
+        let old = RenderJobStatus::default();
+        let seen = Observation::new("shot", plan, &old, &jobs, &pods);
+        assert_eq!(seen.jobs.keys().copied().collect::<Vec<_>>(), [0, 1, 2]);
+        let grouped: Vec<(u32, usize)> = seen.pods.iter().map(|(i, p)| (*i, p.len())).collect();
+        assert_eq!(grouped, [(0, 1), (1, 2), (2, 1)]);
+
+        // Batch 3 is in flight: with batches 1 and 2 running, parallelism 3 leaves no slot.
+        let now = Time("2026-11-23T12:00:00Z".parse().expect("time"));
+        let (todo, new) = seen.decide(&rj, &old, &BTreeSet::from([3]), &now);
+        assert!(todo.create.is_empty(), "{todo:?}");
+        assert_eq!((new.batches.active, new.batches.pending), (3, 2));
+        assert_eq!(new.succeeded_batches.as_deref(), Some("0"));
+
+        // Nothing in flight: batch 3 is created, and counts as active in the new status.
+        let (todo, new) = seen.decide(&rj, &old, &BTreeSet::new(), &now);
+        assert_eq!(todo.create, [3]);
+        assert_eq!((new.batches.active, new.batches.pending), (3, 2));
+        assert_eq!(
+            status::batch_states(&plan, &seen.jobs, &seen.recorded)[3],
+            BatchState::Pending
+        );
+    }
+
+    fn config() -> JobConfig {
+        JobConfig {
+            image: "renderfarm/render-node:test".into(),
+            image_pull_policy: None,
+        }
+    }
+
+    fn effects(
+        rj: &RenderJob,
+        jobs: &[Arc<BatchJob>],
+        pods: &[Arc<BatchPod>],
+        state: &mut RenderState,
+        now: Instant,
+    ) -> Effects {
+        let input = Input {
+            rj,
+            jobs,
+            pods,
+            synced: true,
+        };
+        let wall = Time("2026-11-23T12:00:00Z".parse().expect("time"));
+        decide(&input, state, &config(), now, &wall).expect("decide")
+    }
+
+    #[test]
+    fn creations_are_marked_in_flight_before_they_are_sent() {
+        let rj = rj();
+        let (mut state, t0) = (RenderState::default(), Instant::now());
+        let fx = effects(&rj, &[], &[], &mut state, t0);
+        let applied: Vec<u32> = fx.apply.iter().map(|(i, _)| *i).collect();
+        assert_eq!(applied, [0, 1, 2], "parallelism 3");
+        assert_eq!(fx.apply[1].1.metadata.name.as_deref(), Some("shot-0001"));
+        assert_eq!(
+            state.in_flight.keys().copied().collect::<Vec<_>>(),
+            [0, 1, 2]
+        );
+        let w = fx.status.as_ref().expect("a first status");
+        assert_eq!((w.status.batches.active, w.status.batches.pending), (3, 3));
+        assert!(w.events.is_empty(), "{:?}", w.events);
+        // The marks hold: the same cache again creates nothing more.
+        let again = effects(&rj, &[], &[], &mut state, t0 + Duration::from_secs(1));
+        assert!(again.apply.is_empty());
+    }
+
+    #[test]
+    fn settling_keeps_unknown_outcomes_in_flight_and_reports_creations() {
+        let rj = rj();
+        let (mut state, t0) = (RenderState::default(), Instant::now());
+        let fx = effects(&rj, &[], &[], &mut state, t0);
+        let note = fx.settle(
+            &mut state,
+            &[
+                (0, Applied::Created),
+                (1, Applied::Refused),
+                (2, Applied::Unknown),
+            ],
+            t0,
+        );
+        assert_eq!(note, None, "no Event while an apply failed");
+        assert_eq!(state.in_flight.keys().copied().collect::<Vec<_>>(), [0, 2]);
+        // The retry succeeds: batch 0's creation is reported with batch 1's.
+        let fx = effects(&rj, &[], &[], &mut state, t0);
+        assert_eq!(fx.apply.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [1]);
+        let note = fx.settle(&mut state, &[(1, Applied::Created)], t0);
+        assert_eq!(
+            note,
+            Some(Note::normal(
+                "BatchesCreated",
+                "Created 2 batch Jobs (shot-0000 to shot-0001), batches 0-1"
+            ))
+        );
+        // Come back when batch 2's mark runs out.
+        let wake = fx
+            .requeue(&state, t0 + Duration::from_secs(50))
+            .expect("requeue");
+        assert_eq!(wake, Duration::from_millis(10_100));
+    }
+
+    #[test]
+    fn counts_wait_for_the_next_write_and_transitions_do_not() {
+        let rj = rj();
+        let t0 = Instant::now();
+        let running = [job(0, false), job(1, false), job(2, false)];
+        let pods = [pod(0, "Running")];
+        let mut state = RenderState::default();
+        let fx = effects(&rj, &running, &pods, &mut state, t0);
+        let first = fx.status.clone().expect("status");
+        assert_eq!(first.status.phase, Phase::Running);
+        assert_eq!(reasons(&first.events), ["Rendering"]);
+        fx.wrote(&mut state, t0);
+
+        // A second pod runs 300 ms later: only a count changed, so the write waits.
+        let pods = [pod(0, "Running"), pod(1, "Running")];
+        let soon = t0 + Duration::from_millis(300);
+        let fx = effects(&rj, &running, &pods, &mut state, soon);
+        assert!(fx.status.is_none());
+        assert_eq!(fx.requeue(&state, soon), Some(Duration::from_millis(700)));
+        // A second later it goes out.
+        let later = t0 + STATUS_EVERY;
+        let fx = effects(&rj, &running, &pods, &mut state, later);
+        assert_eq!(fx.status.expect("status").status.pods.running, 2);
+
+        // A batch finishing is counted; the render staying Running makes no Event.
+        let done = [job(0, true), job(1, false), job(2, false)];
+        let fx = effects(&rj, &done, &pods, &mut state, t0 + Duration::from_secs(5));
+        let w = fx.status.expect("status");
+        assert_eq!(w.progress.succeeded, 1);
+        assert_eq!(w.progress.frames, 1);
+        assert_eq!(w.progress.batch_seconds, [2.0]);
+        assert!(w.events.is_empty());
+        // Batch 3 takes the free slot.
+        assert_eq!(fx.apply.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [3]);
+    }
+
+    #[test]
+    fn nothing_changed_nothing_to_do() {
+        let rj = rj();
+        let t0 = Instant::now();
+        let running = [job(0, false), job(1, false), job(2, false)];
+        let mut state = RenderState::default();
+        let fx = effects(&rj, &running, &[], &mut state, t0);
+        fx.wrote(&mut state, t0);
+        let fx = effects(&rj, &running, &[], &mut state, t0 + Duration::from_secs(10));
+        assert!(fx.is_empty(), "{fx:?}");
+        assert_eq!(
+            fx.requeue(&state, t0 + Duration::from_secs(10)),
+            Some(BUSY_RECHECK),
+            "a render still going is looked at again"
+        );
+    }
+
+    #[test]
+    fn no_decision_on_a_half_filled_cache_or_a_deleted_renderjob() {
+        let mut rj = rj();
+        let mut state = RenderState::default();
+        let input = Input {
+            rj: &rj,
+            jobs: &[],
+            pods: &[],
+            synced: false,
+        };
+        let wall = Time("2026-11-23T12:00:00Z".parse().expect("time"));
+        let now = Instant::now();
+        let fx = decide(&input, &mut state, &config(), now, &wall).expect("decide");
+        assert!(fx.is_empty());
+        assert_eq!(fx.requeue(&state, now), Some(NOT_SYNCED));
+        rj.metadata.deletion_timestamp = Some(wall.clone());
+        let fx = effects(&rj, &[], &[], &mut state, now);
+        assert!(fx.is_empty());
+        assert_eq!(fx.requeue(&state, now), None);
+        assert_eq!(state, RenderState::default());
+    }
+
+    #[test]
+    fn an_unplannable_spec_fails_once_with_a_warning() {
+        let mut rj = rj();
+        rj.spec.batch_size = 0;
+        let mut state = RenderState::default();
+        let now = Instant::now();
+        let fx = effects(&rj, &[], &[], &mut state, now);
+        let w = fx.status.clone().expect("status");
+        assert_eq!(w.status.phase, Phase::Failed);
+        assert_eq!(reasons(&w.events), ["InvalidSpec"]);
+        assert!(w.events[0].warning);
+        assert_eq!(fx.requeue(&state, now), None);
+        rj.status = Some(w.status);
+        assert!(effects(&rj, &[], &[], &mut state, now).is_empty());
+    }
+
+    fn reasons(notes: &[Note]) -> Vec<&str> {
+        notes.iter().map(|n| n.reason).collect()
+    }
+}

@@ -1,0 +1,126 @@
+//! What the operator remembers of each RenderJob between reconciles, in one map keyed by UID
+//! and pruned in one place when a RenderJob is gone.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::crd::RenderJobStatus;
+use crate::events::Created;
+
+/// How long a created Job may stay unseen in the cache before it stops counting as in flight.
+pub const IN_FLIGHT_TTL: Duration = Duration::from_secs(60);
+
+/// One RenderJob's memory.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct RenderState {
+    /// Batches whose Job was sent but not seen in the cache yet, and when. They count as
+    /// running, so a stale cache never starts a batch twice.
+    pub in_flight: BTreeMap<u32, Instant>,
+    /// Batches created and not reported in a `BatchesCreated` Event yet.
+    pub created: Created,
+    /// The status this process last wrote, and when. The cache can lag behind our own writes;
+    /// comparing against what we wrote keeps metrics and Events from counting a change twice.
+    pub written: Option<(RenderJobStatus, Instant)>,
+    /// Reconciles that failed in a row, for the error backoff.
+    pub failures: u32,
+}
+
+impl RenderState {
+    /// Drops the in-flight marks of batches now seen, and of those older than [`IN_FLIGHT_TTL`].
+    pub fn expire_in_flight(&mut self, seen: impl Fn(u32) -> bool, now: Instant) {
+        self.in_flight
+            .retain(|i, at| !seen(*i) && now.saturating_duration_since(*at) < IN_FLIGHT_TTL);
+    }
+
+    /// Time until the oldest in-flight mark runs out, and a little more.
+    pub fn in_flight_expiry(&self, now: Instant) -> Option<Duration> {
+        self.in_flight
+            .values()
+            .map(|at| {
+                IN_FLIGHT_TTL.saturating_sub(now.saturating_duration_since(*at))
+                    + Duration::from_millis(100)
+            })
+            .min()
+    }
+}
+
+/// Every RenderJob's [`RenderState`]. The lock is held only to copy a state in or out, never
+/// across an API call; kube's controller never reconciles one object twice at once, so a
+/// reconcile can take its RenderJob's state, work on it, and put it back.
+#[derive(Debug, Default)]
+pub struct States {
+    map: Mutex<HashMap<String, RenderState>>,
+}
+
+impl States {
+    /// A copy of the RenderJob's state (empty if there is none).
+    pub fn get(&self, uid: &str) -> RenderState {
+        self.map.lock().get(uid).cloned().unwrap_or_default()
+    }
+
+    pub fn put(&self, uid: &str, state: RenderState) {
+        self.map.lock().insert(uid.to_string(), state);
+    }
+
+    /// Changes one RenderJob's state in place.
+    pub fn update<R>(&self, uid: &str, f: impl FnOnce(&mut RenderState) -> R) -> R {
+        f(self.map.lock().entry(uid.to_string()).or_default())
+    }
+
+    /// Forgets the RenderJobs whose UID is not in `live`.
+    pub fn retain(&self, live: &HashSet<String>) {
+        self.map.lock().retain(|uid, _| live.contains(uid));
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_flight_marks_end_when_seen_or_too_old() {
+        let t0 = Instant::now();
+        let mut s = RenderState::default();
+        s.in_flight.insert(1, t0);
+        s.in_flight.insert(2, t0);
+        s.in_flight.insert(3, t0 + Duration::from_secs(30));
+        assert_eq!(
+            s.in_flight_expiry(t0),
+            Some(IN_FLIGHT_TTL + Duration::from_millis(100))
+        );
+        s.expire_in_flight(|i| i == 2, t0 + Duration::from_secs(1));
+        assert_eq!(s.in_flight.keys().copied().collect::<Vec<_>>(), [1, 3]);
+        s.expire_in_flight(|_| false, t0 + IN_FLIGHT_TTL);
+        assert_eq!(s.in_flight.keys().copied().collect::<Vec<_>>(), [3]);
+        assert_eq!(
+            s.in_flight_expiry(t0 + IN_FLIGHT_TTL),
+            Some(Duration::from_secs(30) + Duration::from_millis(100))
+        );
+    }
+
+    #[test]
+    fn gone_renderjobs_are_forgotten_in_one_place() {
+        let states = States::default();
+        states.put("a", RenderState::default());
+        states.update("b", |s| s.failures += 1);
+        states.update("c", |s| {
+            s.in_flight.insert(0, Instant::now());
+        });
+        assert_eq!(states.len(), 3);
+        assert_eq!(states.get("b").failures, 1);
+        states.retain(&HashSet::from(["b".to_string()]));
+        assert_eq!(states.len(), 1);
+        assert_eq!(states.get("b").failures, 1);
+        assert_eq!(states.get("c"), RenderState::default());
+    }
+}
