@@ -1,6 +1,6 @@
 //! What one pod says: why it cannot start, why it failed, render-node's report, when it
-//! finished, whether it was disrupted. A leaf: [`crate::cache`] and [`crate::status`] both read
-//! pods through it.
+//! finished, whether it was disrupted. A leaf: the caches and the status roll-up both read pods
+//! through it.
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
