@@ -73,7 +73,8 @@ pub const MAX_FAILED_BATCHES_LISTED: usize = 20;
 )]
 // Keep the number in step with MAX_BATCHES (a test checks).
 #[x_kube(validation = Rule::new(
-    "((self.frames.end - self.frames.start) / self.frames.step + self.batchSize) / self.batchSize <= 10000"
+    // Guarded: a zero step or batch size has its own message and must not divide by zero here.
+    "self.frames.step <= 0 || self.batchSize <= 0 || ((self.frames.end - self.frames.start) / self.frames.step + self.batchSize) / self.batchSize <= 10000"
 ).message("this frame range and batchSize would make more than 10000 batches (one Job each); raise batchSize")
 .field_path(".batchSize"))]
 #[serde(rename_all = "camelCase")]

@@ -53,12 +53,14 @@ pub struct JobConfig {
 
 /// `name` as a DNS label of at most `max` characters: dots become dashes, and a name that does
 /// not fit is cut and given a hash of the full name, so different long names never collide.
+/// A name that already ends like such a hash (`-` and 8 hex digits) is hashed too: otherwise a
+/// RenderJob could be named after another's hashed form and get its Jobs.
 pub fn short_name(name: &str, max: usize) -> String {
     let clean: String = name
         .chars()
         .map(|c| if c == '.' { '-' } else { c })
         .collect();
-    if clean.len() <= max && clean == name {
+    if clean.len() <= max && clean == name && !looks_hashed(name) {
         return clean;
     }
     let digest = Sha256::digest(name.as_bytes());
@@ -66,6 +68,16 @@ pub fn short_name(name: &str, max: usize) -> String {
     let keep = max.saturating_sub(hash.len() + 1).min(clean.len());
     let head = clean[..keep].trim_end_matches('-');
     format!("{head}-{hash}")
+}
+
+/// Whether `name` ends in `-` and 8 lowercase hex digits, as [`short_name`]'s hashed forms do.
+fn looks_hashed(name: &str) -> bool {
+    let b = name.as_bytes();
+    b.len() > 9
+        && b[b.len() - 9] == b'-'
+        && b[b.len() - 8..]
+            .iter()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
 }
 
 /// The batch Job's name: `<renderjob>-<index>`, at most 63 characters, the same every time.
@@ -503,6 +515,21 @@ mod tests {
             format!("{}-0003", short_name("shot.v2", 58))
         );
         assert_ne!(job_name("shot.v2", 3), job_name("shot-v2", 3));
+    }
+
+    #[test]
+    fn a_name_like_another_names_hashed_form_gets_other_jobs() {
+        let long = "a".repeat(70);
+        let hashed = short_name(&long, 58);
+        assert_eq!(hashed.len(), 58);
+        // A RenderJob named exactly like the long one's hashed form.
+        assert_ne!(job_name(&hashed, 0), job_name(&long, 0));
+        assert_ne!(short_name(&hashed, 63), short_name(&long, 63));
+        // Names that merely end in a number or a word stay as they are.
+        for name in ["shot-0001", "shot-12345678x", "shot-abcdefgh", "cafe-beef"] {
+            assert_eq!(short_name(name, 58), name);
+        }
+        assert_ne!(short_name("shot-deadbeef", 58), "shot-deadbeef");
     }
 
     #[test]

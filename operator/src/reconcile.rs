@@ -65,9 +65,14 @@ impl<'a> Observation<'a> {
         let job_refs: Vec<&BatchJob> = jobs.iter().map(Arc::as_ref).collect();
         let jobs = status::jobs_by_batch(rj_name, &plan, &job_refs);
         // Sorted first, so the map is built in one pass.
+        // A pod counts for its batch only while it belongs to the batch's Job.
         let mut indexed: Vec<(u32, &BatchPod)> = pods
             .iter()
             .filter_map(|p| Some((p.batch?, p.as_ref())))
+            .filter(|(i, p)| {
+                jobs.get(i)
+                    .is_some_and(|j| j.uid.is_some() && j.uid == p.job_uid)
+            })
             .collect();
         indexed.sort_unstable_by_key(|(i, _)| *i);
         let by_batch: BTreeMap<u32, Vec<&BatchPod>> = indexed
