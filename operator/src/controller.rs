@@ -311,11 +311,21 @@ async fn reconcile_with(rj: &RenderJob, ctx: &Context, state: &mut RenderState) 
         Instant::now(),
         &Time(Timestamp::now()),
     )?;
-    carry_out(rj, &ns, &fx, state, ctx).await?;
+    if carry_out(rj, &ns, &fx, state, ctx).await? == Refused::Yes {
+        // Look again at once: the refusal holds creation back and shows in status.
+        return Ok(Action::requeue(Duration::from_millis(100)));
+    }
     Ok(match fx.requeue(state, Instant::now()) {
         Some(after) => Action::requeue(after),
         None => Action::await_change(),
     })
+}
+
+/// Whether the API server refused a Job apply.
+#[derive(Debug, PartialEq, Eq)]
+enum Refused {
+    Yes,
+    No,
 }
 
 /// Sends the effects to the API server, in the order that keeps a crash harmless: Jobs first,
@@ -326,7 +336,7 @@ async fn carry_out(
     fx: &Effects,
     state: &mut RenderState,
     ctx: &Context,
-) -> Result<()> {
+) -> Result<Refused> {
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
     let (outcomes, failed) = apply_jobs(&jobs, fx.apply.clone()).await;
     let created: std::collections::BTreeSet<u32> = outcomes
@@ -355,15 +365,19 @@ async fn carry_out(
     if let Some(note) = created_note {
         publish(ctx, rj, &note).await;
     }
+    if Effects::refused(&outcomes) {
+        warn!(renderjob = %rj.name_any(), "a batch Job was refused; showing it in status");
+        return Ok(Refused::Yes);
+    }
     if let Some(w) = &fx.status {
         write_status(ctx, rj, &w.status).await?;
-        fx.wrote(state, Instant::now());
+        let failed_note = fx.wrote(state, Instant::now());
         count_progress(&ctx.metrics, &w.progress);
-        for note in &w.events {
+        for note in w.events.iter().chain(&failed_note) {
             publish(ctx, rj, note).await;
         }
     }
-    Ok(())
+    Ok(Refused::No)
 }
 
 /// Applies the Jobs, a few at once; how each went, and the first error.
@@ -392,10 +406,13 @@ async fn apply_jobs(
         .map(|(index, result)| {
             let outcome = match &result {
                 Ok(_) => Applied::Created,
-                Err(kube::Error::Api(e)) if e.code < 500 => Applied::Refused,
+                Err(kube::Error::Api(e)) if e.code < 500 => Applied::Refused(e.message.clone()),
                 Err(_) => Applied::Unknown,
             };
-            if let Err(e) = result {
+            // A refusal is shown in status (see `Effects::settle`); anything else is retried.
+            if let Err(e) = result
+                && outcome == Applied::Unknown
+            {
                 failed.get_or_insert(e);
             }
             (index, outcome)

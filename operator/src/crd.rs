@@ -172,6 +172,13 @@ pub struct RenderJobSpec {
     /// What happens to finished batch Jobs.
     #[serde(default)]
     pub cleanup: Cleanup,
+
+    /// The render fails, and no further batch starts, once this many batches have failed.
+    /// A batch that fails on bad input (the .blend missing, unreadable or too new) fails the
+    /// render at once: every batch shares that input.
+    #[serde(default = "default_max_failed_batches")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub max_failed_batches: i32,
 }
 
 /// An inclusive frame range.
@@ -209,7 +216,7 @@ pub struct Output {
 }
 
 /// The PersistentVolumeClaim with .blend files and output, mounted in every batch pod.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Storage {
     /// Name of a PersistentVolumeClaim in the RenderJob's namespace (ReadWriteMany when batches
@@ -219,13 +226,19 @@ pub struct Storage {
     /// Where the claim is mounted in batch pods.
     #[serde(default = "default_mount_path")]
     #[schemars(length(min = 2, max = 256), regex(pattern = r"^/[^\x00]*$"))]
+    #[x_kube(validation = Rule::new("self != '/tmp' && !self.startsWith('/tmp/') && self != '/'")
+        .message("mountPath must not be / or under /tmp: batch pods keep their scratch space at /tmp"))]
     pub mount_path: String,
 }
 
 /// Labels and annotations for batch pods.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema, Default)]
 pub struct PodMetadata {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 64))]
+    #[x_kube(validation = Rule::new(
+        "self.all(k, k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$') && k.split('/')[k.split('/').size() - 1].size() <= 63 && self[k].size() <= 63 && self[k].matches('^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$'))"
+    ).message("podMetadata.labels: keys must be label keys ([prefix/]name, name at most 63 of A-Z a-z 0-9 - _ .) and values at most 63 such characters"))]
     pub labels: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
@@ -257,6 +270,9 @@ fn default_parallelism() -> i32 {
 }
 fn default_backoff_limit() -> i32 {
     3
+}
+fn default_max_failed_batches() -> i32 {
+    10
 }
 fn default_step() -> i32 {
     1

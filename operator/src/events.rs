@@ -11,7 +11,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use crate::crd::{Phase, RenderJobStatus};
+use crate::crd::{FailedBatch, Phase, RenderJobStatus};
 use crate::job::job_name;
 use crate::plan::Plan;
 use crate::ranges::encode_ranges;
@@ -21,21 +21,41 @@ pub const EVERY: Duration = Duration::from_secs(30);
 /// Longest list of batch ranges in a note (an Event's note may hold 1 kB).
 const MAX_RANGES: usize = 200;
 
-/// Batches of one RenderJob created but not yet reported in an Event.
+/// Batches of one RenderJob not yet reported in an Event: the first are reported at once, the
+/// rest gathered into at most one Event per [`EVERY`], and the last at once (`flush`).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Created {
+pub struct Coalesce {
     last_sent: Option<Instant>,
     unreported: BTreeSet<u32>,
 }
 
-impl Created {
+/// Batch creations, reported as `BatchesCreated`.
+pub type Created = Coalesce;
+
+impl Coalesce {
     pub fn add(&mut self, batches: impl IntoIterator<Item = u32>) {
         self.unreported.extend(batches);
     }
 
-    /// The note of the Event to publish now, if one is due: for the render's first creations,
-    /// when [`EVERY`] has passed since the last one, or when no batch is left to create
-    /// (`all_created`).
+    /// The batches to report now, if an Event is due: the first time, when [`EVERY`] has
+    /// passed since the last one, or when `flush` says nothing more will come.
+    pub fn take_due(&mut self, now: Instant, flush: bool) -> Option<BTreeSet<u32>> {
+        if self.unreported.is_empty() {
+            return None;
+        }
+        let due = match self.last_sent {
+            None => true,
+            Some(at) => flush || now.saturating_duration_since(at) >= EVERY,
+        };
+        if !due {
+            return None;
+        }
+        self.last_sent = Some(now);
+        Some(std::mem::take(&mut self.unreported))
+    }
+
+    /// The note of the `BatchesCreated` Event to publish now, if one is due (`all_created`: no
+    /// batch is left to create).
     pub fn note(
         &mut self,
         now: Instant,
@@ -43,18 +63,7 @@ impl Created {
         rj_name: &str,
         plan: &Plan,
     ) -> Option<String> {
-        if self.unreported.is_empty() {
-            return None;
-        }
-        let due = match self.last_sent {
-            None => true,
-            Some(at) => all_created || now.saturating_duration_since(at) >= EVERY,
-        };
-        if !due {
-            return None;
-        }
-        self.last_sent = Some(now);
-        let batches = std::mem::take(&mut self.unreported);
+        let batches = self.take_due(now, all_created)?;
         Some(describe(&batches, all_created, rj_name, plan))
     }
 
@@ -96,33 +105,31 @@ impl Note {
     }
 }
 
-/// The Events for what changed between the status last written and the one written now: each
-/// newly failed batch, a resume, and the render's new phase.
+/// The Events for what changed between the status last written and the one written now: a
+/// rejected Job, a resume, and the render's new phase. (Failed batches are gathered by
+/// [`Coalesce`] and worded by [`failed_note`].)
 pub fn on_change(old: &RenderJobStatus, new: &RenderJobStatus) -> Vec<Note> {
-    let known: BTreeSet<i64> = old.failed_batches.iter().map(|f| f.index).collect();
-    let mut notes: Vec<Note> = new
-        .failed_batches
-        .iter()
-        .filter(|f| !known.contains(&f.index))
-        .map(|f| {
-            let exit = f
-                .exit_code
-                .map(|c| format!(", exit code {c}"))
-                .unwrap_or_default();
-            let why = f
-                .message
-                .as_deref()
-                .map(|s| format!(": {s}"))
-                .unwrap_or_default();
-            Note::warning(
-                "BatchFailed",
-                format!(
-                    "Batch {} (frames {}) failed after {} attempt(s): {}{exit}{why}",
-                    f.index, f.frames, f.attempts, f.reason
-                ),
-            )
-        })
-        .collect();
+    let mut notes = Vec::new();
+    let progressing = |s: &RenderJobStatus| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == crate::status::PROGRESSING)
+            .map(|c| (c.reason.clone(), c.message.clone()))
+    };
+    if let Some((reason, message)) = progressing(new)
+        && BLOCKED.contains(&reason.as_str())
+        && progressing(old) != Some((reason.clone(), message.clone()))
+    {
+        notes.push(Note {
+            warning: true,
+            reason: BLOCKED
+                .iter()
+                .find(|r| **r == reason)
+                .copied()
+                .unwrap_or("Blocked"),
+            note: message,
+        });
+    }
     // Leaving Suspended is a resume whatever comes next: the pods may not have started yet
     // (Pending), or the last batches may have finished meanwhile (Succeeded).
     if old.phase == Phase::Suspended && new.phase != Phase::Suspended {
@@ -132,6 +139,66 @@ pub fn on_change(old: &RenderJobStatus, new: &RenderJobStatus) -> Vec<Note> {
         notes.extend(on_phase(old.phase, new));
     }
     notes
+}
+
+/// `Progressing` reasons that mean the render is held by something the user must fix; each
+/// new one is a Warning Event.
+pub const BLOCKED: [&str; 2] = ["JobRejected", "ClaimNotFound"];
+
+/// Batches newly failed, gathered by [`Coalesce`]: `failed` is the status's list of failed
+/// batches, which words each (it may be shorter than `batches`).
+pub fn failed_note(batches: &BTreeSet<u32>, failed: &[FailedBatch]) -> Note {
+    let word = |f: &FailedBatch| {
+        let exit = f
+            .exit_code
+            .map(|c| format!(", exit code {c}"))
+            .unwrap_or_default();
+        let why = f
+            .message
+            .as_deref()
+            .map(|s| format!(": {s}"))
+            .unwrap_or_default();
+        format!("{}{exit}{why}", f.reason)
+    };
+    let listed: Vec<&FailedBatch> = failed
+        .iter()
+        .filter(|f| u32::try_from(f.index).is_ok_and(|i| batches.contains(&i)))
+        .collect();
+    let note = match (batches.len(), listed.first()) {
+        (1, Some(f)) => format!(
+            "Batch {} (frames {}) failed after {} attempt(s): {}",
+            f.index,
+            f.frames,
+            f.attempts,
+            word(f)
+        ),
+        _ => {
+            let mut note = format!(
+                "{} batches failed ({})",
+                batches.len(),
+                encode_ranges(batches)
+            );
+            if let Some(f) = listed.first() {
+                note.push_str(&format!("; batch {}: {}", f.index, word(f)));
+            }
+            note
+        }
+    };
+    Note::warning("BatchFailed", cut(note))
+}
+
+/// At most the 1 kB an Event's note may hold.
+fn cut(mut s: String) -> String {
+    const MAX: usize = 1000;
+    if s.len() > MAX {
+        let mut at = MAX;
+        while !s.is_char_boundary(at) {
+            at -= 1;
+        }
+        s.truncate(at);
+        s.push('…');
+    }
+    s
 }
 
 fn on_phase(old: Phase, new: &RenderJobStatus) -> Option<Note> {
@@ -284,21 +351,67 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_batch_is_reported_once() {
-        let before = status(Phase::Running, &[]);
-        let after = status(Phase::Running, &[2]);
-        let notes = on_change(&before, &after);
+    fn failed_batches_are_worded_one_by_one_or_together() {
+        let one = status(Phase::Running, &[2]);
         assert_eq!(
-            notes,
-            [Note::warning(
+            failed_note(&BTreeSet::from([2]), &one.failed_batches),
+            Note::warning(
                 "BatchFailed",
                 "Batch 2 (frames 11..15) failed after 4 attempt(s): BlenderError, exit code 1: Segmentation fault"
-            )]
+            )
         );
-        assert!(on_change(&after, &after).is_empty());
-        let more = status(Phase::Running, &[2, 3]);
-        assert_eq!(reasons(&on_change(&after, &more)), ["BatchFailed"]);
-        assert!(on_change(&after, &more)[0].note.starts_with("Batch 3 "));
+        let many = status(Phase::Running, &[2, 3, 4, 7]);
+        let note = failed_note(&BTreeSet::from([3, 4, 7]), &many.failed_batches);
+        assert_eq!(
+            note.note,
+            "3 batches failed (3-4,7); batch 3: BlenderError, exit code 1: Segmentation fault"
+        );
+        // Not in the status's list (it holds the first 100): still counted.
+        let note = failed_note(&BTreeSet::from([500, 501]), &many.failed_batches);
+        assert_eq!(note.note, "2 batches failed (500-501)");
+        assert!(
+            on_change(&status(Phase::Running, &[]), &many).is_empty(),
+            "not per change"
+        );
+    }
+
+    #[test]
+    fn failures_coalesce_like_creations() {
+        let t0 = Instant::now();
+        let mut c = Coalesce::default();
+        c.add([1]);
+        assert_eq!(c.take_due(t0, false), Some(BTreeSet::from([1])));
+        c.add([2, 3]);
+        assert_eq!(c.take_due(t0 + Duration::from_secs(1), false), None);
+        assert_eq!(
+            c.due_in(t0 + Duration::from_secs(1)),
+            Some(EVERY - Duration::from_secs(1))
+        );
+        assert_eq!(
+            c.take_due(t0 + Duration::from_secs(2), true),
+            Some(BTreeSet::from([2, 3])),
+            "the last at once"
+        );
+    }
+
+    #[test]
+    fn a_held_render_warns_once_per_reason_and_message() {
+        let mut held = status(Phase::Running, &[]);
+        crate::status::set_condition(
+            &mut held.conditions,
+            crate::status::PROGRESSING,
+            false,
+            "JobRejected",
+            "batch 1 (Job shot-0001) was refused: exceeded quota".into(),
+            Some(1),
+            &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                "2026-11-23T12:00:00Z".parse().expect("time"),
+            ),
+        );
+        let notes = on_change(&status(Phase::Running, &[]), &held);
+        assert_eq!(reasons(&notes), ["JobRejected"]);
+        assert!(notes[0].warning && notes[0].note.contains("exceeded quota"));
+        assert!(on_change(&held, &held).is_empty());
     }
 
     #[test]

@@ -38,6 +38,9 @@ pub const FRAMES_ANNOTATION: &str = "renderfarm.io/frames";
 pub const CONTAINER: &str = "render";
 /// Scratch space for Blender (temp files, config) under a read-only root filesystem.
 pub const SCRATCH_DIR: &str = "/tmp";
+/// Most the scratch space may hold: a batch that fills it is evicted on its own instead of
+/// filling the node's disk and evicting its neighbours.
+pub const SCRATCH_SIZE: &str = "8Gi";
 /// Non-root user of the node image.
 pub const NODE_UID: i64 = 1000;
 
@@ -332,7 +335,10 @@ fn pod_spec(rj: &RenderJob, container: Container) -> PodSpec {
             },
             Volume {
                 name: "scratch".to_string(),
-                empty_dir: Some(EmptyDirVolumeSource::default()),
+                empty_dir: Some(EmptyDirVolumeSource {
+                    size_limit: Some(Quantity(SCRATCH_SIZE.to_string())),
+                    ..Default::default()
+                }),
                 ..Default::default()
             },
         ]),
@@ -515,6 +521,29 @@ mod tests {
             format!("{}-0003", short_name("shot.v2", 58))
         );
         assert_ne!(job_name("shot.v2", 3), job_name("shot-v2", 3));
+    }
+
+    #[test]
+    fn scratch_space_is_bounded_and_the_claim_mounted() {
+        let rj = renderjob("shot", Device::Cpu);
+        let job = build(&rj, &batch(&rj, 0), &config(), false).expect("job builds");
+        let pod = job.spec.and_then(|s| s.template.spec).expect("pod spec");
+        let volumes = pod.volumes.expect("volumes");
+        let scratch = volumes
+            .iter()
+            .find(|v| v.name == "scratch")
+            .expect("scratch");
+        let limit = scratch
+            .empty_dir
+            .as_ref()
+            .and_then(|e| e.size_limit.as_ref());
+        assert_eq!(limit.map(|q| q.0.as_str()), Some(SCRATCH_SIZE));
+        let storage = volumes
+            .iter()
+            .find(|v| v.name == "storage")
+            .expect("storage");
+        let claim = storage.persistent_volume_claim.as_ref().expect("claim");
+        assert_eq!(claim.claim_name, "render-storage");
     }
 
     #[test]

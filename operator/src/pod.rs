@@ -40,8 +40,17 @@ pub fn stuck_reason(pod: &Pod) -> Option<PodProblem> {
             && c.status == "False"
             && c.reason.as_deref() == Some("Unschedulable")
     }) {
+        let message = c.message.as_deref().unwrap_or_default();
+        // The scheduler says so when the storage claim does not exist.
+        let no_claim =
+            message.contains("persistentvolumeclaim \"") && message.contains("not found");
         return Some(PodProblem {
-            reason: "Unschedulable".into(),
+            reason: if no_claim {
+                "ClaimNotFound"
+            } else {
+                "Unschedulable"
+            }
+            .into(),
             exit_code: None,
             message: c.message.as_deref().map(short),
         });

@@ -20,8 +20,8 @@ use crate::events::{self, Note};
 use crate::job::{self, JobConfig};
 use crate::plan::Plan;
 use crate::ranges::decode_ranges;
-use crate::state::RenderState;
-use crate::status::{self, BatchState, Observed};
+use crate::state::{Rejection, RenderState};
+use crate::status::{self, BatchState, Hold, Observed};
 
 /// A status change that is not [`status::urgent`] (counts, progress, messages) waits until
 /// this long after the last status write, so a render writes its status about once a second
@@ -93,17 +93,25 @@ impl<'a> Observation<'a> {
     }
 
     /// What to change and the status to write once it is done. `old` is the status last
-    /// written; `in_flight`, the batches created but not seen in the cache yet. Batches about
-    /// to be created and those in flight count as active.
+    /// written; `in_flight`, the batches created but not seen in the cache yet; `rejected`, a
+    /// refused Job apply that holds creation back. Batches about to be created and those in
+    /// flight count as active.
     pub fn decide(
         &self,
         rj: &RenderJob,
         old: &RenderJobStatus,
         in_flight: &BTreeSet<u32>,
+        rejected: Option<Hold>,
         now: &Time,
     ) -> (Actions, RenderJobStatus) {
         let mut states = status::batch_states(&self.plan, &self.jobs, &self.recorded);
-        let todo = actions::decide(rj, &states, &self.jobs, in_flight, &self.recorded);
+        let hold = status::stop(rj, &self.plan, &states, &self.jobs, &self.pods)
+            .or(rejected)
+            .or_else(|| status::claim_missing(rj, &states, &self.pods));
+        let mut todo = actions::decide(rj, &states, &self.jobs, in_flight, &self.recorded);
+        if hold.is_some() {
+            todo.create.clear();
+        }
         for i in todo.create.iter().chain(in_flight.iter()) {
             if let Some(s) = states.get_mut(*i as usize)
                 && *s == BatchState::Pending
@@ -116,6 +124,7 @@ impl<'a> Observation<'a> {
             states: &states,
             jobs: &self.jobs,
             pods: &self.pods,
+            hold: hold.as_ref(),
         };
         let mut basis = rj.clone();
         basis.status = Some(old.clone());
@@ -155,11 +164,11 @@ pub struct Progress {
 }
 
 /// How the API server answered one Job apply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
     Created,
-    /// Refused (a 4xx): nothing was created.
-    Refused,
+    /// Refused (a 4xx), with the server's message: nothing was created.
+    Refused(String),
     /// No answer or a 5xx: the Job may exist.
     Unknown,
 }
@@ -182,9 +191,16 @@ pub struct Effects {
     /// Whether no batch is left to create (the creation Event says so).
     all_created: bool,
     rj_name: String,
+    generation: Option<i64>,
     plan: Option<Plan>,
     /// Come back this soon, whatever else (caches not synced yet).
     retry: Option<Duration>,
+    /// A refused Job apply holds creation back until then.
+    hold_until: Option<Instant>,
+    /// Batches the status to write newly records as failed.
+    newly_failed: BTreeSet<u32>,
+    /// The render is finished (the last failures are reported at once).
+    terminal: bool,
 }
 
 /// Works out every effect of one reconcile. `state` is updated as if the effects will be
@@ -202,6 +218,7 @@ pub fn decide(
     let name = rj.name_any();
     let mut fx = Effects {
         rj_name: name.clone(),
+        generation: rj.metadata.generation,
         ..Effects::default()
     };
     if rj.metadata.deletion_timestamp.is_some() {
@@ -227,7 +244,18 @@ pub fn decide(
     let seen = Observation::new(&name, plan, &old, input.jobs, input.pods);
     state.expire_in_flight(|i| seen.jobs.contains_key(&i), now);
     let in_flight: BTreeSet<u32> = state.in_flight.keys().copied().collect();
-    let (todo, new) = seen.decide(rj, &old, &in_flight, wall);
+    let rejected = state.holding(rj.metadata.generation, now).map(|r| Hold {
+        reason: "JobRejected".into(),
+        message: format!(
+            "batch {} (Job {}) was refused by the API server: {}",
+            r.batch, r.job, r.message
+        ),
+        fails: false,
+    });
+    fx.hold_until = state
+        .holding(rj.metadata.generation, now)
+        .map(|r| r.retry_at());
+    let (todo, new) = seen.decide(rj, &old, &in_flight, rejected, wall);
     for index in &todo.create {
         if let Some(batch) = plan.batch(*index) {
             fx.apply
@@ -248,7 +276,15 @@ pub fn decide(
     fx.status_due = written_at
         .map(|at| STATUS_EVERY.saturating_sub(now.saturating_duration_since(at)))
         .filter(|wait| old != new && !wait.is_zero() && !status::urgent(&old, &new));
+    fx.terminal = matches!(new.phase, Phase::Succeeded | Phase::Failed);
     if old != new && fx.status_due.is_none() {
+        let known: BTreeSet<i64> = old.failed_batches.iter().map(|f| f.index).collect();
+        fx.newly_failed = new
+            .failed_batches
+            .iter()
+            .filter(|f| !known.contains(&f.index))
+            .filter_map(|f| u32::try_from(f.index).ok())
+            .collect();
         fx.status = Some(StatusWrite {
             events: events::on_change(&old, &new),
             progress: progress(&old, &new, &seen),
@@ -310,9 +346,10 @@ impl Effects {
     }
 
     /// Takes in how the Job applies went: a refused batch is no longer in flight (a timeout or
-    /// a 5xx keeps the mark: the Job may exist), created batches wait for their Event. Returns
-    /// the `BatchesCreated` Event when one is due; none while an apply failed, since the
-    /// reconcile is retried.
+    /// a 5xx keeps the mark: the Job may exist) and holds creation back for a while (see
+    /// [`Rejection::retry_at`]); created batches wait for their Event. Returns the
+    /// `BatchesCreated` Event when one is due; none while an apply failed, since the reconcile
+    /// is retried.
     pub fn settle(
         &self,
         state: &mut RenderState,
@@ -325,13 +362,29 @@ impl Effects {
                 Applied::Created => {
                     created.insert(*index);
                 }
-                Applied::Refused => {
+                Applied::Refused(message) => {
                     state.in_flight.remove(index);
+                    let count = state.rejection.as_ref().map_or(0, |r| r.count) + 1;
+                    state.rejection = Some(Rejection {
+                        batch: *index,
+                        job: self.job_name(*index),
+                        message: message.clone(),
+                        generation: self.generation,
+                        at: now,
+                        count,
+                    });
                 }
                 Applied::Unknown => {}
             }
         }
         let failed = outcomes.iter().any(|(_, o)| *o != Applied::Created);
+        if !created.is_empty()
+            && !outcomes
+                .iter()
+                .any(|(_, o)| matches!(o, Applied::Refused(_)))
+        {
+            state.rejection = None;
+        }
         state.created.add(created);
         let plan = self.plan.as_ref()?;
         if failed {
@@ -343,11 +396,30 @@ impl Effects {
         Some(Note::normal("BatchesCreated", note))
     }
 
-    /// Records a status write the API server took.
-    pub fn wrote(&self, state: &mut RenderState, now: Instant) {
-        if let Some(w) = &self.status {
-            state.written = Some((w.status.clone(), now));
-        }
+    /// Whether an apply was refused: the status worked out before it assumed the Job would
+    /// exist, so it is not written; the next reconcile, at once, shows the refusal instead.
+    pub fn refused(outcomes: &[(u32, Applied)]) -> bool {
+        outcomes
+            .iter()
+            .any(|(_, o)| matches!(o, Applied::Refused(_)))
+    }
+
+    fn job_name(&self, index: u32) -> String {
+        self.apply
+            .iter()
+            .find(|(i, _)| *i == index)
+            .and_then(|(_, j)| j.metadata.name.clone())
+            .unwrap_or_default()
+    }
+
+    /// Records a status write the API server took; returns the `BatchFailed` Event when one is
+    /// due (the first failures at once, then at most every 30 s, the last when the render ends).
+    pub fn wrote(&self, state: &mut RenderState, now: Instant) -> Option<Note> {
+        let w = self.status.as_ref()?;
+        state.written = Some((w.status.clone(), now));
+        state.failed.add(self.newly_failed.iter().copied());
+        let batches = state.failed.take_due(now, self.terminal)?;
+        Some(events::failed_note(&batches, &w.status.failed_batches))
     }
 
     /// When to reconcile again without a watch event (`None`: only on a change). Soon enough
@@ -363,7 +435,9 @@ impl Effects {
         let wake = [
             self.status_due,
             state.created.due_in(now),
+            state.failed.due_in(now),
             state.in_flight_expiry(now),
+            self.hold_until.map(|at| at.saturating_duration_since(now)),
         ]
         .into_iter()
         .flatten()
@@ -441,13 +515,13 @@ mod tests {
 
         // Batch 3 is in flight: with batches 1 and 2 running, parallelism 3 leaves no slot.
         let now = Time("2026-11-23T12:00:00Z".parse().expect("time"));
-        let (todo, new) = seen.decide(&rj, &old, &BTreeSet::from([3]), &now);
+        let (todo, new) = seen.decide(&rj, &old, &BTreeSet::from([3]), None, &now);
         assert!(todo.create.is_empty(), "{todo:?}");
         assert_eq!((new.batches.active, new.batches.pending), (3, 2));
         assert_eq!(new.succeeded_batches.as_deref(), Some("0"));
 
         // Nothing in flight: batch 3 is created, and counts as active in the new status.
-        let (todo, new) = seen.decide(&rj, &old, &BTreeSet::new(), &now);
+        let (todo, new) = seen.decide(&rj, &old, &BTreeSet::new(), None, &now);
         assert_eq!(todo.create, [3]);
         assert_eq!((new.batches.active, new.batches.pending), (3, 2));
         assert_eq!(
@@ -509,17 +583,43 @@ mod tests {
             &mut state,
             &[
                 (0, Applied::Created),
-                (1, Applied::Refused),
+                (1, Applied::Refused("exceeded quota".into())),
                 (2, Applied::Unknown),
             ],
             t0,
         );
         assert_eq!(note, None, "no Event while an apply failed");
         assert_eq!(state.in_flight.keys().copied().collect::<Vec<_>>(), [0, 2]);
-        // The retry succeeds: batch 0's creation is reported with batch 1's.
+        // At once, the refusal holds creation back and shows in status, with a warning.
         let fx = effects(&rj, &[], &[], &mut state, t0);
+        assert!(fx.apply.is_empty());
+        let w = fx.status.clone().expect("status");
+        let progressing = w
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == status::PROGRESSING)
+            .expect("Progressing");
+        assert_eq!(
+            (progressing.status.as_str(), progressing.reason.as_str()),
+            ("False", "JobRejected")
+        );
+        assert_eq!(
+            progressing.message,
+            "batch 1 (Job shot-0001) was refused by the API server: exceeded quota"
+        );
+        assert_eq!(reasons(&w.events), ["JobRejected"]);
+        // Soon: batch 0's creation is still to be reported; at the latest when the hold ends.
+        assert_eq!(fx.requeue(&state, t0), Some(Duration::from_millis(100)));
+        state.created = Default::default();
+        assert_eq!(fx.requeue(&state, t0), Some(Duration::from_secs(2)));
+        state.created.add([0]);
+        // Two seconds later it is tried again, goes through, and batch 0's creation is
+        // reported with batch 1's.
+        let t2 = t0 + Duration::from_secs(2);
+        let fx = effects(&rj, &[], &[], &mut state, t2);
         assert_eq!(fx.apply.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [1]);
-        let note = fx.settle(&mut state, &[(1, Applied::Created)], t0);
+        let note = fx.settle(&mut state, &[(1, Applied::Created)], t2);
         assert_eq!(
             note,
             Some(Note::normal(
@@ -527,6 +627,7 @@ mod tests {
                 "Created 2 batch Jobs (shot-0000 to shot-0001), batches 0-1"
             ))
         );
+        assert_eq!(state.rejection, None);
         // Come back when batch 2's mark runs out.
         let wake = fx
             .requeue(&state, t0 + Duration::from_secs(50))

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::crd::RenderJobStatus;
-use crate::events::Created;
+use crate::events::{Coalesce, Created};
 
 /// How long a created Job may stay unseen in the cache before it stops counting as in flight.
 pub const IN_FLIGHT_TTL: Duration = Duration::from_secs(60);
@@ -23,8 +23,34 @@ pub struct RenderState {
     /// The status this process last wrote, and when. The cache can lag behind our own writes;
     /// comparing against what we wrote keeps metrics and Events from counting a change twice.
     pub written: Option<(RenderJobStatus, Instant)>,
+    /// Failed batches not reported in a `BatchFailed` Event yet.
+    pub failed: Coalesce,
+    /// The last Job apply the API server refused, while no later one went through.
+    pub rejection: Option<Rejection>,
     /// Reconciles that failed in a row, for the error backoff.
     pub failures: u32,
+}
+
+/// A Job apply the API server refused (a quota, an admission webhook, an invalid field).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub batch: u32,
+    pub job: String,
+    /// The API server's words.
+    pub message: String,
+    /// The RenderJob's generation then: an edited spec is tried again at once.
+    pub generation: Option<i64>,
+    pub at: Instant,
+    /// Refusals in a row.
+    pub count: u32,
+}
+
+impl Rejection {
+    /// No Job is applied before this: 2 s after the first refusal, doubling up to a minute.
+    pub fn retry_at(&self) -> Instant {
+        let secs = 1u64 << self.count.clamp(1, 6);
+        self.at + Duration::from_secs(secs.min(60))
+    }
 }
 
 impl RenderState {
@@ -32,6 +58,13 @@ impl RenderState {
     pub fn expire_in_flight(&mut self, seen: impl Fn(u32) -> bool, now: Instant) {
         self.in_flight
             .retain(|i, at| !seen(*i) && now.saturating_duration_since(*at) < IN_FLIGHT_TTL);
+    }
+
+    /// The refusal that holds Job creation back at `now`, if any.
+    pub fn holding(&self, generation: Option<i64>, now: Instant) -> Option<&Rejection> {
+        self.rejection
+            .as_ref()
+            .filter(|r| r.generation == generation && now < r.retry_at())
     }
 
     /// Time until the oldest in-flight mark runs out, and a little more.
@@ -105,6 +138,31 @@ mod tests {
         assert_eq!(
             s.in_flight_expiry(t0 + IN_FLIGHT_TTL),
             Some(Duration::from_secs(30) + Duration::from_millis(100))
+        );
+    }
+
+    #[test]
+    fn a_refusal_holds_creation_back_with_a_growing_delay_until_the_spec_changes() {
+        let t0 = Instant::now();
+        let mut s = RenderState::default();
+        let mut r = Rejection {
+            batch: 1,
+            job: "shot-0001".into(),
+            message: "exceeded quota".into(),
+            generation: Some(1),
+            at: t0,
+            count: 1,
+        };
+        assert_eq!(r.retry_at(), t0 + Duration::from_secs(2));
+        r.count = 10;
+        assert_eq!(r.retry_at(), t0 + Duration::from_secs(60));
+        r.count = 1;
+        s.rejection = Some(r);
+        assert!(s.holding(Some(1), t0 + Duration::from_secs(1)).is_some());
+        assert!(s.holding(Some(1), t0 + Duration::from_secs(2)).is_none());
+        assert!(
+            s.holding(Some(2), t0).is_none(),
+            "an edited spec is tried at once"
         );
     }
 

@@ -147,6 +147,81 @@ pub fn set_condition(
     }
 }
 
+/// Why no further batch starts: something the user must fix. Shown in `Progressing` (and in
+/// `Failed` when it fails the render).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    /// `JobRejected`, `ClaimNotFound`, `BadInput`, `TooManyFailedBatches`.
+    pub reason: String,
+    pub message: String,
+    /// The render fails once no batch is running: every batch would fail the same way, or
+    /// enough have.
+    pub fails: bool,
+}
+
+/// The render stops when a batch failed on bad input (the .blend and the arguments are the
+/// same for every batch) or when `maxFailedBatches` have failed.
+pub fn stop(
+    rj: &RenderJob,
+    plan: &Plan,
+    states: &[BatchState],
+    jobs: &BTreeMap<u32, &BatchJob>,
+    pods: &BTreeMap<u32, Vec<&BatchPod>>,
+) -> Option<Hold> {
+    let failed: Vec<u32> = (0..plan.len())
+        .filter(|i| states[*i as usize] == BatchState::Failed)
+        .collect();
+    let bad_input = failed.iter().find_map(|i| {
+        let pods = pods.get(i).map(Vec::as_slice).unwrap_or(&[]);
+        let f = failed_batch(*i, plan, jobs.get(i)?, pods);
+        (f.reason == "BadInput").then_some(f)
+    });
+    if let Some(f) = bad_input {
+        return Some(Hold {
+            reason: "BadInput".into(),
+            message: format!(
+                "batch {} failed on input every batch shares, so no further batch starts: {}",
+                f.index,
+                f.message.as_deref().unwrap_or("bad input")
+            ),
+            fails: true,
+        });
+    }
+    let max = rj.spec.max_failed_batches.max(1) as usize;
+    (failed.len() >= max).then(|| Hold {
+        reason: "TooManyFailedBatches".into(),
+        message: format!(
+            "{} batches failed (maxFailedBatches is {max}), so no further batch starts",
+            failed.len()
+        ),
+        fails: true,
+    })
+}
+
+/// A pod of an unfinished batch cannot start because the storage claim does not exist: no
+/// other batch could start either.
+pub fn claim_missing(
+    rj: &RenderJob,
+    states: &[BatchState],
+    pods: &BTreeMap<u32, Vec<&BatchPod>>,
+) -> Option<Hold> {
+    let stuck = pods.iter().find_map(|(i, pods)| {
+        let active = states.get(*i as usize) == Some(&BatchState::Active);
+        pods.iter()
+            .filter(|_| active)
+            .find_map(|p| p.stuck.as_deref().filter(|s| s.reason == "ClaimNotFound"))
+    })?;
+    Some(Hold {
+        reason: "ClaimNotFound".into(),
+        message: format!(
+            "the storage claim {:?} does not exist in this namespace; create it and the render goes on ({})",
+            rj.spec.storage.claim_name,
+            stuck.message.as_deref().unwrap_or_default()
+        ),
+        fails: false,
+    })
+}
+
 /// Everything the roll-up looks at.
 pub struct Observed<'a> {
     pub plan: &'a Plan,
@@ -154,6 +229,8 @@ pub struct Observed<'a> {
     pub jobs: &'a BTreeMap<u32, &'a BatchJob>,
     /// The RenderJob's batch pods, by batch index.
     pub pods: &'a BTreeMap<u32, Vec<&'a BatchPod>>,
+    /// Why no further batch starts, if something holds the render.
+    pub hold: Option<&'a Hold>,
 }
 
 /// The status `rj` should have now. Only condition transition times depend on `now`, so an
@@ -171,7 +248,7 @@ pub fn roll_up(rj: &RenderJob, seen: &Observed<'_>, now: &Time) -> RenderJobStat
     };
     let tally = PodTally::of(seen, &prev);
     let failed_batches = failed_batches(seen);
-    let phase = phase(rj, &prev, &batches, &tally.pods);
+    let phase = phase(rj, &prev, &batches, &tally.pods, seen.hold);
     let times = times(rj, &prev, seen, &batches, phase);
     let conditions = conditions(
         rj,
@@ -182,6 +259,7 @@ pub fn roll_up(rj: &RenderJob, seen: &Observed<'_>, now: &Time) -> RenderJobStat
             frames: &frames,
             failed: &failed_batches,
             stuck: tally.stuck.first(),
+            hold: seen.hold,
         },
         now,
     );
@@ -298,11 +376,18 @@ fn failed_batches(seen: &Observed<'_>) -> Vec<FailedBatch> {
         .collect()
 }
 
-fn phase(rj: &RenderJob, prev: &RenderJobStatus, batches: &BatchCounts, pods: &PodCounts) -> Phase {
+fn phase(
+    rj: &RenderJob,
+    prev: &RenderJobStatus,
+    batches: &BatchCounts,
+    pods: &PodCounts,
+    hold: Option<&Hold>,
+) -> Phase {
     let finished = batches.pending + batches.active == 0;
+    let stopped = hold.is_some_and(|h| h.fails) && batches.active == 0;
     if batches.total > 0 && batches.succeeded == batches.total {
         Phase::Succeeded
-    } else if finished && batches.failed > 0 {
+    } else if (finished || stopped) && batches.failed > 0 {
         Phase::Failed
     } else if rj.spec.suspend {
         Phase::Suspended
@@ -389,6 +474,7 @@ struct Summary<'a> {
     failed: &'a [FailedBatch],
     /// The first pod that cannot start, and its batch.
     stuck: Option<&'a (u32, PodProblem)>,
+    hold: Option<&'a Hold>,
 }
 
 impl Summary<'_> {
@@ -457,6 +543,9 @@ fn failed_condition<'a>(s: &Summary<'a>) -> ConditionValue<'a> {
             .collect();
         format!("{} failed: {}", s.batches.failed, list.join("; "))
     };
+    if let Some(h) = s.hold.filter(|h| h.fails && s.phase == Phase::Failed) {
+        return (true, h.reason.as_str(), format!("{}; {message}", h.message));
+    }
     let reason = if s.phase == Phase::Failed {
         "BatchesFailed"
     } else if s.batches.failed > 0 {
@@ -468,6 +557,10 @@ fn failed_condition<'a>(s: &Summary<'a>) -> ConditionValue<'a> {
 }
 
 fn progressing_condition<'a>(s: &Summary<'a>) -> ConditionValue<'a> {
+    let open = !matches!(s.phase, Phase::Succeeded | Phase::Failed | Phase::Suspended);
+    if open && let Some(h) = s.hold {
+        return (false, h.reason.as_str(), h.message.clone());
+    }
     match (s.phase, s.stuck) {
         (Phase::Succeeded | Phase::Failed, _) => (false, "Finished", s.counts()),
         (Phase::Suspended, _) => (false, "Suspended", s.counts()),

@@ -80,6 +80,11 @@ impl World {
 
     /// The status, from the Jobs and pods as the operator's caches keep them.
     fn status(&self) -> RenderJobStatus {
+        self.status_holding(false)
+    }
+
+    /// The same, with the holds the reconcile applies (`stop`, `claim_missing`) when `hold`.
+    fn status_holding(&self, hold: bool) -> RenderJobStatus {
         let kept: Vec<BatchJob> = self.jobs.iter().cloned().map(BatchJob::from).collect();
         let jobs: Vec<&BatchJob> = kept.iter().collect();
         let by_batch = jobs_by_batch("shot", &self.plan, &jobs);
@@ -100,6 +105,12 @@ impl World {
             .iter()
             .map(|(k, v)| (*k, v.iter().collect()))
             .collect();
+        let held = hold
+            .then(|| {
+                stop(&self.rj, &self.plan, &states, &by_batch, &pods)
+                    .or_else(|| claim_missing(&self.rj, &states, &pods))
+            })
+            .flatten();
         roll_up(
             &self.rj,
             &Observed {
@@ -107,6 +118,7 @@ impl World {
                 states: &states,
                 jobs: &by_batch,
                 pods: &pods,
+                hold: held.as_ref(),
             },
             &now(),
         )
@@ -565,4 +577,107 @@ fn only_transitions_and_failures_are_urgent() {
     w.rj.status = Some(running.clone());
     w.jobs.push(job(0, Some(("Complete", "")), 0, None));
     assert!(urgent(&running, &w.status()));
+}
+
+#[test]
+fn a_batch_failed_on_bad_input_stops_the_render() {
+    let mut w = World::new(rj(6, 1, false));
+    w.jobs
+        .push(job(0, Some(("Failed", "PodFailurePolicy")), 1, None));
+    w.jobs.push(job(1, None, 0, None));
+    let message = TerminationMessage {
+        outcome: render_contract::Outcome::BadInput,
+        frames_rendered: 0,
+        frames_skipped: 0,
+        frames_missing: vec![1],
+        seconds_per_frame: None,
+        device: None,
+        blender_version: None,
+        message: Some("cannot read /data/s.blend: No such file or directory".into()),
+    };
+    w.pods.insert(
+        0,
+        vec![pod(
+            "Failed",
+            terminated(64, "Error", &message.to_json_bounded()),
+        )],
+    );
+    // Batch 1 still runs: the render is not over, but nothing more starts.
+    let s = w.status_holding(true);
+    assert_eq!(s.phase, Phase::Running);
+    let p = cond(&s, PROGRESSING);
+    assert_eq!(
+        (p.status.as_str(), p.reason.as_str()),
+        ("False", "BadInput")
+    );
+    assert!(
+        p.message.contains("cannot read /data/s.blend"),
+        "{}",
+        p.message
+    );
+    // Once it is done the render fails, with four batches never started.
+    w.jobs[1] = job(1, Some(("Complete", "Done")), 0, None);
+    let s = w.status_holding(true);
+    assert_eq!(s.phase, Phase::Failed);
+    assert_eq!(
+        (s.batches.pending, s.batches.failed, s.batches.succeeded),
+        (4, 1, 1)
+    );
+    let f = cond(&s, FAILED);
+    assert_eq!((f.status.as_str(), f.reason.as_str()), ("True", "BadInput"));
+    // Without the hold, the same world is a render with failures so far.
+    assert_eq!(w.status().phase, Phase::Running);
+}
+
+#[test]
+fn max_failed_batches_stops_the_render() {
+    let mut r = rj(6, 1, false);
+    r.spec.max_failed_batches = 2;
+    let mut w = World::new(r);
+    w.jobs
+        .push(job(0, Some(("Failed", "BackoffLimitExceeded")), 4, None));
+    w.jobs.push(job(1, None, 0, None));
+    assert_eq!(w.status_holding(true).phase, Phase::Running);
+    assert_eq!(
+        cond(&w.status_holding(true), PROGRESSING).reason,
+        "Rendering"
+    );
+    w.jobs[1] = job(1, Some(("Failed", "BackoffLimitExceeded")), 4, None);
+    let s = w.status_holding(true);
+    assert_eq!(s.phase, Phase::Failed);
+    let f = cond(&s, FAILED);
+    assert_eq!(f.reason, "TooManyFailedBatches");
+    assert!(
+        f.message
+            .starts_with("2 batches failed (maxFailedBatches is 2)"),
+        "{}",
+        f.message
+    );
+}
+
+#[test]
+fn a_missing_claim_holds_the_render_and_says_which() {
+    let mut w = World::new(rj(6, 1, false));
+    w.jobs.push(job(0, None, 0, None));
+    w.pods.insert(
+        0,
+        vec![pod(
+            "Pending",
+            json!({"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                "message": "0/4 nodes are available: persistentvolumeclaim \"c\" not found. preemption: 0/4 nodes are available: 4 Preemption is not helpful for scheduling."}]}),
+        )],
+    );
+    let s = w.status_holding(true);
+    let p = cond(&s, PROGRESSING);
+    assert_eq!(
+        (p.status.as_str(), p.reason.as_str()),
+        ("False", "ClaimNotFound")
+    );
+    assert!(
+        p.message
+            .starts_with("the storage claim \"c\" does not exist"),
+        "{}",
+        p.message
+    );
+    assert_eq!(s.phase, Phase::Pending, "held, not failed");
 }
