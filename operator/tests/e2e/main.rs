@@ -9,6 +9,7 @@ mod chart;
 mod leader;
 mod lifecycle;
 mod nodeloss;
+mod refusals;
 mod render;
 mod restart;
 mod validation;

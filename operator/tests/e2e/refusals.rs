@@ -1,0 +1,292 @@
+//! A shared cluster refuses things and inputs go missing: each refusal shows in status within
+//! seconds, with a Warning Event, while the rest of the render goes on; failures that every
+//! batch would share end the render after the first, and failures are bounded.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, ResourceQuota};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use serde_json::json;
+
+use crate::harness::{Env, SCENARIO_LABEL, condition, status};
+
+const MINUTE: Duration = Duration::from_secs(60);
+/// How soon a refusal must show in status.
+const SOON: Duration = Duration::from_secs(10);
+
+fn vars(pairs: &[(&'static str, &str)]) -> std::collections::BTreeMap<&'static str, String> {
+    pairs.iter().map(|(k, v)| (*k, v.to_string())).collect()
+}
+
+/// The RenderJob's `Progressing` condition is False with `reason` (and `Some(message)`).
+async fn wait_held(env: &Env, name: &str, reason: &str) -> Result<String> {
+    let started = Instant::now();
+    let rj = env
+        .wait_rj(name, &format!("Progressing=False {reason}"), SOON, |rj| {
+            condition(rj, "Progressing").is_some_and(|c| c.status == "False" && c.reason == reason)
+        })
+        .await?;
+    println!(
+        "{name}: {reason} shown {:.1}s after waiting began",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(condition(&rj, "Progressing")
+        .map(|c| c.message)
+        .unwrap_or_default())
+}
+
+/// The notes of the Warning Events with `reason` on RenderJob `name`.
+async fn warnings(env: &Env, name: &str, reason: &str) -> Result<Vec<String>> {
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(env.client.clone(), &env.ns);
+    let all = events.list(&ListParams::default()).await?;
+    Ok(all
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some(reason) && e.type_.as_deref() == Some("Warning"))
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .filter_map(|e| e.note)
+        .collect())
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster: hack/test.sh"]
+async fn a_job_quota_refusal_shows_while_admitted_batches_count_up() -> Result<()> {
+    let mut env = Env::new("quota").await?;
+    let scenario = env.ns.clone();
+    env.stage(
+        "slow.yaml",
+        &format!("{scenario}-slow"),
+        &vars(&[("SCENARIO", &scenario), ("DELAY_MS", "3000")]),
+    )
+    .await?;
+    let quotas: Api<ResourceQuota> = Api::namespaced(env.client.clone(), &env.ns);
+    quotas
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "one-job"}, "spec": {"hard": {"count/jobs.batch": "1"}},
+            }))?,
+        )
+        .await?;
+    env.start_operator()?;
+    env.create(
+        "quota",
+        json!({"frames": {"start": 1, "end": 3}, "batchSize": 1, "parallelism": 3,
+               "podMetadata": {"labels": {SCENARIO_LABEL: scenario}}}),
+    )
+    .await?;
+    let message = wait_held(&env, "quota", "JobRejected").await?;
+    assert!(message.contains("exceeded quota"), "{message}");
+    // The admitted batch is still counted while the others are refused.
+    let rj = env
+        .wait_rj("quota", "the admitted batch counted", MINUTE, |rj| {
+            rj.status.as_ref().is_some_and(|s| s.frames.rendered == 1)
+        })
+        .await?;
+    let progressing = condition(&rj, "Progressing");
+    assert_eq!(
+        progressing.as_ref().map(|c| c.reason.as_str()),
+        Some("JobRejected"),
+        "{progressing:?}"
+    );
+    let notes = warnings(&env, "quota", "JobRejected").await?;
+    assert!(
+        !notes.is_empty() && notes[0].contains("exceeded quota"),
+        "{notes:?}"
+    );
+    // Whichever apply came first was admitted.
+    assert_eq!(env.job_names().await?.len(), 1);
+    // The quota goes: the refused batches are created and the render completes.
+    quotas.delete("one-job", &DeleteParams::default()).await?;
+    let rj = env.wait_phase("quota", "Succeeded", 2 * MINUTE).await?;
+    assert_eq!(status(&rj).frames.rendered, 3);
+    assert_eq!(
+        env.job_names().await?,
+        ["quota-0000", "quota-0001", "quota-0002"]
+    );
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster: hack/test.sh"]
+async fn an_invalid_pod_label_key_is_refused_with_the_servers_words() -> Result<()> {
+    let mut env = Env::new("badlabel").await?;
+    env.start_operator()?;
+    env.create(
+        "badlabel",
+        json!({"frames": {"start": 1, "end": 2}, "batchSize": 1,
+               "podMetadata": {"labels": {"team/cost center": "x"}}}),
+    )
+    .await?;
+    let message = wait_held(&env, "badlabel", "JobRejected").await?;
+    assert!(message.contains("team/cost center"), "{message}");
+    assert!(env.job_names().await?.is_empty());
+    assert!(!warnings(&env, "badlabel", "JobRejected").await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster: hack/test.sh"]
+async fn a_missing_claim_holds_the_render_until_it_exists() -> Result<()> {
+    let mut env = Env::new("noclaim").await?;
+    env.start_operator()?;
+    env.create(
+        "noclaim",
+        json!({"frames": {"start": 1, "end": 6}, "batchSize": 1, "parallelism": 2,
+               "storage": {"claimName": "later"}}),
+    )
+    .await?;
+    let message = wait_held(&env, "noclaim", "ClaimNotFound").await?;
+    assert!(message.contains("\"later\""), "{message}");
+    assert!(!warnings(&env, "noclaim", "ClaimNotFound").await?.is_empty());
+    assert_eq!(
+        env.job_names().await?.len(),
+        2,
+        "no more Jobs than parallelism while held"
+    );
+
+    // The claim is made: the pods schedule and the render completes.
+    let pvs: Api<PersistentVolume> = Api::all(env.client.clone());
+    let pv_name = format!("{}-later", env.ns);
+    pvs.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({
+            "metadata": {"name": pv_name},
+            "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteMany"],
+                     "storageClassName": "manual", "persistentVolumeReclaimPolicy": "Delete",
+                     "hostPath": {"path": format!("/tmp/renderfarm-e2e/{pv_name}")},
+                     "claimRef": {"namespace": env.ns, "name": "later"}},
+        }))?,
+    )
+    .await?;
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(env.client.clone(), &env.ns);
+    pvcs.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({
+            "metadata": {"name": "later"},
+            "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "manual",
+                     "volumeName": pv_name, "resources": {"requests": {"storage": "1Gi"}}},
+        }))?,
+    )
+    .await?;
+    let rj = env.wait_phase("noclaim", "Succeeded", 3 * MINUTE).await?;
+    assert_eq!(status(&rj).frames.rendered, 6);
+    pvs.delete(&pv_name, &DeleteParams::default()).await.ok();
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster: hack/test.sh"]
+async fn bad_input_on_a_thousand_batches_ends_the_render_after_the_first() -> Result<()> {
+    let mut env = Env::new("missingblend").await?;
+    let scenario = env.ns.clone();
+    let code = render_contract::exit::BAD_INPUT.to_string();
+    env.stage(
+        "fail-all.yaml",
+        &format!("{scenario}-fail-all"),
+        &vars(&[
+            ("SCENARIO", &scenario),
+            ("EXIT_CODE", &code),
+            ("REASON", "Error"),
+        ]),
+    )
+    .await?;
+    env.start_operator()?;
+    env.create(
+        "missing",
+        json!({"frames": {"start": 1, "end": 1000}, "batchSize": 1, "parallelism": 5,
+               "podMetadata": {"labels": {SCENARIO_LABEL: scenario}}}),
+    )
+    .await?;
+    let rj = env.wait_phase("missing", "Failed", 2 * MINUTE).await?;
+    let jobs = env.job_names().await?;
+    println!("{} Jobs for 1000 batches", jobs.len());
+    assert!(jobs.len() <= 5, "at most parallelism Jobs: {jobs:?}");
+    let failed = condition(&rj, "Failed").expect("Failed");
+    assert_eq!(
+        (failed.status.as_str(), failed.reason.as_str()),
+        ("True", "BadInput")
+    );
+    let s = status(&rj);
+    assert!(s.batches.pending >= 995, "{:?}", s.batches);
+    // Coalesced: the first failure at once, the rest together at the end.
+    let notes = warnings(&env, "missing", "BatchFailed").await?;
+    println!("BatchFailed Events: {notes:?}");
+    assert!(!notes.is_empty() && notes.len() <= 2, "{notes:?}");
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster: hack/test.sh"]
+async fn max_failed_batches_ends_the_render_with_bounded_jobs_and_events() -> Result<()> {
+    let mut env = Env::new("maxfailed").await?;
+    let scenario = env.ns.clone();
+    env.stage(
+        "fail-all.yaml",
+        &format!("{scenario}-fail-all"),
+        &vars(&[
+            ("SCENARIO", &scenario),
+            ("EXIT_CODE", "1"),
+            ("REASON", "Error"),
+        ]),
+    )
+    .await?;
+    env.start_operator()?;
+    env.create(
+        "flaky",
+        json!({"frames": {"start": 1, "end": 40}, "batchSize": 1, "parallelism": 2,
+               "backoffLimit": 0, "maxFailedBatches": 3,
+               "podMetadata": {"labels": {SCENARIO_LABEL: scenario}}}),
+    )
+    .await?;
+    let rj = env.wait_phase("flaky", "Failed", 2 * MINUTE).await?;
+    let jobs = env.job_names().await?;
+    println!(
+        "{} Jobs for 40 batches, maxFailedBatches 3, parallelism 2",
+        jobs.len()
+    );
+    assert!(
+        jobs.len() <= 4,
+        "maxFailedBatches + parallelism - 1 at most: {jobs:?}"
+    );
+    let s = status(&rj);
+    assert!((3..=4).contains(&s.batches.failed), "{:?}", s.batches);
+    let failed = condition(&rj, "Failed").expect("Failed");
+    assert_eq!(failed.reason, "TooManyFailedBatches");
+    let notes = warnings(&env, "flaky", "BatchFailed").await?;
+    assert!(!notes.is_empty() && notes.len() <= 3, "{notes:?}");
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster: hack/test.sh"]
+async fn renderjobs_named_like_each_others_hashed_form_both_complete() -> Result<()> {
+    let mut env = Env::new("collide").await?;
+    env.start_operator()?;
+    let long = "a".repeat(70);
+    // What the long name's Jobs were called before names could not collide: its cut, hashed
+    // form, a valid name of its own.
+    let hashed = renderfarm::job::short_name(&long, 58);
+    for name in [&long, &hashed] {
+        env.create(
+            name,
+            json!({"frames": {"start": 1, "end": 2}, "batchSize": 1}),
+        )
+        .await?;
+    }
+    for name in [&long, &hashed] {
+        let rj = env.wait_phase(name, "Succeeded", 2 * MINUTE).await?;
+        assert_eq!(status(&rj).frames.rendered, 2);
+    }
+    let jobs = env.jobs().list(&ListParams::default()).await?.items;
+    assert_eq!(
+        jobs.len(),
+        4,
+        "{:?}",
+        jobs.iter().map(|j| j.name_any()).collect::<Vec<_>>()
+    );
+    Ok(())
+}
