@@ -26,7 +26,7 @@ SCHEMAS=$(mktemp -d)
 trap 'rm -rf "$SCHEMAS"' EXIT
 kubectl get --raw /openapi/v2 | python3 hack/k8s-schemas.py "$SCHEMAS" Deployment Service ServiceAccount \
   ClusterRole ClusterRoleBinding Role RoleBinding PersistentVolume PersistentVolumeClaim NetworkPolicy \
-  ConfigMap CustomResourceDefinition
+  ConfigMap CustomResourceDefinition ValidatingAdmissionPolicy ValidatingAdmissionPolicyBinding
 O2J=$(GOMODCACHE=${GOMODCACHE:-${RENDERFARM_CACHE:-$HOME/.cache/renderfarm}/gomod} \
   go list -m -f '{{.Dir}}' "github.com/yannh/kubeconform@$KUBECONFORM_VERSION" 2>/dev/null || true)
 (cd "$SCHEMAS" && FILENAME_FORMAT='{kind}-{group}-{version}' /usr/bin/python3 "$O2J/scripts/openapi2jsonschema.py" \

@@ -6,6 +6,7 @@ mod harness;
 
 mod chaos;
 mod chart;
+mod jobpolicy;
 mod leader;
 mod lifecycle;
 mod nodeloss;
