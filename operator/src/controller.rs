@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Event as CoreEvent;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PropagationPolicy};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PropagationPolicy};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -315,6 +316,11 @@ async fn reconcile_with(rj: &RenderJob, ctx: &Context, state: &mut RenderState) 
         // Look again at once: the refusal holds creation back and shows in status.
         return Ok(Action::requeue(Duration::from_millis(100)));
     }
+    if let Some(job) = &fx.inspect
+        && fx.inspected(state, failed_create(ctx, &ns, job).await)
+    {
+        return Ok(Action::requeue(Duration::from_millis(100)));
+    }
     Ok(match fx.requeue(state, Instant::now()) {
         Some(after) => Action::requeue(after),
         None => Action::await_change(),
@@ -419,6 +425,30 @@ async fn apply_jobs(
         })
         .collect();
     (outcomes, failed)
+}
+
+/// The message of the Job controller's latest `FailedCreate` Event on Job `job`: why its pod
+/// was refused. (A read error is only logged: this is a diagnosis, not a decision.)
+async fn failed_create(ctx: &Context, ns: &str, job: &str) -> Option<String> {
+    let events: Api<CoreEvent> = Api::namespaced(ctx.client.clone(), ns);
+    let lp = ListParams::default().fields(&format!(
+        "involvedObject.kind=Job,involvedObject.name={job},reason=FailedCreate"
+    ));
+    match events.list(&lp).await {
+        Ok(list) => list
+            .items
+            .into_iter()
+            .max_by_key(|e| {
+                e.last_timestamp
+                    .clone()
+                    .or(e.event_time.clone().map(|t| Time(t.0)))
+            })
+            .and_then(|e| e.message),
+        Err(e) => {
+            warn!(job, error = %e, "could not read the Job's events");
+            None
+        }
+    }
 }
 
 async fn delete_job(jobs: &Api<Job>, name: &str) -> Result<()> {

@@ -143,7 +143,7 @@ pub fn on_change(old: &RenderJobStatus, new: &RenderJobStatus) -> Vec<Note> {
 
 /// `Progressing` reasons that mean the render is held by something the user must fix; each
 /// new one is a Warning Event.
-pub const BLOCKED: [&str; 2] = ["JobRejected", "ClaimNotFound"];
+pub const BLOCKED: [&str; 3] = ["JobRejected", "ClaimNotFound", "PodRejected"];
 
 /// Batches newly failed, gathered by [`Coalesce`]: `failed` is the status's list of failed
 /// batches, which words each (it may be shorter than `batches`).

@@ -31,6 +31,10 @@ pub const STATUS_EVERY: Duration = Duration::from_secs(1);
 const NOT_SYNCED: Duration = Duration::from_millis(500);
 /// The longest a running render goes without a reconcile, watch events or not.
 const BUSY_RECHECK: Duration = Duration::from_secs(300);
+/// A batch Job this old without a pod has had its pod refused, or soon will: its Events say why.
+pub const PODLESS_AFTER: Duration = Duration::from_secs(3);
+/// How often the Events of Jobs without pods are read.
+const INSPECT_EVERY: Duration = Duration::from_secs(5);
 
 /// Whether the RenderJob with `uid` is the controller owner of the Job.
 pub fn owned_by(job: &BatchJob, uid: &str) -> bool {
@@ -197,6 +201,11 @@ pub struct Effects {
     retry: Option<Duration>,
     /// A refused Job apply holds creation back until then.
     hold_until: Option<Instant>,
+    /// A running batch Job that has no pod yet and is old enough that it should: read its
+    /// Events (the Job controller's `FailedCreate`) to say why.
+    pub inspect: Option<String>,
+    /// Jobs without pods wait for their Events to be read again.
+    inspect_due: Option<Duration>,
     /// Batches the status to write newly records as failed.
     newly_failed: BTreeSet<u32>,
     /// The render is finished (the last failures are reported at once).
@@ -244,17 +253,7 @@ pub fn decide(
     let seen = Observation::new(&name, plan, &old, input.jobs, input.pods);
     state.expire_in_flight(|i| seen.jobs.contains_key(&i), now);
     let in_flight: BTreeSet<u32> = state.in_flight.keys().copied().collect();
-    let rejected = state.holding(rj.metadata.generation, now).map(|r| Hold {
-        reason: "JobRejected".into(),
-        message: format!(
-            "batch {} (Job {}) was refused by the API server: {}",
-            r.batch, r.job, r.message
-        ),
-        fails: false,
-    });
-    fx.hold_until = state
-        .holding(rj.metadata.generation, now)
-        .map(|r| r.retry_at());
+    let rejected = refusal(rj, &seen, state, &mut fx, now, wall);
     let (todo, new) = seen.decide(rj, &old, &in_flight, rejected, wall);
     for index in &todo.create {
         if let Some(batch) = plan.batch(*index) {
@@ -278,13 +277,7 @@ pub fn decide(
         .filter(|wait| old != new && !wait.is_zero() && !status::urgent(&old, &new));
     fx.terminal = matches!(new.phase, Phase::Succeeded | Phase::Failed);
     if old != new && fx.status_due.is_none() {
-        let known: BTreeSet<i64> = old.failed_batches.iter().map(|f| f.index).collect();
-        fx.newly_failed = new
-            .failed_batches
-            .iter()
-            .filter(|f| !known.contains(&f.index))
-            .filter_map(|f| u32::try_from(f.index).ok())
-            .collect();
+        fx.newly_failed = newly_failed(&old, &new);
         fx.status = Some(StatusWrite {
             events: events::on_change(&old, &new),
             progress: progress(&old, &new, &seen),
@@ -292,6 +285,92 @@ pub fn decide(
         });
     }
     Ok(fx)
+}
+
+/// What holds creation back because the API server refused something: a Job apply (until
+/// the retry is due), or a Job's pod (while that Job still has none). Also asks for the
+/// Events of a Job without pods to be read, at most every [`INSPECT_EVERY`].
+fn refusal(
+    rj: &RenderJob,
+    seen: &Observation<'_>,
+    state: &mut RenderState,
+    fx: &mut Effects,
+    now: Instant,
+    wall: &Time,
+) -> Option<Hold> {
+    let generation = rj.metadata.generation;
+    fx.hold_until = state.holding(generation, now).map(|r| r.retry_at());
+    let (podless, next) = podless_jobs(seen, wall);
+    fx.inspect_due = next;
+    if state
+        .pod_rejection
+        .as_ref()
+        .is_some_and(|(job, _)| !podless.contains(job))
+    {
+        state.pod_rejection = None;
+    }
+    if let Some(job) = podless.first() {
+        let due = state
+            .inspected
+            .map(|at| INSPECT_EVERY.saturating_sub(now.saturating_duration_since(at)))
+            .unwrap_or_default();
+        if due.is_zero() {
+            fx.inspect = Some(job.clone());
+            state.inspected = Some(now);
+        } else {
+            fx.inspect_due = Some(fx.inspect_due.map_or(due, |d| d.min(due)));
+        }
+    }
+    let job = state.holding(generation, now).map(|r| Hold {
+        reason: "JobRejected".into(),
+        message: format!(
+            "batch {} (Job {}) was refused by the API server: {}",
+            r.batch, r.job, r.message
+        ),
+        fails: false,
+    });
+    job.or_else(|| {
+        let (job, message) = state.pod_rejection.as_ref()?;
+        Some(Hold {
+            reason: "PodRejected".into(),
+            message: format!("Job {job} cannot create its pod: {message}"),
+            fails: false,
+        })
+    })
+}
+
+/// Indexes of the batches `new` lists as failed and `old` did not.
+fn newly_failed(old: &RenderJobStatus, new: &RenderJobStatus) -> BTreeSet<u32> {
+    let known: BTreeSet<i64> = old.failed_batches.iter().map(|f| f.index).collect();
+    new.failed_batches
+        .iter()
+        .filter(|f| !known.contains(&f.index))
+        .filter_map(|f| u32::try_from(f.index).ok())
+        .collect()
+}
+
+/// Unfinished, unsuspended batch Jobs older than [`PODLESS_AFTER`] with no pod in the cache,
+/// and how soon the next younger one without a pod gets that old.
+fn podless_jobs(seen: &Observation<'_>, wall: &Time) -> (Vec<String>, Option<Duration>) {
+    let grace = PODLESS_AFTER.as_secs_f64();
+    let mut old = Vec::new();
+    let mut next: Option<Duration> = None;
+    for (i, job) in &seen.jobs {
+        if job.finished.is_some() || job.suspended || job.deleting || seen.pods.contains_key(i) {
+            continue;
+        }
+        let Some(created) = &job.created else {
+            continue;
+        };
+        let age = wall.0.duration_since(created.0).as_secs_f64();
+        if age >= grace {
+            old.push(job.name.clone());
+        } else {
+            let left = Duration::from_secs_f64(grace - age.max(0.0));
+            next = Some(next.map_or(left, |n| n.min(left)));
+        }
+    }
+    (old, next)
 }
 
 /// The effects for a RenderJob whose frames and batch size make no plan (the schema should
@@ -343,6 +422,7 @@ impl Effects {
             && self.resume.is_empty()
             && self.delete.is_empty()
             && self.status.is_none()
+            && self.inspect.is_none()
     }
 
     /// Takes in how the Job applies went: a refused batch is no longer in flight (a timeout or
@@ -396,6 +476,18 @@ impl Effects {
         Some(Note::normal("BatchesCreated", note))
     }
 
+    /// Takes in why a Job without pods has none (the message of its latest `FailedCreate`
+    /// Event), so the next reconcile shows it.
+    pub fn inspected(&self, state: &mut RenderState, failed_create: Option<String>) -> bool {
+        let (Some(job), Some(message)) = (self.inspect.as_ref(), failed_create) else {
+            return false;
+        };
+        let new = Some((job.clone(), message));
+        let changed = state.pod_rejection != new;
+        state.pod_rejection = new;
+        changed
+    }
+
     /// Whether an apply was refused: the status worked out before it assumed the Job would
     /// exist, so it is not written; the next reconcile, at once, shows the refusal instead.
     pub fn refused(outcomes: &[(u32, Applied)]) -> bool {
@@ -437,6 +529,8 @@ impl Effects {
             state.created.due_in(now),
             state.failed.due_in(now),
             state.in_flight_expiry(now),
+            self.inspect_due,
+            self.inspect.as_ref().map(|_| Duration::from_millis(200)),
             self.hold_until.map(|at| at.saturating_duration_since(now)),
         ]
         .into_iter()
@@ -676,16 +770,83 @@ mod tests {
         let rj = rj();
         let t0 = Instant::now();
         let running = [job(0, false), job(1, false), job(2, false)];
+        let pods = [pod(0, "Running"), pod(1, "Running"), pod(2, "Running")];
         let mut state = RenderState::default();
-        let fx = effects(&rj, &running, &[], &mut state, t0);
+        let fx = effects(&rj, &running, &pods, &mut state, t0);
         fx.wrote(&mut state, t0);
-        let fx = effects(&rj, &running, &[], &mut state, t0 + Duration::from_secs(10));
+        let fx = effects(
+            &rj,
+            &running,
+            &pods,
+            &mut state,
+            t0 + Duration::from_secs(10),
+        );
         assert!(fx.is_empty(), "{fx:?}");
         assert_eq!(
             fx.requeue(&state, t0 + Duration::from_secs(10)),
             Some(BUSY_RECHECK),
             "a render still going is looked at again"
         );
+    }
+
+    #[test]
+    fn a_job_whose_pod_is_refused_holds_the_render_and_says_why() {
+        let rj = rj();
+        let t0 = Instant::now();
+        // Batch 0 runs; batch 1's Job has had no pod for an hour.
+        let jobs = [job(0, false), job(1, false)];
+        let pods = [pod(0, "Running")];
+        let mut state = RenderState::default();
+        let fx = effects(&rj, &jobs, &pods, &mut state, t0);
+        assert_eq!(fx.inspect.as_deref(), Some("shot-0001"));
+        let why =
+            "pods \"shot-0001-x\" is forbidden: exceeded quota: mem, must specify limits.memory";
+        assert!(fx.inspected(&mut state, Some(why.into())));
+        assert!(
+            !fx.inspected(&mut state, Some(why.into())),
+            "the same again is no change"
+        );
+        // Shown at once, creation held; the Events are read again only after a while.
+        let fx = effects(
+            &rj,
+            &jobs,
+            &pods,
+            &mut state,
+            t0 + Duration::from_millis(100),
+        );
+        assert!(
+            fx.apply.is_empty(),
+            "no more Jobs whose pods would be refused"
+        );
+        assert_eq!(fx.inspect, None);
+        let w = fx.status.clone().expect("status");
+        let p = w
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == status::PROGRESSING)
+            .expect("Progressing");
+        assert_eq!(
+            (p.status.as_str(), p.reason.as_str()),
+            ("False", "PodRejected")
+        );
+        assert_eq!(
+            p.message,
+            format!("Job shot-0001 cannot create its pod: {why}")
+        );
+        assert_eq!(reasons(&w.events), ["PodRejected", "Rendering"]);
+        fx.wrote(&mut state, t0);
+        // The pod appears: the hold is gone.
+        let pods = [pod(0, "Running"), pod(1, "Pending")];
+        let fx = effects(&rj, &jobs, &pods, &mut state, t0 + Duration::from_secs(2));
+        assert_eq!(state.pod_rejection, None);
+        let w = fx.status.expect("status");
+        let p = w
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == status::PROGRESSING);
+        assert_eq!(p.map(|c| c.reason.as_str()), Some("Rendering"));
     }
 
     #[test]

@@ -290,3 +290,47 @@ async fn renderjobs_named_like_each_others_hashed_form_both_complete() -> Result
     );
     Ok(())
 }
+
+#[tokio::test]
+#[ignore = "needs a cluster: hack/test.sh"]
+async fn a_pod_refused_by_a_quota_shows_why() -> Result<()> {
+    let mut env = Env::new("podquota").await?;
+    let quotas: Api<ResourceQuota> = Api::namespaced(env.client.clone(), &env.ns);
+    // A quota on memory limits refuses every pod that sets none (batch pods set requests).
+    quotas
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "limits"}, "spec": {"hard": {"limits.memory": "10Gi"}},
+            }))?,
+        )
+        .await?;
+    env.start_operator()?;
+    env.create(
+        "podquota",
+        json!({"frames": {"start": 1, "end": 4}, "batchSize": 1, "parallelism": 2}),
+    )
+    .await?;
+    let message = wait_held(&env, "podquota", "PodRejected").await?;
+    assert!(message.contains("limits.memory"), "{message}");
+    assert!(!warnings(&env, "podquota", "PodRejected").await?.is_empty());
+    assert!(
+        env.job_names().await?.len() <= 2,
+        "no more Jobs while pods are refused"
+    );
+    // The batches are given limits by a LimitRange and the quota stays: pods are admitted.
+    let ranges: Api<k8s_openapi::api::core::v1::LimitRange> =
+        Api::namespaced(env.client.clone(), &env.ns);
+    ranges
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "defaults"},
+                "spec": {"limits": [{"type": "Container", "default": {"memory": "1Gi"}}]},
+            }))?,
+        )
+        .await?;
+    let rj = env.wait_phase("podquota", "Succeeded", 3 * MINUTE).await?;
+    assert_eq!(status(&rj).frames.rendered, 4);
+    Ok(())
+}
