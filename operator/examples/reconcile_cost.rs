@@ -204,6 +204,8 @@ fn one_reconcile(w: &World) -> (reconcile::Effects, Option<RenderJobStatus>) {
         jobs: &jobs,
         pods: &pods,
         synced: true,
+        disrupted: &|_| 0,
+        taken: &[],
     };
     let mut state = w.state.clone();
     let config = JobConfig {

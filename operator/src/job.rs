@@ -34,6 +34,12 @@ pub const BATCH_LABEL: &str = "renderfarm.io/batch";
 pub const FRAMES_LABEL: &str = "renderfarm.io/frames";
 /// The batch's frames as render-node takes them (`1..9:2`).
 pub const FRAMES_ANNOTATION: &str = "renderfarm.io/frames";
+/// On a batch Job the operator stopped, why (`Evicted: evicted 5 times`).
+pub const STOPPED_ANNOTATION: &str = "renderfarm.io/stopped";
+/// Disruptions (evictions, preemptions, node loss) a batch may have before it fails as
+/// `Evicted`: they do not count as failures, but a batch that keeps getting evicted (filling
+/// its node's disk, say) must not retry forever.
+pub const MAX_DISRUPTIONS: usize = 5;
 /// The container that renders.
 pub const CONTAINER: &str = "render";
 /// Scratch space for Blender (temp files, config) under a read-only root filesystem.

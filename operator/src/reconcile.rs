@@ -17,7 +17,7 @@ use crate::actions::{self, Actions};
 use crate::cache::{BatchJob, BatchPod};
 use crate::crd::{Phase, RenderJob, RenderJobStatus};
 use crate::events::{self, Note};
-use crate::job::{self, JobConfig};
+use crate::job::{self, JobConfig, MAX_DISRUPTIONS};
 use crate::plan::Plan;
 use crate::ranges::decode_ranges;
 use crate::state::{Rejection, RenderState};
@@ -41,6 +41,17 @@ pub fn owned_by(job: &BatchJob, uid: &str) -> bool {
     job.owner.as_ref().is_some_and(|o| o.uid == uid)
 }
 
+/// Whether the Job belongs to an earlier RenderJob of the same name and namespace (deleted,
+/// its Jobs not yet collected): its batch's Job name is taken until it is gone, and applying
+/// ours would take that Job over.
+pub fn predecessor_of(job: &BatchJob, ns: &str, name: &str, uid: &str) -> bool {
+    job.namespace.as_deref() == Some(ns)
+        && job
+            .owner
+            .as_ref()
+            .is_some_and(|o| o.name == name && o.uid != uid)
+}
+
 /// Whether `pod` is a batch pod of the RenderJob `name` in namespace `ns`.
 pub fn pod_of(pod: &BatchPod, ns: &str, name: &str) -> bool {
     pod.namespace.as_deref() == Some(ns) && pod.renderjob.as_deref() == Some(name)
@@ -55,6 +66,8 @@ pub struct Observation<'a> {
     pub pods: BTreeMap<u32, Vec<&'a BatchPod>>,
     /// Batches the status last written records as succeeded.
     pub recorded: BTreeSet<u32>,
+    /// Batches whose Job name an earlier RenderJob's Job still holds: not created until it goes.
+    pub taken: BTreeSet<u32>,
 }
 
 impl<'a> Observation<'a> {
@@ -93,6 +106,7 @@ impl<'a> Observation<'a> {
             jobs,
             pods: by_batch,
             recorded,
+            taken: BTreeSet::new(),
         }
     }
 
@@ -116,6 +130,7 @@ impl<'a> Observation<'a> {
         if hold.is_some() {
             todo.create.clear();
         }
+        todo.create.retain(|i| !self.taken.contains(i));
         for i in todo.create.iter().chain(in_flight.iter()) {
             if let Some(s) = states.get_mut(*i as usize)
                 && *s == BatchState::Pending
@@ -144,8 +159,12 @@ pub struct Input<'a> {
     pub jobs: &'a [Arc<BatchJob>],
     /// Its batch pods (see [`pod_of`]).
     pub pods: &'a [Arc<BatchPod>],
+    /// Jobs of an earlier RenderJob of the same name, not yet gone (see [`predecessor_of`]).
+    pub taken: &'a [Arc<BatchJob>],
     /// Whether the Job and pod caches hold a full list yet.
     pub synced: bool,
+    /// How many disrupted pods of the Job with this UID were seen.
+    pub disrupted: &'a (dyn Fn(&str) -> usize + Sync),
 }
 
 /// A status to write, and what follows once it is written.
@@ -186,6 +205,8 @@ pub struct Effects {
     pub suspend: Vec<String>,
     pub resume: Vec<String>,
     pub delete: Vec<String>,
+    /// Jobs to stop, and why: batches disrupted [`MAX_DISRUPTIONS`] times fail as `Evicted`.
+    pub stop: Vec<(String, String)>,
     /// Written after the Jobs are applied.
     pub status: Option<StatusWrite>,
     /// When a status write held back by pacing is due.
@@ -250,10 +271,15 @@ pub fn decide(
         .map(|(s, _)| s.clone())
         .or_else(|| rj.status.clone())
         .unwrap_or_default();
-    let seen = Observation::new(&name, plan, &old, input.jobs, input.pods);
+    let mut seen = Observation::new(&name, plan, &old, input.jobs, input.pods);
+    let taken: Vec<&BatchJob> = input.taken.iter().map(Arc::as_ref).collect();
+    seen.taken = status::jobs_by_batch(&name, &plan, &taken)
+        .into_keys()
+        .collect();
     state.expire_in_flight(|i| seen.jobs.contains_key(&i), now);
     let in_flight: BTreeSet<u32> = state.in_flight.keys().copied().collect();
     let rejected = refusal(rj, &seen, state, &mut fx, now, wall);
+    fx.stop = too_disrupted(&seen, input.disrupted);
     let (todo, new) = seen.decide(rj, &old, &in_flight, rejected, wall);
     for index in &todo.create {
         if let Some(batch) = plan.batch(*index) {
@@ -339,6 +365,27 @@ fn refusal(
     })
 }
 
+/// Unfinished batch Jobs whose pods were disrupted [`MAX_DISRUPTIONS`] times, to be stopped:
+/// a batch that keeps being evicted (filling its node's disk, say) must not retry forever.
+fn too_disrupted(
+    seen: &Observation<'_>,
+    disrupted: &(dyn Fn(&str) -> usize + Sync),
+) -> Vec<(String, String)> {
+    seen.jobs
+        .values()
+        .filter(|j| j.finished.is_none() && j.stopped.is_none() && !j.deleting)
+        .filter_map(|j| {
+            let n = disrupted(j.uid.as_deref()?);
+            (n >= MAX_DISRUPTIONS).then(|| {
+                let why = format!(
+                    "Evicted: its pods were evicted, preempted or lost with their node {n} times"
+                );
+                (j.name.clone(), why)
+            })
+        })
+        .collect()
+}
+
 /// Indexes of the batches `new` lists as failed and `old` did not.
 fn newly_failed(old: &RenderJobStatus, new: &RenderJobStatus) -> BTreeSet<u32> {
     let known: BTreeSet<i64> = old.failed_batches.iter().map(|f| f.index).collect();
@@ -421,6 +468,7 @@ impl Effects {
             && self.suspend.is_empty()
             && self.resume.is_empty()
             && self.delete.is_empty()
+            && self.stop.is_empty()
             && self.status.is_none()
             && self.inspect.is_none()
     }
@@ -643,6 +691,8 @@ mod tests {
             jobs,
             pods,
             synced: true,
+            disrupted: &|_| 0,
+            taken: &[],
         };
         let wall = Time("2026-11-23T12:00:00Z".parse().expect("time"));
         decide(&input, state, &config(), now, &wall).expect("decide")
@@ -790,6 +840,65 @@ mod tests {
     }
 
     #[test]
+    fn jobs_of_a_deleted_renderjob_of_the_same_name_are_never_taken_over() {
+        let rj = rj();
+        // Batch 1's Job still belongs to the RenderJob "shot" that was deleted.
+        let old = job(1, false);
+        assert!(predecessor_of(&old, "bench", "shot", "a-new-uid"));
+        assert!(!predecessor_of(&old, "bench", "shot", UID));
+        let taken = [old];
+        let input = Input {
+            rj: &rj,
+            jobs: &[],
+            pods: &[],
+            synced: true,
+            disrupted: &|_| 0,
+            taken: &taken,
+        };
+        let wall = Time("2026-11-23T12:00:00Z".parse().expect("time"));
+        let mut state = RenderState::default();
+        let fx = decide(&input, &mut state, &config(), Instant::now(), &wall).expect("decide");
+        let created: Vec<u32> = fx.apply.iter().map(|(i, _)| *i).collect();
+        assert_eq!(created, [0, 2], "batch 1 waits until the old Job is gone");
+        let s = fx.status.expect("status").status;
+        assert_eq!((s.batches.active, s.batches.pending), (2, 4));
+    }
+
+    #[test]
+    fn a_batch_disrupted_too_often_is_stopped_as_evicted() {
+        let rj = rj();
+        let jobs = [job(0, false), job(1, false)];
+        let pods = [pod(0, "Running"), pod(1, "Running")];
+        let input = Input {
+            rj: &rj,
+            jobs: &jobs,
+            pods: &pods,
+            synced: true,
+            disrupted: &|uid| {
+                if uid == "09337701-0a9c-4937-8cdf-ec15072d9597" {
+                    5
+                } else {
+                    0
+                }
+            },
+            taken: &[],
+        };
+        let wall = Time("2026-11-23T12:00:00Z".parse().expect("time"));
+        let mut state = RenderState::default();
+        let fx = decide(&input, &mut state, &config(), Instant::now(), &wall).expect("decide");
+        // The fixtures' Jobs share one UID: both are stopped.
+        let stopped: Vec<&str> = fx.stop.iter().map(|(j, _)| j.as_str()).collect();
+        assert_eq!(stopped, ["shot-0000", "shot-0001"]);
+        assert!(fx.stop[0].1.starts_with("Evicted: "), "{}", fx.stop[0].1);
+        let input = Input {
+            disrupted: &|_| MAX_DISRUPTIONS - 1,
+            ..input
+        };
+        let fx = decide(&input, &mut state, &config(), Instant::now(), &wall).expect("decide");
+        assert!(fx.stop.is_empty());
+    }
+
+    #[test]
     fn a_job_whose_pod_is_refused_holds_the_render_and_says_why() {
         let rj = rj();
         let t0 = Instant::now();
@@ -858,6 +967,8 @@ mod tests {
             jobs: &[],
             pods: &[],
             synced: false,
+            disrupted: &|_| 0,
+            taken: &[],
         };
         let wall = Time("2026-11-23T12:00:00Z".parse().expect("time"));
         let now = Instant::now();

@@ -89,9 +89,15 @@ pub fn failed_batch(index: u32, plan: &Plan, job: &BatchJob, pods: &[&BatchPod])
         .max_by_key(|(at, _)| *at)
         .map(|(_, r)| r.clone());
     let deadline = cond.and_then(|c| c.reason.as_deref()) == Some("DeadlineExceeded");
-    let (reason, exit_code, message) = match latest {
-        Some(p) if !deadline => (p.reason, p.exit_code, p.message),
-        _ => (
+    // Stopped by the operator (see `reconcile`): its reason, not the deadline it used.
+    let stopped = job.stopped.as_deref().map(|s| match s.split_once(": ") {
+        Some((reason, message)) => (reason.to_string(), Some(message.to_string())),
+        None => (s.to_string(), None),
+    });
+    let (reason, exit_code, message) = match (latest, stopped) {
+        (_, Some((reason, message))) => (reason, None, message),
+        (Some(p), None) if !deadline => (p.reason, p.exit_code, p.message),
+        (_, None) => (
             cond.and_then(|c| c.reason.clone())
                 .unwrap_or_else(|| "Failed".into()),
             None,
