@@ -177,7 +177,8 @@ stage_lint() {
 }
 
 stage_unit() {
-  ctest "cargo test --workspace" --workspace --locked
+  # Every test binary, even after one failed: the total counts them all.
+  ctest "cargo test --workspace" --workspace --locked --no-fail-fast
 }
 
 stage_local_cluster() {
