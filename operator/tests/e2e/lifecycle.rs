@@ -180,6 +180,29 @@ async fn deletion_version(
     Ok(task)
 }
 
+/// A finalizer the test puts on Jobs to keep them while they are being deleted.
+const HOLD: &str = "e2e.renderfarm.io/hold";
+
+/// Jobs held by [`HOLD`]; let go on drop, however the test ends (a namespace with a held Job
+/// would never go).
+struct Held {
+    ns: String,
+    names: Vec<String>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        for name in &self.names {
+            let _ = std::process::Command::new("kubectl")
+                .args(["patch", "job", name, "-n", &self.ns, "--type", "merge"])
+                .args(["-p", r#"{"metadata":{"finalizers":null}}"#])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
+
 /// Eight batches at parallelism 2 with 3 s pods, two of them running: six are still to be
 /// created when the RenderJob is deleted.
 const GC_BATCHES: usize = 8;
@@ -220,6 +243,18 @@ async fn everything_gone(env: &Env, name: &str) -> Result<()> {
         pods.is_empty().then_some(())
     })
     .await
+}
+
+/// `0-3,5` → {0, 1, 2, 3, 5}: the status's `succeededBatches`.
+fn decode_ranges(ranges: &str) -> BTreeSet<u32> {
+    ranges
+        .split(',')
+        .filter_map(|r| {
+            let (a, b) = r.split_once('-').unwrap_or((r, r));
+            Some(a.trim().parse::<u32>().ok()?..=b.trim().parse::<u32>().ok()?)
+        })
+        .flatten()
+        .collect()
 }
 
 fn names(jobs: &[crate::harness::SeenJob]) -> Vec<&str> {
@@ -305,11 +340,26 @@ async fn background_delete_then_same_name_renders_afresh() -> Result<()> {
     two_pods_running(&env).await?;
 
     let old_uid = env.rjs().get("again").await?.uid().context("no uid")?;
+    // The old Jobs stay (deleting, as under a busy garbage collector) until the test lets
+    // them go: the new RenderJob meets Jobs of its own names that are not its own.
+    let held = Held {
+        ns: env.ns.clone(),
+        names: env.job_names().await?,
+    };
+    for name in &held.names {
+        env.jobs()
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"finalizers": [HOLD]}})),
+            )
+            .await?;
+    }
     let deletion = deletion_version(env.rjs(), old_uid.clone()).await?;
     env.rjs()
         .delete("again", &DeleteParams::background())
         .await?;
-    // At once: the old Jobs, named as the new ones will be, are still there.
+    // At once, with the old RenderJob's Jobs, named as the new ones will be, still there.
     let new = {
         let started = Instant::now();
         loop {
@@ -325,17 +375,59 @@ async fn background_delete_then_same_name_renders_afresh() -> Result<()> {
         }
         env.rjs().get("again").await?
     };
-    let old_jobs_then = env
-        .jobs()
-        .list(&ListParams::default())
-        .await?
-        .items
-        .iter()
-        .filter(|j| j.owner_references().iter().any(|o| o.uid == old_uid))
-        .count();
     let new_uid = new.uid().context("no uid")?;
     let created_at = resource_version(&new)?;
     let deleted_at = tokio::time::timeout(MINUTE, deletion).await???;
+
+    // While the old Jobs are held: the operator neither takes them over nor counts them.
+    env.wait_idle().await?;
+    let mut problems = Vec::new();
+    let mut taken_over = Vec::new();
+    for name in &held.names {
+        let job = env.jobs().get(name).await?;
+        let owners: Vec<&str> = job
+            .owner_references()
+            .iter()
+            .map(|o| o.uid.as_str())
+            .collect();
+        if owners != [old_uid.as_str()] {
+            taken_over.push(name.clone());
+            problems.push(format!(
+                "held Job {name} of the old RenderJob taken over: owners {owners:?}, old {old_uid}, new {new_uid}"
+            ));
+        }
+    }
+    // Batches whose names the old Jobs hold cannot have succeeded for the new RenderJob yet.
+    let held_batches: BTreeSet<u32> = {
+        let mut b = BTreeSet::new();
+        for name in &held.names {
+            let job = env.jobs().get(name).await?;
+            if let Some(i) = job
+                .labels()
+                .get("renderfarm.io/batch")
+                .and_then(|i| i.parse().ok())
+            {
+                b.insert(i);
+            }
+        }
+        b
+    };
+    let meanwhile = status(&env.rjs().get("again").await?);
+    let counted: BTreeSet<u32> =
+        decode_ranges(meanwhile.succeeded_batches.as_deref().unwrap_or(""))
+            .intersection(&held_batches)
+            .copied()
+            .collect();
+    if !counted.is_empty() {
+        problems.push(format!(
+            "the new RenderJob counted batches {counted:?} as succeeded while only the old \
+             RenderJob's Jobs of those names existed (status: {} succeeded, {:?})",
+            meanwhile.batches.succeeded, meanwhile.succeeded_batches
+        ));
+    }
+    // Let them go.
+    let held_names = held.names.clone();
+    drop(held);
 
     let rj = env.wait_phase("again", "Succeeded", 3 * MINUTE).await?;
     let idle = env.wait_idle().await?;
@@ -359,10 +451,11 @@ async fn background_delete_then_same_name_renders_afresh() -> Result<()> {
     let now: Vec<Job> = env.jobs().list(&ListParams::default()).await?.items;
     let s = status(&rj);
     println!(
-        "delete (background) and create again: {} old Jobs ({old_jobs_then} still there when the \
-         new RenderJob was created), {} created after the delete; new RenderJob: {} Jobs of its \
-         own, {} Jobs at the end; operator Job applies {}",
+        "delete (background) and create again: {} old Jobs ({:?} held while the new RenderJob \
+         started, taken over: {taken_over:?}), {} created after the delete; new RenderJob: {} \
+         Jobs of its own, {} Jobs at the end; operator Job applies {}",
         old.len(),
+        held_names,
         old_late.len(),
         fresh.len(),
         now.len(),
@@ -372,56 +465,69 @@ async fn background_delete_then_same_name_renders_afresh() -> Result<()> {
         ),
     );
 
-    assert!(
-        old_late.is_empty(),
-        "old Jobs created after the delete: {:?}",
-        names(&old_late)
-    );
-    assert!(
-        seen.iter()
-            .all(|j| j.owner.as_deref() == Some(&old_uid) || j.owner.as_deref() == Some(&new_uid)),
-        "Jobs of neither RenderJob: {seen:?}"
-    );
+    if !old_late.is_empty() {
+        problems.push(format!(
+            "old Jobs created after the delete: {:?}",
+            names(&old_late)
+        ));
+    }
+    let strangers: Vec<_> = seen
+        .iter()
+        .filter(|j| j.owner.as_deref() != Some(&old_uid) && j.owner.as_deref() != Some(&new_uid))
+        .collect();
+    if !strangers.is_empty() {
+        problems.push(format!("Jobs of neither RenderJob: {strangers:?}"));
+    }
     // Every batch of the new RenderJob has a Job created for it, after it was created.
     let fresh_names: BTreeSet<&str> = fresh.iter().map(|j| j.name.as_str()).collect();
-    assert_eq!(fresh.len(), GC_BATCHES, "new Jobs: {:?}", names(&fresh));
-    assert_eq!(
-        fresh_names.len(),
-        GC_BATCHES,
-        "a new batch created twice: {:?}",
-        names(&fresh)
-    );
-    assert!(
-        fresh.iter().all(|j| j.first_version > created_at),
-        "new Jobs older than the new RenderJob: {fresh:?}"
-    );
-    // And what is left is only the new RenderJob's: no old Job taken over.
-    assert_eq!(now.len(), GC_BATCHES);
+    if (fresh.len(), fresh_names.len()) != (GC_BATCHES, GC_BATCHES) {
+        problems.push(format!(
+            "new Jobs: {:?}, want one for each of the {GC_BATCHES} batches",
+            names(&fresh)
+        ));
+    }
+    let stale: Vec<_> = fresh
+        .iter()
+        .filter(|j| j.first_version <= created_at)
+        .collect();
+    if !stale.is_empty() {
+        problems.push(format!("new Jobs older than the new RenderJob: {stale:?}"));
+    }
+    // And what is left is only the new RenderJob's, none of the old taken over.
+    if now.len() != GC_BATCHES {
+        problems.push(format!("{} Jobs at the end, want {GC_BATCHES}", now.len()));
+    }
     for j in &now {
         let uid = j.uid().unwrap_or_default();
-        assert!(
-            !old_uids.contains(uid.as_str()),
-            "old Job {} taken over",
-            j.name_any()
-        );
         let owner = j
             .owner_references()
             .iter()
             .find(|o| o.controller == Some(true))
             .map(|o| o.uid.clone());
-        assert_eq!(
-            owner.as_deref(),
-            Some(new_uid.as_str()),
-            "Job {}",
-            j.name_any()
-        );
+        if old_uids.contains(uid.as_str()) || owner.as_deref() != Some(new_uid.as_str()) {
+            problems.push(format!(
+                "Job {} at the end: uid {uid} (old: {}), owner {owner:?}",
+                j.name_any(),
+                old_uids.contains(uid.as_str())
+            ));
+        }
     }
-    assert_eq!(
-        (s.batches.total, s.batches.succeeded, s.batches.failed),
-        (GC_BATCHES as i64, GC_BATCHES as i64, 0)
+    let counts = (
+        s.batches.total,
+        s.batches.succeeded,
+        s.batches.failed,
+        s.frames.rendered,
+        s.frames.total,
     );
-    assert_eq!((s.frames.rendered, s.frames.total), (16, 16));
-    assert_eq!(s.succeeded_batches.as_deref(), Some("0-7"));
+    let want = (GC_BATCHES as i64, GC_BATCHES as i64, 0, 16, 16);
+    if counts != want || s.succeeded_batches.as_deref() != Some("0-7") {
+        problems.push(format!(
+            "status (total, succeeded, failed, frames rendered, frames total) {counts:?}, \
+             succeeded {:?}; want {want:?}, \"0-7\"",
+            s.succeeded_batches
+        ));
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
     Ok(())
 }
 
