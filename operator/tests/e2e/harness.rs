@@ -475,10 +475,21 @@ impl Env {
         phase: &str,
         timeout: Duration,
     ) -> Result<RenderJob> {
-        self.wait_rj(name, &format!("phase {phase}"), timeout, |rj| {
-            rj.status.as_ref().map(|s| s.phase.as_str()) == Some(phase)
-        })
-        .await
+        // Succeeded is final: waiting on for another phase would only wait out the timeout.
+        let rj = self
+            .wait_rj(name, &format!("phase {phase}"), timeout, |rj| {
+                let now = rj.status.as_ref().map(|s| s.phase.as_str());
+                now == Some(phase) || now == Some("Succeeded")
+            })
+            .await?;
+        let now = status(&rj).phase.as_str().to_string();
+        ensure!(
+            now == phase,
+            "waiting for phase {phase}, the RenderJob reached {now}, which it never leaves; \
+             status: {}",
+            serde_json::to_string_pretty(&rj.status)?
+        );
+        Ok(rj)
     }
 
     pub async fn job_names(&self) -> Result<Vec<String>> {
