@@ -150,6 +150,7 @@ start_build_kind() {
   # Its own session, so that the EXIT trap can stop the whole build (go and its children).
   setsid hack/cluster.sh build-kind >"$LOGS/build-kind.log" 2>&1 &
   BUILD_KIND_PID=$!
+  echo "test.sh: building the kind lane's binaries in the background (log: $LOGS/build-kind.log)"
 }
 
 wait_build_kind() {
