@@ -276,7 +276,7 @@ const MIN_COLOURS: usize = 16;
 
 /// Decode a PNG and check its size and that it is not blank: at least [`MIN_COLOURS`]
 /// distinct RGB values, alpha not counted (an opaque black RGBA frame has one).
-fn check_png(path: &Path) -> Result<()> {
+fn check_png(path: &Path) -> Result<usize> {
     let file = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
     let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
     // 8 bits per channel, palettes and grey expanded: every pixel is grey, grey+alpha, RGB or
@@ -298,7 +298,7 @@ fn check_png(path: &Path) -> Result<()> {
         "{} is blank: {colours} distinct colours",
         path.display()
     );
-    Ok(())
+    Ok(colours)
 }
 
 /// Distinct RGB values among 8-bit pixels of `colour` type.
@@ -413,9 +413,11 @@ async fn real_frames_from_real_pods() -> Result<()> {
         .ok_or_else(|| anyhow!("no seconds per frame in status"))?;
     assert!(spf > 0.0, "seconds per frame {spf}");
     assert!(eta_seen, "no estimated completion time while rendering");
+    let mut colours = Vec::new();
     for n in 1..=FRAMES {
-        check_png(&st.frame(n))?;
+        colours.push(check_png(&st.frame(n))?);
     }
+    println!("kind: distinct colours per frame {colours:?} (blank below {MIN_COLOURS})");
     // Per-frame progress in every batch pod's log, and every frame saved exactly once.
     let progress = st.progress("kind").await?;
     assert_eq!(progress.len(), 3, "batch pods: {:?}", progress.keys());
