@@ -208,10 +208,7 @@ fn one_reconcile(w: &World) -> (reconcile::Effects, Option<RenderJobStatus>) {
         taken: &[],
     };
     let mut state = w.state.clone();
-    let config = JobConfig {
-        image: "renderfarm/render-node:dev".into(),
-        image_pull_policy: None,
-    };
+    let config = JobConfig::new("renderfarm/render-node:dev");
     let now = Time("2026-11-23T12:00:00Z".parse().expect("time"));
     let fx = reconcile::decide(&input, &mut state, &config, Instant::now(), &now).expect("decide");
     let status = fx.status.as_ref().map(|w| w.status.clone());

@@ -131,6 +131,13 @@ pub struct RenderJobSpec {
     #[x_kube(validation = Rule::new("self == oldSelf").message("storage is immutable"))]
     pub storage: Storage,
 
+    /// The Blender version to render with (`4.5`, `5.0`): one the cluster offers (the chart's
+    /// `blender.images`); defaults to the operator's default version. A .blend saved by a newer
+    /// Blender fails as bad input and says which version to set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 3, max = 16), regex(pattern = r"^[0-9]+\.[0-9]+$"))]
+    pub blender_version: Option<String>,
+
     /// Node image override (defaults to the operator's configured render-node image).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 512))]

@@ -260,8 +260,12 @@ pub fn decide(
         return Ok(fx);
     }
     let Some(plan) = Plan::new(&rj.spec.frames, rj.spec.batch_size) else {
-        return Ok(invalid(rj, fx, wall));
+        let why = "frames and batchSize do not make a plan";
+        return Ok(invalid(rj, fx, "InvalidSpec", why, wall));
     };
+    if let Err(why) = config.image_for(rj) {
+        return Ok(invalid(rj, fx, "UnknownBlenderVersion", &why, wall));
+    }
     fx.plan = Some(plan);
     // What we last wrote is newer than the cache when the cache lags behind our own write.
     let written_at = state.written.as_ref().map(|(_, at)| *at);
@@ -420,15 +424,20 @@ fn podless_jobs(seen: &Observation<'_>, wall: &Time) -> (Vec<String>, Option<Dur
     (old, next)
 }
 
-/// The effects for a RenderJob whose frames and batch size make no plan (the schema should
-/// have refused it): a Failed status and a warning, once.
-fn invalid(rj: &RenderJob, mut fx: Effects, wall: &Time) -> Effects {
-    const WHY: &str = "frames and batchSize do not make a plan";
-    let new = status::invalid(rj, WHY, wall);
+/// The effects for a RenderJob the operator cannot render as it is (frames and batch size
+/// that make no plan, a Blender version not offered): a Failed status and a warning, once.
+fn invalid(
+    rj: &RenderJob,
+    mut fx: Effects,
+    reason: &'static str,
+    why: &str,
+    wall: &Time,
+) -> Effects {
+    let new = status::invalid(rj, reason, why, wall);
     if rj.status.as_ref() != Some(&new) {
         fx.status = Some(StatusWrite {
             status: new,
-            events: vec![Note::warning("InvalidSpec", WHY)],
+            events: vec![Note::warning(reason, why)],
             progress: Progress::default(),
         });
     }
@@ -673,10 +682,7 @@ mod tests {
     }
 
     fn config() -> JobConfig {
-        JobConfig {
-            image: "renderfarm/render-node:test".into(),
-            image_pull_policy: None,
-        }
+        JobConfig::new("renderfarm/render-node:test")
     }
 
     fn effects(
@@ -980,6 +986,30 @@ mod tests {
         assert!(fx.is_empty());
         assert_eq!(fx.requeue(&state, now), None);
         assert_eq!(state, RenderState::default());
+    }
+
+    #[test]
+    fn a_blender_version_not_offered_fails_at_once_naming_the_offered_ones() {
+        let mut rj = rj();
+        rj.spec.blender_version = Some("3.4".into());
+        let mut state = RenderState::default();
+        let now = Instant::now();
+        let fx = effects(&rj, &[], &[], &mut state, now);
+        assert!(fx.apply.is_empty(), "no Job for a version that cannot run");
+        let w = fx.status.expect("status");
+        assert_eq!(w.status.phase, Phase::Failed);
+        let c = w
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == status::FAILED)
+            .expect("Failed");
+        assert_eq!(c.reason, "UnknownBlenderVersion");
+        assert_eq!(
+            c.message,
+            "blenderVersion 3.4 is not offered here; this cluster offers 4.5"
+        );
+        assert_eq!(reasons(&w.events), ["UnknownBlenderVersion"]);
     }
 
     #[test]

@@ -626,8 +626,9 @@ pub fn urgent(old: &RenderJobStatus, new: &RenderJobStatus) -> bool {
         || key(old) != key(new)
 }
 
-/// Status for a RenderJob the operator cannot plan (written around the schema).
-pub fn invalid(rj: &RenderJob, why: &str, now: &Time) -> RenderJobStatus {
+/// Status for a RenderJob the operator cannot render as it is (a spec the schema let through
+/// that makes no plan, a Blender version not offered): Failed, with `reason` and `why`.
+pub fn invalid(rj: &RenderJob, reason: &str, why: &str, now: &Time) -> RenderJobStatus {
     let mut status = rj.status.clone().unwrap_or_default();
     status.phase = Phase::Failed;
     status.observed_generation = rj.metadata.generation;
@@ -636,7 +637,7 @@ pub fn invalid(rj: &RenderJob, why: &str, now: &Time) -> RenderJobStatus {
         &mut status.conditions,
         INVALID_SPEC,
         true,
-        "InvalidSpec",
+        reason,
         why.to_string(),
         g,
         now,
@@ -645,7 +646,7 @@ pub fn invalid(rj: &RenderJob, why: &str, now: &Time) -> RenderJobStatus {
         &mut status.conditions,
         FAILED,
         true,
-        "InvalidSpec",
+        reason,
         why.to_string(),
         g,
         now,
@@ -654,7 +655,7 @@ pub fn invalid(rj: &RenderJob, why: &str, now: &Time) -> RenderJobStatus {
         &mut status.conditions,
         PROGRESSING,
         false,
-        "InvalidSpec",
+        reason,
         why.to_string(),
         g,
         now,

@@ -96,10 +96,7 @@ fn world(jobs: Vec<Job>, answer: Answer) -> World {
     pw.apply_watcher_event(&watcher::Event::Init);
     pw.apply_watcher_event(&watcher::Event::InitDone);
     let settings = Settings {
-        job: JobConfig {
-            image: "renderfarm/render-node:test".into(),
-            image_pull_policy: None,
-        },
+        job: JobConfig::new("renderfarm/render-node:test"),
         namespace: None,
         instance: Some("test".into()),
     };

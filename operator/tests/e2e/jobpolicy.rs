@@ -62,10 +62,7 @@ fn batch_job(env: &Env, ns: &str) -> Result<Job> {
     rj.metadata.uid = Some("0b1c2d3e-0000-4000-8000-00000000abcd".into());
     rj.metadata.namespace = Some(ns.into());
     let plan = Plan::new(&rj.spec.frames, rj.spec.batch_size).context("plan")?;
-    let config = JobConfig {
-        image: "renderfarm/render-node:dev".into(),
-        image_pull_policy: None,
-    };
+    let config = JobConfig::new("renderfarm/render-node:dev");
     let mut job = job::build(&rj, &plan.batch(0).context("batch")?, &config, true)?;
     // No owner: the probe RenderJob does not exist.
     job.metadata.owner_references = None;
