@@ -29,7 +29,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the controller (the default).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the RenderJob CustomResourceDefinition as YAML.
     Crd,
 }
@@ -93,7 +93,7 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", renderfarm::crd_yaml()?);
             Ok(())
         }
-        Some(Command::Run(args)) => run(args).await,
+        Some(Command::Run(args)) => run(*args).await,
         None => run(cli.run).await,
     }
 }
