@@ -240,6 +240,15 @@ def main():
     if options & {"-y", "--enable-autoexec"}:
         error("this Blender never runs scripts from .blend files (-y/--enable-autoexec refused)")
         return 1
+    if options & {"-v", "--version"} and len(steps) == 1:
+        # Without loading Blender: render-node asks this when the image does not say it.
+        try:
+            from importlib.metadata import version
+
+            say("Blender " + version("bpy"))
+            return 0
+        except ImportError:
+            pass
     # Scripts and Cycles read sys.argv as Blender's own: the program, then every argument.
     sys.argv = ["blender"] + argv
     started = time.monotonic()
