@@ -17,7 +17,6 @@ What follows `--` is left in sys.argv for scripts and for Cycles (`--cycles-devi
 """
 import os
 import sys
-import time
 import traceback
 
 USAGE = __doc__.split("\n\n")[1]
@@ -251,15 +250,12 @@ def main():
             pass
     # Scripts and Cycles read sys.argv as Blender's own: the program, then every argument.
     sys.argv = ["blender"] + argv
-    started = time.monotonic()
     line_buffered_stdout()
     import bpy
 
     say(banner(bpy))
     if options & {"-v", "--version"}:
         return 0
-    if os.environ.get("RENDER_NODE_DEBUG_STARTUP"):
-        say("startup: %.3f s" % (time.monotonic() - started))
     session = Session(bpy)
     try:
         for option, value in steps:
