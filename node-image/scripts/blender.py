@@ -97,7 +97,7 @@ def banner(bpy):
     )
 
 
-class Session:
+class Blender:
     def __init__(self, bpy):
         self.bpy = bpy
         self.threads = None
@@ -256,10 +256,10 @@ def main():
     say(banner(bpy))
     if options & {"-v", "--version"}:
         return 0
-    session = Session(bpy)
+    blender = Blender(bpy)
     try:
         for option, value in steps:
-            session.run(option, value)
+            blender.run(option, value)
     except Exit as e:
         return e.code
     return 0
