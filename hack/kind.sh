@@ -183,6 +183,9 @@ create_cluster() {
 }
 
 images() {
+  local secret=() ca=/etc/ssl/certs/ca-certificates.crt
+  # The node image's pip install trusts what this machine trusts (a TLS proxy on the way to PyPI).
+  [[ -s $ca ]] && secret=(--secret "id=ca-certificates,src=$ca")
   if [[ $PROFILE == release ]]; then
     (cd "$ROOT" && cargo build --locked --release -p renderfarm -p render-node)
   else
@@ -190,7 +193,7 @@ images() {
   fi
   "$HACK/docker.sh" build -q --build-arg BUILDER=prebuilt --build-arg "PROFILE=$PROFILE" \
     -t "$OPERATOR_IMAGE" -f "$ROOT/operator/Dockerfile" "$ROOT" >/dev/null
-  "$HACK/docker.sh" build -q --build-arg BUILDER=prebuilt --build-arg "PROFILE=$PROFILE" \
+  "$HACK/docker.sh" build -q "${secret[@]}" --build-arg BUILDER=prebuilt --build-arg "PROFILE=$PROFILE" \
     -t "$NODE_IMAGE_RENDER" -f "$ROOT/node-image/Dockerfile" "$ROOT" >/dev/null
 }
 
