@@ -85,6 +85,11 @@ pub struct RenderReport {
     pub seconds_per_frame: Option<f64>,
     pub device: Option<String>,
     pub blender_version: Option<String>,
+    /// The Blender that saved the .blend.
+    pub file_version: Option<String>,
+    /// External files the scene uses that were not readable (at most 20), and how many in all.
+    pub missing_files: Vec<String>,
+    pub missing_files_count: u32,
 }
 
 /// A batch pod as the operator keeps it.
@@ -177,12 +182,16 @@ impl From<Pod> for BatchPod {
             Some("Failed") => PodPhase::Failed,
             _ => PodPhase::Unknown,
         };
-        let report = pod::termination_message(&pod).map(|m| {
+        let report = pod::termination_message(&pod).map(|r| {
+            let (m, scene) = (r.message, r.scene);
             Box::new(RenderReport {
                 frames_rendered: m.frames_rendered,
                 seconds_per_frame: m.seconds_per_frame,
                 device: m.device,
                 blender_version: m.blender_version,
+                file_version: scene.file_version,
+                missing_files: scene.missing_files,
+                missing_files_count: scene.missing_files_count,
             })
         });
         let meta = &pod.metadata;
@@ -418,8 +427,26 @@ mod tests {
                 seconds_per_frame: Some(2.5),
                 device: Some("OPTIX".into()),
                 blender_version: Some("4.2.0".into()),
+                file_version: None,
+                missing_files: vec![],
+                missing_files_count: 0,
             })
         );
+        // The scene's facts beside the render's, as render-node 4.5 writes them.
+        let mut v = base.clone();
+        let full = render_contract::TerminationReport {
+            message: report.clone(),
+            scene: render_contract::SceneFacts {
+                file_version: Some("4.5".into()),
+                missing_files: vec!["/data/tex/wood.png".into()],
+                missing_files_count: 1,
+            },
+        };
+        v["status"]["containerStatuses"][0]["state"]["terminated"]["message"] =
+            json!(full.to_json_bounded());
+        let got = pod(v).report.expect("report");
+        assert_eq!(got.file_version.as_deref(), Some("4.5"));
+        assert_eq!((got.missing_files.len(), got.missing_files_count), (1, 1));
 
         let mut v = base.clone();
         v["status"]["phase"] = json!("Failed");

@@ -191,6 +191,7 @@ pub fn render_args(rj: &RenderJob, batch: &Batch) -> RenderArgs {
     args.format = rj.spec.output.format;
     args.engine = rj.spec.engine;
     args.device = rj.spec.device;
+    args.missing_files = rj.spec.missing_files;
     args.allow_cpu_fallback = rj.spec.allow_cpu_fallback;
     args.threads = rj.spec.threads.unwrap_or(0).max(0) as u32;
     args

@@ -22,6 +22,8 @@ pub const FAILED: &str = "Failed";
 pub const PROGRESSING: &str = "Progressing";
 pub const SUSPENDED: &str = "Suspended";
 pub const INVALID_SPEC: &str = "InvalidSpec";
+/// Most missing files the status lists.
+const MAX_MISSING_LISTED: usize = 20;
 
 /// Where one batch is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -293,6 +295,13 @@ pub fn roll_up(rj: &RenderJob, seen: &Observed<'_>, now: &Time) -> RenderJobStat
         seconds_per_frame: tally.seconds_per_frame,
         devices_used: tally.devices.into_iter().collect(),
         blender_version: tally.blender_version,
+        file_version: tally.file_version,
+        missing_files: tally
+            .missing_files
+            .into_iter()
+            .take(MAX_MISSING_LISTED)
+            .collect(),
+        missing_files_count: tally.missing_files_count,
     }
 }
 
@@ -320,6 +329,9 @@ struct PodTally {
     seconds_per_frame: Option<f64>,
     devices: BTreeSet<String>,
     blender_version: Option<String>,
+    file_version: Option<String>,
+    missing_files: BTreeSet<String>,
+    missing_files_count: Option<i64>,
 }
 
 impl PodTally {
@@ -330,6 +342,9 @@ impl PodTally {
             seconds_per_frame: None,
             devices: prev.devices_used.iter().cloned().collect(),
             blender_version: prev.blender_version.clone(),
+            file_version: prev.file_version.clone(),
+            missing_files: prev.missing_files.iter().cloned().collect(),
+            missing_files_count: prev.missing_files_count,
         };
         let (mut busy_seconds, mut timed_frames) = (0.0_f64, 0_u32);
         for (index, batch_pods) in seen.pods {
@@ -347,6 +362,14 @@ impl PodTally {
                 tally.devices.extend(m.device.iter().cloned());
                 if m.blender_version.is_some() {
                     tally.blender_version = m.blender_version.clone();
+                }
+                if m.file_version.is_some() {
+                    tally.file_version = m.file_version.clone();
+                }
+                if m.missing_files_count > 0 {
+                    tally.missing_files.extend(m.missing_files.iter().cloned());
+                    let n = i64::from(m.missing_files_count);
+                    tally.missing_files_count = Some(tally.missing_files_count.unwrap_or(0).max(n));
                 }
             }
         }
