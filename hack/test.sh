@@ -167,8 +167,10 @@ wait_build_kind() {
 }
 
 stage_deps() {
-  # Blender for render-node's tests (Debian's 3.4, CPU only); PyYAML for kubeconform's CRD script.
-  check "deps" hack/deps.sh blender python3-yaml
+  # PyYAML for kubeconform's CRD script; Blender 4.5 and 5.0 (PyPI's bpy, as the node image
+  # has it) for render-node's tests, 5.0 to save scenes newer than the image's Blender.
+  check "deps" hack/deps.sh python3-yaml
+  check "Blender (bpy 4.5, 5.0)" hack/blender.sh 4.5 5.0
 }
 
 stage_lint() {

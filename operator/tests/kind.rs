@@ -336,13 +336,19 @@ fn frames_in(events: &[Value], kind: &str) -> Vec<i64> {
 /// time. From Blender's own per-frame "Time:" lines (start-up excluded, as in the status figure).
 fn bare_blender_seconds_per_frame(scene: &Path) -> Option<f64> {
     let out = tempdir().ok()?;
+    // The Blender the node image has, as hack/blender.sh installs it on the host.
+    let path = Command::new(repo_root().join("hack/blender.sh"))
+        .args(["path", "4.5"])
+        .output()
+        .ok()?;
+    let blender = String::from_utf8_lossy(&path.stdout).trim().to_string();
     let batches: Vec<i32> = (1..=FRAMES).step_by(2).collect();
     let mut times = Vec::new();
     for wave in batches.chunks(2) {
         let children: Vec<_> = wave
             .iter()
             .map(|&first| {
-                Command::new("blender")
+                Command::new(&blender)
                     .args(["-b", "--factory-startup"])
                     .arg(scene)
                     .arg("-o")
