@@ -207,6 +207,10 @@ load_images() {
 
 install_chart() {
   local id
+  # Helm installs CRDs only once and never upgrades them: apply this checkout's CRD first, so an
+  # upgraded operator never writes status fields the API server does not know.
+  "$BIN_kubectl" --kubeconfig "$KUBECONFIG_FILE" apply --server-side --force-conflicts \
+    -f "$ROOT/charts/renderfarm/crds/renderjob.yaml" >/dev/null
   # The image ID in a pod annotation: a rebuilt image under the same tag rolls the pods.
   id=$(docker image inspect --format '{{.Id}}' "$OPERATOR_IMAGE" | cut -c8-19)
   "$BIN_helm" upgrade --install "$RELEASE" "$ROOT/charts/renderfarm" --kubeconfig "$KUBECONFIG_FILE" \
