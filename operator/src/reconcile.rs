@@ -81,20 +81,27 @@ impl<'a> Observation<'a> {
     ) -> Self {
         let job_refs: Vec<&BatchJob> = jobs.iter().map(Arc::as_ref).collect();
         let jobs = status::jobs_by_batch(rj_name, &plan, &job_refs);
-        // Sorted first, so the map is built in one pass.
-        // A pod counts for its batch only while it belongs to the batch's Job.
+        // Sorted first, so the map is built in one pass, walking the Jobs alongside: a pod
+        // counts for its batch only while it belongs to the batch's Job (by UID).
         let mut indexed: Vec<(u32, &BatchPod)> = pods
             .iter()
             .filter_map(|p| Some((p.batch?, p.as_ref())))
-            .filter(|(i, p)| {
-                jobs.get(i)
-                    .is_some_and(|j| j.uid.is_some() && j.uid == p.job_uid)
-            })
             .collect();
         indexed.sort_unstable_by_key(|(i, _)| *i);
+        let mut job_iter = jobs.iter().peekable();
         let by_batch: BTreeMap<u32, Vec<&BatchPod>> = indexed
             .chunk_by(|a, b| a.0 == b.0)
-            .map(|group| (group[0].0, group.iter().map(|(_, p)| *p).collect()))
+            .filter_map(|group| {
+                let index = group[0].0;
+                while job_iter.next_if(|(i, _)| **i < index).is_some() {}
+                let uid = job_iter.peek().filter(|(i, _)| **i == index)?.1.uid.as_ref()?;
+                let mine: Vec<&BatchPod> = group
+                    .iter()
+                    .filter(|(_, p)| p.job_uid.as_ref() == Some(uid))
+                    .map(|(_, p)| *p)
+                    .collect();
+                (!mine.is_empty()).then_some((index, mine))
+            })
             .collect();
         let recorded = old
             .succeeded_batches
@@ -406,8 +413,12 @@ fn podless_jobs(seen: &Observation<'_>, wall: &Time) -> (Vec<String>, Option<Dur
     let grace = PODLESS_AFTER.as_secs_f64();
     let mut old = Vec::new();
     let mut next: Option<Duration> = None;
+    // Both maps are in batch order: walk them together.
+    let mut pods = seen.pods.keys().peekable();
     for (i, job) in &seen.jobs {
-        if job.finished.is_some() || job.suspended || job.deleting || seen.pods.contains_key(i) {
+        while pods.next_if(|p| *p < i).is_some() {}
+        let has_pod = pods.peek() == Some(&i);
+        if job.finished.is_some() || job.suspended || job.deleting || has_pod {
             continue;
         }
         let Some(created) = &job.created else {
