@@ -340,7 +340,7 @@ healthy() {
 }
 
 up() {
-  local t0 t1 c kwok_was_up=
+  local t0 t1 c p kwok_was_up=
   t0=$(now)
   build
   t1=$(now)
@@ -354,6 +354,17 @@ up() {
   mkdir -p "$STATE"
   chmod 0700 "$STATE"
   running kwok-controller && kwok_was_up=1
+  # A port held by something else would have kwokctl wait minutes for a component that cannot
+  # start: say so now.
+  local -A port_of=([etcd]="$ETCD_PORT $ETCD_PEER_PORT" [kube-apiserver]=$APISERVER_PORT
+    [kube-controller-manager]=$KCM_PORT [kube-scheduler]=$SCHED_PORT [kwok-controller]=$KWOK_PORT)
+  for c in "${COMPONENTS[@]}"; do
+    running "$c" && continue
+    for p in ${port_of[$c]}; do
+      ! ss -Htln "sport = :$p" | grep -q . ||
+        die "port 127.0.0.1:$p (for $c) is in use: $(ss -Htlnp "sport = :$p" | head -1)"
+    done
+  done
   if [[ -f $DIR/kwok.yaml ]]; then
     # A cluster made before: start what is not running, as it was created. kwokctl counts a
     # pid as running while it answers kill -0, which a killed component not yet reaped (a
