@@ -5,9 +5,9 @@
 //! `eval "$(hack/cluster.sh env)"`). Run:
 //! `cargo test -p renderfarm --test cluster -- --ignored --nocapture`.
 
+use std::cell::RefCell;
 use std::fmt::Debug;
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
@@ -31,7 +31,7 @@ const GPU_NODE: &str = "kwok-gpu-0";
 struct Scope {
     client: Client,
     ns: String,
-    stages: Mutex<Vec<String>>,
+    stages: RefCell<Vec<String>>,
 }
 
 impl Scope {
@@ -48,7 +48,7 @@ impl Scope {
         Ok(Scope {
             client,
             ns,
-            stages: Mutex::new(Vec::new()),
+            stages: RefCell::new(Vec::new()),
         })
     }
 
@@ -91,10 +91,7 @@ impl Scope {
             .create(&PostParams::default(), &stage)
             .await
             .with_context(|| format!("creating Stage {name}"))?;
-        self.stages
-            .lock()
-            .map_err(|_| anyhow!("stage list lock poisoned"))?
-            .push(name.clone());
+        self.stages.borrow_mut().push(name.clone());
         Ok(name)
     }
 
@@ -153,8 +150,7 @@ impl Scope {
 
     /// Best effort and without waiting: the namespace's objects go with it.
     async fn cleanup(self) {
-        let names = self.stages.lock().map(|s| s.clone()).unwrap_or_default();
-        for name in names {
+        for name in self.stages.take() {
             let _ = self
                 .stage_api()
                 .delete(&name, &DeleteParams::default())
