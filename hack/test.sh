@@ -192,7 +192,7 @@ stage_local_cluster() {
   eval "$(hack/cluster.sh env)"
   check "kubectl version" kubectl version || return
   # The cluster's own checks: Jobs complete, injected failures reach pods, scheduling, eviction.
-  check "hack/cluster.sh selftest" hack/cluster.sh selftest
+  ctest "local cluster checks" -p renderfarm --test cluster --locked -- --ignored --nocapture
 }
 
 crd_dry_run() {
