@@ -2,6 +2,7 @@
 //! kwok nodes standing in for kubelets. Run with `hack/test.sh` or, against any cluster:
 //! `cargo test -p renderfarm --test e2e -- --ignored`.
 
+mod faultkit;
 mod harness;
 
 mod chaos;
