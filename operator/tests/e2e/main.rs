@@ -7,6 +7,7 @@ mod harness;
 
 mod chaos;
 mod chart;
+mod cleanup;
 mod leader;
 mod lifecycle;
 mod nodeloss;
