@@ -11,6 +11,7 @@ mod cleanup;
 mod leader;
 mod lifecycle;
 mod nodeloss;
+mod races;
 mod render;
 mod restart;
 mod validation;
