@@ -8,6 +8,7 @@ mod harness;
 mod chaos;
 mod chart;
 mod cleanup;
+mod faults;
 mod leader;
 mod lifecycle;
 mod nodeloss;
