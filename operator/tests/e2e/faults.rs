@@ -5,6 +5,7 @@
 //! writes in the test's namespace for a while mid-render; once it is removed the operator
 //! recovers on its own and the render completes, exact, with no batch created twice.
 
+use std::collections::BTreeSet;
 use std::time::Instant;
 
 use anyhow::{Context as _, Result, ensure};
@@ -171,8 +172,8 @@ async fn throttled_by_priority_and_fairness_still_exact() -> Result<()> {
 }
 
 /// Requests of the operator the API server failed with a 5xx after byte `from` of its log:
-/// (Job creates, status writes).
-fn refused(op: &Replica, from: u64) -> Result<(usize, usize)> {
+/// (names of the Jobs whose create was refused, Job creates refused, status writes refused).
+fn refused(op: &Replica, from: u64) -> Result<(BTreeSet<String>, usize, usize)> {
     let lines = op.log_lines_since(from, "failed with status 5")?;
     let url = |l: &str| -> Option<String> {
         let v: Value = serde_json::from_str(l).ok()?;
@@ -184,8 +185,16 @@ fn refused(op: &Replica, from: u64) -> Result<(usize, usize)> {
     };
     let urls: Vec<String> = lines.iter().filter_map(|l| url(l)).collect();
     let status_writes = urls.iter().filter(|u| u.contains("/renderjobs/")).count();
-    let creates = urls.iter().filter(|u| u.contains("/jobs/")).count();
-    Ok((creates, status_writes))
+    let creates: Vec<String> = urls
+        .iter()
+        .filter_map(|u| u.split("/jobs/").nth(1)?.split('?').next())
+        .map(str::to_string)
+        .collect();
+    Ok((
+        creates.iter().cloned().collect(),
+        creates.len(),
+        status_writes,
+    ))
 }
 
 #[tokio::test]
@@ -265,9 +274,12 @@ async fn injected_5xx_on_job_create_and_status_write() -> Result<()> {
     .await?;
     let in_force = installed.elapsed();
     // Held until the operator was refused both kinds of write, a few times.
+    // Held until the operator was refused both kinds of write several times: enough failed
+    // reconciles in a row that an unbounded doubling of the retry delay would reach minutes.
     let (creates, writes) = wait_until(MINUTE, "Job creates and status writes refused", || async {
-        let (c, w) = refused(&op, from)?;
-        Ok((c >= 3 && w >= 3).then_some((c, w)))
+        let (_, c, w) = refused(&op, from)?;
+        let failed = sum(&op.metrics()?, "renderfarm_reconcile_errors_total");
+        Ok((c >= 3 && w >= 3 && failed >= 8.0).then_some((c, w)))
     })
     .await?;
     let held = installed.elapsed();
@@ -277,10 +289,11 @@ async fn injected_5xx_on_job_create_and_status_write() -> Result<()> {
         &name,
     )?;
     let removed = Instant::now();
-    let (all_creates, all_writes) = refused(&op, from)?;
+    let (names, all_creates, all_writes) = refused(&op, from)?;
 
     // Bounded backoff: the operator's retries are due within seconds, so a Job comes well
-    // within this bound once nothing refuses it (the figure is printed).
+    // within this bound once nothing refuses it, also for the batches whose create failed
+    // (the figures are printed).
     jobs.wait(
         RECOVERY_BOUND,
         "a Job created after the webhook is gone",
@@ -288,6 +301,13 @@ async fn injected_5xx_on_job_create_and_status_write() -> Result<()> {
     )
     .await?;
     let first_create = removed.elapsed();
+    jobs.wait(
+        RECOVERY_BOUND,
+        &format!("the Jobs whose create was refused: {names:?}"),
+        |s| names.iter().all(|n| s.uids.contains_key(n)),
+    )
+    .await?;
+    let refused_created = removed.elapsed();
     let rj = env.wait_phase("flaky", "Succeeded", 2 * MINUTE).await?;
     let recovered = removed.elapsed();
     let took = started.elapsed();
@@ -298,10 +318,12 @@ async fn injected_5xx_on_job_create_and_status_write() -> Result<()> {
         "5xx: webhook in force after {} ms, held {} ms: {all_creates} Job creates and \
          {all_writes} status writes answered 5xx (at least {creates} and {writes} when removal \
          began); {errors} failed reconciles; after removal the first Job came in {} ms, the \
-         render finished in {} ms ({:.1} s in all); {seen} Jobs, {} created twice",
+         refused ones ({names:?}) in {} ms, the render finished in {} ms ({:.1} s in all); \
+         {seen} Jobs, {} created twice",
         ms(in_force),
         ms(held),
         ms(first_create),
+        ms(refused_created),
         ms(recovered),
         took.as_secs_f64(),
         twice.len()
