@@ -36,6 +36,14 @@ use crate::{Error, Result};
 pub const MANAGER: &str = "renderfarm-operator";
 /// How long a created Job may stay unseen in the cache before it stops counting as in flight.
 const IN_FLIGHT_TTL: Duration = Duration::from_secs(60);
+/// The same after the server answered the apply with a 5xx: it may have created the Job all
+/// the same (a timeout after the write), which the watch shows within this; most often it did
+/// not (a webhook or etcd failed), and the batch is tried again soon after the fault ends.
+const IN_FLIGHT_AFTER_5XX: Duration = Duration::from_secs(5);
+/// The longest wait before a failed reconcile runs again. Failures come fast while the API
+/// server refuses writes (every watch event retries), so an uncapped doubling would leave a
+/// render idle for minutes after an outage of seconds once no event comes any more.
+const MAX_RETRY: Duration = Duration::from_secs(10);
 /// Job applies one reconcile sends at once.
 const CREATE_CONCURRENCY: usize = 8;
 /// A status change that is not [`status::urgent`] (counts, progress, messages) waits until
@@ -62,7 +70,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// Batches created and not reported in a `BatchesCreated` Event yet, by RenderJob UID.
     created: Mutex<HashMap<String, events::Created>>,
-    /// Batches created but not seen in the Job cache yet, by RenderJob UID.
+    /// Batches created but not seen in the Job cache yet, by RenderJob UID: until when each
+    /// counts as in flight.
     in_flight: Mutex<HashMap<String, BTreeMap<u32, Instant>>>,
     /// Consecutive failures per RenderJob, for backoff.
     failures: Mutex<HashMap<ObjectRef<RenderJob>, u32>>,
@@ -261,8 +270,7 @@ fn error_policy(rj: Arc<RenderJob>, error: &Error, ctx: Arc<Context>) -> Action 
             *n
         })
         .unwrap_or(1);
-    let delay =
-        Duration::from_millis(500u64.saturating_mul(1 << n.min(10))).min(Duration::from_secs(300));
+    let delay = Duration::from_millis(500u64.saturating_mul(1 << n.min(10))).min(MAX_RETRY);
     warn!(renderjob = %rj.name_any(), error = %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }
@@ -345,7 +353,8 @@ async fn reconcile_inner(rj: &RenderJob, ctx: &Context) -> Result<Action> {
             .lock()
             .map_err(|_| Error::Config("in-flight lock poisoned".into()))?;
         let mine = all.entry(uid.clone()).or_default();
-        mine.retain(|i, at| !seen.jobs.contains_key(i) && at.elapsed() < IN_FLIGHT_TTL);
+        let now = Instant::now();
+        mine.retain(|i, until| !seen.jobs.contains_key(i) && now < *until);
         mine.keys().copied().collect()
     };
     let (todo, new) = seen.decide(rj, &old, &in_flight, &now);
@@ -400,7 +409,7 @@ fn in_flight_expiry(ctx: &Context, uid: &str) -> Option<Duration> {
     let all = ctx.in_flight.lock().ok()?;
     all.get(uid)?
         .values()
-        .map(|at| IN_FLIGHT_TTL.saturating_sub(at.elapsed()) + Duration::from_millis(100))
+        .map(|until| until.saturating_duration_since(Instant::now()) + Duration::from_millis(100))
         .min()
 }
 
@@ -424,7 +433,7 @@ async fn apply_actions(
     if let Ok(mut all) = ctx.in_flight.lock() {
         let mine = all.entry(uid.to_string()).or_default();
         for (index, _) in &manifests {
-            mine.insert(*index, Instant::now());
+            mine.insert(*index, Instant::now() + IN_FLIGHT_TTL);
         }
     }
     let ssa = PatchParams::apply(MANAGER).force();
@@ -451,10 +460,19 @@ async fn apply_actions(
                 created.insert(index);
             }
             // The server answered and refused: nothing was created, so the batch is not in
-            // flight (a timeout or a 5xx keeps the mark: the Job may exist).
+            // flight (a timeout keeps the mark: the Job may exist).
             Err(kube::Error::Api(e)) if e.code < 500 => {
                 if let Ok(mut all) = ctx.in_flight.lock() {
                     all.entry(uid.to_string()).or_default().remove(&index);
+                }
+                failed.get_or_insert(kube::Error::Api(e));
+            }
+            // A 5xx: the Job may exist, but most likely does not; keep the mark briefly.
+            Err(kube::Error::Api(e)) => {
+                if let Ok(mut all) = ctx.in_flight.lock()
+                    && let Some(until) = all.entry(uid.to_string()).or_default().get_mut(&index)
+                {
+                    *until = (*until).min(Instant::now() + IN_FLIGHT_AFTER_5XX);
                 }
                 failed.get_or_insert(kube::Error::Api(e));
             }
