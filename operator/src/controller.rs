@@ -59,6 +59,8 @@ pub struct Settings {
     pub namespace: Option<String>,
     /// Name of this instance in Events (the pod name).
     pub instance: Option<String>,
+    /// With leader election: writes only while the lease is current.
+    pub fence: Option<Arc<crate::leader::Fence>>,
 }
 
 pub struct Context {
@@ -82,6 +84,15 @@ pub struct Context {
 }
 
 impl Context {
+    /// Every write asks first: with leader election, it may go out only while this replica's
+    /// lease is current.
+    fn may_write(&self) -> Result<()> {
+        match &self.settings.fence {
+            Some(fence) => fence.check(),
+            None => Ok(()),
+        }
+    }
+
     /// Drops what the per-RenderJob maps hold for RenderJobs that are gone.
     fn forget_gone(&self, uids: &std::collections::HashSet<String>) {
         if let Ok(mut m) = self.written.lock() {
@@ -283,6 +294,10 @@ async fn publish(ctx: &Context, rj: &RenderJob, type_: EventType, reason: &str, 
         action: reason.into(),
         secondary: None,
     };
+    if let Err(e) = ctx.may_write() {
+        debug!(renderjob = %rj.name_any(), error = %e, "event not published");
+        return;
+    }
     ctx.metrics.write("create", "events");
     if let Err(e) = ctx.recorder.publish(&event, &rj.object_ref(&())).await {
         warn!(renderjob = %rj.name_any(), error = %e, "could not publish event");
@@ -437,16 +452,17 @@ async fn apply_actions(
         }
     }
     let ssa = PatchParams::apply(MANAGER).force();
-    let results: Vec<(u32, kube::Result<Job>)> = futures::stream::iter(manifests)
+    let results: Vec<(u32, Result<Job>)> = futures::stream::iter(manifests)
         .map(|(index, manifest)| {
             let (jobs, ssa) = (&jobs, &ssa);
-            ctx.metrics.write("apply", "jobs");
             async move {
                 let name = manifest.name_any();
-                (
-                    index,
-                    jobs.patch(&name, ssa, &Patch::Apply(&manifest)).await,
-                )
+                if let Err(e) = ctx.may_write() {
+                    return (index, Err(e));
+                }
+                ctx.metrics.write("apply", "jobs");
+                let res = jobs.patch(&name, ssa, &Patch::Apply(&manifest)).await;
+                (index, res.map_err(Error::from))
             }
         })
         .buffer_unordered(CREATE_CONCURRENCY)
@@ -459,24 +475,32 @@ async fn apply_actions(
             Ok(_) => {
                 created.insert(index);
             }
-            // The server answered and refused: nothing was created, so the batch is not in
-            // flight (a timeout keeps the mark: the Job may exist).
-            Err(kube::Error::Api(e)) if e.code < 500 => {
-                if let Ok(mut all) = ctx.in_flight.lock() {
-                    all.entry(uid.to_string()).or_default().remove(&index);
-                }
-                failed.get_or_insert(kube::Error::Api(e));
-            }
-            // A 5xx: the Job may exist, but most likely does not; keep the mark briefly.
-            Err(kube::Error::Api(e)) => {
-                if let Ok(mut all) = ctx.in_flight.lock()
-                    && let Some(until) = all.entry(uid.to_string()).or_default().get_mut(&index)
-                {
-                    *until = (*until).min(Instant::now() + IN_FLIGHT_AFTER_5XX);
-                }
-                failed.get_or_insert(kube::Error::Api(e));
-            }
             Err(e) => {
+                let code = match &e {
+                    Error::Kube(kube::Error::Api(a)) => Some(a.code),
+                    _ => None,
+                };
+                // Refused by the server, or not sent at all: no Job was created, so the batch
+                // is not in flight. A 5xx: the Job may exist, but most likely does not, so
+                // the mark stays briefly. A timeout keeps it: the Job may exist.
+                let sent = !matches!(e, Error::Leader(_));
+                if let Ok(mut all) = ctx.in_flight.lock() {
+                    let mine = all.entry(uid.to_string()).or_default();
+                    match code {
+                        Some(c) if c < 500 => {
+                            mine.remove(&index);
+                        }
+                        Some(_) => {
+                            if let Some(until) = mine.get_mut(&index) {
+                                *until = (*until).min(Instant::now() + IN_FLIGHT_AFTER_5XX);
+                            }
+                        }
+                        None if !sent => {
+                            mine.remove(&index);
+                        }
+                        None => {}
+                    }
+                }
                 failed.get_or_insert(e);
             }
         }
@@ -489,17 +513,19 @@ async fn apply_actions(
         }
     }
     if let Some(e) = failed {
-        return Err(e.into());
+        return Err(e);
     }
     for (names, suspend) in [(&todo.suspend, true), (&todo.resume, false)] {
         for job_name in names {
             let patch = serde_json::json!({"spec": {"suspend": suspend}});
+            ctx.may_write()?;
             ctx.metrics.write("patch", "jobs");
             jobs.patch(job_name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await?;
         }
     }
     for job_name in &todo.delete {
+        ctx.may_write()?;
         ctx.metrics.write("delete", "jobs");
         let dp = DeleteParams {
             propagation_policy: Some(PropagationPolicy::Background),
@@ -525,6 +551,7 @@ async fn write_status(
         "kind": "RenderJob",
         "status": status,
     });
+    ctx.may_write()?;
     ctx.metrics.write("apply", "renderjobs/status");
     match rjs
         .patch_status(
