@@ -284,29 +284,37 @@ async fn suspend_as_a_batch_completes_counts_it_once() -> Result<()> {
     patch_spec(&env, "race", json!({"suspend": true})).await?;
     let rj = env.wait_phase("race", "Suspended", MINUTE).await?;
     let suspended = all_suspended(&mut jobs).await?;
-    let zero_complete = jobs.with(|s| {
+    let complete_at_suspended = jobs.with(|s| {
         s.live
             .values()
             .any(|j| batch_of(j) == Some(0) && job_complete(j))
     });
+    // Its pod succeeded, so its Job completes, suspended or not, and the batch is counted.
+    jobs.wait(MINUTE, "batch 0's Job complete", |s| {
+        s.live
+            .values()
+            .any(|j| batch_of(j) == Some(0) && job_complete(j))
+    })
+    .await?;
     let counted = env
         .wait_rj("race", "batch 0 counted", MINUTE, |rj| {
             status(rj).batches.succeeded == 1
         })
         .await?;
     println!(
-        "suspend race: at Suspended {} batch(es) counted, batch 0's Job complete: \
-         {zero_complete}; {suspended} Job(s) suspended",
+        "suspend race: at Suspended {} batch(es) counted, batch 0's Job complete then: \
+         {complete_at_suspended}; {suspended} Job(s) suspended; then batch 0 counted",
         status(&rj).batches.succeeded
-    );
-    ensure!(
-        zero_complete,
-        "batch 0's Job did not complete: its pod had succeeded"
     );
     ensure!(
         status(&counted).succeeded_batches.as_deref() == Some("0"),
         "{:?}",
         status(&counted).succeeded_batches
+    );
+    ensure!(
+        status(&counted).phase == renderfarm::crd::Phase::Suspended,
+        "{:?}",
+        status(&counted).phase
     );
 
     finish(
