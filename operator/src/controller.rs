@@ -272,6 +272,12 @@ fn error_policy(rj: Arc<RenderJob>, error: &Error, ctx: Arc<Context>) -> Action 
             error: error.metric_label().into(),
         })
         .inc();
+    // Not writing while the lease is not current: the next renewal makes it current within
+    // the grace period, or the lease is lost and the process exits. No backoff to build up.
+    if matches!(error, Error::Leader(_)) {
+        debug!(renderjob = %rj.name_any(), error = %error, "reconcile waits for the lease");
+        return Action::requeue(Duration::from_millis(500));
+    }
     let n = ctx
         .failures
         .lock()
