@@ -3,33 +3,27 @@
 //! created twice, and once every Job is gone the status, kept only in the RenderJob, is exact,
 //! also for an operator started after that.
 
-use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use anyhow::{Result, bail, ensure};
+use anyhow::{Result, ensure};
 use serde_json::{Value, json};
 
-use crate::faultkit::{MINUTE, Replica, lease_holder, ms, poke, sum, watch_jobs};
+use crate::faultkit::{
+    MINUTE, Replica, Replicas, http_get, ms, poke, sum, wait_leader, watch_jobs,
+};
 use crate::harness::{Env, status, wait_until};
 
 const BATCHES: usize = 60;
-
-async fn leader(env: &Env, not: Option<&str>) -> Result<String> {
-    wait_until(Duration::from_secs(60), "a lease holder", || async {
-        Ok(lease_holder(env).await.filter(|h| Some(h.as_str()) != not))
-    })
-    .await
-}
 
 #[tokio::test]
 #[ignore = "needs a cluster: hack/test.sh"]
 async fn delete_succeeded_survives_kills_and_a_failover() -> Result<()> {
     let env = Env::new("cleanup").await?;
     let mut jobs = watch_jobs(&env).await?;
-    let mut replicas: BTreeMap<String, Replica> = BTreeMap::new();
-    for id in ["replica-a", "replica-b"] {
-        replicas.insert(id.to_string(), Replica::elected(&env, id, &[])?);
-    }
+    let replicas = Replicas::new(vec![
+        Replica::elected(&env, "replica-a", &[])?,
+        Replica::elected(&env, "replica-b", &[])?,
+    ]);
     let started = Instant::now();
     env.create(
         "clean",
@@ -41,38 +35,41 @@ async fn delete_succeeded_survives_kills_and_a_failover() -> Result<()> {
     .await?;
 
     let mut events = Vec::new();
-    // 1. The leader dies while it deletes Jobs: the standby takes over.
+    // 1. The leader dies while it deletes Jobs: the standby takes over once the lease ran out.
     jobs.wait(MINUTE, "6 Jobs deleted", |s| s.deleted >= 6)
         .await?;
-    let first = leader(&env, None).await?;
-    let Some(r) = replicas.get_mut(&first) else {
-        bail!("lease held by unknown {first}")
-    };
-    r.kill();
+    let first = wait_leader(&env, None).await?;
+    replicas.kill(&first);
     let t = Instant::now();
-    let next = leader(&env, Some(&first)).await?;
+    let next = wait_leader(&env, Some(&first)).await?;
     events.push(format!(
         "{first} killed, {next} leads after {} ms",
         ms(t.elapsed())
     ));
-    replicas.get_mut(&first).map(Replica::restart).transpose()?;
+    replicas.restart(&first)?;
 
-    // 2. Both die at once and come back: the lease of a dead leader has to run out first.
+    // 2. Both die at once and come back, as their containers restart: the one that held the
+    // lease takes it again at once, with empty caches.
     jobs.wait(MINUTE, "24 Jobs deleted", |s| s.deleted >= 24)
         .await?;
-    for r in replicas.values_mut() {
-        r.kill();
-    }
     let t = Instant::now();
-    for r in replicas.values_mut() {
-        r.restart()?;
+    for (id, _) in replicas.ports() {
+        replicas.kill(&id);
     }
-    let holder = leader(&env, None).await?;
+    for (id, _) in replicas.ports() {
+        replicas.restart(&id)?;
+    }
+    let holder = wait_leader(&env, None).await?;
+    let port = replicas
+        .ports()
+        .into_iter()
+        .find(|(id, _)| *id == holder)
+        .map(|(_, p)| p);
     wait_until(MINUTE, "the leader to reconcile again", || async {
-        Ok(replicas
-            .get(&holder)
-            .is_some_and(Replica::ready)
-            .then_some(()))
+        let ready = port
+            .and_then(|p| http_get(p, "/readyz").ok())
+            .is_some_and(|(code, body)| code == 200 && !body.contains("standby"));
+        Ok(ready.then_some(()))
     })
     .await?;
     events.push(format!(
@@ -83,18 +80,15 @@ async fn delete_succeeded_survives_kills_and_a_failover() -> Result<()> {
     // 3. The leader once more.
     jobs.wait(MINUTE, "42 Jobs deleted", |s| s.deleted >= 42)
         .await?;
-    let third = leader(&env, None).await?;
-    let Some(r) = replicas.get_mut(&third) else {
-        bail!("lease held by unknown {third}")
-    };
-    r.kill();
+    let third = wait_leader(&env, None).await?;
+    replicas.kill(&third);
     let t = Instant::now();
-    let next = leader(&env, Some(&third)).await?;
+    let next = wait_leader(&env, Some(&third)).await?;
     events.push(format!(
         "{third} killed, {next} leads after {} ms",
         ms(t.elapsed())
     ));
-    replicas.get_mut(&third).map(Replica::restart).transpose()?;
+    replicas.restart(&third)?;
 
     let rj = env.wait_phase("clean", "Succeeded", 3 * MINUTE).await?;
     jobs.wait(MINUTE, "every batch Job deleted", |s| {
@@ -123,9 +117,8 @@ async fn delete_succeeded_survives_kills_and_a_failover() -> Result<()> {
 
     let before_restart = serde_json::to_value(&s)?;
     // An operator that starts now sees no Job at all: status alone says every batch is done.
-    for r in replicas.values_mut() {
-        r.kill();
-    }
+    let revived = replicas.revived();
+    drop(replicas);
     let fresh = Replica::start(&env, "fresh", &[], &[])?;
     fresh.wait_ready(MINUTE).await?;
     let reconciles = |r: &Replica| -> Result<f64> {
@@ -158,7 +151,8 @@ async fn delete_succeeded_survives_kills_and_a_failover() -> Result<()> {
     let (_, fresh_writes) = fresh.writes()?;
     let (twice, seen, created) = jobs.with(|s| (s.twice(), s.uids.len(), s.order.len()));
     println!(
-        "cleanup: {BATCHES} batches, DeleteSucceeded, in {:.1} s with {}; {seen} Jobs, {} \
+        "cleanup: {BATCHES} batches, DeleteSucceeded, in {:.1} s with {} ({revived} replica(s) \
+         restarted after losing the lease by themselves); {seen} Jobs, {} \
          created twice, every one deleted; an operator started afterwards wrote {fresh_writes:?} \
          (status changes: {changed:?})",
         took.as_secs_f64(),

@@ -21,6 +21,10 @@ use serde_json::{Value, json};
 use crate::harness::{Env, kubectl, wait_until};
 
 pub const MINUTE: Duration = Duration::from_secs(60);
+/// The lease of replicas with leader election: short, for quick failovers, and long enough
+/// that a busy API server renews it in time (a renewal is due a third of it before it runs
+/// out).
+pub const LEASE_SECONDS: u64 = 6;
 pub const BATCH_LABEL: &str = "renderfarm.io/batch";
 /// The filter replicas log with: the operator's own debug lines and kube's HTTP client, whose
 /// `requesting` line names the method and URL of every request (how writes are counted even
@@ -29,11 +33,14 @@ pub const LOG_FILTER: &str = "info,renderfarm=debug,kube_client::client::builder
 
 // ------------------------------------------------------------------------------- replicas
 
-/// One operator process of a test, with its own metrics port and log file.
+/// One operator process of a test, with its own metrics port (the same across restarts) and
+/// log file.
 pub struct Replica {
     pub id: String,
     pub port: u16,
     pub log: PathBuf,
+    /// Not restarted by [`Replicas`] when it exits.
+    pub hold: bool,
     child: Option<Child>,
     args: Vec<String>,
     vars: Vec<(String, String)>,
@@ -55,6 +62,7 @@ impl Replica {
             id: id.to_string(),
             port: 0,
             log: PathBuf::new(),
+            hold: false,
             child: None,
             args: args.iter().map(|s| s.to_string()).collect(),
             vars: vars
@@ -69,14 +77,15 @@ impl Replica {
         Ok(r)
     }
 
-    /// A replica with leader election on a 3 s lease in the test's namespace.
+    /// A replica with leader election in the test's namespace, on a lease of [`LEASE_SECONDS`].
     pub fn elected(env: &Env, id: &str, extra: &[&str]) -> Result<Replica> {
+        let lease = LEASE_SECONDS.to_string();
         let mut args = vec![
             "--leader-elect",
             "--lease-namespace",
             env.ns.as_str(),
             "--lease-seconds",
-            "3",
+            lease.as_str(),
             "--instance",
             id,
         ];
@@ -85,7 +94,9 @@ impl Replica {
     }
 
     fn spawn(&mut self) -> Result<()> {
-        self.port = free_port()?;
+        if self.port == 0 {
+            self.port = free_port()?;
+        }
         self.starts += 1;
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -150,10 +161,21 @@ impl Replica {
         }
     }
 
-    /// SIGKILL, then the same command again on a new port.
+    /// SIGKILL, then the same command again.
     pub fn restart(&mut self) -> Result<()> {
         self.kill();
         self.spawn()
+    }
+
+    /// Whether the process exited by itself (it is reaped then); false after [`Replica::kill`].
+    pub fn exited_by_itself(&mut self) -> bool {
+        match self.child.as_mut().map(Child::try_wait) {
+            Some(Ok(Some(_))) => {
+                self.child = None;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Whether the process has exited (it is reaped then).
@@ -183,12 +205,6 @@ impl Replica {
         Ok((by.values().sum(), by))
     }
 
-    /// Whether /readyz says this replica is waiting for the lease.
-    pub fn is_standby(&self) -> Result<bool> {
-        let (code, body) = self.http_get("/readyz")?;
-        Ok(code == 200 && body.contains("standby"))
-    }
-
     pub fn ready(&self) -> bool {
         self.http_get("/readyz")
             .is_ok_and(|(code, body)| code == 200 && !body.contains("standby"))
@@ -198,12 +214,16 @@ impl Replica {
         std::fs::metadata(&self.log).map(|m| m.len()).unwrap_or(0)
     }
 
-    /// Requests other than reads the process sent after byte `from` of its log, leases apart:
-    /// `METHOD path` each.
+    /// Requests other than reads the process that was running at byte `from` of its log sent
+    /// after that, leases apart: `METHOD path` each.
     pub fn writes_logged_since(&self, from: u64) -> Result<Vec<String>> {
         let text = std::fs::read(&self.log)?;
         let tail = String::from_utf8_lossy(text.get(from as usize..).unwrap_or_default());
-        Ok(requests_in_log(&tail)
+        // Up to where the next process starts.
+        let tail = tail
+            .find("{\"replica\":")
+            .map_or(&tail[..], |end| &tail[..end]);
+        Ok(requests_in_log(tail)
             .into_iter()
             .filter(|(m, url)| m != "GET" && !url.contains("/leases/"))
             .map(|(m, url)| format!("{m} {url}"))
@@ -230,6 +250,94 @@ impl Replica {
         .await?;
         Ok(t.elapsed())
     }
+}
+
+/// Operator replicas restarted when they exit by themselves (a leader that lost its lease), as
+/// a Deployment's pods are; those the test kills stay down until the test restarts them.
+pub struct Replicas {
+    inner: Arc<Mutex<BTreeMap<String, Replica>>>,
+    revived: Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Replicas {
+    pub fn new(list: Vec<Replica>) -> Replicas {
+        let inner = Arc::new(Mutex::new(
+            list.into_iter()
+                .map(|r| (r.id.clone(), r))
+                .collect::<BTreeMap<_, _>>(),
+        ));
+        let revived = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (map, count) = (inner.clone(), revived.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let Ok(mut all) = map.lock() else { return };
+                for r in all.values_mut() {
+                    if !r.hold && r.exited_by_itself() && r.spawn().is_ok() {
+                        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            }
+        });
+        Replicas {
+            inner,
+            revived,
+            task,
+        }
+    }
+
+    pub fn with<T>(&self, f: impl FnOnce(&mut BTreeMap<String, Replica>) -> T) -> T {
+        let mut all = self.inner.lock().expect("replicas");
+        f(&mut all)
+    }
+
+    /// (id, metrics port) of each replica.
+    pub fn ports(&self) -> Vec<(String, u16)> {
+        self.with(|all| all.values().map(|r| (r.id.clone(), r.port)).collect())
+    }
+
+    /// Replicas restarted after they exited by themselves.
+    pub fn revived(&self) -> usize {
+        self.revived.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn kill(&self, id: &str) {
+        self.with(|all| all.get_mut(id).map(Replica::kill));
+    }
+
+    pub fn restart(&self, id: &str) -> Result<()> {
+        self.with(|all| all.get_mut(id).map(Replica::restart).transpose())?;
+        Ok(())
+    }
+}
+
+impl Drop for Replicas {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Wait until the lease names a holder other than `not`.
+pub async fn wait_leader(env: &Env, not: Option<&str>) -> Result<String> {
+    wait_until(MINUTE, "a lease holder", || async {
+        Ok(lease_holder(env).await.filter(|h| Some(h.as_str()) != not))
+    })
+    .await
+}
+
+/// /readyz of a replica by port: Some(true) standby, Some(false) ready, None neither.
+pub fn standby_at(port: u16) -> Result<Option<bool>> {
+    let (code, body) = http_get(port, "/readyz")?;
+    Ok((code == 200).then(|| body.contains("standby")))
+}
+
+/// `renderfarm_api_writes_total` of a replica by port: (sum, by verb and resource).
+pub fn writes_at(port: u16) -> Result<(u64, BTreeMap<String, u64>)> {
+    let (code, body) = http_get(port, "/metrics")?;
+    ensure!(code == 200, "/metrics on {port} answered {code}");
+    let by = writes_by(&body);
+    Ok((by.values().sum(), by))
 }
 
 impl Drop for Replica {
@@ -788,9 +896,10 @@ phase: Succeeded\n";
     Ok(())
 }
 
-/// [`finish_batches`], then touch the scenario's running pods of those batches until each
-/// has left Running (kwok looks at a pod again only when it changes, so a new Stage does not
-/// reach pods that are already running otherwise); returns once the pods watch saw them go.
+/// [`finish_batches`], then touch the scenario's unfinished pods of those batches until each
+/// has finished (kwok looks at a pod again only when it changes, so a new Stage does not reach
+/// pods that are already running otherwise, nor always one that starts running just as kwok
+/// learns of the Stage); returns once the pods watch saw them finish.
 #[allow(clippy::too_many_arguments)]
 pub async fn finish(
     env: &Env,
@@ -808,7 +917,7 @@ pub async fn finish(
             .map(String::as_str)
             == Some(scenario)
             && (batches.is_empty() || batch_of(p).is_some_and(|b| batches.contains(&b)))
-            && pod_phase(p) == "Running"
+            && pod_unfinished(p)
     };
     let targets: BTreeSet<String> = pods.with(|s| {
         s.live
@@ -819,14 +928,20 @@ pub async fn finish(
     });
     let started = Instant::now();
     loop {
-        let running: Vec<String> = pods.with(|s| {
-            s.live
+        let (running, unfinished) = pods.with(|s| {
+            let mine: Vec<&Pod> = s
+                .live
                 .values()
-                .filter(|p| targets.contains(&p.name_any()) && pod_phase(p) == "Running")
+                .filter(|p| targets.contains(&p.name_any()) && pod_unfinished(p))
+                .collect();
+            let running: Vec<String> = mine
+                .iter()
+                .filter(|p| pod_phase(p) == "Running")
                 .map(|p| p.name_any())
-                .collect()
+                .collect();
+            (running, mine.len())
         });
-        if running.is_empty() {
+        if unfinished == 0 {
             return Ok(());
         }
         let mark = unique();
@@ -852,14 +967,14 @@ pub async fn finish(
                 |s| {
                     s.live
                         .values()
-                        .all(|p| !targets.contains(&p.name_any()) || pod_phase(p) != "Running")
+                        .all(|p| !targets.contains(&p.name_any()) || !pod_unfinished(p))
                 },
             )
             .await;
         match left {
             Ok(()) => return Ok(()),
             Err(e) if started.elapsed() > MINUTE => {
-                return Err(e.context(format!("stage {name}: pods {running:?} still running")));
+                return Err(e.context(format!("stage {name}: pods {targets:?} not finished")));
             }
             Err(_) => {}
         }

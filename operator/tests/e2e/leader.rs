@@ -4,63 +4,90 @@
 //! Split brain: a leader frozen (SIGSTOP) past its lease while the standby takes over must not
 //! write when it wakes up (SIGCONT), and the render stays exact.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail, ensure};
 use serde_json::json;
 
-use crate::faultkit::{MINUTE, Replica, lease_holder, ms, watch_jobs};
+use crate::faultkit::{
+    LEASE_SECONDS, MINUTE, Replica, Replicas, lease_holder, ms, standby_at, wait_leader,
+    watch_jobs, writes_at,
+};
 use crate::harness::{Env, status, wait_until};
 
 const BATCHES: usize = 40;
 
-async fn holder(env: &Env, what: &str, not: Option<&str>) -> Result<String> {
-    wait_until(Duration::from_secs(60), what, || async {
-        Ok(lease_holder(env).await.filter(|h| Some(h.as_str()) != not))
-    })
-    .await
+/// What one look at every replica found.
+enum Look {
+    /// The leader's writes, and how many standbys were seen with none.
+    Fine(u64, usize),
+    /// The replicas moved under the look (a lease changed hands, a process restarted).
+    Moved(String),
 }
 
-/// Every replica but the leader is a standby that has written nothing, and the leader has
-/// written: returns (leader's writes, standbys checked).
-async fn only_the_leader_writes(
-    replicas: &BTreeMap<String, Replica>,
-    leader: &str,
-) -> Result<(u64, usize)> {
-    let mut leader_writes = 0;
+/// Every replica but the lease holder is a standby that has written nothing, and the holder
+/// has written. A standby that wrote fails at once.
+async fn look(env: &Env, replicas: &Replicas) -> Result<Look> {
+    let Some(leader) = lease_holder(env).await else {
+        return Ok(Look::Moved("no lease holder".into()));
+    };
+    let mut leader_writes = None;
     let mut standbys = 0;
-    for (id, r) in replicas {
+    for (id, port) in replicas.ports() {
         if id == leader {
-            leader_writes = r.writes()?.0;
-            ensure!(
-                !r.is_standby()?,
-                "the lease holder {id} says it is a standby"
-            );
+            let (Ok((writes, _)), Ok(Some(false))) = (writes_at(port), standby_at(port)) else {
+                return Ok(Look::Moved(format!("the holder {id} is not reconciling")));
+            };
+            leader_writes = Some(writes);
             continue;
         }
         // A replica that just started says so once it waits for the lease.
-        wait_until(
+        let waiting = wait_until(
             Duration::from_secs(30),
             &format!("{id} standing by"),
-            || async { Ok(r.is_standby().ok().filter(|s| *s).map(|_| ())) },
+            || async { Ok(standby_at(port).ok().flatten().filter(|s| *s).map(|_| ())) },
         )
-        .await?;
-        let (writes, by) = r.writes()?;
+        .await;
+        if waiting.is_err() {
+            return Ok(Look::Moved(format!("{id} is not standing by")));
+        }
+        let Ok((writes, by)) = writes_at(port) else {
+            return Ok(Look::Moved(format!("{id} stopped answering")));
+        };
         // Still a standby after the metrics were read: it was one when they were, and has been
-        // since it started (a replica leaves standby once, for good).
-        ensure!(r.is_standby()?, "{id} took the lease while it was checked");
+        // since its process started (a process leaves standby once, for good).
+        if standby_at(port).ok().flatten() != Some(true) {
+            return Ok(Look::Moved(format!(
+                "{id} took the lease while it was checked"
+            )));
+        }
         ensure!(
             writes == 0,
             "standby {id} wrote to the API server: {by:?} (only the leader may)"
         );
         standbys += 1;
     }
+    let Some(leader_writes) = leader_writes else {
+        bail!("lease held by unknown {leader}")
+    };
     ensure!(
         leader_writes > 0,
         "the leader {leader} has written nothing: the writes metric is not what this checks"
     );
-    Ok((leader_writes, standbys))
+    Ok(Look::Fine(leader_writes, standbys))
+}
+
+/// [`look`], again while the replicas move.
+async fn only_the_leader_writes(env: &Env, replicas: &Replicas) -> Result<(u64, usize)> {
+    let mut moved = Vec::new();
+    for _ in 0..5 {
+        match look(env, replicas).await? {
+            Look::Fine(writes, standbys) => return Ok((writes, standbys)),
+            Look::Moved(why) => moved.push(why),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    bail!("the replicas never held still to be checked: {moved:?}")
 }
 
 #[tokio::test]
@@ -68,10 +95,10 @@ async fn only_the_leader_writes(
 async fn only_the_leader_writes_and_a_standby_takes_over() -> Result<()> {
     let env = Env::new("leader").await?;
     let mut jobs = watch_jobs(&env).await?;
-    let mut replicas: BTreeMap<String, Replica> = BTreeMap::new();
-    for id in ["replica-a", "replica-b"] {
-        replicas.insert(id.to_string(), Replica::elected(&env, id, &[])?);
-    }
+    let replicas = Replicas::new(vec![
+        Replica::elected(&env, "replica-a", &[])?,
+        Replica::elected(&env, "replica-b", &[])?,
+    ]);
     env.create(
         "lead",
         json!({"frames": {"start": 1, "end": BATCHES}, "batchSize": 1, "parallelism": 4}),
@@ -80,41 +107,36 @@ async fn only_the_leader_writes_and_a_standby_takes_over() -> Result<()> {
     let mut failovers = Vec::new();
     let mut checks = Vec::new();
     for round in 0..2 {
-        let leader = holder(&env, "a lease holder", None).await?;
         let want = 8 * (round + 1);
         jobs.wait(2 * MINUTE, &format!("{want} batch Jobs"), |s| {
             s.uids.len() >= want
         })
         .await?;
-        checks.push(only_the_leader_writes(&replicas, &leader).await?);
-        let Some(r) = replicas.get_mut(&leader) else {
-            bail!("lease held by unknown {leader}")
-        };
-        r.kill();
+        checks.push(only_the_leader_writes(&env, &replicas).await?);
+        let leader = wait_leader(&env, None).await?;
+        replicas.kill(&leader);
         let killed = Instant::now();
-        let next = holder(&env, "the standby to take the lease", Some(&leader)).await?;
+        let next = wait_leader(&env, Some(&leader)).await?;
         failovers.push(killed.elapsed());
         println!(
             "leader: {leader} killed, {next} leads after {} ms",
             ms(killed.elapsed())
         );
         // The killed replica comes back, as the standby.
-        replicas
-            .get_mut(&leader)
-            .map(Replica::restart)
-            .transpose()?;
+        replicas.restart(&leader)?;
     }
     let rj = env.wait_phase("lead", "Succeeded", 3 * MINUTE).await?;
-    let leader = holder(&env, "a lease holder", None).await?;
-    checks.push(only_the_leader_writes(&replicas, &leader).await?);
+    checks.push(only_the_leader_writes(&env, &replicas).await?);
     let (twice, seen) = jobs.with(|s| (s.twice(), s.uids.len()));
     let s = status(&rj);
     println!(
-        "leader: 2 failovers (lease 3 s) after {:?} ms; standbys checked at {} moments, each \
-         0 writes, the leader's writes then {:?}; {seen} Jobs, {} created twice",
+        "leader: 2 failovers (lease {LEASE_SECONDS} s) after {:?} ms; standbys checked at {} \
+         moments, each 0 writes, the leader's writes then {:?}; {} replica(s) restarted after \
+         losing the lease by themselves; {seen} Jobs, {} created twice",
         failovers.iter().map(|d| ms(*d)).collect::<Vec<_>>(),
         checks.len(),
         checks.iter().map(|(w, _)| *w).collect::<Vec<_>>(),
+        replicas.revived(),
         twice.len()
     );
     ensure!(twice.is_empty(), "batches created twice: {twice:?}");
@@ -137,8 +159,10 @@ async fn only_the_leader_writes_and_a_standby_takes_over() -> Result<()> {
 async fn a_paused_leader_writes_nothing_after_its_lease_ran_out() -> Result<()> {
     let env = Env::new("split").await?;
     let mut jobs = watch_jobs(&env).await?;
-    let a = Replica::elected(&env, "replica-a", &[])?;
-    let b = Replica::elected(&env, "replica-b", &[])?;
+    let replicas = Replicas::new(vec![
+        Replica::elected(&env, "replica-a", &[])?,
+        Replica::elected(&env, "replica-b", &[])?,
+    ]);
     env.create(
         "split",
         json!({
@@ -147,16 +171,22 @@ async fn a_paused_leader_writes_nothing_after_its_lease_ran_out() -> Result<()> 
         }),
     )
     .await?;
-    let leader = holder(&env, "a lease holder", None).await?;
-    let (mut old, new) = if leader == a.id { (a, b) } else { (b, a) };
 
     // Mid-render, with Jobs being created and deleted.
     jobs.wait(MINUTE, "6 succeeded Jobs deleted", |s| s.deleted >= 6)
         .await?;
-    old.pause()?;
+    let old = wait_leader(&env, None).await?;
+    replicas.with(|all| -> Result<()> {
+        let r = all
+            .get_mut(&old)
+            .ok_or_else(|| anyhow::anyhow!("no {old}"))?;
+        // Examined below before anything restarts it.
+        r.hold = true;
+        r.pause()
+    })?;
     let paused = Instant::now();
     let deleted_at_pause = jobs.with(|s| s.deleted);
-    holder(&env, "the standby to take the lease", Some(&old.id)).await?;
+    let new = wait_leader(&env, Some(&old)).await?;
     let took_over = paused.elapsed();
     // The new leader moves on: what the frozen one remembers is now wrong.
     jobs.wait(MINUTE, "8 more Jobs deleted by the new leader", |s| {
@@ -164,21 +194,41 @@ async fn a_paused_leader_writes_nothing_after_its_lease_ran_out() -> Result<()> 
     })
     .await?;
     let frozen = paused.elapsed();
-    let new_writes = new.writes()?.0;
 
-    let from = old.log_len();
-    old.resume()?;
+    let from = replicas.with(|all| -> Result<u64> {
+        let r = all
+            .get_mut(&old)
+            .ok_or_else(|| anyhow::anyhow!("no {old}"))?;
+        let from = r.log_len();
+        r.resume()?;
+        Ok(from)
+    })?;
     let resumed = Instant::now();
     // It learns it lost the lease and exits.
-    while !old.exited() {
+    while !replicas.with(|all| all.get_mut(&old).is_some_and(Replica::exited)) {
         if resumed.elapsed() > Duration::from_secs(30) {
             bail!("the old leader was still running 30 s after SIGCONT");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let exited_after = resumed.elapsed();
-    let stray = old.writes_logged_since(from)?;
-    let lost = old.log_lines_since(from, "lost the lease")?;
+    let (stray, lost) = replicas.with(|all| -> Result<_> {
+        let r = all
+            .get_mut(&old)
+            .ok_or_else(|| anyhow::anyhow!("no {old}"))?;
+        Ok((
+            r.writes_logged_since(from)?,
+            r.log_lines_since(from, "lost the lease")?,
+        ))
+    })?;
+    // Back as a standby, as its Deployment would have it.
+    replicas.with(|all| -> Result<()> {
+        let r = all
+            .get_mut(&old)
+            .ok_or_else(|| anyhow::anyhow!("no {old}"))?;
+        r.hold = false;
+        r.restart()
+    })?;
 
     let rj = env.wait_phase("split", "Succeeded", 3 * MINUTE).await?;
     jobs.wait(MINUTE, "every batch Job deleted", |s| {
@@ -188,10 +238,9 @@ async fn a_paused_leader_writes_nothing_after_its_lease_ran_out() -> Result<()> 
     let (twice, seen) = jobs.with(|s| (s.twice(), s.uids.len()));
     let s = status(&rj);
     println!(
-        "split brain: leader {} frozen {} ms (standby leads after {} ms, had written {new_writes} \
-         by SIGCONT); after SIGCONT the old leader exited in {} ms, logged 'lost the lease' {} \
-         time(s) and sent {} write(s): {stray:?}; {seen} Jobs, {} created twice",
-        old.id,
+        "split brain: leader {old} frozen {} ms ({new} leads after {} ms); after SIGCONT the \
+         old leader exited in {} ms, logged 'lost the lease' {} time(s) and sent {} write(s): \
+         {stray:?}; {seen} Jobs, {} created twice",
         ms(frozen),
         ms(took_over),
         ms(exited_after),
