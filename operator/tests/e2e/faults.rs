@@ -6,7 +6,7 @@
 //! recovers on its own and the render completes, exact, with no batch created twice.
 
 use std::collections::BTreeSet;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, ensure};
 use k8s_openapi::api::batch::v1::Job;
@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use crate::faultkit::{
     ClusterObjects, MINUTE, Replica, apiserver_metrics, apply_cluster_object, client_from, ms,
-    own_identity, samples, sum, watch_jobs,
+    own_identity, poke, samples, sum, watch_jobs,
 };
 use crate::harness::{Env, status, wait_until};
 
@@ -273,15 +273,28 @@ async fn injected_5xx_on_job_create_and_status_write() -> Result<()> {
     })
     .await?;
     let in_force = installed.elapsed();
-    // Held until the operator was refused both kinds of write, a few times.
-    // Held until the operator was refused both kinds of write several times: enough failed
-    // reconciles in a row that an unbounded doubling of the retry delay would reach minutes.
-    let (creates, writes) = wait_until(MINUTE, "Job creates and status writes refused", || async {
+    // Held until the operator was refused both kinds of write and failed 8 reconciles in a
+    // row: an uncapped doubling of the retry delay would be at minutes by then. Changes to the
+    // RenderJob make it reconcile (and fail) at once, as pod changes do on a busy cluster.
+    let failed = || -> Result<f64> { Ok(sum(&op.metrics()?, "renderfarm_reconcile_errors_total")) };
+    let (creates, writes) = loop {
         let (_, c, w) = refused(&op, from)?;
-        let failed = sum(&op.metrics()?, "renderfarm_reconcile_errors_total");
-        Ok((c >= 3 && w >= 3 && failed >= 8.0).then_some((c, w)))
-    })
-    .await?;
+        let n = failed()?;
+        if c >= 3 && w >= 1 && n >= 8.0 {
+            break (c, w);
+        }
+        ensure!(
+            installed.elapsed() < MINUTE,
+            "after a minute only {c} Job creates and {w} status writes refused, {n} failed \
+             reconciles"
+        );
+        poke(&env, "flaky").await?;
+        wait_until(Duration::from_secs(2), "a reconcile to fail", || async {
+            Ok((failed()? > n).then_some(()))
+        })
+        .await
+        .ok();
+    };
     let held = installed.elapsed();
     let created_before = jobs.with(|s| s.order.len());
     cluster.delete(
