@@ -219,10 +219,11 @@ impl Replica {
     pub fn writes_logged_since(&self, from: u64) -> Result<Vec<String>> {
         let text = std::fs::read(&self.log)?;
         let tail = String::from_utf8_lossy(text.get(from as usize..).unwrap_or_default());
-        // Up to where the next process starts.
+        // Up to where the next process starts (a start marker right at `from` is this one's).
         let tail = tail
-            .find("{\"replica\":")
-            .map_or(&tail[..], |end| &tail[..end]);
+            .get(1..)
+            .and_then(|t| t.find("{\"replica\":"))
+            .map_or(&tail[..], |end| &tail[..end + 1]);
         Ok(requests_in_log(tail)
             .into_iter()
             .filter(|(m, url)| m != "GET" && !url.contains("/leases/"))
