@@ -188,7 +188,10 @@ fn world(n: u32) -> World {
         .unwrap_or_else(Instant::now);
     w.state.written = Some((steady, long_ago));
     let again = one_reconcile(&w).0;
-    assert!(again.is_empty(), "the steady state writes nothing: {again:?}");
+    assert!(
+        again.is_empty(),
+        "the steady state writes nothing: {again:?}"
+    );
     w
 }
 

@@ -48,6 +48,8 @@ pub struct Settings {
     pub namespace: Option<String>,
     /// Name of this instance in Events (the pod name).
     pub instance: Option<String>,
+    /// With leader election: writes wait until the lease seen is this replica's and current.
+    pub fence: Option<Arc<crate::leader::Fence>>,
 }
 
 pub struct Context {
@@ -265,7 +267,12 @@ where
     store.wait_until_ready().now_or_never().is_some()
 }
 
-/// Retry a failed reconcile after a jittered exponential delay, from 0.5 s up to 5 minutes.
+/// The longest wait before a failed reconcile runs again. Failures come fast while the API
+/// server refuses writes (every watch event retries), so an uncapped doubling would leave a
+/// render idle for minutes after an outage of seconds once no event comes any more.
+const MAX_RETRY: Duration = Duration::from_secs(10);
+
+/// Retry a failed reconcile after a jittered exponential delay, from 0.5 s up to [`MAX_RETRY`].
 pub fn error_policy(rj: Arc<RenderJob>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics
         .reconcile_errors
@@ -273,6 +280,12 @@ pub fn error_policy(rj: Arc<RenderJob>, error: &Error, ctx: Arc<Context>) -> Act
             error: error.metric_label().into(),
         })
         .inc();
+    // Not writing while the lease is not current: the next renewal makes it current within
+    // the grace period, or the lease is lost and the process exits. No backoff to build up.
+    if matches!(error, Error::Leader(_)) {
+        debug!(renderjob = %rj.name_any(), error = %error, "reconcile waits for the lease");
+        return Action::requeue(Duration::from_millis(500));
+    }
     let failures = match rj.uid() {
         Some(uid) => ctx.states.update(&uid, |s| {
             s.failures = s.failures.saturating_add(1);
@@ -289,7 +302,7 @@ pub fn error_policy(rj: Arc<RenderJob>, error: &Error, ctx: Arc<Context>) -> Act
 pub fn error_delay(n: u32) -> Duration {
     let mut delays = backon::ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(500))
-        .with_max_delay(Duration::from_secs(300))
+        .with_max_delay(MAX_RETRY)
         .with_factor(2.0)
         .with_jitter()
         .without_max_times()
@@ -297,7 +310,7 @@ pub fn error_delay(n: u32) -> Duration {
     use backon::BackoffBuilder as _;
     delays
         .nth(n.saturating_sub(1).min(20) as usize)
-        .unwrap_or(Duration::from_secs(300))
+        .unwrap_or(MAX_RETRY)
 }
 
 /// One pass: work out the effects, carry them out, remember what happened.
@@ -373,6 +386,13 @@ async fn carry_out(
     state: &mut RenderState,
     ctx: &Context,
 ) -> Result<Refused> {
+    // A leader frozen past its lease (SIGSTOP, a paused VM) wakes with stale caches: no write
+    // until the lease it sees is its own and current.
+    if let Some(fence) = &ctx.settings.fence
+        && !fx.is_empty()
+    {
+        fence.check()?;
+    }
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
     let (outcomes, failed) = apply_jobs(&jobs, fx.apply.clone()).await;
     let created: std::collections::BTreeSet<u32> = outcomes
@@ -454,11 +474,12 @@ async fn apply_jobs(
             let outcome = match &result {
                 Ok(_) => Applied::Created,
                 Err(kube::Error::Api(e)) if e.code < 500 => Applied::Refused(e.message.clone()),
+                Err(kube::Error::Api(_)) => Applied::ServerError,
                 Err(_) => Applied::Unknown,
             };
             // A refusal is shown in status (see `Effects::settle`); anything else is retried.
             if let Err(e) = result
-                && outcome == Applied::Unknown
+                && matches!(outcome, Applied::Unknown | Applied::ServerError)
             {
                 failed.get_or_insert(e);
             }

@@ -122,6 +122,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .instance
         .clone()
         .unwrap_or_else(|| format!("renderfarm-operator-{}", std::process::id()));
+    let lease = LeaderSettings {
+        lease_name: "renderfarm-operator".into(),
+        namespace: args.lease_namespace,
+        identity,
+        lease_seconds: args.lease_seconds,
+    };
+    let fence = args
+        .leader_elect
+        .then(|| Arc::new(leader::Fence::new(&lease)));
     let settings = Settings {
         job: JobConfig {
             image: args.node_image,
@@ -131,17 +140,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         },
         namespace: args.namespace,
         instance: args.instance,
+        fence: fence.clone(),
     };
     let controller = controller::run(client.clone(), settings, metrics, ready);
     let work = async {
-        if args.leader_elect {
-            let lease = LeaderSettings {
-                lease_name: "renderfarm-operator".into(),
-                namespace: args.lease_namespace,
-                identity,
-                lease_seconds: args.lease_seconds,
-            };
-            leader::run_as_leader(client, &lease, &standby, controller).await
+        if let Some(fence) = &fence {
+            leader::run_as_leader(client, &lease, fence, &standby, controller).await
         } else {
             controller.await
         }

@@ -20,7 +20,7 @@ use crate::events::{self, Note};
 use crate::job::{self, JobConfig, MAX_DISRUPTIONS};
 use crate::plan::Plan;
 use crate::ranges::decode_ranges;
-use crate::state::{Rejection, RenderState};
+use crate::state::{IN_FLIGHT_AFTER_5XX, Rejection, RenderState};
 use crate::status::{self, BatchState, Hold, Observed};
 
 /// A status change that is not [`status::urgent`] (counts, progress, messages) waits until
@@ -94,7 +94,12 @@ impl<'a> Observation<'a> {
             .filter_map(|group| {
                 let index = group[0].0;
                 while job_iter.next_if(|(i, _)| **i < index).is_some() {}
-                let uid = job_iter.peek().filter(|(i, _)| **i == index)?.1.uid.as_ref()?;
+                let uid = job_iter
+                    .peek()
+                    .filter(|(i, _)| **i == index)?
+                    .1
+                    .uid
+                    .as_ref()?;
                 let mine: Vec<&BatchPod> = group
                     .iter()
                     .filter(|(_, p)| p.job_uid.as_ref() == Some(uid))
@@ -199,7 +204,9 @@ pub enum Applied {
     Created,
     /// Refused (a 4xx), with the server's message: nothing was created.
     Refused(String),
-    /// No answer or a 5xx: the Job may exist.
+    /// A 5xx: the Job may exist, but most likely does not.
+    ServerError,
+    /// No answer: the Job may exist.
     Unknown,
 }
 
@@ -296,7 +303,7 @@ pub fn decide(
         if let Some(batch) = plan.batch(*index) {
             fx.apply
                 .push((*index, job::build(rj, &batch, config, false)?));
-            state.in_flight.insert(*index, now);
+            state.mark_in_flight(*index, now);
         }
     }
     let Actions {
@@ -521,6 +528,11 @@ impl Effects {
                         at: now,
                         count,
                     });
+                }
+                Applied::ServerError => {
+                    if let Some(until) = state.in_flight.get_mut(index) {
+                        *until = (*until).min(now + IN_FLIGHT_AFTER_5XX);
+                    }
                 }
                 Applied::Unknown => {}
             }
@@ -794,6 +806,27 @@ mod tests {
             .requeue(&state, t0 + Duration::from_secs(50))
             .expect("requeue");
         assert_eq!(wake, Duration::from_millis(10_100));
+    }
+
+    #[test]
+    fn a_5xx_keeps_a_batch_in_flight_only_briefly_and_a_timeout_for_the_full_time() {
+        let rj = rj();
+        let (mut state, t0) = (RenderState::default(), Instant::now());
+        let fx = effects(&rj, &[], &[], &mut state, t0);
+        fx.settle(
+            &mut state,
+            &[(0, Applied::ServerError), (1, Applied::Unknown)],
+            t0,
+        );
+        assert_eq!(state.in_flight.get(&0), Some(&(t0 + IN_FLIGHT_AFTER_5XX)));
+        assert_eq!(
+            state.in_flight.get(&1),
+            Some(&(t0 + crate::state::IN_FLIGHT_TTL))
+        );
+        // Once the short mark runs out, batch 0 is tried again; batch 1 still waits.
+        let later = t0 + IN_FLIGHT_AFTER_5XX;
+        let fx = effects(&rj, &[], &[], &mut state, later);
+        assert_eq!(fx.apply.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [0]);
     }
 
     #[test]

@@ -11,11 +11,15 @@ use crate::events::{Coalesce, Created};
 
 /// How long a created Job may stay unseen in the cache before it stops counting as in flight.
 pub const IN_FLIGHT_TTL: Duration = Duration::from_secs(60);
+/// The same after the server answered the apply with a 5xx: it may have created the Job all
+/// the same (a timeout after the write), which the watch shows within this; most often it did
+/// not (a webhook or etcd failed), and the batch is tried again soon after the fault ends.
+pub const IN_FLIGHT_AFTER_5XX: Duration = Duration::from_secs(5);
 
 /// One RenderJob's memory.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct RenderState {
-    /// Batches whose Job was sent but not seen in the cache yet, and when. They count as
+    /// Batches whose Job was sent but not seen in the cache yet, and until when they count as
     /// running, so a stale cache never starts a batch twice.
     pub in_flight: BTreeMap<u32, Instant>,
     /// Batches created and not reported in a `BatchesCreated` Event yet.
@@ -59,10 +63,14 @@ impl Rejection {
 }
 
 impl RenderState {
-    /// Drops the in-flight marks of batches now seen, and of those older than [`IN_FLIGHT_TTL`].
+    /// Marks batch `index` in flight from `now` for [`IN_FLIGHT_TTL`].
+    pub fn mark_in_flight(&mut self, index: u32, now: Instant) {
+        self.in_flight.insert(index, now + IN_FLIGHT_TTL);
+    }
+
+    /// Drops the in-flight marks of batches now seen, and of those run out.
     pub fn expire_in_flight(&mut self, seen: impl Fn(u32) -> bool, now: Instant) {
-        self.in_flight
-            .retain(|i, at| !seen(*i) && now.saturating_duration_since(*at) < IN_FLIGHT_TTL);
+        self.in_flight.retain(|i, until| !seen(*i) && now < *until);
     }
 
     /// The refusal that holds Job creation back at `now`, if any.
@@ -76,10 +84,7 @@ impl RenderState {
     pub fn in_flight_expiry(&self, now: Instant) -> Option<Duration> {
         self.in_flight
             .values()
-            .map(|at| {
-                IN_FLIGHT_TTL.saturating_sub(now.saturating_duration_since(*at))
-                    + Duration::from_millis(100)
-            })
+            .map(|until| until.saturating_duration_since(now) + Duration::from_millis(100))
             .min()
     }
 }
@@ -129,9 +134,9 @@ mod tests {
     fn in_flight_marks_end_when_seen_or_too_old() {
         let t0 = Instant::now();
         let mut s = RenderState::default();
-        s.in_flight.insert(1, t0);
-        s.in_flight.insert(2, t0);
-        s.in_flight.insert(3, t0 + Duration::from_secs(30));
+        s.mark_in_flight(1, t0);
+        s.mark_in_flight(2, t0);
+        s.mark_in_flight(3, t0 + Duration::from_secs(30));
         assert_eq!(
             s.in_flight_expiry(t0),
             Some(IN_FLIGHT_TTL + Duration::from_millis(100))

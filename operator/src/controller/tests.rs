@@ -99,6 +99,7 @@ fn world(jobs: Vec<Job>, answer: Answer) -> World {
         job: JobConfig::new("renderfarm/render-node:test"),
         namespace: None,
         instance: Some("test".into()),
+        fence: None,
     };
     World {
         ctx: Arc::new(Context::new(

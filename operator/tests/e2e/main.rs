@@ -2,14 +2,18 @@
 //! kwok nodes standing in for kubelets. Run with `hack/test.sh` or, against any cluster:
 //! `cargo test -p renderfarm --test e2e -- --ignored`.
 
+mod faultkit;
 mod harness;
 
 mod chaos;
 mod chart;
+mod cleanup;
+mod faults;
 mod jobpolicy;
 mod leader;
 mod lifecycle;
 mod nodeloss;
+mod races;
 mod refusals;
 mod render;
 mod restart;
