@@ -643,36 +643,38 @@ async fn batch_pods_reach_nothing_unless_allowed() -> Result<()> {
     check(&allow, "client", "batch pod", &ip, PORT, false)?;
     ensure!(failures.is_empty(), "{failures:#?}");
 
-    // Not asserted: whether a batch pod's very first connection, at container start, gets
-    // out before the policy agent learns its IP (kind's containerd 1.6 has no NRI to tell it
-    // earlier).
-    let first = format!(
-        "import socket\n\
-try:\n    socket.create_connection(('{server_ip}', {PORT}), 3).close(); print('connected')\n\
-except Exception as e:\n    print('blocked:', type(e).__name__)\n"
+    // Not asserted, measured: how long after its container starts a batch pod can still open
+    // connections, before the policy agent learns its IP (the kubelet publishes it after the
+    // containers start; kind's containerd 1.6 has no NRI to tell the agent sooner).
+    let window = format!(
+        "import socket, time\n\
+t0 = time.monotonic(); last = None\n\
+while time.monotonic() - t0 < 5:\n    t = time.monotonic() - t0\n    try:\n        \
+socket.create_connection(('{server_ip}', {PORT}), 0.25).close(); last = t\n    \
+except OSError:\n        break\n    time.sleep(0.05)\n\
+print('never' if last is None else f'{{last:.2f}}')\n"
     );
     let starts = 3;
     for i in 0..starts {
         deny.create_pod(batch_pod(
             &deny.name,
-            &format!("first-{i}"),
+            &format!("start-{i}"),
             "renders/batch/f_####",
-            &["python3", "-c", &first],
+            &["python3", "-c", &window],
             false,
         )?)
         .await?;
     }
-    let mut escaped = 0;
+    let mut open_for = Vec::new();
     for i in 0..starts {
-        let name = format!("first-{i}");
+        let name = format!("start-{i}");
         deny.finished(&name, Duration::from_secs(120)).await?;
-        if deny.logs(&name).await?.trim() == "connected" {
-            escaped += 1;
-        }
+        open_for.push(deny.logs(&name).await?.trim().to_string());
     }
     println!(
-        "sandbox: first connection at container start got out in {escaped} of {starts} batch pods \
-         (the start-up window before the policy agent knows the pod's IP)"
+        "sandbox: start-up window, last connection that got out, seconds after the container \
+         started, in {starts} batch pods: {}",
+        open_for.join(", ")
     );
     Ok(())
 }
