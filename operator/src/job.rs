@@ -269,7 +269,7 @@ fn pod_metadata(
 /// The directory of an output pattern inside the claim, without empty or `.` parts
 /// (`renders/shot` for `renders/shot/frame_####` and `./renders//shot/`); `None` when frames
 /// go to the claim's top level.
-pub fn output_dir(output_path: &str) -> Option<String> {
+fn output_dir(output_path: &str) -> Option<String> {
     let (dir, _) = output_path.rsplit_once('/')?;
     let parts: Vec<&str> = dir
         .split('/')
