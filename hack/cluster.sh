@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A real Kubernetes control plane as local processes on 127.0.0.1: etcd, kube-apiserver,
-# kube-controller-manager, kube-scheduler, and kwok running fake nodes. Everything is built
-# from Go modules and cached under $HOME/.cache/renderfarm. See hack/README.md.
+# kube-controller-manager, kube-scheduler, and kwok running fake nodes, started by kwokctl.
+# Everything is built from Go modules and cached under $HOME/.cache/renderfarm. See
+# hack/README.md.
 #
 #   hack/cluster.sh build             build the binaries (skipped when already cached)
 #   hack/cluster.sh build-kind        also build what the kind lane needs (hack/kind.sh): kubelet,
@@ -15,7 +16,6 @@
 #                                     fill a hack/kwok/ template's ${KEY}s and apply it
 #   hack/cluster.sh evict NAMESPACE POD
 #                                     POST an Eviction for a pod (kubectl has no evict)
-#   hack/cluster.sh selftest          check on the running cluster what the tests rely on
 #
 # Environment: RENDERFARM_CLUSTER_DIR (state: certs, etcd data, logs, pids, kubeconfig;
 # default $HOME/.cache/renderfarm/cluster), RENDERFARM_CACHE (binaries and Go modules;
@@ -26,7 +26,7 @@ set -euo pipefail
 # ---- versions: the only place they are set (hack/tools/*/go.mod must agree; build checks) ----
 K8S_VERSION=v1.37.2  # kube-apiserver, kube-controller-manager, kube-scheduler, kubectl
 ETCD_VERSION=v3.7.3  # go.etcd.io/etcd/server/v3 (Kubernetes 1.37's default etcd is 3.7)
-KWOK_VERSION=v0.8.0  # sigs.k8s.io/kwok
+KWOK_VERSION=v0.8.0  # sigs.k8s.io/kwok: kwok and kwokctl
 HELM_VERSION=v3.22.0 # helm.sh/helm/v3
 KIND_VERSION=v0.33.0      # sigs.k8s.io/kind (the kind lane, hack/kind.sh)
 CRICTL_VERSION=v1.36.0    # sigs.k8s.io/cri-tools, as kind v0.33's base image has
@@ -54,9 +54,10 @@ COREDNS_BIN=$CACHE/bin/coredns-$COREDNS_VERSION
 export GOMODCACHE=${RENDERFARM_GOMODCACHE:-$CACHE/gomod}
 export GOCACHE=${GOCACHE:-$HOME/.cache/go-build}
 SERVER=https://127.0.0.1:$APISERVER_PORT
-PKI=$STATE/pki
-KUBECONFIG_FILE=$STATE/kubeconfig
-COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+DIR=$STATE/clusters/renderfarm # kwokctl's directory of the cluster named renderfarm
+PKI=$DIR/pki
+KUBECONFIG_FILE=$DIR/kubeconfig.yaml
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok-controller)
 NODES=(kwok-node-0 kwok-node-1 kwok-node-2 kwok-gpu-0)
 
 log() { printf '[cluster %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -185,14 +186,9 @@ build() {
   # etcd: its server module's go.mod has replace directives, so a three-line wrapper main.
   go_build etcd "$ETCD_BIN" "$HACK/tools/etcd" -ldflags "-s -w" .
 
-  go_install kwok "$KWOK_BIN" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" "-s -w"
-  # kwok's Stage CRD, kept with the binary so `up` does not need the module cache.
-  if [[ ! -f $KWOK_BIN/stages-crd.yaml ]]; then
-    (cd "$KWOK_BIN" && GOFLAGS='' go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" >/dev/null)
-    cp "$GOMODCACHE/sigs.k8s.io/kwok@$KWOK_VERSION/kustomize/crd/bases/kwok.x-k8s.io_stages.yaml" \
-      "$KWOK_BIN/stages-crd.yaml"
-    chmod 0644 "$KWOK_BIN/stages-crd.yaml"
-  fi
+  for p in kwok kwokctl; do
+    go_install "$p" "$KWOK_BIN" "sigs.k8s.io/kwok/cmd/$p@$KWOK_VERSION" "-s -w"
+  done
 
   go_install helm "$HELM_BIN" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" \
     "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
@@ -202,34 +198,27 @@ build() {
   log "binaries ready ($(since "$t0")s): $K8S_BIN, $ETCD_BIN, $KWOK_BIN, $HELM_BIN"
 }
 
-# ------------------------------------------------------------------------------- processes
+# ------------------------------------------------------------------------- running: kwokctl
 
-pidfile() { echo "$STATE/run/$1.pid"; }
+# kwokctl (kwok's own cluster runner, the `binary` runtime) starts the components from the
+# binaries built above, with its certificates and kubeconfig; it never downloads anything when
+# every binary is given. Its cluster directory is $DIR: pids/, logs/, pki/, etcd/, kubeconfig.yaml.
+kwokctl() { KWOK_WORKDIR=$STATE "$KWOK_BIN/kwokctl" --name renderfarm "$@"; }
 
-# ours PID: the process exists and was started by this state dir (guards against pid reuse).
-ours() {
-  [[ -r /proc/$1/cmdline ]] && tr '\0' ' ' <"/proc/$1/cmdline" | grep -qF -- "$STATE/"
-}
-
-running() {
-  local f=$STATE/run/$1.pid pid
+pid_of() {
+  local f=$DIR/pids/$1.pid pid
   [[ -f $f ]] || return 1
   pid=$(<"$f")
-  [[ $pid =~ ^[0-9]+$ ]] && ours "$pid"
+  [[ $pid =~ ^[0-9]+$ ]] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$DIR/" && echo "$pid"
 }
 
-start() {
-  local name=$1
-  shift
-  running "$name" && return 0
-  # Own session: the component outlives the shell that ran `up` and ignores its signals.
-  setsid "$@" </dev/null >>"$STATE/logs/$name.log" 2>&1 &
-  echo $! >"$(pidfile "$name")"
-}
+running() { pid_of "$1" >/dev/null; }
 
+# fail_with_log WHAT [LOG]: say WHAT failed, print the end of its log, exit.
 fail_with_log() {
-  log "$1 did not come up; the end of $STATE/logs/$1.log:"
-  tail -n 40 "$STATE/logs/$1.log" >&2 || true
+  local f=${2:-$DIR/logs/$1.log}
+  log "$1 did not come up; the end of $f:"
+  tail -n 40 "$f" >&2 || true
   exit 1
 }
 
@@ -245,88 +234,64 @@ wait_for() {
   done
 }
 
-port_free() {
-  ! ss -Htln "sport = :$1" | grep -q .
-}
-
 curl_admin() { curl -fsS --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" "$@"; }
 
 kctl() { "$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_FILE" "$@"; }
 
-# ------------------------------------------------------------------------------------- up
+# arg KEY VALUE: a component's extra --KEY=VALUE in write_config.
+arg() { printf '  - {key: %s, value: "%s"}\n' "$1" "$2"; }
 
-certs() {
-  [[ -f $PKI/sa.pub ]] && return 0
-  command -v openssl >/dev/null || die "openssl is missing: apt-get install -y openssl"
-  mkdir -p "$PKI"
-  (
-    cd "$PKI"
-    umask 077
-    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 3650 \
-      -subj "/CN=renderfarm-local-ca" 2>/dev/null
-    cat >apiserver.ext <<'EOF'
-subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local
-keyUsage=critical,digitalSignature,keyEncipherment
-extendedKeyUsage=serverAuth
-EOF
-    printf 'keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n' >client.ext
-    openssl req -newkey rsa:2048 -nodes -keyout apiserver.key -out apiserver.csr -subj "/CN=kube-apiserver" 2>/dev/null
-    openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out apiserver.crt \
-      -days 3650 -extfile apiserver.ext 2>/dev/null
-    openssl req -newkey rsa:2048 -nodes -keyout admin.key -out admin.csr \
-      -subj "/O=system:masters/CN=renderfarm-admin" 2>/dev/null
-    openssl x509 -req -in admin.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out admin.crt \
-      -days 3650 -extfile client.ext 2>/dev/null
-    openssl genrsa -out sa.key 2048 2>/dev/null
-    openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
-    rm -f ./*.csr ./*.ext ./*.srl
-  )
-}
-
-write_kubeconfig() {
-  cat >"$KUBECONFIG_FILE" <<EOF
-apiVersion: v1
-kind: Config
-clusters:
-- name: renderfarm-local
-  cluster:
-    server: $SERVER
-    certificate-authority: $PKI/ca.crt
-users:
-- name: renderfarm-admin
-  user:
-    client-certificate: $PKI/admin.crt
-    client-key: $PKI/admin.key
-contexts:
-- name: renderfarm-local
-  context:
-    cluster: renderfarm-local
-    user: renderfarm-admin
-current-context: renderfarm-local
-EOF
-  chmod 0600 "$KUBECONFIG_FILE"
-}
-
-write_audit_policy() {
-  cat >"$STATE/audit-policy.yaml" <<'EOF'
-# Requests for the objects renderfarm touches, at Metadata level (a line per request and
-# stage; a watch also logs ResponseStarted): enough to count the operator's API requests by
-# verb (bench/bench.sh). Everything else: not logged.
-apiVersion: audit.k8s.io/v1
-kind: Policy
-omitStages: [RequestReceived]
-rules:
-- level: Metadata
-  resources:
-  - group: ""
-    resources: [pods, pods/*, events]
-  - group: batch
-    resources: [jobs, jobs/*]
-  - group: events.k8s.io
-    resources: [events]
-  - group: renderfarm.io
-    resources: [renderjobs, renderjobs/*]
-- level: None
+# The cluster's configuration: kwokctl's defaults changed where the tests or the benchmarks
+# need Kubernetes' own behaviour (timings, leader election off, kwok only on annotated nodes) or
+# more throughput (Job syncs, client QPS, API server in-flight limits). Read at `create` only.
+write_config() {
+  cat <<EOF
+apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokctlConfiguration
+options:
+  runtime: binary
+  bindAddress: 127.0.0.1
+  kubeApiserverPort: $APISERVER_PORT
+  kubeControllerManagerPort: $KCM_PORT
+  kubeSchedulerPort: $SCHED_PORT
+  kwokControllerPort: $KWOK_PORT
+  etcdPort: $ETCD_PORT
+  etcdPeerPort: $ETCD_PEER_PORT
+  kubeVersion: $K8S_VERSION
+  etcdVersion: ${ETCD_VERSION#v}
+  kubeApiserverBinary: $K8S_BIN/kube-apiserver
+  kubeControllerManagerBinary: $K8S_BIN/kube-controller-manager
+  kubeSchedulerBinary: $K8S_BIN/kube-scheduler
+  kubectlBinary: $K8S_BIN/kubectl
+  etcdBinary: $ETCD_BIN/etcd
+  kwokControllerBinary: $KWOK_BIN/kwok
+  kubeAuditPolicy: $HACK/kwok/audit-policy.yaml
+  kubeApiserverCertSANs: [10.96.0.1]
+  enableCRDs: [Stage]
+  etcdQuotaBackendSize: 4Gi
+  heartbeatFactor: 1
+componentsPatches:
+- name: etcd
+  extraArgs:
+$(arg unsafe-no-fsync true; arg log-level warn)
+- name: kube-apiserver
+  extraArgs:
+$(arg advertise-address 127.0.0.1; arg endpoint-reconciler-type none
+  arg service-cluster-ip-range 10.96.0.0/16; arg max-requests-inflight 800
+  arg max-mutating-requests-inflight 400; arg audit-log-maxsize 500; arg audit-log-maxbackup 2)
+- name: kube-controller-manager
+  extraArgs:
+$(arg leader-elect false; arg use-service-account-credentials true
+  arg service-cluster-ip-range 10.96.0.0/16; arg concurrent-job-syncs 20
+  arg kube-api-qps 200; arg kube-api-burst 400)
+- name: kube-scheduler
+  extraArgs:
+$(arg leader-elect false; arg kube-api-qps 200; arg kube-api-burst 400)
+- name: kwok-controller
+  extraArgs:
+  - {key: manage-all-nodes, value: "false", override: true}
+  - {key: node-ip, value: 127.0.0.1, override: true}
+$(arg manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake)
 EOF
 }
 
@@ -375,7 +340,7 @@ healthy() {
 }
 
 up() {
-  local t0 t1 c
+  local t0 t1 c p kwok_was_up=
   t0=$(now)
   build
   t1=$(now)
@@ -385,108 +350,68 @@ up() {
     log "already up and healthy: $SERVER, KUBECONFIG=$KUBECONFIG_FILE"
     return 0
   fi
-  mkdir -p "$STATE/run" "$STATE/logs" "$STATE/etcd"
+  [[ ! -e $STATE/run || -L $STATE/run ]] || die "$STATE is from an older cluster.sh: hack/cluster.sh down --purge"
+  mkdir -p "$STATE"
   chmod 0700 "$STATE"
-  # A port held by something not ours would make a component fail obscurely: say so now.
+  running kwok-controller && kwok_was_up=1
+  # A port held by something else would have kwokctl wait minutes for a component that cannot
+  # start: say so now.
   local -A port_of=([etcd]="$ETCD_PORT $ETCD_PEER_PORT" [kube-apiserver]=$APISERVER_PORT
-    [kube-controller-manager]=$KCM_PORT [kube-scheduler]=$SCHED_PORT [kwok]=$KWOK_PORT)
+    [kube-controller-manager]=$KCM_PORT [kube-scheduler]=$SCHED_PORT [kwok-controller]=$KWOK_PORT)
   for c in "${COMPONENTS[@]}"; do
     running "$c" && continue
     for p in ${port_of[$c]}; do
-      port_free "$p" || die "port 127.0.0.1:$p (for $c) is in use: $(ss -Htlnp "sport = :$p" | head -1)"
+      ! ss -Htln "sport = :$p" | grep -q . ||
+        die "port 127.0.0.1:$p (for $c) is in use: $(ss -Htlnp "sport = :$p" | head -1)"
     done
   done
-  certs
-  write_kubeconfig
-  write_audit_policy
-
-  start etcd "$ETCD_BIN/etcd" --name renderfarm --data-dir "$STATE/etcd" \
-    --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
-    --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
-    --initial-cluster "renderfarm=http://127.0.0.1:$ETCD_PEER_PORT" \
-    --unsafe-no-fsync --quota-backend-bytes 4294967296 --log-level warn
-  wait_for etcd 60 curl -fsS "http://127.0.0.1:$ETCD_PORT/health"
-
-  start kube-apiserver "$K8S_BIN/kube-apiserver" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$APISERVER_PORT" \
-    --endpoint-reconciler-type none \
-    --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
-    --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
-    --client-ca-file "$PKI/ca.crt" \
-    --service-account-issuer https://kubernetes.default.svc.cluster.local \
-    --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
-    --service-cluster-ip-range 10.96.0.0/16 --authorization-mode Node,RBAC --allow-privileged \
-    --audit-policy-file "$STATE/audit-policy.yaml" --audit-log-path "$STATE/logs/audit.log" \
-    --audit-log-maxsize 500 --audit-log-maxbackup 2 \
-    --max-requests-inflight 800 --max-mutating-requests-inflight 400
+  if [[ -f $DIR/kwok.yaml ]]; then
+    # A cluster made before: start what is not running, as it was created. kwokctl counts a
+    # pid as running while it answers kill -0, which a killed component not yet reaped (a
+    # zombie) or a reused pid does.
+    cmp -s <(write_config) "$STATE/kwokctl.yaml" ||
+      log "warning: the configuration in cluster.sh changed; it applies after down --purge"
+    for c in "${COMPONENTS[@]}"; do running "$c" || rm -f "$DIR/pids/$c.pid"; done
+    kwokctl start cluster >>"$STATE/kwokctl.log" 2>&1 || fail_with_log kwokctl "$STATE/kwokctl.log"
+  else
+    write_config >"$STATE/kwokctl.yaml"
+    kwokctl --config "$STATE/kwokctl.yaml" create cluster --kubeconfig '' >>"$STATE/kwokctl.log" 2>&1 ||
+      fail_with_log kwokctl "$STATE/kwokctl.log"
+  fi
+  # The pid files where the e2e tests look for them (restart.rs, watch.rs).
+  ln -sfn "clusters/renderfarm/pids" "$STATE/run"
   wait_for kube-apiserver 180 curl_admin "$SERVER/readyz"
-
-  # Their own secure ports trust the CA directly (no front-proxy here, so looking up the
-  # request-header CA in kube-system/extension-apiserver-authentication would only log errors).
-  start kube-controller-manager "$K8S_BIN/kube-controller-manager" \
-    --kubeconfig "$KUBECONFIG_FILE" --authentication-kubeconfig "$KUBECONFIG_FILE" \
-    --authorization-kubeconfig "$KUBECONFIG_FILE" --client-ca-file "$PKI/ca.crt" --authentication-skip-lookup \
-    --bind-address 127.0.0.1 --secure-port "$KCM_PORT" --leader-elect=false --controllers '*' \
-    --use-service-account-credentials --service-account-private-key-file "$PKI/sa.key" \
-    --root-ca-file "$PKI/ca.crt" --service-cluster-ip-range 10.96.0.0/16 \
-    --concurrent-job-syncs 20 --kube-api-qps 200 --kube-api-burst 400
-  start kube-scheduler "$K8S_BIN/kube-scheduler" \
-    --kubeconfig "$KUBECONFIG_FILE" --authentication-kubeconfig "$KUBECONFIG_FILE" \
-    --authorization-kubeconfig "$KUBECONFIG_FILE" --client-ca-file "$PKI/ca.crt" --authentication-skip-lookup \
-    --bind-address 127.0.0.1 --secure-port "$SCHED_PORT" --leader-elect=false \
-    --kube-api-qps 200 --kube-api-burst 400
-
-  # kwok watches Stage objects (--enable-crds=Stage): the CRD and our stages come first.
-  kctl apply --server-side --force-conflicts -f "$KWOK_BIN/stages-crd.yaml" >/dev/null
+  # A new kwok waits for the Leases an earlier one held to expire (40 s, as long as the node
+  # monitor's grace period) before it renews them: drop them so it takes over at once.
+  [[ -n $kwok_was_up ]] || kctl -n kube-node-lease delete lease --ignore-not-found "${NODES[@]}" >/dev/null
   kctl wait --for condition=Established --timeout 60s crd/stages.kwok.x-k8s.io >/dev/null
   kctl apply --server-side --force-conflicts -f "$HACK/kwok/stages.yaml" >/dev/null
-  # A new kwok would wait for the leases an earlier one held to expire (40 s) before it
-  # manages the nodes again: drop them so it takes over at once.
-  running kwok || kctl -n kube-node-lease delete lease --ignore-not-found "${NODES[@]}" >/dev/null
-  start kwok "$KWOK_BIN/kwok" --kubeconfig "$KUBECONFIG_FILE" \
-    --manage-all-nodes=false --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
-    --enable-crds=Stage --node-lease-duration-seconds 40 --node-ip 127.0.0.1 --node-port "$KWOK_PORT" \
-    --server-address "127.0.0.1:$KWOK_PORT" --tls-cert-file "$PKI/apiserver.crt" \
-    --tls-private-key-file "$PKI/apiserver.key"
-
   wait_for kube-controller-manager 120 curl -fsSk "https://127.0.0.1:$KCM_PORT/healthz"
   wait_for kube-scheduler 120 curl -fsSk "https://127.0.0.1:$SCHED_PORT/healthz"
   wait_for kube-controller-manager 120 kctl -n default get serviceaccount default
   register_nodes
-  wait_for kwok 120 nodes_ready
+  wait_for kwok-controller 120 nodes_ready
   log "up: build $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')s, start $(since "$t1")s; API server $SERVER"
-  log "  KUBECONFIG=$KUBECONFIG_FILE (context renderfarm-local); eval \"\$(hack/cluster.sh env)\""
+  log "  KUBECONFIG=$KUBECONFIG_FILE; eval \"\$(hack/cluster.sh env)\""
 }
 
 # ----------------------------------------------------------------------------------- down
 
 down() {
-  local i c pid
-  for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
-    c=${COMPONENTS[$i]}
-    if running "$c"; then
-      pid=$(<"$(pidfile "$c")")
-      kill "$pid" 2>/dev/null || true
-      for _ in $(seq 40); do ours "$pid" || break; sleep 0.25; done
-      ours "$pid" && kill -9 "$pid" 2>/dev/null
-    fi
-    rm -f "$(pidfile "$c")"
-  done
+  if [[ -f $DIR/kwok.yaml ]] && ! kwokctl stop cluster >>"$STATE/kwokctl.log" 2>&1; then
+    log "kwokctl stop failed (see $STATE/kwokctl.log); stopping the processes"
+  fi
   # A component whose pid file was lost: any process running one of our binaries with this
   # state dir on its command line.
-  local left=()
+  local pid left=()
   for pid in $(pgrep -f -- "$STATE/" || true); do
-    case $(readlink "/proc/$pid/exe" 2>/dev/null) in
-      "$ETCD_BIN"/* | "$K8S_BIN"/kube-* | "$KWOK_BIN"/*) left+=("$pid") ;;
+    case $(basename "$(readlink "/proc/$pid/exe" 2>/dev/null)") in
+      etcd | kube-apiserver | kube-controller-manager | kube-scheduler | kwok) left+=("$pid") ;;
     esac
   done
   if ((${#left[@]})); then
     log "stopping stray processes ${left[*]}"
-    kill "${left[@]}" 2>/dev/null || true
-    for pid in "${left[@]}"; do
-      for _ in $(seq 20); do ours "$pid" || break; sleep 0.25; done
-      ours "$pid" && kill -9 "$pid" 2>/dev/null
-    done
+    kill -9 "${left[@]}" 2>/dev/null || true
   fi
   if [[ ${1:-} == --purge ]]; then
     rm -rf "$STATE"
@@ -500,7 +425,7 @@ status() {
   local c any=1
   for c in "${COMPONENTS[@]}"; do
     if running "$c"; then
-      printf '%-24s running (pid %s)\n' "$c" "$(<"$(pidfile "$c")")"
+      printf '%-24s running (pid %s)\n' "$c" "$(pid_of "$c")"
       any=0
     else
       printf '%-24s stopped\n' "$c"
@@ -548,130 +473,6 @@ evict() {
   echo
 }
 
-# ------------------------------------------------------------------------------- selftest
-
-# poll SECONDS PATTERN COMMAND...: run COMMAND until its output matches PATTERN; print it.
-poll() {
-  local secs=$1 pattern=$2 out t
-  shift 2
-  t=$(date +%s)
-  while :; do
-    out=$("$@" 2>/dev/null) || true
-    # shellcheck disable=SC2053 # PATTERN is a glob on purpose
-    [[ $out == $pattern ]] && break
-    (($(date +%s) - t < secs)) || break
-    sleep 0.25
-  done
-  printf '%s' "$out"
-}
-
-# selftest_job NS NAME SCENARIO BATCH BACKOFF: a Job like the operator's (pods labelled with the
-# scenario and batch; Ignore disruptions, FailJob on exit code 64).
-selftest_job() {
-  kctl -n "$1" apply -f - >/dev/null <<EOF
-apiVersion: batch/v1
-kind: Job
-metadata: {name: $2}
-spec:
-  backoffLimit: $5
-  podFailurePolicy:
-    rules:
-    - {action: Ignore, onPodConditions: [{type: DisruptionTarget, status: "True"}]}
-    - {action: FailJob, onExitCodes: {containerName: render, operator: In, values: [64]}}
-  template:
-    metadata:
-      labels: {kwok.renderfarm.io/scenario: "$3", renderfarm.io/batch: "$4"}
-    spec:
-      restartPolicy: Never
-      containers: [{name: render, image: busybox}]
-EOF
-}
-
-# selftest: check on the running cluster, in a namespace of its own, what the tests rely on
-# (hack/README.md); removes what it made. Ends with "selftest: N passed, M failed".
-selftest() {
-  curl_admin "$SERVER/readyz" >/dev/null 2>&1 || die "the cluster is not up: hack/cluster.sh up"
-  local ns=rf-selftest-$$ pass=0 fail=0 t0 pod got
-  t0=$(now)
-  SELFTEST_NS=$ns
-  trap selftest_cleanup EXIT
-  expect() { # expect WHAT WANT GOT
-    if [[ $3 == "$2" ]]; then
-      pass=$((pass + 1))
-      log "ok    $1"
-    else
-      fail=$((fail + 1))
-      log "FAIL  $1: want '$2', got '$3'"
-    fi
-  }
-  kctl create namespace "$ns" >/dev/null
-  stage fail.yaml "SCENARIO=$ns" BATCHES=1 EXIT_CODE=64 REASON=Error >/dev/null
-  stage succeed-others.yaml "SCENARIO=$ns" BATCHES=1 >/dev/null
-  stage oom.yaml "SCENARIO=$ns-oom" BATCHES=0 >/dev/null
-  stage slow.yaml "SCENARIO=$ns-slow" DELAY_MS=3000 >/dev/null
-  kctl -n "$ns" create job plain --image=busybox -- true >/dev/null
-  selftest_job "$ns" batch-0 "$ns" 0 3
-  selftest_job "$ns" batch-1 "$ns" 1 3
-  selftest_job "$ns" oom "$ns-oom" 0 0
-  selftest_job "$ns" evicted "$ns-slow" 0 0
-  kctl -n "$ns" apply -f - >/dev/null <<EOF
-apiVersion: v1
-kind: Pod
-metadata: {name: nowhere}
-spec:
-  nodeSelector: {renderfarm.io/no-such-node: "true"}
-  containers: [{name: c, image: busybox}]
----
-apiVersion: v1
-kind: Pod
-metadata: {name: gpu}
-spec:
-  tolerations: [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]
-  containers: [{name: c, image: busybox, resources: {limits: {nvidia.com/gpu: "1"}}}]
-EOF
-  local cond='{range .status.conditions[?(@.status=="True")]}{.type}:{.reason} {end}'
-  local term='{.items[0].status.containerStatuses[0].state.terminated.exitCode} {.items[0].status.containerStatuses[0].state.terminated.reason}'
-
-  got=$(poll 60 '*Complete:*' kctl -n "$ns" get job plain -o jsonpath="$cond")
-  expect "a Job completes" yes "$([[ $got == *Complete:* ]] && echo yes || echo "$got")"
-  got=$(poll 60 '*Complete:*' kctl -n "$ns" get job batch-0 -o jsonpath="$cond")
-  expect "succeed-others.yaml: the other batch's Job completes" yes "$([[ $got == *Complete:* ]] && echo yes || echo "$got")"
-  got=$(poll 60 '*Failed:*' kctl -n "$ns" get job batch-1 -o jsonpath="$cond")
-  expect "fail.yaml + podFailurePolicy FailJob on 64: the Job fails by the policy" yes \
-    "$([[ $got == *Failed:PodFailurePolicy* ]] && echo yes || echo "$got")"
-  expect "... after one pod" 1 "$(kctl -n "$ns" get job batch-1 -o jsonpath='{.status.failed}')"
-  expect "... whose terminated state has exit code 64" "64 Error" \
-    "$(kctl -n "$ns" get pods -l job-name=batch-1 -o jsonpath="$term")"
-  expect "oom.yaml: exit code 137, reason OOMKilled" "137 OOMKilled" \
-    "$(poll 60 '137 *' kctl -n "$ns" get pods -l job-name=oom -o jsonpath="$term")"
-  expect "a pod no node fits: PodScheduled False, Unschedulable" "False Unschedulable" \
-    "$(poll 60 'False *' kctl -n "$ns" get pod nowhere -o jsonpath='{.status.conditions[?(@.type=="PodScheduled")].status} {.status.conditions[?(@.type=="PodScheduled")].reason}')"
-  expect "a GPU pod with the toleration runs on kwok-gpu-0" "kwok-gpu-0 Running" \
-    "$(poll 60 '* Running' kctl -n "$ns" get pod gpu -o jsonpath='{.spec.nodeName} {.status.phase}')"
-
-  poll 60 Running kctl -n "$ns" get pods -l job-name=evicted -o jsonpath='{.items[0].status.phase}' >/dev/null
-  pod=$(kctl -n "$ns" get pods -l job-name=evicted -o jsonpath='{.items[0].metadata.name}')
-  got=$(evict "$ns" "$pod" 2>&1 | tr -d ' \n')
-  expect "the Eviction API evicts a running Job pod" yes "$([[ $got == *'"status":"Success"'* ]] && echo yes || echo "$got")"
-  expect "... which ends Failed, DisruptionTarget kept" "Failed True" \
-    "$(poll 20 'Failed *' kctl -n "$ns" get pod "$pod" -o jsonpath='{.status.phase} {.status.conditions[?(@.type=="DisruptionTarget")].status}')"
-  got=$(poll 90 '*Complete:*' kctl -n "$ns" get job evicted -o jsonpath="$cond")
-  expect "... and its Job (backoffLimit 0) ignores it and completes" yes "$([[ $got == *Complete:* ]] && echo yes || echo "$got")"
-  expect "... counting no failure" "" "$(kctl -n "$ns" get job evicted -o jsonpath='{.status.failed}')"
-
-  selftest_cleanup
-  trap - EXIT
-  log "selftest took $(since "$t0")s"
-  echo "selftest: $pass passed, $fail failed"
-  ((fail == 0))
-}
-
-selftest_cleanup() {
-  local ns=$SELFTEST_NS
-  kctl delete stage --ignore-not-found "$ns-fail" "$ns-ok" "$ns-oom-oom" "$ns-slow-slow" >/dev/null 2>&1 || true
-  kctl delete namespace "$ns" --wait=false >/dev/null 2>&1 || true
-}
-
 env_exports() {
   printf 'export KUBECONFIG=%q\n' "$KUBECONFIG_FILE"
   # shellcheck disable=SC2016 # $PATH is for the shell that evals this line
@@ -696,7 +497,6 @@ main() {
       shift
       evict "$@"
       ;;
-    selftest) selftest ;;
     *)
       sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'
       exit 2

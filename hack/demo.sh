@@ -15,7 +15,7 @@ eval "$(hack/kind.sh env)"
 # The storage volume is ./render on this machine, /renders on every node, /data in a pod.
 scene=render/scenes/demo.blend
 if [[ ! -s $scene ]]; then
-  echo "writing $scene with Blender's Python (in the render-node image)"
+  echo "writing $scene with Blender 4.5's Python (in the render-node image)"
   docker run --rm --user 1000:1000 -v "$PWD/render:/data" --entrypoint blender renderfarm/render-node:dev \
     -b --factory-startup --python /usr/local/share/render-node/make-scene.py \
     -- /data/scenes/demo.blend 12 320 180 16 >/dev/null

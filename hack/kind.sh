@@ -185,6 +185,9 @@ create_cluster() {
 }
 
 images() {
+  local secret=() ca=/etc/ssl/certs/ca-certificates.crt
+  # The node image's pip install trusts what this machine trusts (a TLS proxy on the way to PyPI).
+  [[ -s $ca ]] && secret=(--secret "id=ca-certificates,src=$ca")
   if [[ $PROFILE == release ]]; then
     (cd "$ROOT" && cargo build --locked --release -p renderfarm -p render-node)
   else
@@ -192,7 +195,7 @@ images() {
   fi
   "$HACK/docker.sh" build -q --build-arg BUILDER=prebuilt --build-arg "PROFILE=$PROFILE" \
     -t "$OPERATOR_IMAGE" -f "$ROOT/operator/Dockerfile" "$ROOT" >/dev/null
-  "$HACK/docker.sh" build -q --build-arg BUILDER=prebuilt --build-arg "PROFILE=$PROFILE" \
+  "$HACK/docker.sh" build -q "${secret[@]}" --build-arg BUILDER=prebuilt --build-arg "PROFILE=$PROFILE" \
     -t "$NODE_IMAGE_RENDER" -f "$ROOT/node-image/Dockerfile" "$ROOT" >/dev/null
 }
 
@@ -206,6 +209,10 @@ load_images() {
 
 install_chart() {
   local id
+  # Helm installs CRDs only once and never upgrades them: apply this checkout's CRD first, so an
+  # upgraded operator never writes status fields the API server does not know.
+  "$BIN_kubectl" --kubeconfig "$KUBECONFIG_FILE" apply --server-side --force-conflicts \
+    -f "$ROOT/charts/renderfarm/crds/renderjob.yaml" >/dev/null
   # The image ID in a pod annotation: a rebuilt image under the same tag rolls the pods.
   id=$(docker image inspect --format '{{.Id}}' "$OPERATOR_IMAGE" | cut -c8-19)
   "$BIN_helm" upgrade --install "$RELEASE" "$ROOT/charts/renderfarm" --kubeconfig "$KUBECONFIG_FILE" \

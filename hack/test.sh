@@ -1,84 +1,251 @@
 #!/usr/bin/env bash
-# All of renderfarm's tests: lint, unit and property tests, then the end-to-end suite against a
-# freshly started local control plane (torn down at the end). Prints each stage's time.
-set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# All of renderfarm's tests: lint, unit and property tests, the end-to-end suite against a
+# freshly started local control plane, the chart, the images, and real renders on kind (each
+# cluster torn down at the end if this script started it).
+#
+# Every stage runs even when an earlier one failed. Each prints pass/fail, its counts and its
+# time; the last line is the true total, alone on its line:
+#   renderfarm: N passed, M failed
+# and the exit status is non-zero when anything failed. Counted are cargo test's own result
+# lines (`test result: ok. N passed; M failed; ...`), the `NAME: N passed, M failed` line a
+# test script ends with, and one check for any other step (lint, cluster start-up, ...). A
+# cargo test that exits non-zero without a failed test (a build error, a crash) or that ran no
+# test at all counts one failure.
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 # anyhow errors in tests read better without a backtrace each.
 export RUST_LIB_BACKTRACE=0
 
-T0=$(date +%s)
-RESULTS=$(mktemp)
-trap 'rm -f "$RESULTS"' EXIT
-stage() { printf '\n=== %s (%s)\n' "$1" "$(date +%H:%M:%S)"; STAGE_T=$(date +%s); }
-done_stage() { printf '=== %s took %ss\n' "$1" "$(($(date +%s) - STAGE_T))"; }
-# cargo test, keeping its summary lines for the total at the end.
-ctest() { cargo test "$@" 2>&1 | tee -a "$RESULTS"; return "${PIPESTATUS[0]}"; }
+T0=$SECONDS
+WORK=$(mktemp -d)
+LOGS=target/test-logs
+mkdir -p "$LOGS"
+PASSED=0 FAILED=0
+STAGE_PASSED=0 STAGE_FAILED=0
+SUMMARY=()
+FINISHED='' STARTED_CLUSTER='' STARTED_KIND='' STARTED_DOCKERD='' BUILD_KIND_PID=''
 
-stage deps
-# Blender for render-node's tests (Debian's 3.4, CPU only); PyYAML for kubeconform's CRD script.
-hack/deps.sh blender python3-yaml
-done_stage deps
-
-stage lint
-cargo fmt --all -- --check
-cargo clippy --workspace --all-targets --locked -- -D warnings
-shellcheck hack/*.sh hack/kind/*.sh node-image/*.sh bench/*.sh .ci/run
-done_stage lint
-
-stage "unit and property tests"
-ctest --workspace --locked
-done_stage "unit and property tests"
-
-stage "local cluster"
-# From scratch every time: no objects left from an earlier run.
-hack/cluster.sh down --purge >/dev/null 2>&1 || true
-hack/cluster.sh up
-cleanup() {
-  hack/cluster.sh down --purge >/dev/null 2>&1 || true
-  if [[ -n ${STARTED_KIND:-} ]]; then hack/kind.sh down >/dev/null 2>&1 || true; fi
-  if [[ -n ${STARTED_DOCKERD:-} ]]; then hack/docker.sh down >/dev/null 2>&1 || true; fi
-  rm -f "$RESULTS"
+# count PASSED FAILED: add to the stage's and the run's totals.
+count() {
+  STAGE_PASSED=$((STAGE_PASSED + $1)) STAGE_FAILED=$((STAGE_FAILED + $2))
+  PASSED=$((PASSED + $1)) FAILED=$((FAILED + $2))
 }
-trap cleanup EXIT
-eval "$(hack/cluster.sh env)"
-kubectl version
-# The cluster's own checks: Jobs complete, injected failures reach pods, scheduling, eviction.
-hack/cluster.sh selftest 2>&1 | tee -a "$RESULTS"
-done_stage "local cluster"
 
-stage "end-to-end suite (real API server, kwok nodes)"
-./target/debug/renderfarm-operator crd | kubectl apply --dry-run=client -f -
-ctest -p renderfarm --test e2e --locked -- --ignored --test-threads 4 --nocapture --skip restart::
-# Restarting the API server and etcd disturbs every other test: this one runs alone.
-ctest -p renderfarm --test e2e --locked -- --ignored --nocapture restart::
-done_stage "end-to-end suite (real API server, kwok nodes)"
+# check NAME CMD...: one check, passed when CMD exits 0. Returns CMD's status.
+check() {
+  local name=$1 rc t=$SECONDS
+  shift
+  "$@"
+  rc=$?
+  if ((rc == 0)); then
+    count 1 0
+    printf -- '--- %s: ok (%ss)\n' "$name" "$((SECONDS - t))"
+  else
+    count 0 1
+    printf -- '--- %s: FAILED, exit %s (%ss)\n' "$name" "$rc" "$((SECONDS - t))"
+  fi
+  return "$rc"
+}
 
-stage "helm chart"
-hack/chart-test.sh
-done_stage "helm chart"
+# ctest NAME ARGS...: cargo test ARGS, counted from its own `test result:` lines.
+ctest() {
+  local name=$1 rc p f t=$SECONDS
+  shift
+  cargo test "$@" 2>&1 | tee "$WORK/ctest.out"
+  rc=${PIPESTATUS[0]}
+  read -r p f < <(result_lines "$WORK/ctest.out")
+  if ((rc != 0 && f == 0)); then
+    echo "test.sh: $name: cargo test exited $rc with no failed test counted (build error or crash)"
+    f=1
+  elif ((rc == 0 && p == 0 && f == 0)); then
+    echo "test.sh: $name: no test ran"
+    f=1
+  fi
+  count "$p" "$f"
+  printf -- '--- %s: %s passed, %s failed (%ss)\n' "$name" "$p" "$f" "$((SECONDS - t))"
+  return "$rc"
+}
 
-stage "images (docker build, docker run)"
-docker info >/dev/null 2>&1 || STARTED_DOCKERD=1
-hack/docker.sh up
-# The debug binaries the tests built go into the images: a release build would add ~15 minutes.
-export IMAGE_PROFILE=debug
-hack/operator-image-test.sh
-node-image/test-image.sh
-done_stage "images (docker build, docker run)"
+# result_lines FILE: "PASSED FAILED" summed over cargo test's result lines in FILE; nothing
+# else in the output (a test's own --nocapture output, a script's) can look like one.
+result_lines() {
+  sed -nE 's/^test result: (ok|FAILED)\. ([0-9]+) passed; ([0-9]+) failed;.*/\2 \3/p' "$1" |
+    awk '{p += $1; f += $2} END {print p + 0, f + 0}'
+}
 
-stage "kind: real pods render real frames"
-# From scratch, like the local cluster: the README's first command, then the real-render test.
-hack/kind.sh down >/dev/null 2>&1 || true
-STARTED_KIND=1
-hack/demo.sh 2>&1 | grep -v '^Image: '
-eval "$(hack/kind.sh env)"
-ctest -p renderfarm --test kind --locked -- --ignored --nocapture
-# The e2e tests that need no kwok Stages and no operator of their own run here too; the rest
-# inject failures through kwok and stay on the local control plane.
-ctest -p renderfarm --test e2e --locked -- --ignored --nocapture validation::
-done_stage "kind: real pods render real frames"
+# script NAME CMD...: a test script that ends with the line `NAME: N passed, M failed`;
+# counted from that line, or as one check by its exit status when it printed none.
+script() {
+  local name=$1 rc p f line t=$SECONDS
+  shift
+  "$@" 2>&1 | tee "$WORK/script.out"
+  rc=${PIPESTATUS[0]}
+  line=$(grep -E "^$name: [0-9]+ passed, [0-9]+ failed\$" "$WORK/script.out" | tail -n 1)
+  if [[ -n $line ]]; then
+    read -r p f < <(sed -E 's/.*: ([0-9]+) passed, ([0-9]+) failed$/\1 \2/' <<<"$line")
+    if ((rc != 0 && f == 0)); then
+      echo "test.sh: $name exited $rc after its result line"
+      f=1
+    fi
+  elif ((rc == 0)); then
+    p=1 f=0
+  else
+    p=0 f=1
+  fi
+  count "$p" "$f"
+  printf -- '--- %s: %s passed, %s failed (%ss)\n' "$name" "$p" "$f" "$((SECONDS - t))"
+  return "$rc"
+}
 
-passed=$(grep -o '[0-9]* passed' "$RESULTS" | awk '{s += $1} END {print s + 0}')
-failed=$(grep -o '[0-9]* failed' "$RESULTS" | awk '{s += $1} END {print s + 0}')
-printf '\nall stages took %ss\n' "$(($(date +%s) - T0))"
-printf 'renderfarm: %s passed, %s failed\n' "$passed" "$failed"
+# stage NAME FUNCTION: run one stage; it counts its own checks. A stage that returns non-zero
+# without having counted a failure counts one.
+stage() {
+  local name=$1 fn=$2 t=$SECONDS rc verdict
+  printf '\n=== %s (%s)\n' "$name" "$(date +%H:%M:%S)"
+  STAGE_PASSED=0 STAGE_FAILED=0
+  "$fn"
+  rc=$?
+  if ((rc != 0 && STAGE_FAILED == 0)); then
+    echo "test.sh: stage '$name' ended with exit $rc"
+    count 0 1
+  fi
+  verdict=ok
+  ((STAGE_FAILED == 0)) || verdict=FAILED
+  SUMMARY+=("$(printf '%-6s %5ss  %4s passed %3s failed  %s' "$verdict" "$((SECONDS - t))" \
+    "$STAGE_PASSED" "$STAGE_FAILED" "$name")")
+  printf '=== %s: %s, %s passed, %s failed, took %ss\n' "$name" "$verdict" "$STAGE_PASSED" \
+    "$STAGE_FAILED" "$((SECONDS - t))"
+}
+
+# The summary, from the EXIT trap so that it prints however the script ends; its last line is
+# the total. Cleans up what this script started first, so nothing prints after the total.
+finish() {
+  local rc=$?
+  trap - EXIT INT TERM
+  if [[ -n $BUILD_KIND_PID ]] && kill -0 "$BUILD_KIND_PID" 2>/dev/null; then
+    kill -- "-$BUILD_KIND_PID" 2>/dev/null || true
+  fi
+  if [[ -n $STARTED_CLUSTER ]]; then hack/cluster.sh down --purge >/dev/null 2>&1 || true; fi
+  if [[ -n $STARTED_KIND ]]; then hack/kind.sh down >/dev/null 2>&1 || true; fi
+  if [[ -n $STARTED_DOCKERD ]]; then hack/docker.sh down >/dev/null 2>&1 || true; fi
+  rm -rf "$WORK"
+  if [[ -z $FINISHED ]]; then
+    echo "test.sh: stopped before the last stage (exit $rc)"
+    FAILED=$((FAILED + 1))
+  fi
+  printf '\n=== summary\n'
+  if ((${#SUMMARY[@]})); then printf '%s\n' "${SUMMARY[@]}"; fi
+  printf 'all stages took %ss\n' "$((SECONDS - T0))"
+  printf 'renderfarm: %s passed, %s failed\n' "$PASSED" "$FAILED"
+  ((FAILED == 0)) || exit 1
+  exit 0
+}
+trap finish EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# The kind lane's Go binaries (kubelet, kubeadm, kind, ...: ten minutes and more from cold)
+# build in the background while lint and unit tests run; the kind stage waits for them.
+start_build_kind() {
+  # Its own session, so that the EXIT trap can stop the whole build (go and its children).
+  setsid hack/cluster.sh build-kind >"$LOGS/build-kind.log" 2>&1 &
+  BUILD_KIND_PID=$!
+  echo "test.sh: building the kind lane's binaries in the background (log: $LOGS/build-kind.log)"
+}
+
+wait_build_kind() {
+  local t=$SECONDS rc
+  wait "$BUILD_KIND_PID"
+  rc=$?
+  BUILD_KIND_PID=
+  echo "test.sh: waited $((SECONDS - t))s for the background kind-lane build (exit $rc)"
+  if ((rc != 0)); then
+    echo "test.sh: the kind-lane build failed; its log ($LOGS/build-kind.log) ends:"
+    tail -n 40 "$LOGS/build-kind.log"
+  fi
+  return "$rc"
+}
+
+stage_deps() {
+  # PyYAML for kubeconform's CRD script; Blender 4.5 and 5.0 (PyPI's bpy, as the node image
+  # has it) for render-node's tests, 5.0 to save scenes newer than the image's Blender.
+  check "deps" hack/deps.sh python3-yaml
+  check "Blender (bpy 4.5, 5.0)" hack/blender.sh 4.5 5.0
+}
+
+stage_lint() {
+  check "cargo fmt" cargo fmt --all -- --check
+  check "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
+  check "shellcheck" shellcheck hack/*.sh hack/kind/*.sh node-image/*.sh bench/*.sh .ci/run
+}
+
+stage_unit() {
+  # Every test binary, even after one failed: the total counts them all.
+  ctest "cargo test --workspace" --workspace --locked --no-fail-fast
+}
+
+stage_local_cluster() {
+  # From scratch every time: no objects left from an earlier run.
+  hack/cluster.sh down --purge >/dev/null 2>&1
+  STARTED_CLUSTER=1
+  check "hack/cluster.sh up" hack/cluster.sh up || return
+  eval "$(hack/cluster.sh env)"
+  check "kubectl version" kubectl version || return
+  # The cluster's own checks: Jobs complete, injected failures reach pods, scheduling, eviction.
+  ctest "local cluster checks" -p renderfarm --test cluster --locked -- --ignored --nocapture
+}
+
+crd_dry_run() {
+  ./target/debug/renderfarm-operator crd | kubectl apply --dry-run=client -f -
+}
+
+stage_e2e() {
+  check "the CRD the operator prints applies" crd_dry_run
+  ctest "e2e suite" -p renderfarm --test e2e --locked -- --ignored --test-threads 4 --nocapture \
+    --skip restart::
+  # Restarting the API server and etcd disturbs every other test: this one runs alone.
+  ctest "e2e restart::" -p renderfarm --test e2e --locked -- --ignored --nocapture restart::
+}
+
+stage_chart() {
+  script chart-test hack/chart-test.sh
+}
+
+stage_images() {
+  if ! docker info >/dev/null 2>&1; then STARTED_DOCKERD=1; fi
+  check "hack/docker.sh up" hack/docker.sh up || return
+  # The debug binaries the tests built go into the images: a release build would add ~15 minutes.
+  export IMAGE_PROFILE=debug
+  script operator-image-test hack/operator-image-test.sh
+  script test-image node-image/test-image.sh
+}
+
+demo() {
+  hack/demo.sh 2>&1 | grep -v '^Image: '
+}
+
+stage_kind() {
+  check "kind lane binaries (background build)" wait_build_kind || return
+  # From scratch, like the local cluster: the README's first command, then the real-render test.
+  hack/kind.sh down >/dev/null 2>&1
+  STARTED_KIND=1
+  check "hack/demo.sh" demo || return
+  eval "$(hack/kind.sh env)"
+  ctest "kind: real frames" -p renderfarm --test kind --locked -- --ignored --nocapture
+  # The e2e tests that need no kwok Stages and no operator of their own run here too, against
+  # the CRD the chart installed; the rest inject failures through kwok and stay on the local
+  # control plane. Counted under this stage's name: the same test, another cluster.
+  ctest "e2e validation:: on kind" -p renderfarm --test e2e --locked -- --ignored --nocapture \
+    validation::
+}
+
+stage deps stage_deps
+start_build_kind
+stage lint stage_lint
+stage "unit and property tests" stage_unit
+stage "local cluster" stage_local_cluster
+stage "end-to-end suite (real API server, kwok nodes)" stage_e2e
+stage "helm chart" stage_chart
+stage "images (docker build, docker run)" stage_images
+stage "kind: real pods render real frames" stage_kind
+FINISHED=1

@@ -80,6 +80,34 @@ impl Engine {
     }
 }
 
+/// What to do when the scene uses external files (images, linked libraries, movie clips, fonts,
+/// volumes, caches) that are not readable where it renders.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema, ValueEnum,
+)]
+pub enum MissingFiles {
+    /// Bad input (exit 64) before the first frame, listing them.
+    #[default]
+    #[serde(rename = "Fail")]
+    #[value(name = "fail")]
+    Fail,
+    /// Render anyway (Blender draws a missing image magenta, a missing library's objects not
+    /// at all) and list them in the termination message.
+    #[serde(rename = "Warn")]
+    #[value(name = "warn")]
+    Warn,
+}
+
+impl MissingFiles {
+    /// The value of `--missing-files`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MissingFiles::Fail => "fail",
+            MissingFiles::Warn => "warn",
+        }
+    }
+}
+
 /// Output image format (`blender -F`).
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema, ValueEnum,
@@ -218,6 +246,11 @@ pub struct RenderArgs {
     #[arg(long)]
     pub overwrite: bool,
 
+    /// External files the scene uses that are not readable: `fail` (bad input) or `warn`
+    /// (render anyway); either way the termination message lists them.
+    #[arg(long, value_enum, default_value_t)]
+    pub missing_files: MissingFiles,
+
     /// Where to write the JSON termination message.
     #[arg(long, value_name = "PATH", default_value = DEFAULT_TERMINATION_LOG)]
     pub termination_log: PathBuf,
@@ -230,6 +263,11 @@ pub struct RenderArgs {
         default_value = "blender"
     )]
     pub blender: PathBuf,
+
+    /// The version of that Blender (`4.5.15`), set by the image; a .blend file saved by a newer
+    /// Blender is refused before Blender starts. Unset: asked from `blender --version`.
+    #[arg(long, value_name = "VERSION", env = "RENDER_NODE_BLENDER_VERSION")]
+    pub blender_version: Option<String>,
 }
 
 impl RenderArgs {
@@ -249,13 +287,16 @@ impl RenderArgs {
             allow_cpu_fallback: false,
             threads: 0,
             overwrite: false,
+            missing_files: MissingFiles::default(),
             termination_log: PathBuf::from(DEFAULT_TERMINATION_LOG),
             blender: PathBuf::from("blender"),
+            blender_version: None,
         }
     }
 
     /// The command-line arguments (without the program name) that parse back into `self`.
-    /// Defaults that belong to the image (Blender's path, the termination log) are left out.
+    /// Defaults that belong to the image (Blender's path and version, the termination log) are
+    /// left out, and so are flags at their default, so that an older image still takes them.
     pub fn to_args(&self) -> Vec<String> {
         let mut args = vec![
             "--blend-file".to_string(),
@@ -280,6 +321,12 @@ impl RenderArgs {
         if self.overwrite {
             args.push("--overwrite".to_string());
         }
+        if self.missing_files != MissingFiles::default() {
+            args.extend([
+                "--missing-files".to_string(),
+                self.missing_files.as_str().to_string(),
+            ]);
+        }
         if self.termination_log.as_os_str() != DEFAULT_TERMINATION_LOG {
             args.extend([
                 "--termination-log".to_string(),
@@ -288,6 +335,9 @@ impl RenderArgs {
         }
         if self.blender.as_os_str() != "blender" {
             args.extend(["--blender".to_string(), self.blender.display().to_string()]);
+        }
+        if let Some(v) = &self.blender_version {
+            args.extend(["--blender-version".to_string(), v.clone()]);
         }
         args
     }
@@ -349,6 +399,7 @@ mod tests {
             "--engine",
             "--device",
             "--overwrite",
+            "--missing-files",
         ] {
             assert!(help.contains(flag), "{flag} missing from --help");
         }
@@ -362,6 +413,7 @@ mod tests {
             prop::sample::select(Device::value_variants().to_vec()),
             (any::<bool>(), 0u32..64, any::<bool>()),
             "[a-z/_#]{1,30}",
+            prop::sample::select(MissingFiles::value_variants().to_vec()),
         )
             .prop_map(
                 |(
@@ -371,6 +423,7 @@ mod tests {
                     device,
                     (fallback, threads, overwrite),
                     out,
+                    missing_files,
                 )| {
                     let mut a = RenderArgs::new(
                         "/data/scene.blend",
@@ -387,9 +440,22 @@ mod tests {
                     a.allow_cpu_fallback = fallback;
                     a.threads = threads;
                     a.overwrite = overwrite;
+                    a.missing_files = missing_files;
                     a
                 },
             )
+    }
+
+    #[test]
+    fn default_flags_are_left_out_for_older_images() {
+        let a = RenderArgs::new("/d/s.blend", FrameSet::List(vec![1]), "/d/o/f_####");
+        let args = a.to_args();
+        assert!(!args.iter().any(|x| x == "--missing-files"), "{args:?}");
+        let mut warn = a.clone();
+        warn.missing_files = MissingFiles::Warn;
+        let args = warn.to_args();
+        let at = args.iter().position(|x| x == "--missing-files");
+        assert_eq!(at.map(|i| args[i + 1].as_str()), Some("warn"));
     }
 
     proptest! {

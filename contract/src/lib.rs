@@ -10,7 +10,7 @@ pub mod frames;
 pub mod progress;
 pub mod termination;
 
-pub use args::{Device, Engine, OutputFormat, RenderArgs};
+pub use args::{Device, Engine, MissingFiles, OutputFormat, RenderArgs};
 pub use frames::{FrameSet, FrameSetError};
-pub use progress::ProgressEvent;
-pub use termination::{Outcome, TerminationMessage};
+pub use progress::{MissingFile, ProgressEvent};
+pub use termination::{Outcome, SceneFacts, TerminationMessage, TerminationReport};

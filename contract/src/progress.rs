@@ -12,6 +12,16 @@ pub enum ProgressEvent {
         to_render: Vec<i32>,
         skipped: Vec<i32>,
         device: String,
+        /// The Blender that saved the .blend file (`major.minor`, from its header).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file_version: Option<String>,
+    },
+    /// External files the scene uses that are not readable (at most 100 listed, `count` in
+    /// all); `fail`: the batch fails as bad input, `warn`: it renders without them.
+    MissingFiles {
+        action: String,
+        count: u32,
+        files: Vec<MissingFile>,
     },
     /// Blender loaded the scene and picked its device: the device the frames render on
     /// (`CPU` after a fallback), with the GPUs' names when it has some.
@@ -54,6 +64,17 @@ pub enum ProgressEvent {
         seconds_per_frame: Option<f64>,
         exit_code: i32,
     },
+}
+
+/// One external file a scene uses that is not readable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MissingFile {
+    /// `image`, `library`, `movie clip`, `font`, `volume` or `cache file`.
+    pub kind: String,
+    /// The data-block's name in the scene.
+    pub name: String,
+    /// The path, absolute (as Blender resolves `//`).
+    pub path: String,
 }
 
 impl ProgressEvent {

@@ -18,6 +18,7 @@ scene = bpy.context.scene
 scene.render.engine = "CYCLES"
 scene.cycles.samples = samples
 scene.cycles.use_denoising = False
+scene.eevee.taa_render_samples = samples
 scene.render.resolution_x = width
 scene.render.resolution_y = height
 scene.render.resolution_percentage = 100

@@ -17,12 +17,36 @@ use crate::tracker::Tracker;
 /// How long Blender may take to stop after SIGTERM before it is killed.
 const GRACE: Duration = Duration::from_secs(10);
 
-const DEVICE_SCRIPT: &str = include_str!("device.py");
+/// How long `blender --version` may take (it loads Blender, not a scene).
+const VERSION_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The Python run inside Blender before rendering (see `device.py`).
-pub fn device_script(args: &RenderArgs) -> String {
-    DEVICE_SCRIPT
+/// The version `blender --version` prints (`4.5.15`), when the image does not say it.
+pub async fn version(blender: &std::path::Path) -> Option<String> {
+    let run = Command::new(blender)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(VERSION_TIMEOUT, run)
+        .await
+        .ok()?
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| match crate::parse::parse(l) {
+            crate::parse::Line::Version(v) => Some(v),
+            _ => None,
+        })
+}
+
+const PREPARE_SCRIPT: &str = include_str!("prepare.py");
+
+/// The Python run inside Blender before rendering (see `prepare.py`).
+pub fn prepare_script(args: &RenderArgs) -> String {
+    PREPARE_SCRIPT
         .replace("@DEVICE@", args.device.as_str())
+        .replace("@MISSING@", args.missing_files.as_str())
         .replace(
             "@FALLBACK@",
             if args.allow_cpu_fallback {
@@ -33,14 +57,16 @@ pub fn device_script(args: &RenderArgs) -> String {
         )
 }
 
-/// Blender's arguments. Order matters: Blender applies them left to right, so the output,
-/// format, engine, threads and device script come before `-f`, which renders; what follows
-/// `--` is for Cycles.
+/// Blender's arguments. Order matters: Blender applies them left to right, so auto-run is off
+/// before the file loads, and the output, format, engine, threads and prepare script come
+/// before `-f`, which renders; what follows `--` is for Cycles.
 pub fn command_line(args: &RenderArgs, frames: &[i32]) -> Vec<String> {
     let mut argv: Vec<String> = vec![
         // Image sequences have no sound; skipping audio spares probing PulseAudio/ALSA.
         "-noaudio".into(),
         "-b".into(),
+        // A scene is untrusted input: none of its Python runs (text blocks, drivers).
+        "--disable-autoexec".into(),
         args.blend_file.display().to_string(),
         "-o".into(),
         args.output.clone(),
@@ -58,7 +84,7 @@ pub fn command_line(args: &RenderArgs, frames: &[i32]) -> Vec<String> {
         "--python-exit-code".into(),
         "1".into(),
         "--python-expr".into(),
-        device_script(args),
+        prepare_script(args),
         "-f".into(),
         blender_frames(frames),
         "--".into(),
@@ -233,7 +259,7 @@ pub async fn render(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use render_contract::{Device, FrameSet};
+    use render_contract::{Device, FrameSet, MissingFiles};
 
     #[test]
     fn everything_that_configures_the_render_comes_before_the_frames() {
@@ -250,7 +276,10 @@ mod tests {
         a.device = Device::Cuda;
         let argv = command_line(&a, &[1, 3, 4]);
         let at = |flag: &str| argv.iter().position(|x| x == flag).unwrap_or(usize::MAX);
-        assert_eq!(&argv[..3], ["-noaudio", "-b", "/d/s.blend"]);
+        assert_eq!(
+            &argv[..4],
+            ["-noaudio", "-b", "--disable-autoexec", "/d/s.blend"]
+        );
         for flag in [
             "-o",
             "-F",
@@ -268,12 +297,17 @@ mod tests {
     }
 
     #[test]
-    fn device_script_is_filled_in() {
+    fn prepare_script_is_filled_in() {
         let mut a = RenderArgs::new("/d/s.blend", FrameSet::List(vec![1]), "/d/o/f_####");
         a.device = Device::Optix;
         a.allow_cpu_fallback = true;
-        let script = device_script(&a);
-        assert!(script.contains("WANT = \"OPTIX\"") && script.contains("FALLBACK = True"));
+        a.missing_files = MissingFiles::Warn;
+        let script = prepare_script(&a);
+        assert!(
+            script.contains("WANT = \"OPTIX\"")
+                && script.contains("FALLBACK = True")
+                && script.contains("MISSING = \"warn\"")
+        );
         assert!(!script.contains('@'));
         assert_eq!(
             command_line(&a, &[1])

@@ -2,18 +2,12 @@
 //! ends: which frames are on disk?
 
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use render_contract::RenderArgs;
 
-/// A .blend file starts with `BLENDER`; Blender also saves gzip- and zstd-compressed files.
-fn looks_like_blend(head: &[u8]) -> bool {
-    head.starts_with(b"BLENDER")
-        || head.starts_with(&[0x1f, 0x8b])
-        || head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
-}
+use crate::blend::{self, HeaderError, Version};
 
 /// Relative paths made absolute (against the working directory), so that Blender, which
 /// resolves some paths against the .blend file's folder, and render-node agree on every file.
@@ -40,19 +34,17 @@ pub fn absolute(mut args: RenderArgs) -> Result<RenderArgs, String> {
     Ok(args)
 }
 
-/// Checks a retry cannot fix; the error is one line for the user.
-pub fn input(args: &RenderArgs) -> Result<(), String> {
+/// Checks a retry cannot fix; the error is one line for the user. Returns the version of the
+/// Blender that saved the file.
+pub fn input(args: &RenderArgs) -> Result<Version, String> {
     let blend = &args.blend_file;
-    let unreadable = |e: std::io::Error| format!("cannot read blend file {}: {e}", blend.display());
-    let mut file = fs::File::open(blend).map_err(unreadable)?;
-    let mut head = [0u8; 7];
-    let n = file.read(&mut head).map_err(unreadable)?;
-    if !looks_like_blend(&head[..n]) {
-        return Err(format!(
+    let version = blend::file_version(blend).map_err(|e| match e {
+        HeaderError::Io(e) => format!("cannot read blend file {}: {e}", blend.display()),
+        HeaderError::NotBlend => format!(
             "{} is not a .blend file (corrupt, truncated or another format)",
             blend.display()
-        ));
-    }
+        ),
+    })?;
     let mut dirs: Vec<PathBuf> = args
         .frames
         .frames()
@@ -73,7 +65,7 @@ pub fn input(args: &RenderArgs) -> Result<(), String> {
             .map_err(|e| format!("output directory {} is not writable: {e}", dir.display()))?;
         let _ = fs::remove_file(probe);
     }
-    Ok(())
+    Ok(version)
 }
 
 /// A frame counts as rendered when its file exists and is not empty.
@@ -168,14 +160,6 @@ mod tests {
     }
 
     #[test]
-    fn blend_magic() {
-        assert!(looks_like_blend(b"BLENDER-v304"));
-        assert!(looks_like_blend(&[0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0]));
-        assert!(!looks_like_blend(b"\x00garbage"));
-        assert!(!looks_like_blend(b""));
-    }
-
-    #[test]
     fn bad_input_is_one_line() {
         let dir = scratch("input");
         let args = batch(&dir, "1..3");
@@ -187,7 +171,7 @@ mod tests {
         fs::write(dir.join("scene.blend"), b"PK\x03\x04 a zip file").unwrap();
         assert!(input(&args).unwrap_err().contains("is not a .blend file"));
         fs::write(dir.join("scene.blend"), b"BLENDER-v304").unwrap();
-        input(&args).unwrap();
+        assert_eq!(input(&args).unwrap().to_string(), "3.4");
         assert!(dir.join("out").is_dir());
         // A folder under a regular file cannot be created, not even by root.
         fs::write(dir.join("file"), b"x").unwrap();

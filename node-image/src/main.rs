@@ -2,6 +2,7 @@
 //! verifying every output file, and leaving a JSON termination message for Kubernetes.
 //! Exit codes: 0 done, 64 bad input, 75 render failed (retry), 143 stopped by SIGTERM/SIGINT.
 
+mod blend;
 mod blender;
 mod check;
 mod node;
@@ -15,7 +16,7 @@ use std::process::ExitCode;
 use clap::error::ErrorKind;
 use clap::{CommandFactory, FromArgMatches};
 use render_contract::args::DEFAULT_TERMINATION_LOG;
-use render_contract::{Outcome, RenderArgs};
+use render_contract::{Outcome, RenderArgs, SceneFacts};
 
 /// `--termination-log` as given, for when the command line as a whole does not parse.
 fn termination_log_from(argv: &[String]) -> PathBuf {
@@ -56,13 +57,18 @@ fn main() -> ExitCode {
             let code = report::finish(
                 &termination_log_from(&argv),
                 &report::plain(Outcome::BadInput, line),
+                &SceneFacts::default(),
             );
             return ExitCode::from(code as u8);
         }
     };
     let log = args.termination_log.clone();
     let fail = |why: String| {
-        ExitCode::from(report::finish(&log, &report::plain(Outcome::RenderFailed, why)) as u8)
+        ExitCode::from(report::finish(
+            &log,
+            &report::plain(Outcome::RenderFailed, why),
+            &SceneFacts::default(),
+        ) as u8)
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -1,20 +1,25 @@
-//! One batch, start to end: check the input, skip frames on disk, run Blender once for the rest,
-//! verify every file, and leave the termination message.
+//! One batch, start to end: check the input (and that this Blender can open the file), skip
+//! frames on disk, run Blender once for the rest, verify every file, and leave the termination
+//! message.
 
 use std::os::unix::process::ExitStatusExt;
 
-use render_contract::{Outcome, ProgressEvent, RenderArgs, TerminationMessage};
+use render_contract::{Outcome, ProgressEvent, RenderArgs, SceneFacts, TerminationMessage};
 
+use crate::blend::{self, Version};
 use crate::blender::{self, Stop};
 use crate::report::{self, Facts};
 use crate::{check, tracker};
 
 pub async fn run(args: RenderArgs, mut stop: Stop) -> i32 {
     let log = args.termination_log.clone();
-    let args = match check::absolute(args).and_then(|a| check::input(&a).map(|()| a)) {
-        Ok(args) => args,
-        Err(why) => return report::finish(&log, &report::plain(Outcome::BadInput, why)),
+    let mut scene = SceneFacts::default();
+    let checked = check::absolute(args).and_then(|a| check::input(&a).map(|v| (a, v)));
+    let (args, file_version) = match checked {
+        Ok(checked) => checked,
+        Err(why) => return report::finish(&log, &report::plain(Outcome::BadInput, why), &scene),
     };
+    scene.file_version = Some(file_version.to_string());
     let (todo, skipped) = check::missing(&args);
     println!(
         "{}",
@@ -23,13 +28,30 @@ pub async fn run(args: RenderArgs, mut stop: Stop) -> i32 {
             to_render: todo.iter().map(|(f, _)| *f).collect(),
             skipped: skipped.clone(),
             device: args.device.as_str().to_string(),
+            file_version: scene.file_version.clone(),
         }
         .to_line()
     );
     if todo.is_empty() {
         let mut msg = report::plain(Outcome::Succeeded, "every frame was already on disk");
         msg.frames_skipped = skipped.len() as u32;
-        return report::finish(&log, &msg);
+        return report::finish(&log, &msg, &scene);
+    }
+
+    // The image says which Blender it has; elsewhere Blender is asked.
+    let blender_version = match &args.blender_version {
+        Some(v) => Some(v.clone()),
+        None => blender::version(&args.blender).await,
+    };
+    if let Some(full) = blender_version.as_deref()
+        && let Some(version) = Version::parse(full)
+        && let Some(why) = blend::too_new(&args.blend_file, file_version, version, full)
+    {
+        let mut msg = report::plain(Outcome::BadInput, why);
+        msg.blender_version = blender_version.clone();
+        msg.frames_skipped = skipped.len() as u32;
+        msg.frames_missing = todo.iter().map(|(f, _)| *f).collect();
+        return report::finish(&log, &msg, &scene);
     }
 
     let oom_before = report::oom_kills();
@@ -40,7 +62,8 @@ pub async fn run(args: RenderArgs, mut stop: Stop) -> i32 {
             let mut msg = report::plain(Outcome::RenderFailed, why);
             msg.frames_skipped = skipped.len() as u32;
             msg.frames_missing = todo.iter().map(|(f, _)| *f).collect();
-            return report::finish(&log, &msg);
+            msg.blender_version = blender_version;
+            return report::finish(&log, &msg, &scene);
         }
     };
     let clean = ended.status.success() && ended.stopped_by.is_none();
@@ -83,6 +106,8 @@ pub async fn run(args: RenderArgs, mut stop: Stop) -> i32 {
         warnings: &warnings,
         missing: &missing,
     });
+    scene.missing_files = tracker.missing_files.clone();
+    scene.missing_files_count = tracker.missing_files_count;
     report::finish(
         &log,
         &TerminationMessage {
@@ -92,8 +117,9 @@ pub async fn run(args: RenderArgs, mut stop: Stop) -> i32 {
             frames_missing: missing,
             seconds_per_frame: tracker.seconds_per_frame().map(tracker::round3),
             device: tracker.device.clone(),
-            blender_version: tracker.version.clone(),
+            blender_version: tracker.version.clone().or(blender_version),
             message,
         },
+        &scene,
     )
 }

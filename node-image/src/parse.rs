@@ -45,6 +45,19 @@ pub enum Marker {
     BadInput(String),
     /// `WARNING <text>`.
     Warning(String),
+    /// `MISSING_FILES <json>`: external files the scene uses that are not readable.
+    MissingFiles(Missing),
+}
+
+/// The external files a scene uses that are not readable, as `prepare.py` reports them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct Missing {
+    /// `fail` or `warn`.
+    pub action: String,
+    /// How many in all.
+    pub count: u32,
+    /// The first ones.
+    pub files: Vec<render_contract::MissingFile>,
 }
 
 /// How a failure should be reported.
@@ -107,6 +120,7 @@ fn marker(rest: &str) -> Option<Marker> {
         "FALLBACK" => Marker::Fallback(text.to_string()),
         "BAD_INPUT" => Marker::BadInput(text.to_string()),
         "WARNING" => Marker::Warning(text.to_string()),
+        "MISSING_FILES" => Marker::MissingFiles(serde_json::from_str(text).ok()?),
         _ => return None,
     })
 }
@@ -165,8 +179,9 @@ pub fn parse(line: &str) -> Line {
 
 /// Blender's errors that a retry cannot fix; everything else is worth a retry.
 pub fn classify(error: &str) -> Class {
-    const BAD: [&str; 7] = [
+    const BAD: [&str; 8] = [
         "Cannot read file",
+        "engine not found",
         "File format is not supported",
         "Missing DNA block",
         "Failed to read blend file",
@@ -373,5 +388,20 @@ mod tests {
             Line::Marker(Marker::BadInput("no CUDA".into()))
         );
         assert_eq!(parse("RENDER_NODE:NONSENSE x"), Line::Other);
+        assert_eq!(
+            parse(
+                r#"RENDER_NODE:MISSING_FILES {"action": "fail", "count": 3, "files": [{"kind": "image", "name": "wood", "path": "/data/tex/wood grain.png"}]}"#
+            ),
+            Line::Marker(Marker::MissingFiles(Missing {
+                action: "fail".into(),
+                count: 3,
+                files: vec![render_contract::MissingFile {
+                    kind: "image".into(),
+                    name: "wood".into(),
+                    path: "/data/tex/wood grain.png".into()
+                }]
+            }))
+        );
+        assert_eq!(parse("RENDER_NODE:MISSING_FILES {not json"), Line::Other);
     }
 }

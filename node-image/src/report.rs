@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use render_contract::{Outcome, ProgressEvent, TerminationMessage, exit};
+use render_contract::{
+    Outcome, ProgressEvent, SceneFacts, TerminationMessage, TerminationReport, exit,
+};
 
 use crate::parse::Class;
 
@@ -145,8 +147,9 @@ pub fn plain(outcome: Outcome, text: impl Into<String>) -> TerminationMessage {
 }
 
 /// The end of every path: the message on stderr, the `done` event on stdout, the termination
-/// message in `log` (a warning if it cannot be written). Returns the exit code.
-pub fn finish(log: &Path, msg: &TerminationMessage) -> i32 {
+/// message with what is known of the scene in `log` (a warning if it cannot be written).
+/// Returns the exit code.
+pub fn finish(log: &Path, msg: &TerminationMessage, scene: &SceneFacts) -> i32 {
     let code = exit_code(msg.outcome);
     if let Some(m) = &msg.message {
         eprintln!("render-node: {m}");
@@ -161,7 +164,11 @@ pub fn finish(log: &Path, msg: &TerminationMessage) -> i32 {
         }
         .to_line()
     );
-    if let Err(e) = std::fs::write(log, msg.to_json_bounded()) {
+    let report = TerminationReport {
+        message: msg.clone(),
+        scene: scene.clone(),
+    };
+    if let Err(e) = std::fs::write(log, report.to_json_bounded()) {
         eprintln!(
             "render-node: warning: cannot write the termination message to {}: {e}",
             log.display()

@@ -48,6 +48,9 @@ pub struct Tracker {
     pub saved: Vec<i32>,
     /// Render-and-save seconds of each saved frame, from Blender's `Time:` lines.
     pub frame_seconds: Vec<f64>,
+    /// External files the scene uses that are not readable (the first ones), and how many.
+    pub missing_files: Vec<String>,
+    pub missing_files_count: u32,
 }
 
 impl Tracker {
@@ -71,6 +74,8 @@ impl Tracker {
             warnings: Vec::new(),
             saved: Vec::new(),
             frame_seconds: Vec::new(),
+            missing_files: Vec::new(),
+            missing_files_count: 0,
         }
     }
 
@@ -174,6 +179,15 @@ impl Tracker {
                     used: device,
                     detail,
                     fallback: self.fallback,
+                });
+            }
+            Line::Marker(Marker::MissingFiles(m)) => {
+                self.missing_files = m.files.iter().map(|f| f.path.clone()).collect();
+                self.missing_files_count = m.count;
+                out.push(ProgressEvent::MissingFiles {
+                    action: m.action,
+                    count: m.count,
+                    files: m.files,
                 });
             }
             Line::Marker(Marker::BadInput(text)) => {

@@ -29,6 +29,8 @@ fn fake_blender(dir: &Path, body: &str) -> PathBuf {
 
 fn run(dir: &Path, blender: &Path, extra: &[&str]) -> (Output, TerminationMessage) {
     let out = Command::new(BIN)
+        // As the image says it: the stand-in is not asked (it would play its part for that too).
+        .env("RENDER_NODE_BLENDER_VERSION", "3.4.1")
         .arg("--blend-file")
         .arg(dir.join("scene.blend"))
         .args(["--frames", "1..3", "--output"])

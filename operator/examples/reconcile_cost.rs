@@ -97,6 +97,8 @@ impl Templates {
         let text = include_str!("fixtures/pod.json").replace("shot-0000", "@NAME@");
         let mut pod = fixture(&text);
         pod["metadata"]["uid"] = json!("00000000-0000-4000-9000-@UID@");
+        // Owned by its batch's Job, as the Job controller makes it.
+        pod["metadata"]["ownerReferences"][0]["uid"] = json!("00000000-0000-4000-8000-@UID@");
         pod["metadata"]["labels"][job::BATCH_LABEL] = json!("@BATCH@");
         let mut running_pod = pod.clone();
         let status = &mut running_pod["status"];
@@ -185,10 +187,8 @@ fn world(n: u32) -> World {
         .checked_sub(Duration::from_secs(10))
         .unwrap_or_else(Instant::now);
     w.state.written = Some((steady, long_ago));
-    assert!(
-        one_reconcile(&w).0.is_empty(),
-        "the steady state writes nothing"
-    );
+    let again = one_reconcile(&w).0;
+    assert!(again.is_empty(), "the steady state writes nothing: {again:?}");
     w
 }
 
@@ -204,12 +204,11 @@ fn one_reconcile(w: &World) -> (reconcile::Effects, Option<RenderJobStatus>) {
         jobs: &jobs,
         pods: &pods,
         synced: true,
+        disrupted: &|_| 0,
+        taken: &[],
     };
     let mut state = w.state.clone();
-    let config = JobConfig {
-        image: "renderfarm/render-node:dev".into(),
-        image_pull_policy: None,
-    };
+    let config = JobConfig::new("renderfarm/render-node:dev");
     let now = Time("2026-11-23T12:00:00Z".parse().expect("time"));
     let fx = reconcile::decide(&input, &mut state, &config, Instant::now(), &now).expect("decide");
     let status = fx.status.as_ref().map(|w| w.status.clone());

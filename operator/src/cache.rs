@@ -17,7 +17,7 @@ use kube::runtime::reflector::Lookup;
 use kube::runtime::watcher;
 
 use crate::crd::RenderJob;
-use crate::job::{BATCH_LABEL, RENDERJOB_ANNOTATION};
+use crate::job::{BATCH_LABEL, RENDERJOB_ANNOTATION, STOPPED_ANNOTATION};
 use crate::pod::{self, PodProblem};
 
 /// The controller owner of an object.
@@ -57,6 +57,10 @@ pub struct BatchJob {
     pub suspended: bool,
     /// It has a deletion timestamp.
     pub deleting: bool,
+    /// When it was created (`metadata.creationTimestamp`).
+    pub created: Option<Time>,
+    /// Why the operator stopped it (its [`STOPPED_ANNOTATION`]): `Evicted: …`.
+    pub stopped: Option<String>,
     pub start_time: Option<Time>,
     pub completion_time: Option<Time>,
     /// Failed pods so far (`status.failed`).
@@ -81,6 +85,11 @@ pub struct RenderReport {
     pub seconds_per_frame: Option<f64>,
     pub device: Option<String>,
     pub blender_version: Option<String>,
+    /// The Blender that saved the .blend.
+    pub file_version: Option<String>,
+    /// External files the scene uses that were not readable (at most 20), and how many in all.
+    pub missing_files: Vec<String>,
+    pub missing_files_count: u32,
 }
 
 /// A batch pod as the operator keeps it.
@@ -150,6 +159,12 @@ impl From<Job> for BatchJob {
             batch,
             suspended: job.spec.and_then(|s| s.suspend).unwrap_or(false),
             deleting: meta.deletion_timestamp.is_some(),
+            stopped: meta
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(STOPPED_ANNOTATION))
+                .cloned(),
+            created: meta.creation_timestamp,
             start_time: status.start_time,
             completion_time: status.completion_time,
             failed: status.failed.unwrap_or(0),
@@ -167,12 +182,16 @@ impl From<Pod> for BatchPod {
             Some("Failed") => PodPhase::Failed,
             _ => PodPhase::Unknown,
         };
-        let report = pod::termination_message(&pod).map(|m| {
+        let report = pod::termination_message(&pod).map(|r| {
+            let (m, scene) = (r.message, r.scene);
             Box::new(RenderReport {
                 frames_rendered: m.frames_rendered,
                 seconds_per_frame: m.seconds_per_frame,
                 device: m.device,
                 blender_version: m.blender_version,
+                file_version: scene.file_version,
+                missing_files: scene.missing_files,
+                missing_files_count: scene.missing_files_count,
             })
         });
         let meta = &pod.metadata;
@@ -237,6 +256,36 @@ macro_rules! lookup {
 lookup!(BatchJob, Job);
 lookup!(BatchPod, Pod);
 
+/// The disrupted pods (evicted, preempted, node lost) seen of each batch Job, by the Job's
+/// UID. Recorded as the watch events pass, since an evicted pod is deleted soon after and may
+/// be gone from the cache before a reconcile looks.
+#[derive(Debug, Default)]
+pub struct Disruptions {
+    seen: parking_lot::Mutex<std::collections::HashMap<String, std::collections::BTreeSet<String>>>,
+}
+
+impl Disruptions {
+    pub fn record(&self, pod: &BatchPod) {
+        if let (true, Some(uid)) = (pod.disruption, pod.job_uid.as_ref()) {
+            self.seen
+                .lock()
+                .entry(uid.clone())
+                .or_default()
+                .insert(pod.name.clone());
+        }
+    }
+
+    /// How many disrupted pods of the Job with `uid` were seen.
+    pub fn count(&self, uid: &str) -> usize {
+        self.seen.lock().get(uid).map_or(0, |p| p.len())
+    }
+
+    /// Forgets Jobs whose UID is not in `live`.
+    pub fn retain(&self, live: &std::collections::HashSet<String>) {
+        self.seen.lock().retain(|uid, _| live.contains(uid));
+    }
+}
+
 /// A watch event with its object made small.
 pub fn compact<K, C: From<K>>(event: watcher::Event<K>) -> watcher::Event<C> {
     use watcher::Event::*;
@@ -270,7 +319,7 @@ mod tests {
     #[test]
     fn sizes_stay_small() {
         // The point of this module: a Job is 2.6 kB and a Pod 2.2 kB before any heap.
-        assert!(size_of::<BatchJob>() <= 216, "{}", size_of::<BatchJob>());
+        assert!(size_of::<BatchJob>() <= 256, "{}", size_of::<BatchJob>());
         assert!(size_of::<BatchPod>() <= 184, "{}", size_of::<BatchPod>());
     }
 
@@ -290,6 +339,8 @@ mod tests {
                 batch: Some(0),
                 suspended: false,
                 deleting: false,
+                created: time("2026-11-23T11:02:09Z"),
+                stopped: None,
                 start_time: time("2026-11-23T11:02:09Z"),
                 completion_time: time("2026-11-23T11:02:11Z"),
                 failed: 0,
@@ -376,8 +427,26 @@ mod tests {
                 seconds_per_frame: Some(2.5),
                 device: Some("OPTIX".into()),
                 blender_version: Some("4.2.0".into()),
+                file_version: None,
+                missing_files: vec![],
+                missing_files_count: 0,
             })
         );
+        // The scene's facts beside the render's, as render-node 4.5 writes them.
+        let mut v = base.clone();
+        let full = render_contract::TerminationReport {
+            message: report.clone(),
+            scene: render_contract::SceneFacts {
+                file_version: Some("4.5".into()),
+                missing_files: vec!["/data/tex/wood.png".into()],
+                missing_files_count: 1,
+            },
+        };
+        v["status"]["containerStatuses"][0]["state"]["terminated"]["message"] =
+            json!(full.to_json_bounded());
+        let got = pod(v).report.expect("report");
+        assert_eq!(got.file_version.as_deref(), Some("4.5"));
+        assert_eq!((got.missing_files.len(), got.missing_files_count), (1, 1));
 
         let mut v = base.clone();
         v["status"]["phase"] = json!("Failed");

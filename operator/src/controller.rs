@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Event as CoreEvent;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PropagationPolicy};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PropagationPolicy};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -24,10 +25,10 @@ use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tracing::{debug, info, warn};
 
-use crate::cache::{self, BatchJob, BatchPod};
+use crate::cache::{self, BatchJob, BatchPod, Disruptions};
 use crate::crd::{RenderJob, RenderJobStatus};
 use crate::events::Note;
-use crate::job::{JobConfig, MANAGED_BY, MANAGED_BY_LABEL};
+use crate::job::{JobConfig, MANAGED_BY, MANAGED_BY_LABEL, STOPPED_ANNOTATION};
 use crate::metrics::Metrics;
 use crate::ranges::encode_ranges;
 use crate::reconcile::{self, Applied, Effects, Input, Progress};
@@ -58,6 +59,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// What the operator remembers of each RenderJob.
     pub states: States,
+    /// Disrupted pods seen per batch Job, recorded by the pod watch.
+    pub disruptions: Arc<Disruptions>,
 }
 
 impl Context {
@@ -80,6 +83,7 @@ impl Context {
             pods,
             metrics,
             states: States::default(),
+            disruptions: Arc::default(),
         }
     }
 }
@@ -107,11 +111,12 @@ fn watch_backoff() -> ResetTimerBackoff<ExponentialBackoff> {
 }
 
 /// A cache of the operator's batch objects of kind `K`, kept as their small summary `C`, and
-/// the RenderJobs their changes concern (`owner`).
+/// the RenderJobs their changes concern (`owner`); `seen` looks at every object that passes.
 fn batch_watch<K, C>(
     client: &Client,
     namespace: Option<&str>,
     owner: fn(&C) -> Option<ObjectRef<RenderJob>>,
+    seen: impl Fn(&C) + Send + Sync + 'static,
 ) -> (
     Store<C>,
     impl Stream<Item = ObjectRef<RenderJob>> + Send + 'static,
@@ -134,7 +139,13 @@ where
             watcher::Config::default().labels(&selector),
         )
         .default_backoff()
-        .map_ok(cache::compact),
+        .map_ok(cache::compact)
+        .inspect_ok(move |event| match event {
+            watcher::Event::Apply(o) | watcher::Event::InitApply(o) | watcher::Event::Delete(o) => {
+                seen(o)
+            }
+            watcher::Event::Init | watcher::Event::InitDone => {}
+        }),
     )
     .touched_objects()
     .filter_map(move |obj: Result<C, watcher::Error>| async move {
@@ -171,9 +182,17 @@ pub async fn run(
         .await?;
 
     // The caches keep a small summary of each Job and pod (see `cache`), not the objects.
-    let (jobs, job_triggers) = batch_watch::<Job, BatchJob>(&client, ns.as_deref(), job_owner);
-    let (pods, pod_triggers) = batch_watch::<Pod, BatchPod>(&client, ns.as_deref(), pod_owner);
-    let ctx = Arc::new(Context::new(client, settings, jobs, pods, metrics));
+    let disruptions = Arc::new(Disruptions::default());
+    let (jobs, job_triggers) =
+        batch_watch::<Job, BatchJob>(&client, ns.as_deref(), job_owner, |_| {});
+    let recorder = disruptions.clone();
+    let (pods, pod_triggers) =
+        batch_watch::<Pod, BatchPod>(&client, ns.as_deref(), pod_owner, move |p| {
+            recorder.record(p)
+        });
+    let mut ctx = Context::new(client, settings, jobs, pods, metrics);
+    ctx.disruptions = disruptions;
+    let ctx = Arc::new(ctx);
 
     let controller = Controller::new(renderjobs, watcher::Config::default().any_semantic())
         .trigger_backoff(watch_backoff())
@@ -220,6 +239,13 @@ async fn housekeeping(renderjobs: Store<RenderJob>, ctx: Arc<Context>, ready: Ar
             let all = renderjobs.state();
             let uids: HashSet<String> = all.iter().filter_map(|rj| rj.uid()).collect();
             ctx.states.retain(&uids);
+            let job_uids: HashSet<String> = ctx
+                .jobs
+                .state()
+                .iter()
+                .filter_map(|j| j.uid.clone())
+                .collect();
+            ctx.disruptions.retain(&job_uids);
             ctx.metrics.set_phases(
                 all.iter()
                     .map(|rj| rj.status.as_ref().map(|s| s.phase).unwrap_or_default()),
@@ -297,12 +323,17 @@ async fn reconcile_with(rj: &RenderJob, ctx: &Context, state: &mut RenderState) 
         .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
     let uid = rj.uid().ok_or(Error::MissingObjectKey("metadata.uid"))?;
     let jobs = ctx.jobs.state_filter(|j| reconcile::owned_by(j, &uid));
+    let taken = ctx
+        .jobs
+        .state_filter(|j| reconcile::predecessor_of(j, &ns, &name, &uid));
     let pods = ctx.pods.state_filter(|p| reconcile::pod_of(p, &ns, &name));
     let input = Input {
         rj,
         jobs: &jobs,
         pods: &pods,
         synced: synced(&ctx.jobs) && synced(&ctx.pods),
+        disrupted: &|uid| ctx.disruptions.count(uid),
+        taken: &taken,
     };
     let fx = reconcile::decide(
         &input,
@@ -313,6 +344,11 @@ async fn reconcile_with(rj: &RenderJob, ctx: &Context, state: &mut RenderState) 
     )?;
     if carry_out(rj, &ns, &fx, state, ctx).await? == Refused::Yes {
         // Look again at once: the refusal holds creation back and shows in status.
+        return Ok(Action::requeue(Duration::from_millis(100)));
+    }
+    if let Some(job) = &fx.inspect
+        && fx.inspected(state, failed_create(ctx, &ns, job).await)
+    {
         return Ok(Action::requeue(Duration::from_millis(100)));
     }
     Ok(match fx.requeue(state, Instant::now()) {
@@ -361,6 +397,17 @@ async fn carry_out(
     }
     for job_name in &fx.delete {
         delete_job(&jobs, job_name).await?;
+    }
+    for (job_name, why) in &fx.stop {
+        // A deadline already past makes the Job controller fail the Job and stop its pod; the
+        // annotation says why (the status reads it).
+        let patch = serde_json::json!({
+            "metadata": {"annotations": {STOPPED_ANNOTATION: why}},
+            "spec": {"activeDeadlineSeconds": 1},
+        });
+        warn!(renderjob = %rj.name_any(), job = %job_name, why, "stopping a batch");
+        jobs.patch(job_name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
     }
     if let Some(note) = created_note {
         publish(ctx, rj, &note).await;
@@ -419,6 +466,30 @@ async fn apply_jobs(
         })
         .collect();
     (outcomes, failed)
+}
+
+/// The message of the Job controller's latest `FailedCreate` Event on Job `job`: why its pod
+/// was refused. (A read error is only logged: this is a diagnosis, not a decision.)
+async fn failed_create(ctx: &Context, ns: &str, job: &str) -> Option<String> {
+    let events: Api<CoreEvent> = Api::namespaced(ctx.client.clone(), ns);
+    let lp = ListParams::default().fields(&format!(
+        "involvedObject.kind=Job,involvedObject.name={job},reason=FailedCreate"
+    ));
+    match events.list(&lp).await {
+        Ok(list) => list
+            .items
+            .into_iter()
+            .max_by_key(|e| {
+                e.last_timestamp
+                    .clone()
+                    .or(e.event_time.clone().map(|t| Time(t.0)))
+            })
+            .and_then(|e| e.message),
+        Err(e) => {
+            warn!(job, error = %e, "could not read the Job's events");
+            None
+        }
+    }
 }
 
 async fn delete_job(jobs: &Api<Job>, name: &str) -> Result<()> {

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
-use render_contract::{Device, Engine, OutputFormat};
+use render_contract::{Device, Engine, MissingFiles, OutputFormat};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -130,6 +130,20 @@ pub struct RenderJobSpec {
     /// The volume holding .blend files and rendered frames, mounted in every batch pod. Immutable.
     #[x_kube(validation = Rule::new("self == oldSelf").message("storage is immutable"))]
     pub storage: Storage,
+
+    /// The Blender version to render with (`4.5`, `5.0`): one the cluster offers (the chart's
+    /// `blender.images`); defaults to the operator's default version. A .blend saved by a newer
+    /// Blender fails as bad input and says which version to set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 3, max = 16), regex(pattern = r"^[0-9]+\.[0-9]+$"))]
+    pub blender_version: Option<String>,
+
+    /// What to do when the scene uses external files (textures, linked libraries, caches,
+    /// fonts) that are not in the volume: `Fail` (default) fails the render as bad input
+    /// listing them; `Warn` renders anyway (missing images come out magenta) and publishes a
+    /// Warning Event with the list.
+    #[serde(default)]
+    pub missing_files: MissingFiles,
 
     /// Node image override (defaults to the operator's configured render-node image).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -368,6 +382,15 @@ pub struct RenderJobStatus {
     /// Blender version the batch pods reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blender_version: Option<String>,
+    /// The Blender that saved the .blend file (`major.minor`, from its header).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_version: Option<String>,
+    /// External files (images, libraries, caches, ...) the scene uses that the batch pods could
+    /// not read, at most 20; `missingFilesCount` has them all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_files: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing_files_count: Option<i64>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]

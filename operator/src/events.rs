@@ -130,6 +130,17 @@ pub fn on_change(old: &RenderJobStatus, new: &RenderJobStatus) -> Vec<Note> {
             note: message,
         });
     }
+    if new.missing_files_count > old.missing_files_count && new.phase != Phase::Failed {
+        let n = new.missing_files_count.unwrap_or(0);
+        notes.push(Note::warning(
+            "MissingFiles",
+            cut(format!(
+                "{n} external file(s) the scene uses are not in the volume; rendering anyway \
+                 (missingFiles: Warn): {}",
+                new.missing_files.join(", ")
+            )),
+        ));
+    }
     // Leaving Suspended is a resume whatever comes next: the pods may not have started yet
     // (Pending), or the last batches may have finished meanwhile (Succeeded).
     if old.phase == Phase::Suspended && new.phase != Phase::Suspended {
@@ -143,7 +154,7 @@ pub fn on_change(old: &RenderJobStatus, new: &RenderJobStatus) -> Vec<Note> {
 
 /// `Progressing` reasons that mean the render is held by something the user must fix; each
 /// new one is a Warning Event.
-pub const BLOCKED: [&str; 2] = ["JobRejected", "ClaimNotFound"];
+pub const BLOCKED: [&str; 3] = ["JobRejected", "ClaimNotFound", "PodRejected"];
 
 /// Batches newly failed, gathered by [`Coalesce`]: `failed` is the status's list of failed
 /// batches, which words each (it may be shorter than `batches`).
@@ -392,6 +403,21 @@ mod tests {
             Some(BTreeSet::from([2, 3])),
             "the last at once"
         );
+    }
+
+    #[test]
+    fn missing_files_rendered_anyway_warn_once() {
+        let before = status(Phase::Running, &[]);
+        let mut after = status(Phase::Running, &[]);
+        after.missing_files = vec!["/data/tex/wood.png".into()];
+        after.missing_files_count = Some(1);
+        let notes = on_change(&before, &after);
+        assert_eq!(reasons(&notes), ["MissingFiles"]);
+        assert!(
+            notes[0].warning && notes[0].note.contains("/data/tex/wood.png"),
+            "{notes:?}"
+        );
+        assert!(on_change(&after, &after).is_empty());
     }
 
     #[test]

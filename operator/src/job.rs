@@ -34,6 +34,12 @@ pub const BATCH_LABEL: &str = "renderfarm.io/batch";
 pub const FRAMES_LABEL: &str = "renderfarm.io/frames";
 /// The batch's frames as render-node takes them (`1..9:2`).
 pub const FRAMES_ANNOTATION: &str = "renderfarm.io/frames";
+/// On a batch Job the operator stopped, why (`Evicted: evicted 5 times`).
+pub const STOPPED_ANNOTATION: &str = "renderfarm.io/stopped";
+/// Disruptions (evictions, preemptions, node loss) a batch may have before it fails as
+/// `Evicted`: they do not count as failures, but a batch that keeps getting evicted (filling
+/// its node's disk, say) must not retry forever.
+pub const MAX_DISRUPTIONS: usize = 5;
 /// The container that renders.
 pub const CONTAINER: &str = "render";
 /// Scratch space for Blender (temp files, config) under a read-only root filesystem.
@@ -50,8 +56,59 @@ const MAX_NAME: usize = 63;
 /// Settings that come from the operator's configuration, not from the RenderJob.
 #[derive(Debug, Clone)]
 pub struct JobConfig {
+    /// The render-node image of the default Blender version.
     pub image: String,
     pub image_pull_policy: Option<String>,
+    /// Render-node images of other Blender versions, by version (`5.0`).
+    pub images: BTreeMap<String, String>,
+    /// The Blender version of a RenderJob that names none.
+    pub default_version: String,
+}
+
+/// The Blender version the operator renders with when not told otherwise.
+pub const DEFAULT_BLENDER_VERSION: &str = "4.5";
+
+impl JobConfig {
+    /// One render-node image, for the default Blender version.
+    pub fn new(image: impl Into<String>) -> JobConfig {
+        JobConfig {
+            image: image.into(),
+            image_pull_policy: None,
+            images: BTreeMap::new(),
+            default_version: DEFAULT_BLENDER_VERSION.to_string(),
+        }
+    }
+
+    /// The Blender versions offered, in order.
+    pub fn offered(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.images.keys().map(String::as_str).collect();
+        if !self.images.contains_key(&self.default_version) {
+            v.push(&self.default_version);
+        }
+        v.sort_unstable();
+        v
+    }
+
+    /// The render-node image for `rj`: its own `spec.image`, else its Blender version's; an
+    /// error naming the offered versions when the operator offers not that version.
+    pub fn image_for(&self, rj: &RenderJob) -> std::result::Result<String, String> {
+        if let Some(image) = &rj.spec.image {
+            return Ok(image.clone());
+        }
+        let version = rj
+            .spec
+            .blender_version
+            .as_deref()
+            .unwrap_or(&self.default_version);
+        match self.images.get(version) {
+            Some(image) => Ok(image.clone()),
+            None if version == self.default_version => Ok(self.image.clone()),
+            None => Err(format!(
+                "blenderVersion {version} is not offered here; this cluster offers {}",
+                self.offered().join(", ")
+            )),
+        }
+    }
 }
 
 /// `name` as a DNS label of at most `max` characters: dots become dashes, and a name that does
@@ -134,6 +191,7 @@ pub fn render_args(rj: &RenderJob, batch: &Batch) -> RenderArgs {
     args.format = rj.spec.output.format;
     args.engine = rj.spec.engine;
     args.device = rj.spec.device;
+    args.missing_files = rj.spec.missing_files;
     args.allow_cpu_fallback = rj.spec.allow_cpu_fallback;
     args.threads = rj.spec.threads.unwrap_or(0).max(0) as u32;
     args
@@ -317,11 +375,11 @@ fn container(rj: &RenderJob, batch: &Batch, config: &JobConfig) -> Container {
     };
     Container {
         name: CONTAINER.to_string(),
+        // The reconcile refuses a RenderJob whose version is not offered before building Jobs.
         image: Some(
-            rj.spec
-                .image
-                .clone()
-                .unwrap_or_else(|| config.image.clone()),
+            config
+                .image_for(rj)
+                .unwrap_or_else(|_| config.image.clone()),
         ),
         image_pull_policy: config.image_pull_policy.clone(),
         args: Some(render_args(rj, batch).to_args()),
@@ -443,9 +501,44 @@ mod tests {
 
     fn config() -> JobConfig {
         JobConfig {
-            image: "renderfarm/render-node:dev".into(),
             image_pull_policy: Some("IfNotPresent".into()),
+            ..JobConfig::new("renderfarm/render-node:dev")
         }
+    }
+
+    #[test]
+    fn blender_versions_pick_their_image() {
+        let mut config = config();
+        config
+            .images
+            .insert("5.0".into(), "renderfarm/render-node:5.0".into());
+        let mut rj = renderjob("shot", Device::Cpu);
+        assert_eq!(
+            config.image_for(&rj).as_deref(),
+            Ok("renderfarm/render-node:dev")
+        );
+        rj.spec.blender_version = Some("5.0".into());
+        assert_eq!(
+            config.image_for(&rj).as_deref(),
+            Ok("renderfarm/render-node:5.0")
+        );
+        let job = build(&rj, &batch(&rj, 0), &config, false).expect("job builds");
+        let pod = job.spec.and_then(|s| s.template.spec).expect("pod");
+        assert_eq!(
+            pod.containers[0].image.as_deref(),
+            Some("renderfarm/render-node:5.0")
+        );
+        rj.spec.blender_version = Some("3.4".into());
+        assert_eq!(
+            config.image_for(&rj),
+            Err("blenderVersion 3.4 is not offered here; this cluster offers 4.5, 5.0".into())
+        );
+        rj.spec.image = Some("my/blender:3.4".into());
+        assert_eq!(
+            config.image_for(&rj).as_deref(),
+            Ok("my/blender:3.4"),
+            "spec.image wins"
+        );
     }
 
     fn batch(rj: &RenderJob, index: u32) -> Batch {

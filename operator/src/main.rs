@@ -29,7 +29,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the controller (the default).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the RenderJob CustomResourceDefinition as YAML.
     Crd,
 }
@@ -43,6 +43,12 @@ struct RunArgs {
         default_value = "renderfarm/render-node:dev"
     )]
     node_image: String,
+    /// Render-node images of further Blender versions: `5.0=REPO:TAG,4.2=REPO:TAG`.
+    #[arg(long, env = "RENDERFARM_NODE_IMAGES", value_delimiter = ',', value_parser = parse_version_image)]
+    node_images: Vec<(String, String)>,
+    /// The Blender version of a RenderJob without spec.blenderVersion (its image: --node-image).
+    #[arg(long, env = "RENDERFARM_BLENDER_VERSION", default_value = renderfarm::job::DEFAULT_BLENDER_VERSION)]
+    blender_version: String,
     /// Pull policy for the render-node image (Always, IfNotPresent, Never).
     #[arg(long, env = "RENDERFARM_NODE_IMAGE_PULL_POLICY")]
     node_image_pull_policy: Option<String>,
@@ -69,6 +75,16 @@ struct RunArgs {
     lease_seconds: u64,
 }
 
+/// `5.0=renderfarm/render-node:5.0` → (`5.0`, the image).
+fn parse_version_image(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((v, image)) if !v.is_empty() && !image.is_empty() => {
+            Ok((v.trim().to_string(), image.trim().to_string()))
+        }
+        _ => Err(format!("{s:?} is not VERSION=IMAGE")),
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -77,7 +93,7 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", renderfarm::crd_yaml()?);
             Ok(())
         }
-        Some(Command::Run(args)) => run(args).await,
+        Some(Command::Run(args)) => run(*args).await,
         None => run(cli.run).await,
     }
 }
@@ -110,6 +126,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         job: JobConfig {
             image: args.node_image,
             image_pull_policy: args.node_image_pull_policy,
+            images: args.node_images.into_iter().collect(),
+            default_version: args.blender_version,
         },
         namespace: args.namespace,
         instance: args.instance,

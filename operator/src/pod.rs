@@ -4,7 +4,7 @@
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use render_contract::{TerminationMessage, exit};
+use render_contract::{TerminationMessage, TerminationReport, exit};
 
 use crate::job::CONTAINER;
 
@@ -78,7 +78,7 @@ pub fn stuck_reason(pod: &Pod) -> Option<PodProblem> {
 }
 
 /// render-node's report, from the render container's termination message.
-pub fn termination_message(pod: &Pod) -> Option<TerminationMessage> {
+pub fn termination_message(pod: &Pod) -> Option<TerminationReport> {
     let cs = pod
         .status
         .as_ref()?
@@ -87,7 +87,7 @@ pub fn termination_message(pod: &Pod) -> Option<TerminationMessage> {
         .iter()
         .find(|c| c.name == CONTAINER)?;
     let message = cs.state.as_ref()?.terminated.as_ref()?.message.as_deref()?;
-    TerminationMessage::parse(message)
+    TerminationReport::parse(message)
 }
 
 /// Why a failed pod failed: OOMKilled, BadInput, BlenderError, DeadlineExceeded, Evicted, ...

@@ -17,7 +17,7 @@ use crate::actions::{self, Actions};
 use crate::cache::{BatchJob, BatchPod};
 use crate::crd::{Phase, RenderJob, RenderJobStatus};
 use crate::events::{self, Note};
-use crate::job::{self, JobConfig};
+use crate::job::{self, JobConfig, MAX_DISRUPTIONS};
 use crate::plan::Plan;
 use crate::ranges::decode_ranges;
 use crate::state::{Rejection, RenderState};
@@ -31,10 +31,25 @@ pub const STATUS_EVERY: Duration = Duration::from_secs(1);
 const NOT_SYNCED: Duration = Duration::from_millis(500);
 /// The longest a running render goes without a reconcile, watch events or not.
 const BUSY_RECHECK: Duration = Duration::from_secs(300);
+/// A batch Job this old without a pod has had its pod refused, or soon will: its Events say why.
+pub const PODLESS_AFTER: Duration = Duration::from_secs(3);
+/// How often the Events of Jobs without pods are read.
+const INSPECT_EVERY: Duration = Duration::from_secs(5);
 
 /// Whether the RenderJob with `uid` is the controller owner of the Job.
 pub fn owned_by(job: &BatchJob, uid: &str) -> bool {
     job.owner.as_ref().is_some_and(|o| o.uid == uid)
+}
+
+/// Whether the Job belongs to an earlier RenderJob of the same name and namespace (deleted,
+/// its Jobs not yet collected): its batch's Job name is taken until it is gone, and applying
+/// ours would take that Job over.
+pub fn predecessor_of(job: &BatchJob, ns: &str, name: &str, uid: &str) -> bool {
+    job.namespace.as_deref() == Some(ns)
+        && job
+            .owner
+            .as_ref()
+            .is_some_and(|o| o.name == name && o.uid != uid)
 }
 
 /// Whether `pod` is a batch pod of the RenderJob `name` in namespace `ns`.
@@ -51,6 +66,8 @@ pub struct Observation<'a> {
     pub pods: BTreeMap<u32, Vec<&'a BatchPod>>,
     /// Batches the status last written records as succeeded.
     pub recorded: BTreeSet<u32>,
+    /// Batches whose Job name an earlier RenderJob's Job still holds: not created until it goes.
+    pub taken: BTreeSet<u32>,
 }
 
 impl<'a> Observation<'a> {
@@ -64,20 +81,27 @@ impl<'a> Observation<'a> {
     ) -> Self {
         let job_refs: Vec<&BatchJob> = jobs.iter().map(Arc::as_ref).collect();
         let jobs = status::jobs_by_batch(rj_name, &plan, &job_refs);
-        // Sorted first, so the map is built in one pass.
-        // A pod counts for its batch only while it belongs to the batch's Job.
+        // Sorted first, so the map is built in one pass, walking the Jobs alongside: a pod
+        // counts for its batch only while it belongs to the batch's Job (by UID).
         let mut indexed: Vec<(u32, &BatchPod)> = pods
             .iter()
             .filter_map(|p| Some((p.batch?, p.as_ref())))
-            .filter(|(i, p)| {
-                jobs.get(i)
-                    .is_some_and(|j| j.uid.is_some() && j.uid == p.job_uid)
-            })
             .collect();
         indexed.sort_unstable_by_key(|(i, _)| *i);
+        let mut job_iter = jobs.iter().peekable();
         let by_batch: BTreeMap<u32, Vec<&BatchPod>> = indexed
             .chunk_by(|a, b| a.0 == b.0)
-            .map(|group| (group[0].0, group.iter().map(|(_, p)| *p).collect()))
+            .filter_map(|group| {
+                let index = group[0].0;
+                while job_iter.next_if(|(i, _)| **i < index).is_some() {}
+                let uid = job_iter.peek().filter(|(i, _)| **i == index)?.1.uid.as_ref()?;
+                let mine: Vec<&BatchPod> = group
+                    .iter()
+                    .filter(|(_, p)| p.job_uid.as_ref() == Some(uid))
+                    .map(|(_, p)| *p)
+                    .collect();
+                (!mine.is_empty()).then_some((index, mine))
+            })
             .collect();
         let recorded = old
             .succeeded_batches
@@ -89,6 +113,7 @@ impl<'a> Observation<'a> {
             jobs,
             pods: by_batch,
             recorded,
+            taken: BTreeSet::new(),
         }
     }
 
@@ -112,6 +137,7 @@ impl<'a> Observation<'a> {
         if hold.is_some() {
             todo.create.clear();
         }
+        todo.create.retain(|i| !self.taken.contains(i));
         for i in todo.create.iter().chain(in_flight.iter()) {
             if let Some(s) = states.get_mut(*i as usize)
                 && *s == BatchState::Pending
@@ -140,8 +166,12 @@ pub struct Input<'a> {
     pub jobs: &'a [Arc<BatchJob>],
     /// Its batch pods (see [`pod_of`]).
     pub pods: &'a [Arc<BatchPod>],
+    /// Jobs of an earlier RenderJob of the same name, not yet gone (see [`predecessor_of`]).
+    pub taken: &'a [Arc<BatchJob>],
     /// Whether the Job and pod caches hold a full list yet.
     pub synced: bool,
+    /// How many disrupted pods of the Job with this UID were seen.
+    pub disrupted: &'a (dyn Fn(&str) -> usize + Sync),
 }
 
 /// A status to write, and what follows once it is written.
@@ -182,6 +212,8 @@ pub struct Effects {
     pub suspend: Vec<String>,
     pub resume: Vec<String>,
     pub delete: Vec<String>,
+    /// Jobs to stop, and why: batches disrupted [`MAX_DISRUPTIONS`] times fail as `Evicted`.
+    pub stop: Vec<(String, String)>,
     /// Written after the Jobs are applied.
     pub status: Option<StatusWrite>,
     /// When a status write held back by pacing is due.
@@ -197,6 +229,11 @@ pub struct Effects {
     retry: Option<Duration>,
     /// A refused Job apply holds creation back until then.
     hold_until: Option<Instant>,
+    /// A running batch Job that has no pod yet and is old enough that it should: read its
+    /// Events (the Job controller's `FailedCreate`) to say why.
+    pub inspect: Option<String>,
+    /// Jobs without pods wait for their Events to be read again.
+    inspect_due: Option<Duration>,
     /// Batches the status to write newly records as failed.
     newly_failed: BTreeSet<u32>,
     /// The render is finished (the last failures are reported at once).
@@ -230,8 +267,12 @@ pub fn decide(
         return Ok(fx);
     }
     let Some(plan) = Plan::new(&rj.spec.frames, rj.spec.batch_size) else {
-        return Ok(invalid(rj, fx, wall));
+        let why = "frames and batchSize do not make a plan";
+        return Ok(invalid(rj, fx, "InvalidSpec", why, wall));
     };
+    if let Err(why) = config.image_for(rj) {
+        return Ok(invalid(rj, fx, "UnknownBlenderVersion", &why, wall));
+    }
     fx.plan = Some(plan);
     // What we last wrote is newer than the cache when the cache lags behind our own write.
     let written_at = state.written.as_ref().map(|(_, at)| *at);
@@ -241,20 +282,15 @@ pub fn decide(
         .map(|(s, _)| s.clone())
         .or_else(|| rj.status.clone())
         .unwrap_or_default();
-    let seen = Observation::new(&name, plan, &old, input.jobs, input.pods);
+    let mut seen = Observation::new(&name, plan, &old, input.jobs, input.pods);
+    let taken: Vec<&BatchJob> = input.taken.iter().map(Arc::as_ref).collect();
+    seen.taken = status::jobs_by_batch(&name, &plan, &taken)
+        .into_keys()
+        .collect();
     state.expire_in_flight(|i| seen.jobs.contains_key(&i), now);
     let in_flight: BTreeSet<u32> = state.in_flight.keys().copied().collect();
-    let rejected = state.holding(rj.metadata.generation, now).map(|r| Hold {
-        reason: "JobRejected".into(),
-        message: format!(
-            "batch {} (Job {}) was refused by the API server: {}",
-            r.batch, r.job, r.message
-        ),
-        fails: false,
-    });
-    fx.hold_until = state
-        .holding(rj.metadata.generation, now)
-        .map(|r| r.retry_at());
+    let rejected = refusal(rj, &seen, state, &mut fx, now, wall);
+    fx.stop = too_disrupted(&seen, input.disrupted);
     let (todo, new) = seen.decide(rj, &old, &in_flight, rejected, wall);
     for index in &todo.create {
         if let Some(batch) = plan.batch(*index) {
@@ -278,13 +314,7 @@ pub fn decide(
         .filter(|wait| old != new && !wait.is_zero() && !status::urgent(&old, &new));
     fx.terminal = matches!(new.phase, Phase::Succeeded | Phase::Failed);
     if old != new && fx.status_due.is_none() {
-        let known: BTreeSet<i64> = old.failed_batches.iter().map(|f| f.index).collect();
-        fx.newly_failed = new
-            .failed_batches
-            .iter()
-            .filter(|f| !known.contains(&f.index))
-            .filter_map(|f| u32::try_from(f.index).ok())
-            .collect();
+        fx.newly_failed = newly_failed(&old, &new);
         fx.status = Some(StatusWrite {
             events: events::on_change(&old, &new),
             progress: progress(&old, &new, &seen),
@@ -294,15 +324,131 @@ pub fn decide(
     Ok(fx)
 }
 
-/// The effects for a RenderJob whose frames and batch size make no plan (the schema should
-/// have refused it): a Failed status and a warning, once.
-fn invalid(rj: &RenderJob, mut fx: Effects, wall: &Time) -> Effects {
-    const WHY: &str = "frames and batchSize do not make a plan";
-    let new = status::invalid(rj, WHY, wall);
+/// What holds creation back because the API server refused something: a Job apply (until
+/// the retry is due), or a Job's pod (while that Job still has none). Also asks for the
+/// Events of a Job without pods to be read, at most every [`INSPECT_EVERY`].
+fn refusal(
+    rj: &RenderJob,
+    seen: &Observation<'_>,
+    state: &mut RenderState,
+    fx: &mut Effects,
+    now: Instant,
+    wall: &Time,
+) -> Option<Hold> {
+    let generation = rj.metadata.generation;
+    fx.hold_until = state.holding(generation, now).map(|r| r.retry_at());
+    let (podless, next) = podless_jobs(seen, wall);
+    fx.inspect_due = next;
+    if state
+        .pod_rejection
+        .as_ref()
+        .is_some_and(|(job, _)| !podless.contains(job))
+    {
+        state.pod_rejection = None;
+    }
+    if let Some(job) = podless.first() {
+        let due = state
+            .inspected
+            .map(|at| INSPECT_EVERY.saturating_sub(now.saturating_duration_since(at)))
+            .unwrap_or_default();
+        if due.is_zero() {
+            fx.inspect = Some(job.clone());
+            state.inspected = Some(now);
+        } else {
+            fx.inspect_due = Some(fx.inspect_due.map_or(due, |d| d.min(due)));
+        }
+    }
+    let job = state.holding(generation, now).map(|r| Hold {
+        reason: "JobRejected".into(),
+        message: format!(
+            "batch {} (Job {}) was refused by the API server: {}",
+            r.batch, r.job, r.message
+        ),
+        fails: false,
+    });
+    job.or_else(|| {
+        let (job, message) = state.pod_rejection.as_ref()?;
+        Some(Hold {
+            reason: "PodRejected".into(),
+            message: format!("Job {job} cannot create its pod: {message}"),
+            fails: false,
+        })
+    })
+}
+
+/// Unfinished batch Jobs whose pods were disrupted [`MAX_DISRUPTIONS`] times, to be stopped:
+/// a batch that keeps being evicted (filling its node's disk, say) must not retry forever.
+fn too_disrupted(
+    seen: &Observation<'_>,
+    disrupted: &(dyn Fn(&str) -> usize + Sync),
+) -> Vec<(String, String)> {
+    seen.jobs
+        .values()
+        .filter(|j| j.finished.is_none() && j.stopped.is_none() && !j.deleting)
+        .filter_map(|j| {
+            let n = disrupted(j.uid.as_deref()?);
+            (n >= MAX_DISRUPTIONS).then(|| {
+                let why = format!(
+                    "Evicted: its pods were evicted, preempted or lost with their node {n} times"
+                );
+                (j.name.clone(), why)
+            })
+        })
+        .collect()
+}
+
+/// Indexes of the batches `new` lists as failed and `old` did not.
+fn newly_failed(old: &RenderJobStatus, new: &RenderJobStatus) -> BTreeSet<u32> {
+    let known: BTreeSet<i64> = old.failed_batches.iter().map(|f| f.index).collect();
+    new.failed_batches
+        .iter()
+        .filter(|f| !known.contains(&f.index))
+        .filter_map(|f| u32::try_from(f.index).ok())
+        .collect()
+}
+
+/// Unfinished, unsuspended batch Jobs older than [`PODLESS_AFTER`] with no pod in the cache,
+/// and how soon the next younger one without a pod gets that old.
+fn podless_jobs(seen: &Observation<'_>, wall: &Time) -> (Vec<String>, Option<Duration>) {
+    let grace = PODLESS_AFTER.as_secs_f64();
+    let mut old = Vec::new();
+    let mut next: Option<Duration> = None;
+    // Both maps are in batch order: walk them together.
+    let mut pods = seen.pods.keys().peekable();
+    for (i, job) in &seen.jobs {
+        while pods.next_if(|p| *p < i).is_some() {}
+        let has_pod = pods.peek() == Some(&i);
+        if job.finished.is_some() || job.suspended || job.deleting || has_pod {
+            continue;
+        }
+        let Some(created) = &job.created else {
+            continue;
+        };
+        let age = wall.0.duration_since(created.0).as_secs_f64();
+        if age >= grace {
+            old.push(job.name.clone());
+        } else {
+            let left = Duration::from_secs_f64(grace - age.max(0.0));
+            next = Some(next.map_or(left, |n| n.min(left)));
+        }
+    }
+    (old, next)
+}
+
+/// The effects for a RenderJob the operator cannot render as it is (frames and batch size
+/// that make no plan, a Blender version not offered): a Failed status and a warning, once.
+fn invalid(
+    rj: &RenderJob,
+    mut fx: Effects,
+    reason: &'static str,
+    why: &str,
+    wall: &Time,
+) -> Effects {
+    let new = status::invalid(rj, reason, why, wall);
     if rj.status.as_ref() != Some(&new) {
         fx.status = Some(StatusWrite {
             status: new,
-            events: vec![Note::warning("InvalidSpec", WHY)],
+            events: vec![Note::warning(reason, why)],
             progress: Progress::default(),
         });
     }
@@ -342,7 +488,9 @@ impl Effects {
             && self.suspend.is_empty()
             && self.resume.is_empty()
             && self.delete.is_empty()
+            && self.stop.is_empty()
             && self.status.is_none()
+            && self.inspect.is_none()
     }
 
     /// Takes in how the Job applies went: a refused batch is no longer in flight (a timeout or
@@ -396,6 +544,18 @@ impl Effects {
         Some(Note::normal("BatchesCreated", note))
     }
 
+    /// Takes in why a Job without pods has none (the message of its latest `FailedCreate`
+    /// Event), so the next reconcile shows it.
+    pub fn inspected(&self, state: &mut RenderState, failed_create: Option<String>) -> bool {
+        let (Some(job), Some(message)) = (self.inspect.as_ref(), failed_create) else {
+            return false;
+        };
+        let new = Some((job.clone(), message));
+        let changed = state.pod_rejection != new;
+        state.pod_rejection = new;
+        changed
+    }
+
     /// Whether an apply was refused: the status worked out before it assumed the Job would
     /// exist, so it is not written; the next reconcile, at once, shows the refusal instead.
     pub fn refused(outcomes: &[(u32, Applied)]) -> bool {
@@ -437,6 +597,8 @@ impl Effects {
             state.created.due_in(now),
             state.failed.due_in(now),
             state.in_flight_expiry(now),
+            self.inspect_due,
+            self.inspect.as_ref().map(|_| Duration::from_millis(200)),
             self.hold_until.map(|at| at.saturating_duration_since(now)),
         ]
         .into_iter()
@@ -531,10 +693,7 @@ mod tests {
     }
 
     fn config() -> JobConfig {
-        JobConfig {
-            image: "renderfarm/render-node:test".into(),
-            image_pull_policy: None,
-        }
+        JobConfig::new("renderfarm/render-node:test")
     }
 
     fn effects(
@@ -549,6 +708,8 @@ mod tests {
             jobs,
             pods,
             synced: true,
+            disrupted: &|_| 0,
+            taken: &[],
         };
         let wall = Time("2026-11-23T12:00:00Z".parse().expect("time"));
         decide(&input, state, &config(), now, &wall).expect("decide")
@@ -676,16 +837,142 @@ mod tests {
         let rj = rj();
         let t0 = Instant::now();
         let running = [job(0, false), job(1, false), job(2, false)];
+        let pods = [pod(0, "Running"), pod(1, "Running"), pod(2, "Running")];
         let mut state = RenderState::default();
-        let fx = effects(&rj, &running, &[], &mut state, t0);
+        let fx = effects(&rj, &running, &pods, &mut state, t0);
         fx.wrote(&mut state, t0);
-        let fx = effects(&rj, &running, &[], &mut state, t0 + Duration::from_secs(10));
+        let fx = effects(
+            &rj,
+            &running,
+            &pods,
+            &mut state,
+            t0 + Duration::from_secs(10),
+        );
         assert!(fx.is_empty(), "{fx:?}");
         assert_eq!(
             fx.requeue(&state, t0 + Duration::from_secs(10)),
             Some(BUSY_RECHECK),
             "a render still going is looked at again"
         );
+    }
+
+    #[test]
+    fn jobs_of_a_deleted_renderjob_of_the_same_name_are_never_taken_over() {
+        let rj = rj();
+        // Batch 1's Job still belongs to the RenderJob "shot" that was deleted.
+        let old = job(1, false);
+        assert!(predecessor_of(&old, "bench", "shot", "a-new-uid"));
+        assert!(!predecessor_of(&old, "bench", "shot", UID));
+        let taken = [old];
+        let input = Input {
+            rj: &rj,
+            jobs: &[],
+            pods: &[],
+            synced: true,
+            disrupted: &|_| 0,
+            taken: &taken,
+        };
+        let wall = Time("2026-11-23T12:00:00Z".parse().expect("time"));
+        let mut state = RenderState::default();
+        let fx = decide(&input, &mut state, &config(), Instant::now(), &wall).expect("decide");
+        let created: Vec<u32> = fx.apply.iter().map(|(i, _)| *i).collect();
+        assert_eq!(created, [0, 2], "batch 1 waits until the old Job is gone");
+        let s = fx.status.expect("status").status;
+        assert_eq!((s.batches.active, s.batches.pending), (2, 4));
+    }
+
+    #[test]
+    fn a_batch_disrupted_too_often_is_stopped_as_evicted() {
+        let rj = rj();
+        let jobs = [job(0, false), job(1, false)];
+        let pods = [pod(0, "Running"), pod(1, "Running")];
+        let input = Input {
+            rj: &rj,
+            jobs: &jobs,
+            pods: &pods,
+            synced: true,
+            disrupted: &|uid| {
+                if uid == "09337701-0a9c-4937-8cdf-ec15072d9597" {
+                    5
+                } else {
+                    0
+                }
+            },
+            taken: &[],
+        };
+        let wall = Time("2026-11-23T12:00:00Z".parse().expect("time"));
+        let mut state = RenderState::default();
+        let fx = decide(&input, &mut state, &config(), Instant::now(), &wall).expect("decide");
+        // The fixtures' Jobs share one UID: both are stopped.
+        let stopped: Vec<&str> = fx.stop.iter().map(|(j, _)| j.as_str()).collect();
+        assert_eq!(stopped, ["shot-0000", "shot-0001"]);
+        assert!(fx.stop[0].1.starts_with("Evicted: "), "{}", fx.stop[0].1);
+        let input = Input {
+            disrupted: &|_| MAX_DISRUPTIONS - 1,
+            ..input
+        };
+        let fx = decide(&input, &mut state, &config(), Instant::now(), &wall).expect("decide");
+        assert!(fx.stop.is_empty());
+    }
+
+    #[test]
+    fn a_job_whose_pod_is_refused_holds_the_render_and_says_why() {
+        let rj = rj();
+        let t0 = Instant::now();
+        // Batch 0 runs; batch 1's Job has had no pod for an hour.
+        let jobs = [job(0, false), job(1, false)];
+        let pods = [pod(0, "Running")];
+        let mut state = RenderState::default();
+        let fx = effects(&rj, &jobs, &pods, &mut state, t0);
+        assert_eq!(fx.inspect.as_deref(), Some("shot-0001"));
+        let why =
+            "pods \"shot-0001-x\" is forbidden: exceeded quota: mem, must specify limits.memory";
+        assert!(fx.inspected(&mut state, Some(why.into())));
+        assert!(
+            !fx.inspected(&mut state, Some(why.into())),
+            "the same again is no change"
+        );
+        // Shown at once, creation held; the Events are read again only after a while.
+        let fx = effects(
+            &rj,
+            &jobs,
+            &pods,
+            &mut state,
+            t0 + Duration::from_millis(100),
+        );
+        assert!(
+            fx.apply.is_empty(),
+            "no more Jobs whose pods would be refused"
+        );
+        assert_eq!(fx.inspect, None);
+        let w = fx.status.clone().expect("status");
+        let p = w
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == status::PROGRESSING)
+            .expect("Progressing");
+        assert_eq!(
+            (p.status.as_str(), p.reason.as_str()),
+            ("False", "PodRejected")
+        );
+        assert_eq!(
+            p.message,
+            format!("Job shot-0001 cannot create its pod: {why}")
+        );
+        assert_eq!(reasons(&w.events), ["PodRejected", "Rendering"]);
+        fx.wrote(&mut state, t0);
+        // The pod appears: the hold is gone.
+        let pods = [pod(0, "Running"), pod(1, "Pending")];
+        let fx = effects(&rj, &jobs, &pods, &mut state, t0 + Duration::from_secs(2));
+        assert_eq!(state.pod_rejection, None);
+        let w = fx.status.expect("status");
+        let p = w
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == status::PROGRESSING);
+        assert_eq!(p.map(|c| c.reason.as_str()), Some("Rendering"));
     }
 
     #[test]
@@ -697,6 +984,8 @@ mod tests {
             jobs: &[],
             pods: &[],
             synced: false,
+            disrupted: &|_| 0,
+            taken: &[],
         };
         let wall = Time("2026-11-23T12:00:00Z".parse().expect("time"));
         let now = Instant::now();
@@ -708,6 +997,30 @@ mod tests {
         assert!(fx.is_empty());
         assert_eq!(fx.requeue(&state, now), None);
         assert_eq!(state, RenderState::default());
+    }
+
+    #[test]
+    fn a_blender_version_not_offered_fails_at_once_naming_the_offered_ones() {
+        let mut rj = rj();
+        rj.spec.blender_version = Some("3.4".into());
+        let mut state = RenderState::default();
+        let now = Instant::now();
+        let fx = effects(&rj, &[], &[], &mut state, now);
+        assert!(fx.apply.is_empty(), "no Job for a version that cannot run");
+        let w = fx.status.expect("status");
+        assert_eq!(w.status.phase, Phase::Failed);
+        let c = w
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == status::FAILED)
+            .expect("Failed");
+        assert_eq!(c.reason, "UnknownBlenderVersion");
+        assert_eq!(
+            c.message,
+            "blenderVersion 3.4 is not offered here; this cluster offers 4.5"
+        );
+        assert_eq!(reasons(&w.events), ["UnknownBlenderVersion"]);
     }
 
     #[test]

@@ -27,6 +27,11 @@ pub struct RenderState {
     pub failed: Coalesce,
     /// The last Job apply the API server refused, while no later one went through.
     pub rejection: Option<Rejection>,
+    /// Why a batch Job's pod could not be created (a quota, Pod Security admission, a
+    /// LimitRange), from the Job controller's `FailedCreate` Event: `(job, message)`.
+    pub pod_rejection: Option<(String, String)>,
+    /// When the Events of a Job without pods were last read.
+    pub inspected: Option<Instant>,
     /// Reconciles that failed in a row, for the error backoff.
     pub failures: u32,
 }

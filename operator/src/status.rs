@@ -22,6 +22,8 @@ pub const FAILED: &str = "Failed";
 pub const PROGRESSING: &str = "Progressing";
 pub const SUSPENDED: &str = "Suspended";
 pub const INVALID_SPEC: &str = "InvalidSpec";
+/// Most missing files the status lists.
+const MAX_MISSING_LISTED: usize = 20;
 
 /// Where one batch is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,9 +91,15 @@ pub fn failed_batch(index: u32, plan: &Plan, job: &BatchJob, pods: &[&BatchPod])
         .max_by_key(|(at, _)| *at)
         .map(|(_, r)| r.clone());
     let deadline = cond.and_then(|c| c.reason.as_deref()) == Some("DeadlineExceeded");
-    let (reason, exit_code, message) = match latest {
-        Some(p) if !deadline => (p.reason, p.exit_code, p.message),
-        _ => (
+    // Stopped by the operator (see `reconcile`): its reason, not the deadline it used.
+    let stopped = job.stopped.as_deref().map(|s| match s.split_once(": ") {
+        Some((reason, message)) => (reason.to_string(), Some(message.to_string())),
+        None => (s.to_string(), None),
+    });
+    let (reason, exit_code, message) = match (latest, stopped) {
+        (_, Some((reason, message))) => (reason, None, message),
+        (Some(p), None) if !deadline => (p.reason, p.exit_code, p.message),
+        (_, None) => (
             cond.and_then(|c| c.reason.clone())
                 .unwrap_or_else(|| "Failed".into()),
             None,
@@ -287,6 +295,13 @@ pub fn roll_up(rj: &RenderJob, seen: &Observed<'_>, now: &Time) -> RenderJobStat
         seconds_per_frame: tally.seconds_per_frame,
         devices_used: tally.devices.into_iter().collect(),
         blender_version: tally.blender_version,
+        file_version: tally.file_version,
+        missing_files: tally
+            .missing_files
+            .into_iter()
+            .take(MAX_MISSING_LISTED)
+            .collect(),
+        missing_files_count: tally.missing_files_count,
     }
 }
 
@@ -314,6 +329,9 @@ struct PodTally {
     seconds_per_frame: Option<f64>,
     devices: BTreeSet<String>,
     blender_version: Option<String>,
+    file_version: Option<String>,
+    missing_files: BTreeSet<String>,
+    missing_files_count: Option<i64>,
 }
 
 impl PodTally {
@@ -324,6 +342,9 @@ impl PodTally {
             seconds_per_frame: None,
             devices: prev.devices_used.iter().cloned().collect(),
             blender_version: prev.blender_version.clone(),
+            file_version: prev.file_version.clone(),
+            missing_files: prev.missing_files.iter().cloned().collect(),
+            missing_files_count: prev.missing_files_count,
         };
         let (mut busy_seconds, mut timed_frames) = (0.0_f64, 0_u32);
         for (index, batch_pods) in seen.pods {
@@ -341,6 +362,14 @@ impl PodTally {
                 tally.devices.extend(m.device.iter().cloned());
                 if m.blender_version.is_some() {
                     tally.blender_version = m.blender_version.clone();
+                }
+                if m.file_version.is_some() {
+                    tally.file_version = m.file_version.clone();
+                }
+                if m.missing_files_count > 0 {
+                    tally.missing_files.extend(m.missing_files.iter().cloned());
+                    let n = i64::from(m.missing_files_count);
+                    tally.missing_files_count = Some(tally.missing_files_count.unwrap_or(0).max(n));
                 }
             }
         }
@@ -620,8 +649,9 @@ pub fn urgent(old: &RenderJobStatus, new: &RenderJobStatus) -> bool {
         || key(old) != key(new)
 }
 
-/// Status for a RenderJob the operator cannot plan (written around the schema).
-pub fn invalid(rj: &RenderJob, why: &str, now: &Time) -> RenderJobStatus {
+/// Status for a RenderJob the operator cannot render as it is (a spec the schema let through
+/// that makes no plan, a Blender version not offered): Failed, with `reason` and `why`.
+pub fn invalid(rj: &RenderJob, reason: &str, why: &str, now: &Time) -> RenderJobStatus {
     let mut status = rj.status.clone().unwrap_or_default();
     status.phase = Phase::Failed;
     status.observed_generation = rj.metadata.generation;
@@ -630,7 +660,7 @@ pub fn invalid(rj: &RenderJob, why: &str, now: &Time) -> RenderJobStatus {
         &mut status.conditions,
         INVALID_SPEC,
         true,
-        "InvalidSpec",
+        reason,
         why.to_string(),
         g,
         now,
@@ -639,7 +669,7 @@ pub fn invalid(rj: &RenderJob, why: &str, now: &Time) -> RenderJobStatus {
         &mut status.conditions,
         FAILED,
         true,
-        "InvalidSpec",
+        reason,
         why.to_string(),
         g,
         now,
@@ -648,7 +678,7 @@ pub fn invalid(rj: &RenderJob, why: &str, now: &Time) -> RenderJobStatus {
         &mut status.conditions,
         PROGRESSING,
         false,
-        "InvalidSpec",
+        reason,
         why.to_string(),
         g,
         now,

@@ -7,9 +7,10 @@
 //! The kwok failure-injection tests (`--test e2e`) need kwok's Stages and stay on the local
 //! control plane; this suite checks what only real pods can show.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
@@ -20,40 +21,21 @@ use kube::{Client, ResourceExt};
 use renderfarm::crd::{Phase, RenderJob};
 use serde_json::{Value, json};
 
+// The e2e harness's waits (kube's await_condition, watches) and paths, shared.
+#[path = "e2e/harness.rs"]
+mod harness;
+use harness::{await_object, repo_root, watch_until};
+
 const IMAGE: &str = "renderfarm/render-node:dev";
 const FRAMES: i32 = 6;
 const WIDTH: u32 = 160;
 const HEIGHT: u32 = 90;
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 /// The host folder kind-config.yaml mounts at /renders in every node.
 fn host_storage() -> PathBuf {
     std::env::var_os("RENDERFARM_KIND_STORAGE")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("render"))
-}
-
-async fn wait_for<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<Option<T>>>,
-{
-    let deadline = Instant::now() + timeout;
-    let mut last = None;
-    loop {
-        match check().await {
-            Ok(Some(v)) => return Ok(v),
-            Ok(None) => {}
-            Err(e) => last = Some(e),
-        }
-        if Instant::now() > deadline {
-            bail!("timed out after {timeout:?} waiting for {what} (last error: {last:?})");
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
 }
 
 /// A namespace with render storage: a hostPath volume under /renders, i.e. `dir` on this machine.
@@ -145,12 +127,19 @@ impl Storage {
         let pods = self.pods();
         pods.create(&PostParams::default(), &serde_json::from_value(pod)?)
             .await?;
-        let phase = wait_for(Duration::from_secs(240), "make-scene pod", || async {
-            let p = pods.get("make-scene").await?;
-            let phase = p.status.and_then(|s| s.phase).unwrap_or_default();
-            Ok(matches!(phase.as_str(), "Succeeded" | "Failed").then_some(phase))
-        })
+        let phase = |p: Option<&Pod>| {
+            p.and_then(|p| p.status.as_ref()?.phase.clone())
+                .unwrap_or_default()
+        };
+        let done = await_object(
+            pods,
+            "make-scene",
+            Duration::from_secs(240),
+            "make-scene pod finished",
+            |p: Option<&Pod>| matches!(phase(p).as_str(), "Succeeded" | "Failed"),
+        )
         .await?;
+        let phase = phase(done.as_ref());
         ensure!(
             phase == "Succeeded",
             "make-scene pod {phase}: {}",
@@ -187,34 +176,34 @@ impl Storage {
 
     /// Wait for `Complete`, noting whether an ETA showed while frames were still missing.
     async fn wait_complete(&self, name: &str) -> Result<(RenderJob, bool)> {
-        let rjs = self.rjs();
-        let mut eta_seen = false;
-        let deadline = Instant::now() + Duration::from_secs(900);
-        loop {
-            let rj = rjs.get(name).await?;
-            if let Some(s) = &rj.status {
+        let eta_seen = AtomicBool::new(false);
+        let rj = await_object(
+            self.rjs(),
+            name,
+            Duration::from_secs(900),
+            "the render Complete (or Failed)",
+            |rj: Option<&RenderJob>| {
+                let Some(s) = rj.and_then(|rj| rj.status.as_ref()) else {
+                    return false;
+                };
                 if s.phase == Phase::Running
                     && s.frames.rendered < s.frames.total
                     && s.estimated_completion_time.is_some()
                 {
-                    eta_seen = true;
+                    eta_seen.store(true, Ordering::Relaxed);
                 }
-                if s.phase == Phase::Failed {
-                    bail!("render failed: {}", serde_json::to_string_pretty(s)?);
-                }
-                let complete = s
-                    .conditions
-                    .iter()
-                    .any(|c| c.type_ == "Complete" && c.status == "True");
-                if complete {
-                    return Ok((rj, eta_seen));
-                }
-            }
-            if Instant::now() > deadline {
-                bail!("render did not complete: {:?}", rj.status);
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+                s.phase == Phase::Failed
+                    || s.conditions
+                        .iter()
+                        .any(|c| c.type_ == "Complete" && c.status == "True")
+            },
+        )
+        .await?
+        .context("the RenderJob is gone")?;
+        if let Some(s) = rj.status.as_ref().filter(|s| s.phase == Phase::Failed) {
+            bail!("render failed: {}", serde_json::to_string_pretty(s)?);
         }
+        Ok((rj, eta_seen.load(Ordering::Relaxed)))
     }
 
     /// Each batch pod's progress events (JSON lines on stdout), by pod name.
@@ -235,19 +224,26 @@ impl Storage {
 
     async fn delete_renderjob(&self, name: &str) -> Result<()> {
         self.rjs().delete(name, &DeleteParams::foreground()).await?;
-        let jobs: Api<Job> = Api::namespaced(self.client.clone(), &self.ns);
-        let (rjs, pods) = (self.rjs(), self.pods());
-        wait_for(
-            Duration::from_secs(120),
-            "RenderJob, Jobs and pods gone",
-            || async {
-                let lp = ListParams::default().labels(&format!("renderfarm.io/renderjob={name}"));
-                let gone = rjs.get_opt(name).await?.is_none()
-                    && jobs.list(&lp).await?.items.is_empty()
-                    && pods.list(&lp).await?.items.is_empty();
-                Ok(gone.then_some(()))
-            },
+        let timeout = Duration::from_secs(120);
+        await_object(
+            self.rjs(),
+            name,
+            timeout,
+            "the RenderJob gone",
+            |rj: Option<&RenderJob>| rj.is_none(),
         )
+        .await?;
+        let of_it = |labels: &BTreeMap<String, String>| {
+            labels.get("renderfarm.io/renderjob").map(String::as_str) == Some(name)
+        };
+        let jobs: Api<Job> = Api::namespaced(self.client.clone(), &self.ns);
+        watch_until(jobs, timeout, "its Jobs gone", |all| {
+            (!all.iter().any(|j| of_it(j.labels()))).then_some(())
+        })
+        .await?;
+        watch_until(self.pods(), timeout, "its pods gone", |all| {
+            (!all.iter().any(|p| of_it(p.labels()))).then_some(())
+        })
         .await
     }
 
@@ -274,10 +270,19 @@ fn set_mode(path: &Path, mode: u32) -> Result<()> {
         .with_context(|| format!("chmod {}", path.display()))
 }
 
-/// Decode a PNG and check its size and that it is not one flat colour.
-fn check_png(path: &Path) -> Result<()> {
+/// Fewest distinct colours a rendered frame has: the test scene's shaded objects give hundreds;
+/// a blank frame (one colour, whatever its alpha) has one.
+const MIN_COLOURS: usize = 16;
+
+/// Decode a PNG and check its size and that it is not blank: at least [`MIN_COLOURS`]
+/// distinct RGB values, alpha not counted (an opaque black RGBA frame has one).
+fn check_png(path: &Path) -> Result<usize> {
     let file = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
-    let mut reader = png::Decoder::new(std::io::BufReader::new(file)).read_info()?;
+    let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
+    // 8 bits per channel, palettes and grey expanded: every pixel is grey, grey+alpha, RGB or
+    // RGBA bytes.
+    decoder.set_transformations(png::Transformations::normalize_to_color8());
+    let mut reader = decoder.read_info()?;
     let mut buf = vec![0; reader.output_buffer_size()];
     let info = reader.next_frame(&mut buf)?;
     ensure!(
@@ -287,12 +292,35 @@ fn check_png(path: &Path) -> Result<()> {
         info.width,
         info.height
     );
-    let pixels = &buf[..info.buffer_size()];
-    let (min, max) = pixels
-        .iter()
-        .fold((u8::MAX, u8::MIN), |(lo, hi), &p| (lo.min(p), hi.max(p)));
-    ensure!(max - min > 16, "{} is blank", path.display());
-    Ok(())
+    let colours = distinct_rgb(&buf[..info.buffer_size()], info.color_type)?;
+    ensure!(
+        colours >= MIN_COLOURS,
+        "{} is blank: {colours} distinct colours",
+        path.display()
+    );
+    Ok(colours)
+}
+
+/// Distinct RGB values among 8-bit pixels of `colour` type.
+fn distinct_rgb(pixels: &[u8], colour: png::ColorType) -> Result<usize> {
+    let rgb = |p: &[u8]| -> [u8; 3] {
+        match p.len() {
+            1 | 2 => [p[0]; 3],
+            _ => [p[0], p[1], p[2]],
+        }
+    };
+    let channels = match colour {
+        png::ColorType::Grayscale => 1,
+        png::ColorType::GrayscaleAlpha => 2,
+        png::ColorType::Rgb => 3,
+        png::ColorType::Rgba => 4,
+        png::ColorType::Indexed => bail!("palette not expanded"),
+    };
+    Ok(pixels
+        .chunks_exact(channels)
+        .map(rgb)
+        .collect::<BTreeSet<_>>()
+        .len())
 }
 
 fn frames_in(events: &[Value], kind: &str) -> Vec<i64> {
@@ -308,13 +336,19 @@ fn frames_in(events: &[Value], kind: &str) -> Vec<i64> {
 /// time. From Blender's own per-frame "Time:" lines (start-up excluded, as in the status figure).
 fn bare_blender_seconds_per_frame(scene: &Path) -> Option<f64> {
     let out = tempdir().ok()?;
+    // The Blender the node image has, as hack/blender.sh installs it on the host.
+    let path = Command::new(repo_root().join("hack/blender.sh"))
+        .args(["path", "4.5"])
+        .output()
+        .ok()?;
+    let blender = String::from_utf8_lossy(&path.stdout).trim().to_string();
     let batches: Vec<i32> = (1..=FRAMES).step_by(2).collect();
     let mut times = Vec::new();
     for wave in batches.chunks(2) {
         let children: Vec<_> = wave
             .iter()
             .map(|&first| {
-                Command::new("blender")
+                Command::new(&blender)
                     .args(["-b", "--factory-startup"])
                     .arg(scene)
                     .arg("-o")
@@ -385,9 +419,11 @@ async fn real_frames_from_real_pods() -> Result<()> {
         .ok_or_else(|| anyhow!("no seconds per frame in status"))?;
     assert!(spf > 0.0, "seconds per frame {spf}");
     assert!(eta_seen, "no estimated completion time while rendering");
+    let mut colours = Vec::new();
     for n in 1..=FRAMES {
-        check_png(&st.frame(n))?;
+        colours.push(check_png(&st.frame(n))?);
     }
+    println!("kind: distinct colours per frame {colours:?} (blank below {MIN_COLOURS})");
     // Per-frame progress in every batch pod's log, and every frame saved exactly once.
     let progress = st.progress("kind").await?;
     assert_eq!(progress.len(), 3, "batch pods: {:?}", progress.keys());
@@ -441,5 +477,49 @@ async fn real_frames_from_real_pods() -> Result<()> {
         ),
         None => println!("kind: seconds per frame in a pod {spf:.2} (no host Blender to compare)"),
     }
+    Ok(())
+}
+
+/// The blank-frame check itself: one colour fails whatever the alpha, a rendered-looking frame
+/// passes (runs without a cluster).
+#[test]
+fn blank_frames_fail_the_png_check() -> Result<()> {
+    let dir = tempdir()?.join("png-check");
+    std::fs::create_dir_all(&dir)?;
+    let write = |name: &str, colour: png::ColorType, pixel: &dyn Fn(u32, u32) -> Vec<u8>| {
+        let path = dir.join(name);
+        let file = std::fs::File::create(&path)?;
+        let mut enc = png::Encoder::new(std::io::BufWriter::new(file), WIDTH, HEIGHT);
+        enc.set_color(colour);
+        enc.set_depth(png::BitDepth::Eight);
+        let mut data = Vec::new();
+        for y in 0..HEIGHT {
+            for x in 0..WIDTH {
+                data.extend(pixel(x, y));
+            }
+        }
+        enc.write_header()?.write_image_data(&data)?;
+        anyhow::Ok(path)
+    };
+    let black_rgba = write("black-rgba.png", png::ColorType::Rgba, &|_, _| {
+        vec![0, 0, 0, 255]
+    })?;
+    let grey = write("grey.png", png::ColorType::Grayscale, &|_, _| vec![128])?;
+    let two = write("two.png", png::ColorType::Rgb, &|x, _| {
+        if x < WIDTH / 2 {
+            vec![0, 0, 0]
+        } else {
+            vec![255, 255, 255]
+        }
+    })?;
+    let shaded = write("shaded.png", png::ColorType::Rgba, &|x, y| {
+        vec![(x * 255 / WIDTH) as u8, (y * 255 / HEIGHT) as u8, 64, 255]
+    })?;
+    for blank in [&black_rgba, &grey, &two] {
+        let err = check_png(blank).expect_err("a blank frame passed");
+        assert!(err.to_string().contains("is blank"), "{err}");
+    }
+    check_png(&shaded)?;
+    std::fs::remove_dir_all(&dir)?;
     Ok(())
 }

@@ -29,6 +29,7 @@ async fn survives_twenty_kills_over_two_hundred_batches() -> Result<()> {
     let mut env = Env::new("chaos").await?;
     let api = env.jobs();
     let observer = crate::harness::JobUids::watch(api);
+    observer.synced().await?;
 
     env.start_operator()?;
     let started = Instant::now();
@@ -64,7 +65,7 @@ async fn survives_twenty_kills_over_two_hundred_batches() -> Result<()> {
         .wait_phase("chaos", "Succeeded", Duration::from_secs(600))
         .await?;
     let took = started.elapsed();
-    let (seen, duplicates) = observer.finish().await?;
+    let (seen, duplicates) = observer.finish_idle(&env).await?;
     let s = status(&rj);
     let lost = BATCHES as i64 - s.batches.succeeded;
     recoveries.sort();

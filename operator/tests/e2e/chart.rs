@@ -15,7 +15,7 @@ use serde_json::json;
 
 use crate::harness::{Env, kubectl, status};
 
-fn helm(args: &[&str]) -> Result<String> {
+pub fn helm(args: &[&str]) -> Result<String> {
     let out = Command::new("helm")
         .args(args)
         .output()
@@ -29,7 +29,7 @@ fn helm(args: &[&str]) -> Result<String> {
     Ok(text)
 }
 
-fn chart() -> String {
+pub fn chart() -> String {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../charts/renderfarm")
         .display()
@@ -37,7 +37,7 @@ fn chart() -> String {
 }
 
 /// A kubeconfig for the same cluster that authenticates with `token` instead of admin certs.
-fn token_kubeconfig(path: &std::path::Path, token: &str) -> Result<()> {
+pub fn token_kubeconfig(path: &std::path::Path, token: &str) -> Result<()> {
     let admin = Kubeconfig::read().context("reading the admin kubeconfig")?;
     let cluster = admin
         .clusters

@@ -1,19 +1,27 @@
 //! The e2e harness: a namespace per test with render storage, the real operator binary scoped
-//! to it, and waits that say what they waited for when they time out.
+//! to it, and waits that say what they waited for when they time out. Shared with the kind
+//! tests (`tests/kind.rs`), which use only part of it.
+#![allow(dead_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Debug;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
+use futures::TryStreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
-use kube::{Client, ResourceExt};
+use kube::runtime::wait::{Condition, await_condition, conditions};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
 use renderfarm::crd::RenderJob;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
@@ -55,23 +63,115 @@ async fn ensure_crd(client: &Client) -> Result<()> {
             &Patch::Apply(&crd),
         )
         .await?;
-        wait_until(Duration::from_secs(30), "CRD established", || async {
-            let crd = api.get(&crd.name_any()).await?;
-            let established = crd
-                .status
-                .and_then(|s| s.conditions)
-                .unwrap_or_default()
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True");
-            Ok(established.then_some(()))
-        })
+        await_object(
+            api,
+            &crd.name_any(),
+            Duration::from_secs(30),
+            "CRD established",
+            conditions::is_crd_established(),
+        )
         .await
+        .map(|_| ())
     })
     .await
     .map(|_| ())
 }
 
-/// Poll `check` until it returns `Some`, or fail naming `what`.
+/// Wait, with kube's [`await_condition`] (a watch of the one object), until `cond` holds for
+/// the object `name`; fail naming `what` after `timeout`. A watch cut off (an API server
+/// restart) is started again until the time is up. Returns the object (`None`: it is gone).
+pub async fn await_object<K>(
+    api: Api<K>,
+    name: &str,
+    timeout: Duration,
+    what: &str,
+    cond: impl Condition<K>,
+) -> Result<Option<K>>
+where
+    K: Clone + Debug + Send + DeserializeOwned + Resource + 'static,
+{
+    let deadline = Instant::now() + timeout;
+    let mut last_err = None;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let holds = |obj: Option<&K>| cond.matches_object(obj);
+        match tokio::time::timeout(left, await_condition(api.clone(), name, holds)).await {
+            Ok(Ok(obj)) => return Ok(obj),
+            Ok(Err(e)) => last_err = Some(e),
+            Err(_) => {
+                bail!("timed out after {timeout:?} waiting for {what} (last error: {last_err:?})")
+            }
+        }
+        if Instant::now() >= deadline {
+            bail!("timed out after {timeout:?} waiting for {what} (last error: {last_err:?})");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Watch every object of `api` (a namespace's Jobs, pods, ...) and return as soon as `check`,
+/// called with all of them after the first list and after every change, returns `Some`; fail
+/// naming `what` after `timeout`. The watch lives through API server restarts.
+pub async fn watch_until<K, T>(
+    api: Api<K>,
+    timeout: Duration,
+    what: &str,
+    mut check: impl FnMut(&[&K]) -> Option<T>,
+) -> Result<T>
+where
+    K: Clone + Debug + Send + DeserializeOwned + Resource + 'static,
+{
+    let mut last_err = None;
+    let mut last_seen = 0;
+    let run = async {
+        let stream = watcher(api, watcher::Config::default()).default_backoff();
+        futures::pin_mut!(stream);
+        let key = |o: &K| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any());
+        let (mut objects, mut listing) = (BTreeMap::new(), None::<BTreeMap<String, K>>);
+        let mut synced = false;
+        loop {
+            match stream.try_next().await {
+                Ok(Some(watcher::Event::Init)) => listing = Some(BTreeMap::new()),
+                Ok(Some(watcher::Event::InitApply(o))) => {
+                    listing.get_or_insert_default().insert(key(&o), o);
+                }
+                Ok(Some(watcher::Event::InitDone)) => {
+                    objects = listing.take().unwrap_or_default();
+                    synced = true;
+                }
+                Ok(Some(watcher::Event::Apply(o))) => {
+                    objects.insert(key(&o), o);
+                }
+                Ok(Some(watcher::Event::Delete(o))) => {
+                    objects.remove(&key(&o));
+                }
+                Ok(None) => return Err(anyhow!("the watch ended")),
+                Err(e) => {
+                    last_err = Some(e);
+                    continue;
+                }
+            }
+            if synced && listing.is_none() {
+                let all: Vec<&K> = objects.values().collect();
+                last_seen = all.len();
+                if let Some(v) = check(&all) {
+                    return Ok(v);
+                }
+            }
+        }
+    };
+    match tokio::time::timeout(timeout, run).await {
+        Ok(result) => result,
+        Err(_) => bail!(
+            "timed out after {timeout:?} waiting for {what} ({last_seen} objects at the end; \
+             last watch error: {last_err:?})"
+        ),
+    }
+}
+
+/// Poll `check` until it returns `Some`, or fail naming `what`. For what no watch shows (an
+/// HTTP endpoint, a file); objects are better waited for with [`await_object`] or
+/// [`watch_until`].
 pub async fn wait_until<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> Result<T>
 where
     F: FnMut() -> Fut,
@@ -93,6 +193,10 @@ where
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// How long the operator must do nothing to count as idle ([`Env::wait_idle`]): more than its
+/// one-second status pacing and the time a watch event takes to arrive.
+pub const QUIET: Duration = Duration::from_secs(5);
 
 pub struct Env {
     pub client: Client,
@@ -141,10 +245,15 @@ impl Env {
         });
         pvcs.create(&PostParams::default(), &serde_json::from_value(pvc)?)
             .await?;
-        wait_until(Duration::from_secs(60), "render storage bound", || async {
-            let pvc = pvcs.get(STORAGE).await?;
-            Ok((pvc.status.and_then(|s| s.phase).as_deref() == Some("Bound")).then_some(()))
-        })
+        await_object(
+            pvcs,
+            STORAGE,
+            Duration::from_secs(60),
+            "render storage bound",
+            |pvc: Option<&PersistentVolumeClaim>| {
+                pvc.and_then(|p| p.status.as_ref()?.phase.as_deref()) == Some("Bound")
+            },
+        )
         .await?;
 
         let log = repo_root()
@@ -245,6 +354,40 @@ impl Env {
         Ok((code, body))
     }
 
+    /// The operator's /metrics, parsed.
+    pub fn metrics(&self) -> Result<Metrics> {
+        let (code, text) = self.http_get("/metrics")?;
+        ensure!(code == 200, "/metrics answered {code}: {text}");
+        Metrics::parse(&text)
+    }
+
+    /// Wait until the operator is idle: for [`QUIET`] on end its /metrics show no reconcile and
+    /// no API write (a status write is paced to one a second; an Event that is due goes at
+    /// once). Returns the metrics then.
+    pub async fn wait_idle(&self) -> Result<Metrics> {
+        const RECONCILES: &str = "renderfarm_reconcile_duration_seconds_count";
+        const WRITES: &str = "renderfarm_api_writes_total";
+        let started = Instant::now();
+        let mut last = self.metrics()?;
+        let mut quiet_since = Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let now = self.metrics()?;
+            let moved =
+                now.sum(RECONCILES) != last.sum(RECONCILES) || now.sum(WRITES) != last.sum(WRITES);
+            if moved {
+                quiet_since = Instant::now();
+            } else if quiet_since.elapsed() >= QUIET {
+                return Ok(now);
+            }
+            last = now;
+            ensure!(
+                started.elapsed() < Duration::from_secs(120),
+                "the operator was not idle for {QUIET:?} within 120 s"
+            );
+        }
+    }
+
     /// The reasons of the Events in this namespace, one per line.
     pub fn event_reasons(&self) -> Result<String> {
         let (ok, out) = kubectl(&[
@@ -299,11 +442,15 @@ impl Env {
         pred: impl Fn(&RenderJob) -> bool,
     ) -> Result<RenderJob> {
         let api = self.rjs();
-        let res = wait_until(timeout, what, || async {
-            let rj = api.get(name).await?;
-            Ok(pred(&rj).then_some(rj))
-        })
-        .await;
+        let res = await_object(
+            api.clone(),
+            name,
+            timeout,
+            what,
+            |rj: Option<&RenderJob>| rj.is_some_and(&pred),
+        )
+        .await
+        .and_then(|rj| rj.context("the RenderJob is gone"));
         match res {
             Ok(rj) => Ok(rj),
             Err(e) => {
@@ -328,10 +475,21 @@ impl Env {
         phase: &str,
         timeout: Duration,
     ) -> Result<RenderJob> {
-        self.wait_rj(name, &format!("phase {phase}"), timeout, |rj| {
-            rj.status.as_ref().map(|s| s.phase.as_str()) == Some(phase)
-        })
-        .await
+        // Succeeded is final: waiting on for another phase would only wait out the timeout.
+        let rj = self
+            .wait_rj(name, &format!("phase {phase}"), timeout, |rj| {
+                let now = rj.status.as_ref().map(|s| s.phase.as_str());
+                now == Some(phase) || now == Some("Succeeded")
+            })
+            .await?;
+        let now = status(&rj).phase.as_str().to_string();
+        ensure!(
+            now == phase,
+            "waiting for phase {phase}, the RenderJob reached {now}, which it never leaves; \
+             status: {}",
+            serde_json::to_string_pretty(&rj.status)?
+        );
+        Ok(rj)
     }
 
     pub async fn job_names(&self) -> Result<Vec<String>> {
@@ -412,53 +570,261 @@ impl Drop for Env {
     }
 }
 
+/// How long the operator keeps a batch it created but has not seen yet "in flight" (its
+/// `IN_FLIGHT_TTL`): the longest a straggling second Job could come after the last event.
+pub const IN_FLIGHT_TTL: Duration = Duration::from_secs(60);
+
+/// One Job as a [`JobUids`] watch first saw it.
+#[derive(Debug, Clone)]
+pub struct SeenJob {
+    pub name: String,
+    pub uid: String,
+    /// UID of its controller (the RenderJob).
+    pub owner: Option<String>,
+    /// `metadata.resourceVersion` of the first event seen: the Job's creation, when the watch
+    /// ran before it was created. Comparable with other objects' versions on an etcd-backed
+    /// API server (see [`resource_version`]).
+    pub first_version: u64,
+    pub first_seen: Instant,
+}
+
+type SeenJobs = Arc<Mutex<BTreeMap<String, SeenJob>>>;
+
 /// Every Job UID seen in a namespace, by Job name, from a watch that lives through API server
 /// outages: a batch created twice shows as a name with two UIDs.
 pub struct JobUids {
     stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<BTreeMap<String, std::collections::BTreeSet<String>>>,
+    task: tokio::task::JoinHandle<()>,
+    seen: SeenJobs,
+    synced: tokio::sync::watch::Receiver<bool>,
 }
 
 impl JobUids {
     pub fn watch(api: Api<Job>) -> JobUids {
-        use futures::TryStreamExt;
-        use kube::runtime::{WatchStreamExt, watcher};
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let (synced_tx, synced) = tokio::sync::watch::channel(false);
+        let seen: SeenJobs = Arc::default();
+        let record = seen.clone();
         let task = tokio::spawn(async move {
-            let mut uids: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
-            let stream = watcher(api, watcher::Config::default())
-                .default_backoff()
-                .applied_objects();
+            let stream = watcher(api, watcher::Config::default()).default_backoff();
             futures::pin_mut!(stream);
+            let note = |job: &Job| {
+                let uid = job.uid().unwrap_or_default();
+                if let Ok(mut seen) = record.lock() {
+                    seen.entry(uid.clone()).or_insert_with(|| SeenJob {
+                        name: job.name_any(),
+                        uid,
+                        owner: job
+                            .owner_references()
+                            .iter()
+                            .find(|o| o.controller == Some(true))
+                            .map(|o| o.uid.clone()),
+                        first_version: resource_version(job).unwrap_or(0),
+                        first_seen: Instant::now(),
+                    });
+                }
+            };
             loop {
                 tokio::select! {
-                    job = stream.try_next() => match job {
-                        Ok(Some(job)) => {
-                            uids.entry(job.name_any()).or_default().insert(job.uid().unwrap_or_default());
+                    event = stream.try_next() => match event {
+                        Ok(Some(watcher::Event::Apply(job) | watcher::Event::InitApply(job))) => note(&job),
+                        Ok(Some(watcher::Event::InitDone)) => {
+                            let _ = synced_tx.send(true);
                         }
+                        Ok(Some(_)) => {}
                         Ok(None) => break,
                         Err(_) => {}
                     },
                     _ = &mut stopped => break,
                 }
             }
-            uids
         });
-        JobUids { stop, task }
+        JobUids {
+            stop,
+            task,
+            seen,
+            synced,
+        }
     }
 
-    /// Watch a little longer for stragglers, then return (Jobs seen, names created twice).
+    /// Wait until the watch has listed the namespace once: from then on it sees every Job
+    /// created, at its creation.
+    pub async fn synced(&self) -> Result<()> {
+        let mut synced = self.synced.clone();
+        tokio::time::timeout(Duration::from_secs(30), synced.wait_for(|s| *s))
+            .await
+            .context("the Job watch did not list the namespace within 30 s")??;
+        Ok(())
+    }
+
+    /// Every Job seen so far.
+    pub fn seen(&self) -> Vec<SeenJob> {
+        self.seen
+            .lock()
+            .map(|s| s.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Jobs first seen at a resourceVersion newer than `version`: created after it.
+    pub fn created_after(&self, version: u64) -> Vec<SeenJob> {
+        self.seen()
+            .into_iter()
+            .filter(|j| j.first_version > version)
+            .collect()
+    }
+
+    /// Keep watching through [`IN_FLIGHT_TTL`] for stragglers, then return (Jobs seen by
+    /// name, names created twice). Where the operator is one process whose metrics can say it
+    /// is idle, [`JobUids::finish_idle`] ends sooner.
     pub async fn finish(self) -> Result<(usize, Vec<String>)> {
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let _ = self.stop.send(());
-        let uids = self.task.await?;
-        let twice = uids
+        self.finish_after(IN_FLIGHT_TTL + Duration::from_secs(5))
+            .await
+    }
+
+    /// Keep watching until the operator of `env` is idle ([`Env::wait_idle`]), then return
+    /// (Jobs seen by name, names created twice).
+    pub async fn finish_idle(self, env: &Env) -> Result<(usize, Vec<String>)> {
+        env.wait_idle().await?;
+        self.finish_after(Duration::ZERO).await
+    }
+
+    /// Keep watching for `straggle`, then return (Jobs seen by name, names created twice).
+    pub async fn finish_after(self, straggle: Duration) -> Result<(usize, Vec<String>)> {
+        let seen = self.stop_after(straggle).await?;
+        let mut by_name: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for j in seen {
+            by_name.entry(j.name).or_default().insert(j.uid);
+        }
+        let twice = by_name
             .iter()
             .filter(|(_, u)| u.len() > 1)
             .map(|(n, _)| n.clone())
             .collect();
-        Ok((uids.len(), twice))
+        Ok((by_name.len(), twice))
     }
+
+    /// Keep watching for `straggle`, then stop and return every Job seen.
+    pub async fn stop_after(self, straggle: Duration) -> Result<Vec<SeenJob>> {
+        tokio::time::sleep(straggle).await;
+        let _ = self.stop.send(());
+        self.task.await?;
+        let seen = self.seen.lock().map_err(|_| anyhow!("poisoned"))?;
+        Ok(seen.values().cloned().collect())
+    }
+}
+
+/// An object's resourceVersion as a number. The API calls it opaque; on an etcd-backed
+/// kube-apiserver (every cluster these tests run on) it is etcd's revision, one counter for
+/// every write, so it orders writes to different objects.
+pub fn resource_version<K: Resource>(obj: &K) -> Result<u64> {
+    let rv = obj
+        .meta()
+        .resource_version
+        .as_deref()
+        .context("no resourceVersion")?;
+    rv.parse()
+        .with_context(|| format!("resourceVersion {rv:?} is not a number"))
+}
+
+/// One sample of the operator's /metrics: name, labels, value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// The operator's /metrics, parsed: samples are compared whole (name, every label, value), so
+/// `...} 5` cannot pass for `...} 50`.
+#[derive(Debug, Clone, Default)]
+pub struct Metrics {
+    pub samples: Vec<Sample>,
+}
+
+impl Metrics {
+    /// Parse the Prometheus / OpenMetrics text format.
+    pub fn parse(text: &str) -> Result<Metrics> {
+        let mut samples = Vec::new();
+        for line in text.lines().map(str::trim) {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            samples.push(parse_sample(line).with_context(|| format!("metrics line {line:?}"))?);
+        }
+        Ok(Metrics { samples })
+    }
+
+    /// The value of the sample with exactly this name and label set.
+    pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let want: BTreeMap<String, String> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.samples
+            .iter()
+            .find(|s| s.name == name && s.labels == want)
+            .map(|s| s.value)
+    }
+
+    /// [`Metrics::get`], 0 when the sample is absent (a counter never incremented).
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.get(name, labels).unwrap_or(0.0)
+    }
+
+    /// The sum over every label set of `name`.
+    pub fn sum(&self, name: &str) -> f64 {
+        self.samples
+            .iter()
+            .filter(|s| s.name == name)
+            .map(|s| s.value)
+            .sum()
+    }
+}
+
+fn parse_sample(line: &str) -> Result<Sample> {
+    let (name, rest) = match line.find(['{', ' ']) {
+        Some(i) => line.split_at(i),
+        None => bail!("no value"),
+    };
+    let mut labels = BTreeMap::new();
+    let rest = if let Some(mut body) = rest.strip_prefix('{') {
+        loop {
+            body = body.trim_start_matches(',');
+            if let Some(after) = body.strip_prefix('}') {
+                break after;
+            }
+            let (key, after) = body.split_once("=\"").context("label without =\"")?;
+            let mut value = String::new();
+            let mut chars = after.char_indices();
+            let end = loop {
+                match chars.next() {
+                    Some((i, '"')) => break i,
+                    Some((_, '\\')) => match chars.next() {
+                        Some((_, 'n')) => value.push('\n'),
+                        Some((_, c)) => value.push(c),
+                        None => bail!("unterminated label value"),
+                    },
+                    Some((_, c)) => value.push(c),
+                    None => bail!("unterminated label value"),
+                }
+            };
+            labels.insert(key.to_string(), value);
+            body = &after[end + 1..];
+        }
+    } else {
+        rest
+    };
+    let value = rest
+        .split_whitespace()
+        .next()
+        .context("no value")?
+        .parse()
+        .context("value is not a number")?;
+    Ok(Sample {
+        name: name.to_string(),
+        labels,
+        value,
+    })
 }
 
 pub fn merge(base: &mut Value, extra: Value) {

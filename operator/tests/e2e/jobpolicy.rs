@@ -2,7 +2,6 @@
 //! ServiceAccount token can still create only renderfarm-shaped Jobs, in allowed namespaces.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
@@ -13,41 +12,15 @@ use renderfarm::job::{self, JobConfig};
 use renderfarm::plan::Plan;
 use serde_json::json;
 
+use crate::chart::{chart, helm, token_kubeconfig};
 use crate::harness::{Env, kubectl, status};
-
-fn helm(args: &[&str]) -> Result<String> {
-    let out = Command::new("helm")
-        .args(args)
-        .output()
-        .context("running helm")?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    ensure!(out.status.success(), "helm {args:?} failed: {text}");
-    Ok(text)
-}
 
 /// A client and kubeconfig that authenticate with the chart's ServiceAccount token.
 async fn as_service_account(env: &Env, sa: &str) -> Result<(kube::Client, PathBuf)> {
     let (ok, token) = kubectl(&["create", "token", sa, "-n", &env.ns, "--duration", "1h"])?;
     ensure!(ok, "kubectl create token: {token}");
-    let admin = Kubeconfig::read()?;
-    let cluster = admin
-        .clusters
-        .first()
-        .and_then(|c| c.cluster.clone())
-        .context("no cluster in kubeconfig")?;
     let path = std::env::temp_dir().join(format!("{}-policy.kubeconfig", env.ns));
-    let config = json!({
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "c", "cluster": cluster}],
-        "users": [{"name": "operator", "user": {"token": token.trim()}}],
-        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "operator"}}],
-        "current-context": "c",
-    });
-    std::fs::write(&path, serde_yaml::to_string(&config)?)?;
+    token_kubeconfig(&path, token.trim())?;
     let config = kube::Config::from_custom_kubeconfig(
         Kubeconfig::read_from(&path)?,
         &KubeConfigOptions::default(),
@@ -62,10 +35,7 @@ fn batch_job(env: &Env, ns: &str) -> Result<Job> {
     rj.metadata.uid = Some("0b1c2d3e-0000-4000-8000-00000000abcd".into());
     rj.metadata.namespace = Some(ns.into());
     let plan = Plan::new(&rj.spec.frames, rj.spec.batch_size).context("plan")?;
-    let config = JobConfig {
-        image: "renderfarm/render-node:dev".into(),
-        image_pull_policy: None,
-    };
+    let config = JobConfig::new("renderfarm/render-node:dev");
     let mut job = job::build(&rj, &plan.batch(0).context("batch")?, &config, true)?;
     // No owner: the probe RenderJob does not exist.
     job.metadata.owner_references = None;
@@ -104,13 +74,6 @@ async fn the_operators_token_creates_only_renderfarm_shaped_jobs() -> Result<()>
     let result = check(&mut env, &release).await;
     helm(&["uninstall", &release, "--namespace", &env.ns, "--wait"])?;
     result
-}
-
-fn chart() -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../charts/renderfarm")
-        .display()
-        .to_string()
 }
 
 async fn check(env: &mut Env, release: &str) -> Result<()> {

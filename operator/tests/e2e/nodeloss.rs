@@ -20,7 +20,7 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
-use crate::harness::{Env, JobUids, SCENARIO_LABEL, status, wait_until};
+use crate::harness::{Env, JobUids, SCENARIO_LABEL, await_object, status, watch_until};
 
 const MINUTE: Duration = Duration::from_secs(60);
 /// Label and taint that keep a test's nodes to itself.
@@ -54,19 +54,18 @@ impl OwnNodes {
         }))?;
         self.names.push(name.to_string());
         self.api.create(&PostParams::default(), &node).await?;
-        let api = self.api.clone();
-        wait_until(MINUTE, &format!("node {name} Ready"), || async {
-            let ready = api
-                .get(name)
-                .await?
-                .status
-                .and_then(|s| s.conditions)
-                .unwrap_or_default()
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == "True");
-            Ok(ready.then_some(()))
-        })
+        await_object(
+            self.api.clone(),
+            name,
+            MINUTE,
+            &format!("node {name} Ready"),
+            |node: Option<&Node>| {
+                node.and_then(|n| n.status.as_ref()?.conditions.as_ref())
+                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            },
+        )
         .await
+        .map(|_| ())
     }
 }
 
@@ -163,6 +162,7 @@ async fn lost_node_batches_rerun_elsewhere_without_failures() -> Result<()> {
     nodes.register(&lost, &pool).await?;
 
     let observer = JobUids::watch(env.jobs());
+    observer.synced().await?;
     let (stop_disruptions, disruptions) = watch_disruptions(env.client.clone(), &env.ns);
     env.start_operator()?;
     env.create(
@@ -177,15 +177,19 @@ async fn lost_node_batches_rerun_elsewhere_without_failures() -> Result<()> {
     )
     .await?;
 
-    let pods = env.pods();
-    let on_lost: Vec<Pod> = wait_until(MINUTE, "four batch pods Running on the node", || async {
-        let list = pods.list(&ListParams::default()).await?.items;
-        let running: Vec<Pod> = list
-            .into_iter()
-            .filter(|p| node_of(p) == lost && phase(p) == "Running")
-            .collect();
-        Ok((running.len() == 4).then_some(running))
-    })
+    let on_lost: Vec<Pod> = watch_until(
+        env.pods(),
+        MINUTE,
+        "four batch pods Running on the node",
+        |list| {
+            let running: Vec<Pod> = list
+                .iter()
+                .filter(|p| node_of(p) == lost && phase(p) == "Running")
+                .map(|p| (*p).clone())
+                .collect();
+            (running.len() == 4).then_some(running)
+        },
+    )
     .await?;
     let lost_batches: BTreeSet<u32> = on_lost.iter().filter_map(batch_of).collect();
     let lost_pods: BTreeSet<String> = on_lost.iter().map(|p| p.name_any()).collect();
@@ -195,10 +199,13 @@ async fn lost_node_batches_rerun_elsewhere_without_failures() -> Result<()> {
     nodes.register(&spare, &pool).await?;
     nodes.api.delete(&lost, &DeleteParams::default()).await?;
     let node_lost = Instant::now();
-    let api = nodes.api.clone();
-    wait_until(MINUTE, "the lost Node object gone", || async {
-        Ok(api.get_opt(&lost).await?.is_none().then_some(()))
-    })
+    await_object(
+        nodes.api.clone(),
+        &lost,
+        MINUTE,
+        "the lost Node object gone",
+        |n: Option<&Node>| n.is_none(),
+    )
     .await?;
     // From now on kwok runs batch pods (on the spare node) for two seconds, then they succeed.
     let vars = BTreeMap::from([
@@ -210,24 +217,24 @@ async fn lost_node_batches_rerun_elsewhere_without_failures() -> Result<()> {
 
     // Every lost batch running again on another node: the pod garbage collector waits 40 s
     // before it deletes the pods of a vanished node and checks every 20 s.
-    let rerun = wait_until(
+    let rerun = watch_until(
+        env.pods(),
         Duration::from_secs(100),
         "every lost batch running again on another node",
-        || async {
-            let list = pods.list(&ListParams::default()).await?.items;
+        |list| {
             let again: BTreeSet<u32> = list
                 .iter()
                 .filter(|p| node_of(p) == spare && matches!(phase(p), "Running" | "Succeeded"))
-                .filter_map(batch_of)
+                .filter_map(|p| batch_of(p))
                 .filter(|b| lost_batches.contains(b))
                 .collect();
-            Ok((again == lost_batches).then(|| node_lost.elapsed()))
+            (again == lost_batches).then(|| node_lost.elapsed())
         },
     )
     .await?;
 
     let rj = env.wait_phase("nl", "Succeeded", 2 * MINUTE).await?;
-    let (seen, duplicates) = observer.finish().await?;
+    let (seen, duplicates) = observer.finish_idle(&env).await?;
     let _ = stop_disruptions.send(());
     let disrupted = disruptions.await?;
     let s = status(&rj);
@@ -286,14 +293,12 @@ async fn lost_node_batches_rerun_elsewhere_without_failures() -> Result<()> {
     // Put things back: the spare node goes too; the lost one is gone already.
     nodes.api.delete(&spare, &DeleteParams::default()).await?;
     let names = nodes.names.clone();
-    wait_until(MINUTE, "the test's nodes deleted", || async {
-        for n in &names {
-            if nodes.api.get_opt(n).await?.is_some() {
-                return Ok(None);
-            }
-        }
-        Ok(Some(()))
-    })
+    watch_until(
+        nodes.api.clone(),
+        MINUTE,
+        "the test's nodes deleted",
+        |all| (!all.iter().any(|n| names.contains(&n.name_any()))).then_some(()),
+    )
     .await
     .context("deleting the test's nodes")?;
     Ok(())

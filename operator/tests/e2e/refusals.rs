@@ -290,3 +290,90 @@ async fn renderjobs_named_like_each_others_hashed_form_both_complete() -> Result
     );
     Ok(())
 }
+
+#[tokio::test]
+#[ignore = "needs a cluster: hack/test.sh"]
+async fn a_pod_refused_by_a_quota_shows_why() -> Result<()> {
+    let mut env = Env::new("podquota").await?;
+    let quotas: Api<ResourceQuota> = Api::namespaced(env.client.clone(), &env.ns);
+    // A quota on memory limits refuses every pod that sets none (batch pods set requests).
+    quotas
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "limits"}, "spec": {"hard": {"limits.memory": "10Gi"}},
+            }))?,
+        )
+        .await?;
+    env.start_operator()?;
+    env.create(
+        "podquota",
+        json!({"frames": {"start": 1, "end": 4}, "batchSize": 1, "parallelism": 2}),
+    )
+    .await?;
+    let message = wait_held(&env, "podquota", "PodRejected").await?;
+    assert!(message.contains("limits.memory"), "{message}");
+    assert!(!warnings(&env, "podquota", "PodRejected").await?.is_empty());
+    assert!(
+        env.job_names().await?.len() <= 2,
+        "no more Jobs while pods are refused"
+    );
+    // The batches are given limits by a LimitRange and the quota stays: pods are admitted.
+    let ranges: Api<k8s_openapi::api::core::v1::LimitRange> =
+        Api::namespaced(env.client.clone(), &env.ns);
+    ranges
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "defaults"},
+                "spec": {"limits": [{"type": "Container", "default": {"memory": "1Gi"}}]},
+            }))?,
+        )
+        .await?;
+    let rj = env.wait_phase("podquota", "Succeeded", 3 * MINUTE).await?;
+    assert_eq!(status(&rj).frames.rendered, 4);
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster: hack/test.sh"]
+async fn a_blender_version_not_offered_fails_at_once_naming_the_offered_ones() -> Result<()> {
+    let mut env = Env::new("version").await?;
+    env.start_operator_with(&["--node-images", "5.0=renderfarm/render-node:5.0"], &[])?;
+    env.create(
+        "old",
+        json!({"frames": {"start": 1, "end": 4}, "blenderVersion": "3.4"}),
+    )
+    .await?;
+    let rj = env.wait_phase("old", "Failed", SOON).await?;
+    let failed = condition(&rj, "Failed").expect("Failed");
+    assert_eq!(failed.reason, "UnknownBlenderVersion");
+    assert_eq!(
+        failed.message,
+        "blenderVersion 3.4 is not offered here; this cluster offers 4.5, 5.0"
+    );
+    assert!(
+        env.job_names().await?.is_empty(),
+        "no pod that cannot start"
+    );
+    assert!(
+        !warnings(&env, "old", "UnknownBlenderVersion")
+            .await?
+            .is_empty()
+    );
+    // An offered one renders, with that version's image.
+    env.create(
+        "new",
+        json!({"frames": {"start": 1, "end": 2}, "blenderVersion": "5.0"}),
+    )
+    .await?;
+    env.wait_phase("new", "Succeeded", 2 * MINUTE).await?;
+    let job = env.jobs().get("new-0000").await?;
+    let image = job
+        .spec
+        .and_then(|s| s.template.spec)
+        .and_then(|p| p.containers.into_iter().next())
+        .and_then(|c| c.image);
+    assert_eq!(image.as_deref(), Some("renderfarm/render-node:5.0"));
+    Ok(())
+}

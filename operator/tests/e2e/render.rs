@@ -12,9 +12,12 @@ use kube::runtime::{WatchStreamExt, watcher};
 use render_contract::RenderArgs;
 use serde_json::json;
 
-use crate::harness::{Env, SCENARIO_LABEL, condition, kubectl, status};
+use crate::harness::{Env, SCENARIO_LABEL, condition, kubectl, status, watch_until};
 
 const MINUTE: Duration = Duration::from_secs(60);
+
+/// A metric sample: name, labels, value.
+type MetricSample = (&'static str, &'static [(&'static str, &'static str)], f64);
 
 fn finished(job: &Job) -> bool {
     job.status
@@ -137,23 +140,37 @@ async fn renders_every_batch_and_reports_progress() -> Result<()> {
     // The operator's own view: health, readiness and metrics.
     assert_eq!(env.http_get("/healthz")?.0, 200);
     assert_eq!(env.http_get("/readyz")?.0, 200);
-    let expected = [
-        "renderfarm_batches_total{result=\"created\"} 5",
-        "renderfarm_batches_total{result=\"succeeded\"} 5",
-        "renderfarm_frames_rendered_total 22",
-        "renderfarm_api_writes_total{verb=\"apply\",resource=\"jobs\"} 5",
+    // Whole samples, name, labels and value: `...} 5` does not pass for `...} 50`.
+    let expected: [MetricSample; 4] = [
+        ("renderfarm_batches_total", &[("result", "created")], 5.0),
+        ("renderfarm_batches_total", &[("result", "succeeded")], 5.0),
+        ("renderfarm_frames_rendered_total", &[], 22.0),
+        (
+            "renderfarm_api_writes_total",
+            &[("verb", "apply"), ("resource", "jobs")],
+            5.0,
+        ),
     ];
-    // The counters move just after the status write that the test saw.
-    let found = crate::harness::wait_until(Duration::from_secs(10), "the metrics", || async {
-        let (code, metrics) = env.http_get("/metrics")?;
-        Ok((code == 200 && expected.iter().all(|l| metrics.contains(l))).then_some(()))
-    })
-    .await;
-    if found.is_err() {
-        let metrics = env.http_get("/metrics")?.1;
-        let missing: Vec<_> = expected.iter().filter(|l| !metrics.contains(*l)).collect();
-        panic!("metrics lack {missing:?}:\n{metrics}");
-    }
+    let differ = |m: &crate::harness::Metrics| -> Vec<String> {
+        expected
+            .iter()
+            .filter(|(name, labels, value)| m.get(name, labels) != Some(*value))
+            .map(|(name, labels, value)| {
+                format!("{name}{labels:?} = {:?}, want {value}", m.get(name, labels))
+            })
+            .collect()
+    };
+    // The counters move just after the status write that the test saw: wait for the operator
+    // to be idle, then compare.
+    let metrics = env.wait_idle().await?;
+    let wrong = differ(&metrics);
+    assert!(wrong.is_empty(), "metrics: {wrong:?}");
+    let metrics = env.metrics()?;
+    assert!(
+        differ(&metrics).is_empty(),
+        "metrics moved after idle: {:?}",
+        differ(&metrics)
+    );
 
     let (ok, out) = kubectl(&["get", "rj", "-n", &env.ns])?;
     assert!(ok, "{out}");
@@ -280,6 +297,7 @@ async fn failing_batch_is_retried_then_reported_and_rerun_on_delete() -> Result<
     let s = status(&rj);
     assert_eq!((s.batches.succeeded, s.batches.failed), (2, 1));
     assert_eq!((s.frames.rendered, s.frames.total), (10, 15));
+    assert_eq!(s.failed_batches.len(), 1, "{:?}", s.failed_batches);
     let f = &s.failed_batches[0];
     assert_eq!(
         (f.index, f.frames.as_str(), f.job.as_str()),
@@ -343,7 +361,9 @@ async fn bad_input_fails_without_retries() -> Result<()> {
     )
     .await?;
     let rj = env.wait_phase("bad", "Failed", 2 * MINUTE).await?;
-    let f = &status(&rj).failed_batches[0];
+    let failed = status(&rj).failed_batches;
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let f = &failed[0];
     assert_eq!(
         (f.reason.as_str(), f.exit_code, f.attempts),
         ("BadInput", Some(64), 1)
@@ -378,7 +398,8 @@ async fn oom_killed_batches_say_so() -> Result<()> {
     .await?;
     let rj = env.wait_phase("oom", "Failed", 2 * MINUTE).await?;
     let s = status(&rj);
-    assert_eq!(s.batches.succeeded, 1);
+    assert_eq!((s.batches.succeeded, s.batches.failed), (1, 1));
+    assert_eq!(s.failed_batches.len(), 1, "{:?}", s.failed_batches);
     assert_eq!(
         (
             s.failed_batches[0].reason.as_str(),
@@ -411,12 +432,10 @@ async fn eviction_is_not_a_failure() -> Result<()> {
     )
     .await?;
     let pods = env.pods();
-    let pod = crate::harness::wait_until(MINUTE, "a running batch pod", || async {
-        let list = pods.list(&ListParams::default()).await?;
-        Ok(list
-            .items
-            .into_iter()
-            .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")))
+    let pod = watch_until(env.pods(), MINUTE, "a running batch pod", |list| {
+        list.iter()
+            .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+            .map(|p| (*p).clone())
     })
     .await?;
     pods.evict(&pod.name_any(), &EvictParams::default()).await?;
@@ -448,21 +467,17 @@ async fn gpu_batches_land_on_gpu_nodes() -> Result<()> {
         json!({"frames": {"start": 1, "end": 4}, "batchSize": 2, "device": "OPTIX"}),
     )
     .await?;
-    let pods = env.pods();
     let nodes: BTreeSet<String> =
-        crate::harness::wait_until(MINUTE, "both GPU pods scheduled", || async {
-            let list = pods.list(&ListParams::default()).await?;
+        watch_until(env.pods(), MINUTE, "both GPU pods scheduled", |list| {
             let nodes: BTreeSet<String> = list
-                .items
                 .iter()
                 .filter_map(|p| p.spec.as_ref()?.node_name.clone())
                 .collect();
-            Ok((list.items.len() >= 2
+            (list.len() >= 2
                 && list
-                    .items
                     .iter()
                     .all(|p| p.spec.as_ref().is_some_and(|s| s.node_name.is_some())))
-            .then_some(nodes))
+            .then_some(nodes)
         })
         .await?;
     assert_eq!(nodes, BTreeSet::from(["kwok-gpu-0".to_string()]));
@@ -490,5 +505,51 @@ async fn unschedulable_batches_show_why() -> Result<()> {
     assert!(c.message.contains("node"), "{}", c.message);
     assert_eq!(status(&rj).pods.pending, 1);
     assert_eq!(status(&rj).phase.as_str(), "Pending");
+    Ok(())
+}
+
+const TEXT: &str = r#"# HELP renderfarm_batches Batch Jobs created, succeeded and failed.
+# TYPE renderfarm_batches counter
+renderfarm_batches_total{result="created"} 50
+renderfarm_batches_total{result="succeeded"} 5
+renderfarm_api_writes_total{verb="apply",resource="jobs"} 5
+renderfarm_api_writes_total{verb="apply",resource="renderjobs/status"} 12
+renderfarm_frames_rendered_total 22
+odd{a="x\"y,z}",b="\\"} 1.5
+# EOF
+"#;
+
+/// The harness's /metrics parser (runs without a cluster).
+#[test]
+fn metrics_compare_whole_samples() -> anyhow::Result<()> {
+    use crate::harness::Metrics;
+    let m = Metrics::parse(TEXT)?;
+    assert_eq!(
+        m.get("renderfarm_batches_total", &[("result", "created")]),
+        Some(50.0)
+    );
+    // A substring check would take `...} 50` for `...} 5`; whole samples do not.
+    assert_ne!(
+        m.get("renderfarm_batches_total", &[("result", "created")]),
+        Some(5.0)
+    );
+    assert_eq!(m.get("renderfarm_batches_total", &[]), None);
+    assert_eq!(m.get("renderfarm_batches", &[("result", "created")]), None);
+    assert_eq!(
+        m.get(
+            "renderfarm_api_writes_total",
+            &[("resource", "jobs"), ("verb", "apply")]
+        ),
+        Some(5.0)
+    );
+    assert_eq!(
+        m.get("renderfarm_api_writes_total", &[("verb", "apply")]),
+        None
+    );
+    assert_eq!(m.sum("renderfarm_api_writes_total"), 17.0);
+    assert_eq!(m.get("renderfarm_frames_rendered_total", &[]), Some(22.0));
+    assert_eq!(m.get("odd", &[("a", "x\"y,z}"), ("b", "\\")]), Some(1.5));
+    assert!(Metrics::parse("broken{a=\"1\" 2").is_err());
+    assert!(Metrics::parse("novalue").is_err());
     Ok(())
 }
