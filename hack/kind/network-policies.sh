@@ -69,7 +69,7 @@ up() {
   local cluster=$1 kubeconfig=$2 kind kubectl
   eval "$("$HACK/cluster.sh" bins | grep -E '^(kind|kubectl)=')"
   image >/dev/null
-  # Every node: the agent runs on the control plane too. kind skips nodes that hold the image.
+  # Every node: the DaemonSet runs on the control plane too. kind skips nodes that hold the image.
   "$kind" load docker-image --name "$cluster" "$IMAGE"
   sed "s|\${IMAGE}|$IMAGE|" "$KIND_DIR/network-policies.yaml" |
     "$kubectl" --kubeconfig "$kubeconfig" apply -f - >/dev/null

@@ -488,8 +488,8 @@ async fn require_enforcement(client: &Client) -> Result<()> {
     Ok(())
 }
 
-/// Wait until the policy agent on the pod's node queues the pod's packets (its IP is in the
-/// agent's nftables set): from then on every new connection is judged by the policies. A pod
+/// Wait until kube-network-policies on the pod's node queues the pod's packets (its IP is in its
+/// nftables set): from then on every new connection is judged by the policies. A pod
 /// is covered only once the API server has its IP, which the kubelet publishes after the
 /// containers start; without NRI in the container runtime that leaves a moment at start.
 async fn wait_covered(ns: &Ns, pod: &str, ip: &str) -> Result<Duration> {
@@ -523,7 +523,7 @@ async fn wait_covered(ns: &Ns, pod: &str, ip: &str) -> Result<Duration> {
             return Ok(t.elapsed());
         }
         if t.elapsed() > Duration::from_secs(60) {
-            bail!("{pod} ({ip}) never reached the policy agent's set on {node}: {set}");
+            bail!("{pod} ({ip}) never reached kube-network-policies' set on {node}: {set}");
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -600,7 +600,7 @@ async fn batch_pods_reach_nothing_unless_allowed() -> Result<()> {
     for ns in [&deny, &allow] {
         let waited = wait_covered(ns, "batch", &batch_ip[&ns.name]).await?;
         println!(
-            "sandbox: {}: batch pod covered by the policy agent {:.1}s after it was seen Running",
+            "sandbox: {}: batch pod covered by kube-network-policies {:.1}s after it was seen Running",
             ns.name,
             waited.as_secs_f64()
         );
@@ -644,8 +644,8 @@ async fn batch_pods_reach_nothing_unless_allowed() -> Result<()> {
     ensure!(failures.is_empty(), "{failures:#?}");
 
     // Not asserted, measured: how long after its container starts a batch pod can still open
-    // connections, before the policy agent learns its IP (the kubelet publishes it after the
-    // containers start; kind's containerd 1.6 has no NRI to tell the agent sooner).
+    // connections, before kube-network-policies learns its IP (the kubelet publishes it after the
+    // containers start; kind's containerd 1.6 has no NRI to tell it sooner).
     let window = format!(
         "import socket, time\n\
 t0 = time.monotonic(); last = None\n\
