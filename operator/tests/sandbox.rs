@@ -322,10 +322,8 @@ fn batch_jobs(ns: &str, name: &str, output: &str, frames: i32) -> Result<Vec<Job
         }
     }))?;
     let plan = Plan::new(&rj.spec.frames, rj.spec.batch_size).ok_or_else(|| anyhow!("no plan"))?;
-    let config = JobConfig {
-        image: IMAGE.to_string(),
-        image_pull_policy: Some("IfNotPresent".to_string()),
-    };
+    let mut config = JobConfig::new(IMAGE);
+    config.image_pull_policy = Some("IfNotPresent".to_string());
     let mut jobs = Vec::new();
     for index in 0.. {
         let Some(batch) = plan.batch(index) else {
