@@ -74,7 +74,9 @@ kubectl apply --server-side -f crds/renderjob.yaml >/dev/null
 kubectl create namespace chart-test --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 for values in "" \
   "--set watchNamespace=chart-test --set storage.create=true --set storage.type=hostPath --set networkPolicy.enabled=true --set grafanaDashboard.enabled=true" \
-  "--set storage.create=true --set storage.type=storageClass"; do
+  "--set storage.create=true --set storage.type=storageClass" \
+  "--set batchNetworkPolicy.namespaces={chart-test} --set batchNetworkPolicy.dns=true --set batchNetworkPolicy.egress[0].cidr=10.0.0.5/32 --set batchNetworkPolicy.egress[0].ports[0].port=27000 --set batchNetworkPolicy.egress[0].ports[0].endPort=27009 --set batchNetworkPolicy.egress[1].cidr=0.0.0.0/0 --set batchNetworkPolicy.egress[1].except={169.254.169.254/32}" \
+  "--set batchNetworkPolicy.enabled=false"; do
   # shellcheck disable=SC2086 # word splitting of the value flags is intended
   helm template rf "$CHART" --namespace chart-test --kube-version "$KUBE_VERSION" $values >"$SCHEMAS/chart.yaml" ||
     die "helm template failed with: ${values:-default values}"
@@ -84,13 +86,14 @@ for values in "" \
 done
 
 # The values schema refuses wrong types with a clear message.
-for bad in "replicaCount=two" "logFormat=xml" "metrics.port=99999" "storage.type=nfs"; do
+for bad in "replicaCount=two" "logFormat=xml" "metrics.port=99999" "storage.type=nfs" \
+  "batchNetworkPolicy.egress[0].cidr=10.0.0.5"; do
   if out=$(helm template rf "$CHART" --set "$bad" 2>&1); then
     bad "values $bad were accepted"
   elif ! grep -q "values don't meet the specifications of the schema" <<<"$out"; then
     bad "unclear error for $bad: $out"
   else
-    ok "refused $bad: $(grep -m1 -E 'replicaCount|logFormat|port|type' <<<"$out" | sed 's/^ *//')"
+    ok "refused $bad: $(grep -m1 -E 'replicaCount|logFormat|port|type|cidr' <<<"$out" | sed 's/^ *//')"
   fi
 done
 

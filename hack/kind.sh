@@ -3,6 +3,7 @@
 #
 #   hack/kind.sh up           dockerd, the kind node image, the cluster from kind-config.yaml,
 #                             the operator and render-node images (docker build + kind load),
+#                             NetworkPolicy enforcement (hack/kind/network-policies.sh),
 #                             and the chart (helm upgrade --install) with hostPath storage;
 #                             idempotent, prints the time each step took
 #   hack/kind.sh down         delete the cluster (frames in ./render stay)
@@ -168,6 +169,10 @@ cluster_exists() { "$BIN_kind" get clusters 2>/dev/null | grep -qx "$CLUSTER"; }
 
 create_cluster() {
   local image config
+  # Frames land here; render-node runs as uid 1000, whoever owns the checkout. The kubelet
+  # makes each render's output directory (a subPath mount) with this folder's mode.
+  mkdir -p "$ROOT/render/scenes" "$ROOT/render/renders"
+  chmod 0777 "$ROOT/render" "$ROOT/render/scenes" "$ROOT/render/renders"
   if cluster_exists; then
     log "cluster $CLUSTER exists"
     "$BIN_kind" export kubeconfig --name "$CLUSTER" --kubeconfig "$KUBECONFIG_FILE" >/dev/null 2>&1
@@ -175,9 +180,6 @@ create_cluster() {
   fi
   image=$(node_image)
   config=$(cluster_config)
-  # Frames land here; render-node runs as uid 1000, whoever owns the checkout.
-  mkdir -p "$ROOT/render/scenes" "$ROOT/render/renders"
-  chmod 0777 "$ROOT/render/scenes" "$ROOT/render/renders"
   (cd "$ROOT" && "$BIN_kind" create cluster --name "$CLUSTER" --image "$image" --config "$config" \
     --kubeconfig "$KUBECONFIG_FILE" --wait 180s)
 }
@@ -230,6 +232,7 @@ up() {
   step "cluster" create_cluster
   step "images" images
   step "kind load" load_images
+  step "network policies" "$HACK/kind/network-policies.sh" up "$CLUSTER" "$KUBECONFIG_FILE"
   step "helm install" install_chart
   log "up in $((SECONDS - t0))s; eval \"\$(hack/kind.sh env)\" then kubectl get nodes"
 }

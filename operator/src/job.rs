@@ -324,6 +324,48 @@ fn pod_metadata(
     }
 }
 
+/// The directory of an output pattern inside the claim, without empty or `.` parts
+/// (`renders/shot` for `renders/shot/frame_####` and `./renders//shot/`); `None` when frames
+/// go to the claim's top level.
+fn output_dir(output_path: &str) -> Option<String> {
+    let (dir, _) = output_path.rsplit_once('/')?;
+    let parts: Vec<&str> = dir
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    (!parts.is_empty()).then(|| parts.join("/"))
+}
+
+/// The claim read-only, and only the render's output directory writable (the same claim
+/// again, by `subPath`): a scene cannot change other scenes or other renders' frames. The
+/// kubelet creates a missing output directory, owned by root with the claim root's mode.
+/// Frames at the claim's top level leave the whole claim writable: there is no smaller
+/// directory to give them.
+fn storage_mounts(rj: &RenderJob) -> Vec<VolumeMount> {
+    let root = &rj.spec.storage.mount_path;
+    let Some(dir) = output_dir(&rj.output_path()) else {
+        return vec![VolumeMount {
+            name: "storage".to_string(),
+            mount_path: root.clone(),
+            ..Default::default()
+        }];
+    };
+    vec![
+        VolumeMount {
+            name: "storage".to_string(),
+            mount_path: root.clone(),
+            read_only: Some(true),
+            ..Default::default()
+        },
+        VolumeMount {
+            name: "storage".to_string(),
+            mount_path: format!("{}/{dir}", root.trim_end_matches('/')),
+            sub_path: Some(dir),
+            ..Default::default()
+        },
+    ]
+}
+
 /// The render container: render-node with the batch's arguments, non-root, read-only root.
 fn container(rj: &RenderJob, batch: &Batch, config: &JobConfig) -> Container {
     let mount = |name: &str, path: &str| VolumeMount {
@@ -342,10 +384,12 @@ fn container(rj: &RenderJob, batch: &Batch, config: &JobConfig) -> Container {
         image_pull_policy: config.image_pull_policy.clone(),
         args: Some(render_args(rj, batch).to_args()),
         resources: Some(resources(rj)),
-        volume_mounts: Some(vec![
-            mount("storage", &rj.spec.storage.mount_path),
-            mount("scratch", SCRATCH_DIR),
-        ]),
+        volume_mounts: Some(
+            storage_mounts(rj)
+                .into_iter()
+                .chain([mount("scratch", SCRATCH_DIR)])
+                .collect(),
+        ),
         // The kubelet keeps render-node's JSON summary; the log tail if it crashed before writing it.
         termination_message_policy: Some("FallbackToLogsOnError".to_string()),
         security_context: Some(SecurityContext {
@@ -637,6 +681,87 @@ mod tests {
             .expect("storage");
         let claim = storage.persistent_volume_claim.as_ref().expect("claim");
         assert_eq!(claim.claim_name, "render-storage");
+    }
+
+    fn mounts(rj: &RenderJob) -> Vec<VolumeMount> {
+        let job = build(rj, &batch(rj, 0), &config(), false).expect("job builds");
+        let pod = job.spec.and_then(|s| s.template.spec).expect("pod spec");
+        pod.containers[0].volume_mounts.clone().expect("mounts")
+    }
+
+    #[test]
+    fn scenes_are_read_only_and_only_the_output_directory_writable() {
+        let rj = renderjob("shot-010", Device::Cpu);
+        let m = mounts(&rj);
+        assert_eq!(m.len(), 3, "{m:?}");
+        assert_eq!(
+            (m[0].name.as_str(), m[0].mount_path.as_str()),
+            ("storage", "/data")
+        );
+        assert_eq!(
+            (m[0].read_only, m[0].sub_path.as_deref()),
+            (Some(true), None)
+        );
+        assert_eq!(
+            (m[1].name.as_str(), m[1].mount_path.as_str()),
+            ("storage", "/data/renders/shot-010")
+        );
+        assert_eq!(m[1].sub_path.as_deref(), Some("renders/shot-010"));
+        assert_ne!(m[1].read_only, Some(true));
+        assert_eq!(
+            (m[2].name.as_str(), m[2].mount_path.as_str()),
+            ("scratch", SCRATCH_DIR)
+        );
+
+        let mut rj = renderjob("shot", Device::Cpu);
+        rj.spec.output.path = Some("./out//a/./b/f_##".into());
+        rj.spec.storage.mount_path = "/mnt/render/".into();
+        let m = mounts(&rj);
+        assert_eq!(m[0].mount_path, "/mnt/render/");
+        assert_eq!(m[1].mount_path, "/mnt/render/out/a/b");
+        assert_eq!(m[1].sub_path.as_deref(), Some("out/a/b"));
+
+        // A trailing slash: Blender writes frames into that directory.
+        rj.spec.output.path = Some("renders/shot/".into());
+        assert_eq!(mounts(&rj)[1].sub_path.as_deref(), Some("renders/shot"));
+    }
+
+    #[test]
+    fn frames_at_the_top_of_the_claim_keep_one_writable_mount() {
+        let mut rj = renderjob("shot", Device::Cpu);
+        for path in ["frame_####", "./frame_####", ".//frame"] {
+            rj.spec.output.path = Some(path.into());
+            let m = mounts(&rj);
+            assert_eq!(m.len(), 2, "{path}: {m:?}");
+            assert_eq!(m[0].mount_path, "/data");
+            assert_eq!((m[0].read_only, m[0].sub_path.as_deref()), (None, None));
+        }
+    }
+
+    proptest! {
+        /// Every frame render-node writes lands in the writable mount, never beside it.
+        #[test]
+        fn frames_land_in_the_writable_mount(
+            parts in proptest::collection::vec("[a-z#.]{0,3}", 0..5),
+            name in "[a-z_]{0,4}#{0,4}",
+            frame in 0i32..10000,
+        ) {
+            prop_assume!(!parts.iter().any(|p| p == ".."));
+            let mut rj = renderjob("shot", Device::Cpu);
+            let path = parts.iter().map(|p| format!("{p}/")).collect::<String>() + &name;
+            rj.spec.output.path = Some(path.clone());
+            let args = render_args(&rj, &batch(&rj, 0));
+            let file = args.output_file(frame);
+            let m = mounts(&rj);
+            let writable: Vec<_> = m.iter().filter(|m| m.name == "storage" && m.read_only != Some(true)).collect();
+            prop_assert_eq!(writable.len(), 1, "{:?}", m);
+            let dir = std::path::Path::new(&file).parent().expect("a directory");
+            prop_assert_eq!(
+                dir.components().collect::<Vec<_>>(),
+                std::path::Path::new(&writable[0].mount_path).components().collect::<Vec<_>>(),
+                "{} writes {} outside {:?}", path, file, writable[0]
+            );
+        }
     }
 
     #[test]

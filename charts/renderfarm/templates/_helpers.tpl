@@ -27,3 +27,18 @@ app.kubernetes.io/component: operator
 {{- define "renderfarm.storageNamespace" -}}
 {{- default .Release.Namespace .Values.storage.namespace -}}
 {{- end -}}
+
+{{- /* Namespaces RenderJobs run in, as a JSON list: batchNetworkPolicy.namespaces, else
+watchNamespace, else jobPolicy.namespaces, else the storage claim's namespace. */ -}}
+{{- define "renderfarm.renderNamespaces" -}}
+{{- $v := .Values -}}
+{{- if $v.batchNetworkPolicy.namespaces -}}
+{{- toJson $v.batchNetworkPolicy.namespaces -}}
+{{- else if $v.watchNamespace -}}
+{{- list $v.watchNamespace | toJson -}}
+{{- else if $v.jobPolicy.namespaces -}}
+{{- toJson $v.jobPolicy.namespaces -}}
+{{- else -}}
+{{- list (include "renderfarm.storageNamespace" .) | toJson -}}
+{{- end -}}
+{{- end -}}
