@@ -232,6 +232,7 @@ stage_kind() {
   check "hack/demo.sh" demo || return
   eval "$(hack/kind.sh env)"
   ctest "kind: real frames" -p renderfarm --test kind --locked -- --ignored --nocapture
+  ctest "kind: sandboxed batch pods" -p renderfarm --test sandbox --locked -- --ignored --nocapture
   # The e2e tests that need no kwok Stages and no operator of their own run here too, against
   # the CRD the chart installed; the rest inject failures through kwok and stay on the local
   # control plane. Counted under this stage's name: the same test, another cluster.
