@@ -1,0 +1,60 @@
+//! `kubectl render`: submit a .blend to renderfarm from this machine, watch it render, and
+//! fetch the frames back, using only the user's kubeconfig.
+//!
+//! [`cli`] is the command line, [`submit`], [`watch`], [`fetch`], [`manage`] and [`logs`] the
+//! verbs; [`upload`] and [`pod`] move files through a short-lived pod that mounts the claim;
+//! [`blend`] reads a scene's settings; [`frames`] and [`progress`] are pure helpers.
+
+pub mod blend;
+pub mod cli;
+pub mod cluster;
+pub mod error;
+pub mod fetch;
+pub mod frames;
+pub mod logs;
+pub mod manage;
+pub mod pack;
+pub mod pod;
+pub mod progress;
+pub mod submit;
+pub mod upload;
+pub mod watch;
+
+use clap::FromArgMatches as _;
+
+use crate::cli::{Cli, Command};
+pub use crate::error::{Error, Result};
+
+/// Parse the command line and run the verb.
+pub async fn run() -> Result<()> {
+    let matches = cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let g = &cli.global;
+    match &cli.command {
+        Command::Submit(a) => submit::run(g, a).await,
+        Command::Watch(a) => {
+            let ctx = cluster::Ctx::new(g).await?;
+            watch::follow(&ctx, &a.name, a.plain).await
+        }
+        Command::Fetch(a) => fetch::run(g, a).await,
+        Command::List(a) => manage::list(g, a).await,
+        Command::Status(a) => manage::status(g, a).await,
+        Command::Logs(a) => logs::run(g, a).await,
+        Command::Retry(a) => manage::retry(g, a).await,
+        Command::Pause(a) => manage::suspend(g, a, true).await,
+        Command::Resume(a) => manage::suspend(g, a, false).await,
+        Command::Delete(a) => manage::delete(g, a).await,
+        Command::Completion(a) => {
+            clap_complete::generate(
+                a.shell,
+                &mut cli::command(),
+                "kubectl-render",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+    }
+}
