@@ -88,7 +88,8 @@ pub fn elapsed(s: &RenderJobStatus, now: Timestamp) -> Option<Duration> {
     Some(Duration::from_millis((end - start).max(0) as u64))
 }
 
-fn percent(s: &RenderJobStatus) -> i64 {
+/// Frames rendered in whole percent, rounded down (100 only when every frame is there).
+pub fn percent(s: &RenderJobStatus) -> i64 {
     if s.frames.total > 0 {
         s.frames.rendered * 100 / s.frames.total
     } else {

@@ -303,7 +303,7 @@ impl View {
         });
         let main = multi.add(ProgressBar::new(0));
         main.set_style(style(
-            "{prefix:.bold} [{bar:30.green/white}] {pos}/{len} frames {percent:>3}% {msg}",
+            "{prefix:.bold} [{bar:30.green/white}] {pos}/{len} frames {msg}",
         ));
         main.set_prefix(name.to_string());
         View {
@@ -361,7 +361,11 @@ impl View {
         self.main.set_position(s.frames.rendered.max(0) as u64);
         self.main
             .set_prefix(format!("{} {}", self.name, s.phase.as_str()));
-        self.main.set_message(progress::details(s, now));
+        self.main.set_message(format!(
+            "{:>3}% · {}",
+            progress::percent(s),
+            progress::details(s, now)
+        ));
         for (pod, bar) in &self.bars {
             if let Some(b) = self.batches.get(pod) {
                 bar.set_length(b.planned() as u64);
@@ -385,7 +389,9 @@ impl View {
                     (old.to_render, old.saved, old.frame, old.samples);
             }
             let changed_phase = before.as_ref().map(|o| o.phase.as_str()) != Some(b.phase.as_str());
-            if self.plain && changed_phase && b.phase != "Pending" {
+            // Pods already finished when the watch starts are history, not news.
+            let news = before.is_some() || b.active();
+            if self.plain && news && changed_phase && b.phase != "Pending" {
                 let on = b
                     .node
                     .as_deref()
