@@ -24,7 +24,13 @@ impl Ctx {
             Some(path) => Kubeconfig::read_from(path),
             None => Kubeconfig::read(),
         }
-        .map_err(|e| Error::NoKubeconfig(one_line(&e)))?;
+        .map_err(|e| match e {
+            // The path, not its Debug quoting.
+            kube::config::KubeconfigError::ReadConfig(source, path) => {
+                Error::NoKubeconfig(format!("cannot read {}: {source}", path.display()))
+            }
+            e => Error::NoKubeconfig(one_line(&e)),
+        })?;
         let options = KubeConfigOptions {
             context: global.context.clone(),
             ..Default::default()

@@ -112,8 +112,9 @@ pub async fn run(global: &Global, args: &Fetch) -> Result<()> {
         )
     } else {
         format!(
-            "fetched {} frames, {} in {secs:.1}s to {}{}",
+            "fetched {} frame{}, {} in {secs:.1}s to {}{}",
             plan.fetch.len(),
+            if plan.fetch.len() == 1 { "" } else { "s" },
             progress::bytes(plan.bytes),
             dir.display(),
             if plan.here > 0 {

@@ -97,8 +97,10 @@ pub async fn run(global: &Global, args: &Submit) -> Result<()> {
     let count = frames::frames(&range).count() as i32;
     let batches = (count + args.batch - 1) / args.batch;
     println!(
-        "renderjob.renderfarm.io/{name} created: frames {} ({count} frames) in {batches} batches of {}, {} at a time",
+        "renderjob.renderfarm.io/{name} created: frames {} ({count} frame{}) in {batches} batch{} of {}, {} at a time",
         frames::display(&range),
+        if count == 1 { "" } else { "s" },
+        if batches == 1 { "" } else { "es" },
         args.batch,
         args.parallelism,
     );
