@@ -109,9 +109,11 @@ pub async fn status(global: &Global, args: &Named) -> Result<()> {
     let ctx = Ctx::new(global).await?;
     let rj = ctx.renderjob(&args.name).await?;
     let events: Api<Event> = ctx.api();
+    // By UID: Events of an earlier RenderJob of the same name are not this one's.
     let lp = ListParams::default().fields(&format!(
-        "involvedObject.kind=RenderJob,involvedObject.name={}",
-        args.name
+        "involvedObject.kind=RenderJob,involvedObject.name={},involvedObject.uid={}",
+        args.name,
+        rj.uid().unwrap_or_default()
     ));
     let mut events = events
         .list(&lp)
@@ -229,9 +231,14 @@ pub fn describe(rj: &RenderJob, events: &[Event], now: Timestamp) -> String {
     if !s.conditions.is_empty() {
         out.push("Conditions:".into());
         for c in &s.conditions {
+            let message = if c.message.trim().is_empty() {
+                String::new()
+            } else {
+                format!(": {}", c.message)
+            };
             out.push(format!(
-                "  {:<12} {:<5} {}: {}",
-                c.type_, c.status, c.reason, c.message
+                "  {:<12} {:<5} {}{message}",
+                c.type_, c.status, c.reason
             ));
         }
     }
