@@ -45,7 +45,7 @@ pub enum Error {
     #[error("render {name} failed: {reason}")]
     RenderFailed { name: String, reason: String },
     #[error(
-        "--pack needs blender-asset-tracer's `bat` command, which is not installed: pip install blender-asset-tracer==2.2.1"
+        "--pack needs blender-asset-tracer's `bat` command, which is not installed: pip install blender-asset-tracer==2.2.1 (it needs Python 3.13; on older Python: pip install 'blender-asset-tracer<2')"
     )]
     BatMissing,
     #[error("bat pack failed: {0}")]

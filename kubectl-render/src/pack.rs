@@ -64,14 +64,9 @@ pub fn pack(blend: &Path) -> Result<Packed> {
     match bundle {
         Ok(bundle) => {
             println!(
-                "packed {} files: {}",
+                "packed {} files, {}",
                 bundle.entries.len(),
-                bundle
-                    .entries
-                    .iter()
-                    .map(|e| e.rel.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                crate::progress::bytes(bundle.bytes())
             );
             Ok(Packed { bundle, dir })
         }
