@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context as _, Result, ensure};
-use common::{plugin, repo_root, text, wait_until};
+use common::{plugin, png_mean, repo_root, text, textured_scene, wait_until};
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, PersistentVolumeClaim};
 use kube::Client;
 use kube::api::{Api, PostParams};
@@ -308,6 +308,57 @@ async fn submit_watch_fetch_real_frames() -> Result<()> {
 
     println!(
         "kind: submit (upload, render {FRAMES} frames {WIDTH}x{HEIGHT}, watch) {submit_secs:.1}s; fetch {fetch_secs:.1}s"
+    );
+    Ok(())
+}
+
+/// `--pack` on real pods: a scene whose texture lives outside its folder renders with the
+/// texture when packed, and with Blender's missing-texture magenta when sent bare.
+#[tokio::test]
+#[ignore = "needs the kind lane and blender-asset-tracer's bat: hack/kind.sh up"]
+async fn packed_scene_renders_with_its_texture_on_kind() -> Result<()> {
+    let client = Client::try_default()
+        .await
+        .context("no cluster: `hack/kind.sh up` and `eval \"$(hack/kind.sh env)\"`")?;
+    let st = Storage::new(client).await?;
+    let blend = textured_scene(&st.scratch.join("src"))?;
+    let blend = blend.to_string_lossy().into_owned();
+    let mut means = Vec::new();
+    for (name, pack) in [("bare", false), ("packed", true)] {
+        let mut args = vec!["submit", blend.as_str(), "--name", name, "--watch"];
+        if pack {
+            args.push("--pack");
+        }
+        let (out, secs) = run(st.plugin(&args), &format!("submit {name}"))?;
+        ensure!(
+            out.contains(&format!("{name} Succeeded: 1/1 frames")),
+            "{out}"
+        );
+        if pack {
+            ensure!(out.contains("packed 3 files"), "{out}");
+            ensure!(out.contains("uploaded 3 files"), "{out}");
+        }
+        let dir = st.scratch.join(name);
+        let dir_arg = dir.to_string_lossy().into_owned();
+        run(
+            st.plugin(&["fetch", name, &dir_arg]),
+            &format!("fetch {name}"),
+        )?;
+        let mean = png_mean(&dir.join("frame_0001.png"))?;
+        println!(
+            "kind: {name} scene rendered mean rgb {:.0} {:.0} {:.0} ({secs:.1}s)",
+            mean.0, mean.1, mean.2
+        );
+        means.push(mean);
+    }
+    let ((r, g, b), (pr, pg, pb)) = (means[0], means[1]);
+    ensure!(
+        r > 150.0 && b > 150.0 && g < 60.0,
+        "bare scene is not magenta: {r} {g} {b}"
+    );
+    ensure!(
+        pg > 150.0 && pr < 60.0 && pb < 60.0,
+        "packed scene is not green: {pr} {pg} {pb}"
     );
     Ok(())
 }

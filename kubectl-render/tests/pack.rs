@@ -4,72 +4,13 @@
 //! magenta. Needs Blender and `bat` on PATH (`pip install blender-asset-tracer`). Run:
 //! `cargo test -p kubectl-render --test pack -- --ignored --nocapture`.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use anyhow::{Context as _, Result, ensure};
+use common::{blender, png_mean, textured_scene};
 use kubectl_render::pack;
 
-fn blender(args: &[&str]) -> Result<String> {
-    let out = Command::new("blender")
-        .args(["-b", "--factory-startup"])
-        .args(args)
-        .output()
-        .context("running blender")?;
-    Ok(format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    ))
-}
-
-/// A pure-green texture in `textures/`, and `project/scene.blend` showing it on a plane that
-/// fills the camera, with an emission shader so the colour is the texture's.
-fn make_scene(root: &Path) -> Result<PathBuf> {
-    std::fs::create_dir_all(root.join("textures"))?;
-    std::fs::create_dir_all(root.join("project"))?;
-    let tex = root.join("textures/green.png");
-    let blend = root.join("project/scene.blend");
-    let script = format!(
-        r#"
-import bpy
-bpy.ops.wm.read_factory_settings(use_empty=True)
-img = bpy.data.images.new("green", 8, 8)
-img.pixels = [0.0, 1.0, 0.0, 1.0] * 64
-img.filepath_raw = {tex:?}
-img.file_format = "PNG"
-img.save()
-scene = bpy.context.scene
-scene.render.engine = "CYCLES"
-scene.cycles.samples = 1
-scene.cycles.use_denoising = False
-scene.render.resolution_x = 32
-scene.render.resolution_y = 32
-scene.frame_start = 1
-scene.frame_end = 1
-bpy.ops.mesh.primitive_plane_add(size=4)
-plane = bpy.context.active_object
-mat = bpy.data.materials.new("tex")
-mat.use_nodes = True
-nodes = mat.node_tree.nodes
-for n in list(nodes):
-    nodes.remove(n)
-out = nodes.new("ShaderNodeOutputMaterial")
-emit = nodes.new("ShaderNodeEmission")
-image = nodes.new("ShaderNodeTexImage")
-image.image = bpy.data.images.load({tex:?})
-mat.node_tree.links.new(image.outputs["Color"], emit.inputs["Color"])
-mat.node_tree.links.new(emit.outputs["Emission"], out.inputs["Surface"])
-plane.data.materials.append(mat)
-bpy.ops.object.camera_add(location=(0, 0, 3))
-scene.camera = bpy.context.active_object
-bpy.ops.wm.save_as_mainfile(filepath={blend:?}, relative_remap=True, compress=False)
-"#
-    );
-    let log = blender(&["--python-expr", &script])?;
-    ensure!(blend.is_file(), "no scene: {log}");
-    Ok(blend)
-}
+mod common;
 
 /// Render frame 1 of `blend` and return the mean (r, g, b) of the image, 0..255.
 fn render_mean(blend: &Path, out: &Path) -> Result<(f64, f64, f64)> {
@@ -85,16 +26,9 @@ fn render_mean(blend: &Path, out: &Path) -> Result<(f64, f64, f64)> {
     ])?;
     let png = out.join("f_1.png");
     ensure!(png.is_file(), "no frame: {log}");
-    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&png)?));
-    let mut reader = decoder.read_info()?;
-    let mut buf = vec![0; reader.output_buffer_size()];
-    let info = reader.next_frame(&mut buf)?;
-    let channels = info.color_type.samples();
-    let px = &buf[..info.buffer_size()];
-    let n = (px.len() / channels) as f64;
-    let mean = |c: usize| px.chunks(channels).map(|p| f64::from(p[c])).sum::<f64>() / n;
+    let mean = png_mean(&png)?;
     std::fs::remove_file(&png)?;
-    Ok((mean(0), mean(1), mean(2)))
+    Ok(mean)
 }
 
 #[test]
@@ -103,7 +37,7 @@ fn packed_scene_renders_with_its_texture_elsewhere() -> Result<()> {
     let root =
         std::env::temp_dir().join(format!("kubectl-render-pack-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
-    let blend = make_scene(&root.join("src"))?;
+    let blend = textured_scene(&root.join("src"))?;
 
     let packed = pack::pack(&blend)?;
     let rels: Vec<&str> = packed

@@ -3,11 +3,11 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result, bail, ensure};
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
@@ -277,4 +277,79 @@ fn operator_binary() -> Result<PathBuf> {
         bail!("could not build {}", bin.display());
     }
     Ok(bin)
+}
+
+/// Run Blender in the background; its whole output.
+pub fn blender(args: &[&str]) -> Result<String> {
+    let out = Command::new("blender")
+        .args(["-b", "--factory-startup"])
+        .args(args)
+        .output()
+        .context("running blender")?;
+    Ok(format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    ))
+}
+
+/// A pure-green texture in `textures/`, and `project/scene.blend` showing it on a plane that
+/// fills the camera, with an emission shader so the colour is the texture's.
+pub fn textured_scene(root: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(root.join("textures"))?;
+    std::fs::create_dir_all(root.join("project"))?;
+    let tex = root.join("textures/green.png");
+    let blend = root.join("project/scene.blend");
+    let script = format!(
+        r#"
+import bpy
+bpy.ops.wm.read_factory_settings(use_empty=True)
+img = bpy.data.images.new("green", 8, 8)
+img.pixels = [0.0, 1.0, 0.0, 1.0] * 64
+img.filepath_raw = {tex:?}
+img.file_format = "PNG"
+img.save()
+scene = bpy.context.scene
+scene.render.engine = "CYCLES"
+scene.cycles.samples = 1
+scene.cycles.use_denoising = False
+scene.render.resolution_x = 32
+scene.render.resolution_y = 32
+scene.frame_start = 1
+scene.frame_end = 1
+bpy.ops.mesh.primitive_plane_add(size=4)
+plane = bpy.context.active_object
+mat = bpy.data.materials.new("tex")
+mat.use_nodes = True
+nodes = mat.node_tree.nodes
+for n in list(nodes):
+    nodes.remove(n)
+out = nodes.new("ShaderNodeOutputMaterial")
+emit = nodes.new("ShaderNodeEmission")
+image = nodes.new("ShaderNodeTexImage")
+image.image = bpy.data.images.load({tex:?})
+mat.node_tree.links.new(image.outputs["Color"], emit.inputs["Color"])
+mat.node_tree.links.new(emit.outputs["Emission"], out.inputs["Surface"])
+plane.data.materials.append(mat)
+bpy.ops.object.camera_add(location=(0, 0, 3))
+scene.camera = bpy.context.active_object
+bpy.ops.wm.save_as_mainfile(filepath={blend:?}, relative_remap=True, compress=False)
+"#
+    );
+    let log = blender(&["--python-expr", &script])?;
+    ensure!(blend.is_file(), "no scene: {log}");
+    Ok(blend)
+}
+
+/// Mean (r, g, b) of a PNG, 0..255.
+pub fn png_mean(png: &Path) -> Result<(f64, f64, f64)> {
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(png)?));
+    let mut reader = decoder.read_info()?;
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf)?;
+    let channels = info.color_type.samples();
+    let px = &buf[..info.buffer_size()];
+    let n = (px.len() / channels) as f64;
+    let mean = |c: usize| px.chunks(channels).map(|p| f64::from(p[c])).sum::<f64>() / n;
+    Ok((mean(0), mean(1), mean(2)))
 }
