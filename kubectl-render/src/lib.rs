@@ -8,6 +8,7 @@
 pub mod blend;
 pub mod cli;
 pub mod cluster;
+pub mod complete;
 pub mod error;
 pub mod fetch;
 pub mod frames;
@@ -27,6 +28,22 @@ pub use crate::error::{Error, Result};
 
 /// Parse the command line and run the verb.
 pub async fn run() -> Result<()> {
+    // kubectl's completion of `kubectl render ...` runs `kubectl_complete-render WORDS...`
+    // (a link to this binary) or, through a script, `kubectl-render __complete WORDS...`.
+    let args: Vec<String> = std::env::args().collect();
+    let invoked = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    if invoked == "kubectl_complete-render" {
+        complete::run(&args[1..]).await;
+        return Ok(());
+    }
+    if args.get(1).map(String::as_str) == Some("__complete") {
+        complete::run(&args[2..]).await;
+        return Ok(());
+    }
     let matches = cli::command().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
