@@ -373,7 +373,10 @@ impl Dna {
 
     fn read_float(&self, b: &Block, path: &[&str], l: Layout) -> Option<f32> {
         let (bytes, t, _) = self.field(b, path)?;
-        (t == "float").then(|| f32::from_bits(uint(&bytes[..4], l.little) as u32))
+        if t != "float" {
+            return None;
+        }
+        Some(f32::from_bits(uint(bytes.get(..4)?, l.little) as u32))
     }
 
     fn read_str(&self, b: &Block, path: &[&str]) -> Option<String> {
