@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 
 use crate::cluster::Ctx;
 use crate::error::{Error, Result};
-use crate::progress;
+use crate::{frames, progress};
 
 /// Batch pods whose logs are followed for their current frame (each is one open stream).
 const MAX_FOLLOWED: usize = 8;
@@ -150,6 +150,7 @@ pub async fn follow(ctx: &Ctx, name: &str, plain: bool) -> Result<()> {
     let rj = ctx.renderjob(name).await?;
     let plain = plain || !progress::is_terminal();
     let mut view = View::new(name, plain);
+    view.planned = frames::frames(&rj.spec.frames).count() as i64;
     view.render(rj.status.clone().unwrap_or_default());
     if let Some(done) = view.finished() {
         return done;
@@ -285,6 +286,8 @@ fn follow_logs(
 struct View {
     name: String,
     plain: bool,
+    /// Frames in the spec's range.
+    planned: i64,
     status: RenderJobStatus,
     batches: BTreeMap<String, BatchView>,
     failed_shown: HashSet<(i64, i64)>,
@@ -309,6 +312,7 @@ impl View {
         View {
             name: name.to_string(),
             plain,
+            planned: 0,
             status: RenderJobStatus::default(),
             batches: BTreeMap::new(),
             failed_shown: HashSet::new(),
@@ -327,7 +331,11 @@ impl View {
         }
     }
 
-    fn render(&mut self, status: RenderJobStatus) {
+    fn render(&mut self, mut status: RenderJobStatus) {
+        // Before the operator's first status, the spec says how many frames there are.
+        if status.frames.total == 0 {
+            status.frames.total = self.planned;
+        }
         self.status = status;
         for f in &self.status.failed_batches {
             if self.failed_shown.insert((f.index, f.attempts)) {
