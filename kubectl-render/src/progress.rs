@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use k8s_openapi::jiff::Timestamp;
-use renderfarm::crd::{FailedBatch, RenderJobStatus};
+use renderfarm::crd::{FailedBatch, Phase, RenderJobStatus};
 
 /// Bars only when stdout is a terminal; plain lines otherwise.
 pub fn is_terminal() -> bool {
@@ -100,7 +100,8 @@ pub fn percent(s: &RenderJobStatus) -> i64 {
 /// The figures after the bar: `ETA 1m05s · 4.2 frames/min · batches 3/10, 2 running, 1 failed`.
 pub fn details(s: &RenderJobStatus, now: Timestamp) -> String {
     let mut parts = Vec::new();
-    if let Some(eta) = eta(s, now).filter(|_| s.frames.rendered < s.frames.total) {
+    let paused = s.phase == Phase::Suspended;
+    if let Some(eta) = eta(s, now).filter(|_| s.frames.rendered < s.frames.total && !paused) {
         parts.push(format!("ETA {}", duration(eta)));
     }
     if let Some(fpm) = frames_per_minute(s, now) {
@@ -109,7 +110,8 @@ pub fn details(s: &RenderJobStatus, now: Timestamp) -> String {
     let b = &s.batches;
     let mut batches = format!("batches {}/{}", b.succeeded, b.total);
     if b.active > 0 {
-        batches.push_str(&format!(", {} running", b.active));
+        let what = if paused { "paused" } else { "running" };
+        batches.push_str(&format!(", {} {what}", b.active));
     }
     if b.failed > 0 {
         batches.push_str(&format!(", {} failed", b.failed));
@@ -178,7 +180,7 @@ pub fn failed_line(f: &FailedBatch) -> String {
 mod tests {
     use super::*;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-    use renderfarm::crd::{BatchCounts, FrameCounts, Phase};
+    use renderfarm::crd::{BatchCounts, FrameCounts};
 
     fn at(s: &str) -> Timestamp {
         s.parse().expect("valid time")
@@ -237,6 +239,14 @@ mod tests {
         fresh.estimated_completion_time = None;
         fresh.frames.rendered = 0;
         assert_eq!(details(&fresh, late), "batches 3/4, 1 running");
+        let mut paused = running();
+        paused.phase = Phase::Suspended;
+        let at_noon = at("2026-01-01T10:02:00Z");
+        assert_eq!(
+            details(&paused, at_noon),
+            "4.5 frames/min · batches 3/4, 1 paused",
+            "no ETA while paused"
+        );
     }
 
     #[test]

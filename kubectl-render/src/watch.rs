@@ -306,7 +306,7 @@ impl View {
         });
         let main = multi.add(ProgressBar::new(0));
         main.set_style(style(
-            "{prefix:.bold} [{bar:30.green/white}] {pos}/{len} frames {msg}",
+            "{prefix:.bold} [{bar:30.green/white}] {pos}/{len} frames {wide_msg}",
         ));
         main.set_prefix(name.to_string());
         View {
@@ -410,7 +410,9 @@ impl View {
             if !self.plain {
                 if b.active() && !self.bars.contains_key(&name) {
                     let bar = self.multi.add(ProgressBar::new(b.planned() as u64));
-                    bar.set_style(style("  {prefix} [{bar:12.cyan/white}] {pos}/{len} {msg}"));
+                    bar.set_style(style(
+                        "  {prefix} [{bar:12.cyan/white}] {pos}/{len} {wide_msg}",
+                    ));
                     bar.set_prefix(batch_prefix(&b));
                     self.bars.insert(name.clone(), bar);
                 } else if !b.active()
