@@ -157,12 +157,12 @@ pub async fn run(words: &[String]) {
     };
     for (word, help) in list {
         if help.is_empty() {
-            println!("{word}");
+            crate::out!("{word}");
         } else {
-            println!("{word}\t{help}");
+            crate::out!("{word}\t{help}");
         }
     }
-    println!(":{directive}");
+    crate::out!(":{directive}");
 }
 
 #[cfg(test)]

@@ -131,7 +131,7 @@ pub async fn run(global: &Global, args: &Fetch) -> Result<()> {
             names.len()
         ));
     }
-    println!("{line}");
+    crate::out!("{line}");
     Ok(())
 }
 

@@ -5,6 +5,33 @@
 //! verbs; [`upload`] and [`pod`] move files through a short-lived pod that mounts the claim;
 //! [`blend`] reads a scene's settings; [`frames`] and [`progress`] are pure helpers.
 
+/// `println!` that ends the program quietly when stdout is gone (`| head`).
+#[macro_export]
+macro_rules! out {
+    ($($t:tt)*) => {
+        $crate::print_line(&format!($($t)*))
+    };
+}
+
+/// Write one line to stdout; a closed pipe ends the program with success, as it does for
+/// `cat`.
+pub fn print_line(line: &str) {
+    print_bytes(format!("{line}\n").as_bytes());
+}
+
+/// Write bytes to stdout, as [`print_line`].
+pub fn print_bytes(bytes: &[u8]) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    if stdout
+        .write_all(bytes)
+        .and_then(|()| stdout.flush())
+        .is_err()
+    {
+        std::process::exit(0);
+    }
+}
+
 pub mod blend;
 pub mod cli;
 pub mod cluster;
@@ -65,12 +92,9 @@ pub async fn run() -> Result<()> {
         Command::Resume(a) => manage::suspend(g, a, false).await,
         Command::Delete(a) => manage::delete(g, a).await,
         Command::Completion(a) => {
-            clap_complete::generate(
-                a.shell,
-                &mut cli::command(),
-                "kubectl-render",
-                &mut std::io::stdout(),
-            );
+            let mut script = Vec::new();
+            clap_complete::generate(a.shell, &mut cli::command(), "kubectl-render", &mut script);
+            print_bytes(&script);
             Ok(())
         }
     }

@@ -95,9 +95,9 @@ pub async fn run(global: &Global, args: &Logs) -> Result<()> {
 fn print_lines(prefix: bool, batch: u32, text: &str) {
     for line in text.lines() {
         if prefix {
-            println!("[batch {batch:04}] {line}");
+            crate::out!("[batch {batch:04}] {line}");
         } else {
-            println!("{line}");
+            crate::out!("{line}");
         }
     }
 }

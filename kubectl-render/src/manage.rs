@@ -62,7 +62,7 @@ pub async fn list(global: &Global, args: &List) -> Result<()> {
         .await
         .map_err(|e| ctx.unreachable(e))?;
     if list.items.is_empty() {
-        println!(
+        crate::out!(
             "no RenderJobs in {}",
             if args.all_namespaces {
                 "any namespace".to_string()
@@ -101,7 +101,7 @@ pub async fn list(global: &Global, args: &List) -> Result<()> {
         }
         rows.push(row);
     }
-    println!("{}", table(&rows));
+    crate::out!("{}", table(&rows));
     Ok(())
 }
 
@@ -121,7 +121,7 @@ pub async fn status(global: &Global, args: &Named) -> Result<()> {
         .map_err(|e| ctx.unreachable(e))?
         .items;
     events.sort_by_key(event_time);
-    println!("{}", describe(&rj, &events, Timestamp::now()));
+    crate::out!("{}", describe(&rj, &events, Timestamp::now()));
     Ok(())
 }
 
@@ -301,7 +301,7 @@ pub async fn retry(global: &Global, args: &Retry) -> Result<()> {
         .collect();
     failed_jobs.sort_by_key(|j| j.name_any());
     if failed_jobs.is_empty() {
-        println!("nothing to retry: {} has no failed batches", args.name);
+        crate::out!("nothing to retry: {} has no failed batches", args.name);
         return Ok(());
     }
     let reasons = rj.status.clone().unwrap_or_default().failed_batches;
@@ -316,9 +316,9 @@ pub async fn retry(global: &Global, args: &Retry) -> Result<()> {
             .find(|f| f.job == name)
             .map(|f| format!(", frames {}, {}", f.frames, f.reason))
             .unwrap_or_default();
-        println!("batch {batch}: deleted Job {name}{why}");
+        crate::out!("batch {batch}: deleted Job {name}{why}");
     }
-    println!(
+    crate::out!(
         "{} failed batch{} will render again (frames already on disk are skipped)",
         failed_jobs.len(),
         if failed_jobs.len() == 1 { "" } else { "es" }
@@ -342,7 +342,7 @@ pub async fn suspend(global: &Global, args: &Named, suspend: bool) -> Result<()>
     let ctx = Ctx::new(global).await?;
     let rj = ctx.renderjob(&args.name).await?;
     if rj.spec.suspend == suspend {
-        println!(
+        crate::out!(
             "{} is already {}",
             args.name,
             if suspend {
@@ -362,12 +362,13 @@ pub async fn suspend(global: &Global, args: &Named, suspend: bool) -> Result<()>
         .await
         .map_err(|e| ctx.unreachable(e))?;
     if suspend {
-        println!(
+        crate::out!(
             "{} paused: running batches stop, frames on disk stay (kubectl render resume {})",
-            args.name, args.name
+            args.name,
+            args.name
         );
     } else {
-        println!("{} resumed", args.name);
+        crate::out!("{} resumed", args.name);
     }
     Ok(())
 }
@@ -389,9 +390,10 @@ pub async fn delete(global: &Global, args: &Delete) -> Result<()> {
     }
     let dir = rj.output_path();
     let dir = dir.rsplit_once('/').map_or(dir.as_str(), |(d, _)| d);
-    println!(
+    crate::out!(
         "renderjob.renderfarm.io/{} deleted (its frames stay in claim {} under {dir}/)",
-        args.name, rj.spec.storage.claim_name
+        args.name,
+        rj.spec.storage.claim_name
     );
     Ok(())
 }

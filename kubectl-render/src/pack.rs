@@ -41,7 +41,7 @@ pub fn pack(blend: &Path) -> Result<Packed> {
         .ok_or_else(|| Error::Pack("the scene has no folder".into()))?;
     let dir = std::env::temp_dir().join(format!("kubectl-render-pack-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    println!("packing {name} with bat pack");
+    crate::out!("packing {name} with bat pack");
     let out = Command::new("bat")
         .arg("pack")
         .arg("-p")
@@ -63,7 +63,7 @@ pub fn pack(blend: &Path) -> Result<Packed> {
     let bundle = Bundle::tree(&dir, &name);
     match bundle {
         Ok(bundle) => {
-            println!(
+            crate::out!(
                 "packed {} files, {}",
                 bundle.entries.len(),
                 crate::progress::bytes(bundle.bytes())

@@ -51,7 +51,7 @@ pub async fn run(global: &Global, args: &Submit) -> Result<()> {
         ));
     }
     if let Some(i) = info {
-        println!("{}", describe(i));
+        crate::out!("{}", describe(i));
     }
 
     let ctx = Ctx::new(global).await?;
@@ -96,7 +96,7 @@ pub async fn run(global: &Global, args: &Submit) -> Result<()> {
     }
     let count = frames::frames(&range).count() as i32;
     let batches = (count + args.batch - 1) / args.batch;
-    println!(
+    crate::out!(
         "renderjob.renderfarm.io/{name} created: frames {} ({count} frame{}) in {batches} batch{} of {}, {} at a time",
         frames::display(&range),
         if count == 1 { "" } else { "s" },
@@ -107,7 +107,7 @@ pub async fn run(global: &Global, args: &Submit) -> Result<()> {
     if args.watch {
         watch::follow(&ctx, &name, false).await
     } else {
-        println!("follow it: kubectl render watch {name}");
+        crate::out!("follow it: kubectl render watch {name}");
         Ok(())
     }
 }
@@ -162,7 +162,7 @@ fn describe(i: &SceneInfo) -> String {
 async fn send(ctx: &Ctx, args: &Submit, bundle: &Bundle) -> Result<()> {
     let t = Instant::now();
     let size = progress::bytes(bundle.bytes());
-    println!(
+    crate::out!(
         "scene {} ({size}, sha256 {}) -> {}:{}",
         bundle.blend,
         &bundle.digest[..16],
@@ -175,9 +175,9 @@ async fn send(ctx: &Ctx, args: &Submit, bundle: &Bundle) -> Result<()> {
     pod.delete().await;
     let report = result?;
     if report.files == 0 {
-        println!("already in {} (same SHA-256): nothing uploaded", args.claim);
+        crate::out!("already in {} (same SHA-256): nothing uploaded", args.claim);
     } else {
-        println!(
+        crate::out!(
             "uploaded {} file{}, {} in {:.1}s{}",
             report.files,
             if report.files == 1 { "" } else { "s" },

@@ -153,6 +153,7 @@ pub async fn follow(ctx: &Ctx, name: &str, plain: bool) -> Result<()> {
     view.planned = frames::frames(&rj.spec.frames).count() as i64;
     view.render(rj.status.clone().unwrap_or_default());
     if let Some(done) = view.finished() {
+        view.close();
         return done;
     }
 
@@ -325,7 +326,7 @@ impl View {
 
     fn say(&self, line: String) {
         if self.plain {
-            println!("{line}");
+            crate::out!("{line}");
         } else {
             let _ = self.multi.println(line);
         }
@@ -352,7 +353,7 @@ impl View {
             );
             if key != self.last_line {
                 self.last_line = key;
-                println!("{line}");
+                crate::out!("{line}");
             }
         } else {
             self.tick();
@@ -481,7 +482,7 @@ impl View {
             self.main.abandon();
         }
         if matches!(self.status.phase, Phase::Succeeded | Phase::Failed) {
-            println!("{}", progress::final_line(&self.name, &self.status, now));
+            crate::out!("{}", progress::final_line(&self.name, &self.status, now));
         }
     }
 }
