@@ -55,11 +55,12 @@ impl Storage {
         for d in ["", "scenes", "renders"] {
             set_mode(&dir.join(d), 0o777)?;
         }
+        // The restricted Pod Security level: transfer pods (and render pods) must meet it.
+        let namespace = json!({"metadata": {"name": ns, "labels": {
+            "pod-security.kubernetes.io/enforce": "restricted",
+        }}});
         Api::<Namespace>::all(client.clone())
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": ns}}))?,
-            )
+            .create(&PostParams::default(), &serde_json::from_value(namespace)?)
             .await?;
         let pv = json!({
             "metadata": {"name": ns},
