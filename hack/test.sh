@@ -166,11 +166,23 @@ wait_build_kind() {
   return "$rc"
 }
 
+# blender-asset-tracer (`bat`) for kubectl render --pack, in a venv of its own (2.x needs a
+# newer Python than bookworm's 3.11).
+install_bat() {
+  local venv=${RENDERFARM_CACHE:-$HOME/.cache/renderfarm}/bat
+  [[ -x $venv/bin/bat ]] || {
+    python3 -m venv "$venv" && "$venv/bin/pip" install -q 'blender-asset-tracer==1.23'
+  } || return
+  export PATH="$venv/bin:$PATH"
+}
+
 stage_deps() {
-  # PyYAML for kubeconform's CRD script; Blender 4.5 and 5.0 (PyPI's bpy, as the node image
-  # has it) for render-node's tests, 5.0 to save scenes newer than the image's Blender.
-  check "deps" hack/deps.sh python3-yaml
+  # PyYAML for kubeconform's CRD script; tmux for kubectl render's terminal test; Blender 4.5
+  # and 5.0 (PyPI's bpy, as the node image has it) for render-node's tests, 5.0 to save scenes
+  # newer than the image's Blender.
+  check "deps" hack/deps.sh python3-yaml tmux python3-venv
   check "Blender (bpy 4.5, 5.0)" hack/blender.sh 4.5 5.0
+  check "blender-asset-tracer" install_bat
 }
 
 stage_lint() {
@@ -182,6 +194,8 @@ stage_lint() {
 stage_unit() {
   # Every test binary, even after one failed: the total counts them all.
   ctest "cargo test --workspace" --workspace --locked --no-fail-fast
+  # kubectl render --pack with real Blender and bat, no cluster.
+  ctest "kubectl render --pack" -p kubectl-render --test pack --locked -- --ignored --nocapture
 }
 
 stage_local_cluster() {
@@ -203,6 +217,8 @@ stage_e2e() {
   check "the CRD the operator prints applies" crd_dry_run
   ctest "e2e suite" -p renderfarm --test e2e --locked -- --ignored --test-threads 4 --nocapture \
     --skip restart::
+  ctest "kubectl render on the local cluster" -p kubectl-render --test kwok --locked -- \
+    --ignored --nocapture
   # Restarting the API server and etcd disturbs every other test: this one runs alone.
   ctest "e2e restart::" -p renderfarm --test e2e --locked -- --ignored --nocapture restart::
 }
@@ -233,6 +249,7 @@ stage_kind() {
   eval "$(hack/kind.sh env)"
   ctest "kind: real frames" -p renderfarm --test kind --locked -- --ignored --nocapture
   ctest "kind: sandboxed batch pods" -p renderfarm --test sandbox --locked -- --ignored --nocapture
+  ctest "kind: kubectl render" -p kubectl-render --test kind --locked -- --ignored --nocapture
   # The e2e tests that need no kwok Stages and no operator of their own run here too, against
   # the CRD the chart installed; the rest inject failures through kwok and stay on the local
   # control plane. Counted under this stage's name: the same test, another cluster.

@@ -1,0 +1,274 @@
+//! The command line: `kubectl render VERB ...`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use render_contract::{Device, Engine, OutputFormat};
+
+/// Render Blender scenes on a Kubernetes cluster running renderfarm.
+#[derive(Debug, Parser)]
+#[command(
+    name = "kubectl-render",
+    bin_name = "kubectl render",
+    version,
+    after_help = "Example:\n  kubectl render submit shot.blend --frames 1-250 --batch 10 --watch\n  kubectl render fetch shot ./frames"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct Global {
+    /// Namespace (default: the kubeconfig context's).
+    #[arg(short, long, global = true, env = "KUBECTL_RENDER_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context (default: the current context).
+    #[arg(long, global = true)]
+    pub context: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    Submit(Submit),
+    Watch(Watch),
+    Fetch(Fetch),
+    List(List),
+    Status(Named),
+    Logs(Logs),
+    Retry(Retry),
+    Pause(Named),
+    Resume(Named),
+    Delete(Delete),
+    Completion(Completion),
+}
+
+/// Upload a .blend into the render storage and start a RenderJob.
+///
+/// The scene goes to scenes/<hash>/<file> in the claim, through a short-lived pod that mounts
+/// it; a file already there with the same SHA-256 is not sent again. Frame range, engine and
+/// output format default to the scene's own settings.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  kubectl render submit shot.blend --frames 1-250 --batch 10 --watch
+  kubectl render submit shot.blend --frames 1-250:5 --name shot-preview --engine BLENDER_EEVEE
+  kubectl render submit --in-claim scenes/shot.blend --frames 1-100 --name shot")]
+pub struct Submit {
+    /// The .blend file on this machine.
+    #[arg(required_unless_present = "in_claim", value_name = "SCENE.blend")]
+    pub scene: Option<PathBuf>,
+    /// Use a .blend already in the claim (a path relative to it) instead of uploading one.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["scene", "pack"])]
+    pub in_claim: Option<String>,
+    /// Frames: START-END or START-END:STEP (default: the scene's range).
+    #[arg(long, short = 'f')]
+    pub frames: Option<String>,
+    /// Frames per batch (one Kubernetes Job each).
+    #[arg(long, default_value_t = 5)]
+    pub batch: i32,
+    /// Batches rendering at once.
+    #[arg(long, short = 'p', default_value_t = 10)]
+    pub parallelism: i32,
+    /// Compute device.
+    #[arg(long, value_enum)]
+    pub device: Option<Device>,
+    /// Render engine (default: the scene's).
+    #[arg(long, value_enum)]
+    pub engine: Option<Engine>,
+    /// Output image format (default: the scene's, PNG for movie formats).
+    #[arg(long, value_enum)]
+    pub format: Option<OutputFormat>,
+    /// The PersistentVolumeClaim holding scenes and frames.
+    #[arg(long, default_value = "render-storage")]
+    pub claim: String,
+    /// RenderJob name (default: the file name without .blend).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Retries per batch.
+    #[arg(long)]
+    pub backoff_limit: Option<i32>,
+    /// Collect textures and linked files with blender-asset-tracer (`bat pack`) and upload them.
+    #[arg(long)]
+    pub pack: bool,
+    /// Follow the render until it ends (as `kubectl render watch`).
+    #[arg(long, short = 'w')]
+    pub watch: bool,
+    #[command(flatten)]
+    pub transfer: Transfer,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct Transfer {
+    /// Image of the short-lived transfer pod (needs sh, tar, sha256sum and find).
+    #[arg(
+        long,
+        env = "KUBECTL_RENDER_IMAGE",
+        default_value = "renderfarm/render-node:dev"
+    )]
+    pub image: String,
+    /// Seconds to wait for the transfer pod to start.
+    #[arg(long, default_value_t = 180)]
+    pub pod_timeout: u64,
+}
+
+/// Follow a render: overall progress, active batches, failures.
+///
+/// Exits 0 when the render succeeds, 2 when it fails, 1 on any other error. Prints plain lines
+/// instead of bars when stdout is not a terminal.
+#[derive(Debug, Args)]
+#[command(after_help = "Example:\n  kubectl render watch shot")]
+pub struct Watch {
+    pub name: String,
+    /// Plain lines even on a terminal.
+    #[arg(long)]
+    pub plain: bool,
+}
+
+/// Download the rendered frames that are not on this machine yet.
+#[derive(Debug, Args)]
+#[command(after_help = "Example:\n  kubectl render fetch shot ./frames")]
+pub struct Fetch {
+    pub name: String,
+    /// Where the frames go (default: ./NAME).
+    pub dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub transfer: Transfer,
+}
+
+/// List RenderJobs.
+#[derive(Debug, Args)]
+#[command(after_help = "Example:\n  kubectl render list -A")]
+pub struct List {
+    /// Every namespace.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+}
+
+/// A RenderJob by name.
+#[derive(Debug, Args)]
+pub struct Named {
+    pub name: String,
+}
+
+/// Delete the failed batches' Jobs so the operator creates them again.
+#[derive(Debug, Args)]
+pub struct Retry {
+    pub name: String,
+    /// Follow the render afterwards (as `kubectl render watch`).
+    #[arg(long, short = 'w')]
+    pub watch: bool,
+}
+
+/// Logs of a render's batch pods.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  kubectl render logs shot --batch 3\n  kubectl render logs shot -f"
+)]
+pub struct Logs {
+    pub name: String,
+    /// Only this batch (its index, as in `status`).
+    #[arg(long, short = 'b')]
+    pub batch: Option<u32>,
+    /// Keep streaming.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+}
+
+/// Delete a RenderJob and its batch Jobs (frames in the storage stay).
+#[derive(Debug, Args)]
+#[command(after_help = "Example:\n  kubectl render delete shot")]
+pub struct Delete {
+    pub name: String,
+    /// Return at once instead of waiting until it is gone.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+/// Print a shell completion script.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Example:\n  source <(kubectl render completion bash)\n  kubectl render completion zsh > \"${fpath[1]}/_kubectl-render\""
+)]
+pub struct Completion {
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// Each verb's one-line help and, for the verbs that share [`Named`], its example.
+const VERBS: [(&str, &str, Option<&str>); 11] = [
+    ("submit", "Upload a .blend and start rendering it", None),
+    ("watch", "Follow a render with progress bars", None),
+    ("fetch", "Download the rendered frames not here yet", None),
+    ("list", "List RenderJobs", None),
+    (
+        "status",
+        "Summary of a render's status and Events",
+        Some("Example:\n  kubectl render status shot"),
+    ),
+    ("logs", "Logs of a render's batch pods", None),
+    (
+        "retry",
+        "Render the failed batches again (only their frames not on disk)",
+        Some("Example:\n  kubectl render retry shot --watch"),
+    ),
+    (
+        "pause",
+        "Pause a render: running batches stop, finished frames stay",
+        Some("Example:\n  kubectl render pause shot"),
+    ),
+    (
+        "resume",
+        "Resume a paused render",
+        Some("Example:\n  kubectl render resume shot"),
+    ),
+    (
+        "delete",
+        "Delete a RenderJob and its Jobs (frames stay)",
+        None,
+    ),
+    ("completion", "Print a shell completion script", None),
+];
+
+/// The clap command, with each verb's one-line help and example.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory as _;
+    let mut cmd = Cli::command();
+    for (name, about, example) in VERBS {
+        cmd = cmd.mut_subcommand(name, |c| {
+            let c = c.about(about);
+            match example {
+                Some(e) => c.after_help(e),
+                None => c,
+            }
+        });
+    }
+    cmd
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_is_well_formed_and_every_verb_has_an_example() {
+        let cmd = command();
+        cmd.clone().debug_assert();
+        for sub in cmd.get_subcommands() {
+            let help = sub
+                .get_after_help()
+                .map(|h| h.to_string())
+                .unwrap_or_default();
+            assert!(
+                help.contains("kubectl render"),
+                "{} has no example",
+                sub.get_name()
+            );
+            assert!(sub.get_about().is_some(), "{} has no about", sub.get_name());
+        }
+    }
+}

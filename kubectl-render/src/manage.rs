@@ -1,0 +1,447 @@
+//! `list`, `status`, `retry`, `pause`, `resume`, `delete`.
+
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Event;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Api, ResourceExt as _};
+use renderfarm::crd::RenderJob;
+use renderfarm::job::{BATCH_LABEL, RENDERJOB_LABEL, renderjob_label};
+use serde_json::json;
+
+use crate::cli::{Delete, Global, List, Named, Retry};
+use crate::cluster::Ctx;
+use crate::error::{Error, Result};
+use crate::{frames, progress, watch};
+
+fn age(t: Option<Timestamp>, now: Timestamp) -> String {
+    match t {
+        Some(t) => progress::duration(Duration::from_secs(
+            (now.as_second() - t.as_second()).max(0) as u64,
+        )),
+        None => "-".into(),
+    }
+}
+
+/// Columns padded to their widest cell.
+pub fn table(rows: &[Vec<String>]) -> String {
+    let widths: Vec<usize> = (0..rows.first().map_or(0, Vec::len))
+        .map(|i| {
+            rows.iter()
+                .map(|r| r.get(i).map_or(0, |c| c.chars().count()))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    rows.iter()
+        .map(|r| {
+            let cells: Vec<String> = r
+                .iter()
+                .enumerate()
+                .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+                .collect();
+            cells.join("   ").trim_end().to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+pub async fn list(global: &Global, args: &List) -> Result<()> {
+    let ctx = Ctx::new(global).await?;
+    ctx.check_crd().await?;
+    let api: Api<RenderJob> = if args.all_namespaces {
+        Api::all(ctx.client.clone())
+    } else {
+        ctx.rjs()
+    };
+    let list = api
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| ctx.unreachable(e))?;
+    if list.items.is_empty() {
+        crate::out!(
+            "no RenderJobs in {}",
+            if args.all_namespaces {
+                "any namespace".to_string()
+            } else {
+                format!("namespace {}", ctx.namespace)
+            }
+        );
+        return Ok(());
+    }
+    let now = Timestamp::now();
+    let mut rows = vec![];
+    let mut head = vec![
+        "NAME", "PHASE", "PROGRESS", "FRAMES", "BATCHES", "FAILED", "ETA", "AGE",
+    ];
+    if args.all_namespaces {
+        head.insert(0, "NAMESPACE");
+    }
+    rows.push(head.into_iter().map(String::from).collect());
+    for rj in &list.items {
+        let s = rj.status.clone().unwrap_or_default();
+        let mut row = vec![
+            rj.name_any(),
+            s.phase.as_str().to_string(),
+            s.progress.clone().unwrap_or_else(|| "0%".into()),
+            format!("{}/{}", s.frames.rendered, s.frames.total),
+            format!("{}/{}", s.batches.succeeded, s.batches.total),
+            s.batches.failed.to_string(),
+            progress::eta(&s, now)
+                .filter(|_| s.frames.rendered < s.frames.total)
+                .map(progress::duration)
+                .unwrap_or_else(|| "-".into()),
+            age(rj.metadata.creation_timestamp.as_ref().map(|t| t.0), now),
+        ];
+        if args.all_namespaces {
+            row.insert(0, rj.namespace().unwrap_or_default());
+        }
+        rows.push(row);
+    }
+    crate::out!("{}", table(&rows));
+    Ok(())
+}
+
+pub async fn status(global: &Global, args: &Named) -> Result<()> {
+    let ctx = Ctx::new(global).await?;
+    let rj = ctx.renderjob(&args.name).await?;
+    let events: Api<Event> = ctx.api();
+    // By UID: Events of an earlier RenderJob of the same name are not this one's.
+    let lp = ListParams::default().fields(&format!(
+        "involvedObject.kind=RenderJob,involvedObject.name={},involvedObject.uid={}",
+        args.name,
+        rj.uid().unwrap_or_default()
+    ));
+    let mut events = events
+        .list(&lp)
+        .await
+        .map_err(|e| ctx.unreachable(e))?
+        .items;
+    events.sort_by_key(event_time);
+    crate::out!("{}", describe(&rj, &events, Timestamp::now()));
+    Ok(())
+}
+
+fn event_time(e: &Event) -> Option<Timestamp> {
+    e.event_time
+        .as_ref()
+        .map(|t| t.0)
+        .or_else(|| e.last_timestamp.as_ref().map(|t| t.0))
+        .or_else(|| e.first_timestamp.as_ref().map(|t| t.0))
+        .or_else(|| e.metadata.creation_timestamp.as_ref().map(|t| t.0))
+}
+
+/// The readable summary `status` prints.
+pub fn describe(rj: &RenderJob, events: &[Event], now: Timestamp) -> String {
+    let s = rj.status.clone().unwrap_or_default();
+    let spec = &rj.spec;
+    let mut out = Vec::new();
+    let mut kv = |k: &str, v: String| out.push(format!("{:<14}{v}", format!("{k}:")));
+    kv("Name", rj.name_any());
+    kv("Namespace", rj.namespace().unwrap_or_default());
+    kv(
+        "Scene",
+        format!("{} (claim {})", spec.blend_file, spec.storage.claim_name),
+    );
+    let count = frames::frames(&spec.frames).count();
+    kv(
+        "Frames",
+        format!(
+            "{} ({count} frames), batches of {}, {} at a time{}",
+            frames::display(&spec.frames),
+            spec.batch_size,
+            spec.parallelism,
+            if spec.suspend { ", paused" } else { "" }
+        ),
+    );
+    kv(
+        "Render",
+        format!(
+            "{} on {}, {} to {}",
+            spec.engine.as_str(),
+            spec.device.as_str(),
+            spec.output.format.as_str(),
+            rj.output_path()
+        ),
+    );
+    kv("Phase", s.phase.as_str().to_string());
+    kv(
+        "Progress",
+        format!(
+            "{}/{} frames · {}",
+            s.frames.rendered,
+            s.frames.total,
+            progress::details(&s, now)
+        ),
+    );
+    kv(
+        "Batches",
+        format!(
+            "{} succeeded, {} running, {} pending, {} failed, of {}",
+            s.batches.succeeded,
+            s.batches.active,
+            s.batches.pending,
+            s.batches.failed,
+            s.batches.total
+        ),
+    );
+    kv(
+        "Pods",
+        format!(
+            "{} running, {} pending, {} succeeded, {} failed",
+            s.pods.running, s.pods.pending, s.pods.succeeded, s.pods.failed
+        ),
+    );
+    if let Some(d) = progress::elapsed(&s, now) {
+        let done = if s.completion_time.is_some() {
+            "took"
+        } else {
+            "running for"
+        };
+        kv("Time", format!("{done} {}", progress::duration(d)));
+    }
+    let mut render = Vec::new();
+    if let Some(spf) = s.seconds_per_frame {
+        render.push(format!("{spf:.2} s per frame"));
+    }
+    if !s.devices_used.is_empty() {
+        render.push(format!("devices {}", s.devices_used.join(", ")));
+    }
+    if let Some(v) = &s.blender_version {
+        render.push(format!("Blender {v}"));
+    }
+    if !render.is_empty() {
+        kv("Rendered", render.join(", "));
+    }
+    if !s.failed_batches.is_empty() {
+        out.push("Failed batches:".into());
+        for f in &s.failed_batches {
+            out.push(format!("  {}", progress::failed_line(f)));
+        }
+        if s.batches.failed as usize > s.failed_batches.len() {
+            out.push(format!(
+                "  ... and {} more",
+                s.batches.failed as usize - s.failed_batches.len()
+            ));
+        }
+    }
+    if !s.conditions.is_empty() {
+        out.push("Conditions:".into());
+        for c in &s.conditions {
+            let message = if c.message.trim().is_empty() {
+                String::new()
+            } else {
+                format!(": {}", c.message)
+            };
+            out.push(format!(
+                "  {:<12} {:<5} {}{message}",
+                c.type_, c.status, c.reason
+            ));
+        }
+    }
+    out.push("Events:".into());
+    if events.is_empty() {
+        out.push("  <none>".into());
+    } else {
+        let mut rows = vec![
+            ["AGE", "TYPE", "REASON", "MESSAGE"]
+                .map(String::from)
+                .to_vec(),
+        ];
+        for e in events {
+            let count = e
+                .series
+                .as_ref()
+                .and_then(|s| s.count)
+                .or(e.count)
+                .unwrap_or(1);
+            let mut message = e.message.clone().unwrap_or_default();
+            if count > 1 {
+                message.push_str(&format!(" (x{count})"));
+            }
+            rows.push(vec![
+                age(event_time(e), now),
+                e.type_.clone().unwrap_or_default(),
+                e.reason.clone().unwrap_or_default(),
+                message,
+            ]);
+        }
+        for line in table(&rows).lines() {
+            out.push(format!("  {line}"));
+        }
+    }
+    out.join("\n")
+}
+
+fn failed(job: &Job) -> bool {
+    job.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Failed" && c.status == "True"))
+}
+
+pub async fn retry(global: &Global, args: &Retry) -> Result<()> {
+    let ctx = Ctx::new(global).await?;
+    let rj = ctx.renderjob(&args.name).await?;
+    let jobs: Api<Job> = ctx.api();
+    let lp = ListParams::default().labels(&format!(
+        "{RENDERJOB_LABEL}={}",
+        renderjob_label(&args.name)
+    ));
+    let mut failed_jobs: Vec<Job> = jobs
+        .list(&lp)
+        .await
+        .map_err(|e| ctx.unreachable(e))?
+        .items
+        .into_iter()
+        .filter(|j| failed(j) && j.metadata.deletion_timestamp.is_none())
+        .collect();
+    failed_jobs.sort_by_key(|j| j.name_any());
+    if failed_jobs.is_empty() {
+        crate::out!("nothing to retry: {} has no failed batches", args.name);
+        return Ok(());
+    }
+    let reasons = rj.status.clone().unwrap_or_default().failed_batches;
+    for job in &failed_jobs {
+        let name = job.name_any();
+        jobs.delete(&name, &DeleteParams::background())
+            .await
+            .map_err(|e| ctx.unreachable(e))?;
+        let batch = job.labels().get(BATCH_LABEL).cloned().unwrap_or_default();
+        let why = reasons
+            .iter()
+            .find(|f| f.job == name)
+            .map(|f| format!(", frames {}, {}", f.frames, f.reason))
+            .unwrap_or_default();
+        crate::out!("batch {batch}: deleted Job {name}{why}");
+    }
+    crate::out!(
+        "{} failed batch{} will render again (frames already on disk are skipped)",
+        failed_jobs.len(),
+        if failed_jobs.len() == 1 { "" } else { "es" }
+    );
+    if args.watch {
+        // The status says Failed until the operator has seen the Jobs go.
+        let api = ctx.rjs();
+        let name = args.name.clone();
+        let cond = move |rj: Option<&RenderJob>| {
+            rj.and_then(|r| r.status.as_ref())
+                .is_some_and(|s| s.phase != renderfarm::crd::Phase::Failed)
+        };
+        let _ =
+            tokio::time::timeout(Duration::from_secs(60), await_condition(api, &name, cond)).await;
+        watch::follow(&ctx, &args.name, false).await?;
+    }
+    Ok(())
+}
+
+pub async fn suspend(global: &Global, args: &Named, suspend: bool) -> Result<()> {
+    let ctx = Ctx::new(global).await?;
+    let rj = ctx.renderjob(&args.name).await?;
+    if rj.spec.suspend == suspend {
+        crate::out!(
+            "{} is already {}",
+            args.name,
+            if suspend {
+                "paused"
+            } else {
+                "running (not paused)"
+            }
+        );
+        return Ok(());
+    }
+    ctx.rjs()
+        .patch(
+            &args.name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"suspend": suspend}})),
+        )
+        .await
+        .map_err(|e| ctx.unreachable(e))?;
+    if suspend {
+        crate::out!(
+            "{} paused: running batches stop, frames on disk stay (kubectl render resume {})",
+            args.name,
+            args.name
+        );
+    } else {
+        crate::out!("{} resumed", args.name);
+    }
+    Ok(())
+}
+
+pub async fn delete(global: &Global, args: &Delete) -> Result<()> {
+    let ctx = Ctx::new(global).await?;
+    let rj = ctx.renderjob(&args.name).await?;
+    let api = ctx.rjs();
+    api.delete(&args.name, &DeleteParams::foreground())
+        .await
+        .map_err(|e| ctx.unreachable(e))?;
+    if !args.no_wait {
+        let uid = rj.uid().unwrap_or_default();
+        let wait = await_condition(api, &args.name, conditions::is_deleted(&uid));
+        tokio::time::timeout(Duration::from_secs(120), wait)
+            .await
+            .map_err(|_| Error::Kube(format!("{} still exists after 120s", args.name)))?
+            .map_err(|e| Error::Kube(e.to_string()))?;
+    }
+    let dir = rj.output_path();
+    let dir = dir.rsplit_once('/').map_or(dir.as_str(), |(d, _)| d);
+    crate::out!(
+        "renderjob.renderfarm.io/{} deleted (its frames stay in claim {} under {dir}/)",
+        args.name,
+        rj.spec.storage.claim_name
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_columns() {
+        let rows = vec![
+            vec!["NAME".to_string(), "PHASE".to_string()],
+            vec!["a-long-name".to_string(), "Running".to_string()],
+        ];
+        assert_eq!(table(&rows), "NAME          PHASE\na-long-name   Running");
+    }
+
+    #[test]
+    fn describe_shows_status_failures_and_events() {
+        let rj: RenderJob = serde_json::from_value(json!({
+            "apiVersion": "renderfarm.io/v1alpha1", "kind": "RenderJob",
+            "metadata": {"name": "shot", "namespace": "art"},
+            "spec": {"blendFile": "scenes/x/shot.blend", "frames": {"start": 1, "end": 15},
+                     "batchSize": 5, "parallelism": 3, "storage": {"claimName": "render-storage"}},
+            "status": {"phase": "Failed", "frames": {"total": 15, "rendered": 10},
+                       "batches": {"total": 3, "pending": 0, "active": 0, "succeeded": 2, "failed": 1},
+                       "pods": {"pending": 0, "running": 0, "succeeded": 2, "failed": 3},
+                       "failedBatches": [{"index": 1, "frames": "6..10", "job": "shot-0001", "attempts": 3,
+                                          "reason": "BlenderError", "exitCode": 1}]},
+        }))
+        .expect("RenderJob");
+        let ev: Event = serde_json::from_value(json!({
+            "metadata": {"name": "e1", "creationTimestamp": "2026-01-01T10:00:00Z"},
+            "involvedObject": {"kind": "RenderJob", "name": "shot"},
+            "type": "Warning", "reason": "BatchFailed", "message": "batch 1 failed", "count": 3,
+        }))
+        .expect("Event");
+        let text = describe(&rj, &[ev], "2026-01-01T10:01:00Z".parse().expect("time"));
+        for want in [
+            "Scene:        scenes/x/shot.blend (claim render-storage)",
+            "Frames:       1-15 (15 frames), batches of 5, 3 at a time",
+            "Render:       CYCLES on CPU, PNG to renders/shot/frame_####",
+            "Phase:        Failed",
+            "Batches:      2 succeeded, 0 running, 0 pending, 1 failed, of 3",
+            "  FAILED batch 1 (frames 6..10): BlenderError, exit 1, 3 attempts",
+            "  1m00s   Warning   BatchFailed   batch 1 failed (x3)",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
+    }
+}
