@@ -37,8 +37,9 @@ pub const FRAMES_ANNOTATION: &str = "renderfarm.io/frames";
 /// On a batch Job the operator stopped, why (`Evicted: evicted 5 times`).
 pub const STOPPED_ANNOTATION: &str = "renderfarm.io/stopped";
 /// Disruptions (evictions, preemptions, node loss) a batch may have before it fails as
-/// `Evicted`: they do not count as failures, but a batch that keeps getting evicted (filling
-/// its node's disk, say) must not retry forever.
+/// `Evicted`, unless the operator is told otherwise (`--max-disruptions`): they do not count as
+/// failures, but a batch that keeps getting evicted (filling its node's disk, say) must not
+/// retry forever.
 pub const MAX_DISRUPTIONS: usize = 5;
 /// The container that renders.
 pub const CONTAINER: &str = "render";
@@ -63,6 +64,8 @@ pub struct JobConfig {
     pub images: BTreeMap<String, String>,
     /// The Blender version of a RenderJob that names none.
     pub default_version: String,
+    /// Disruptions a batch may have before it fails as `Evicted`.
+    pub max_disruptions: usize,
 }
 
 /// The Blender version the operator renders with when not told otherwise.
@@ -76,6 +79,7 @@ impl JobConfig {
             image_pull_policy: None,
             images: BTreeMap::new(),
             default_version: DEFAULT_BLENDER_VERSION.to_string(),
+            max_disruptions: MAX_DISRUPTIONS,
         }
     }
 

@@ -49,6 +49,10 @@ struct RunArgs {
     /// The Blender version of a RenderJob without spec.blenderVersion (its image: --node-image).
     #[arg(long, env = "RENDERFARM_BLENDER_VERSION", default_value = renderfarm::job::DEFAULT_BLENDER_VERSION)]
     blender_version: String,
+    /// Disruptions (evictions, preemptions, node loss) a batch may have before it fails as
+    /// Evicted.
+    #[arg(long, env = "RENDERFARM_MAX_DISRUPTIONS", default_value_t = renderfarm::job::MAX_DISRUPTIONS as u64, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    max_disruptions: u64,
     /// Pull policy for the render-node image (Always, IfNotPresent, Never).
     #[arg(long, env = "RENDERFARM_NODE_IMAGE_PULL_POLICY")]
     node_image_pull_policy: Option<String>,
@@ -137,6 +141,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             image_pull_policy: args.node_image_pull_policy,
             images: args.node_images.into_iter().collect(),
             default_version: args.blender_version,
+            max_disruptions: usize::try_from(args.max_disruptions).unwrap_or(usize::MAX),
         },
         namespace: args.namespace,
         instance: args.instance,

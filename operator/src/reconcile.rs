@@ -17,7 +17,9 @@ use crate::actions::{self, Actions};
 use crate::cache::{BatchJob, BatchPod};
 use crate::crd::{Phase, RenderJob, RenderJobStatus};
 use crate::events::{self, Note};
-use crate::job::{self, JobConfig, MAX_DISRUPTIONS};
+#[cfg(test)]
+use crate::job::MAX_DISRUPTIONS;
+use crate::job::{self, JobConfig};
 use crate::plan::Plan;
 use crate::ranges::decode_ranges;
 use crate::state::{IN_FLIGHT_AFTER_5XX, Rejection, RenderState};
@@ -219,7 +221,7 @@ pub struct Effects {
     pub suspend: Vec<String>,
     pub resume: Vec<String>,
     pub delete: Vec<String>,
-    /// Jobs to stop, and why: batches disrupted [`MAX_DISRUPTIONS`] times fail as `Evicted`.
+    /// Jobs to stop, and why: batches disrupted too often fail as `Evicted`.
     pub stop: Vec<(String, String)>,
     /// Written after the Jobs are applied.
     pub status: Option<StatusWrite>,
@@ -297,7 +299,7 @@ pub fn decide(
     state.expire_in_flight(|i| seen.jobs.contains_key(&i), now);
     let in_flight: BTreeSet<u32> = state.in_flight.keys().copied().collect();
     let rejected = refusal(rj, &seen, state, &mut fx, now, wall);
-    fx.stop = too_disrupted(&seen, input.disrupted);
+    fx.stop = too_disrupted(&seen, input.disrupted, config.max_disruptions.max(1));
     let (todo, new) = seen.decide(rj, &old, &in_flight, rejected, wall);
     for index in &todo.create {
         if let Some(batch) = plan.batch(*index) {
@@ -383,18 +385,19 @@ fn refusal(
     })
 }
 
-/// Unfinished batch Jobs whose pods were disrupted [`MAX_DISRUPTIONS`] times, to be stopped:
+/// Unfinished batch Jobs whose pods were disrupted `max` times, to be stopped:
 /// a batch that keeps being evicted (filling its node's disk, say) must not retry forever.
 fn too_disrupted(
     seen: &Observation<'_>,
     disrupted: &(dyn Fn(&str) -> usize + Sync),
+    max: usize,
 ) -> Vec<(String, String)> {
     seen.jobs
         .values()
         .filter(|j| j.finished.is_none() && j.stopped.is_none() && !j.deleting)
         .filter_map(|j| {
             let n = disrupted(j.uid.as_deref()?);
-            (n >= MAX_DISRUPTIONS).then(|| {
+            (n >= max).then(|| {
                 let why = format!(
                     "Evicted: its pods were evicted, preempted or lost with their node {n} times"
                 );

@@ -377,3 +377,72 @@ async fn a_blender_version_not_offered_fails_at_once_naming_the_offered_ones() -
     assert_eq!(image.as_deref(), Some("renderfarm/render-node:5.0"));
     Ok(())
 }
+
+#[tokio::test]
+#[ignore = "needs a cluster: hack/test.sh"]
+async fn a_batch_evicted_again_and_again_fails_as_evicted() -> Result<()> {
+    let mut env = Env::new("evictloop").await?;
+    let scenario = env.ns.clone();
+    // Pods run long enough to be evicted while they render.
+    env.stage(
+        "slow.yaml",
+        &format!("{scenario}-slow"),
+        &vars(&[("SCENARIO", &scenario), ("DELAY_MS", "60000")]),
+    )
+    .await?;
+    // Two disruptions at most: the Job controller waits longer before each replacement pod.
+    env.start_operator_with(&["--max-disruptions", "2"], &[])?;
+    env.create(
+        "evicted",
+        json!({"frames": {"start": 1, "end": 1}, "batchSize": 1, "backoffLimit": 0,
+               "podMetadata": {"labels": {SCENARIO_LABEL: scenario}}}),
+    )
+    .await?;
+    let pods = env.pods();
+    let mut evictions = 0;
+    // Evictions are not failures, but a batch evicted this often stops retrying.
+    let rjs = env.rjs();
+    while evictions < 4 {
+        // The next running pod, or none once the render failed.
+        let next = crate::harness::wait_until(2 * MINUTE, "a running batch pod", || async {
+            let rj = rjs.get("evicted").await?;
+            if rj.status.as_ref().map(|s| s.phase.as_str()) == Some("Failed") {
+                return Ok(Some(None));
+            }
+            let list = pods.list(&ListParams::default()).await?;
+            Ok(list
+                .items
+                .into_iter()
+                .find(|p| {
+                    p.metadata.deletion_timestamp.is_none()
+                        && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+                })
+                .map(Some))
+        })
+        .await?;
+        let Some(pod) = next else { break };
+        pods.evict(&pod.name_any(), &Default::default()).await?;
+        evictions += 1;
+    }
+    println!("{evictions} evictions");
+    let rj = env.wait_phase("evicted", "Failed", 2 * MINUTE).await?;
+    let s = status(&rj);
+    assert_eq!(s.failed_batches.len(), 1, "{:?}", s.failed_batches);
+    let f = &s.failed_batches[0];
+    assert_eq!(f.reason, "Evicted", "{f:?}");
+    assert!(
+        f.message.as_deref().unwrap_or_default().contains("2 times"),
+        "{f:?}"
+    );
+    assert!(evictions >= 2, "stopped after {evictions}");
+    let job = env.jobs().get("evicted-0000").await?;
+    let stopped = job
+        .annotations()
+        .get(renderfarm::job::STOPPED_ANNOTATION)
+        .cloned();
+    assert!(
+        stopped.is_some_and(|s| s.starts_with("Evicted: ")),
+        "the operator stopped it"
+    );
+    Ok(())
+}
