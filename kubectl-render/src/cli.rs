@@ -57,6 +57,7 @@ pub enum Command {
 #[command(after_help = "Examples:
   kubectl render submit shot.blend --frames 1-250 --batch 10 --watch
   kubectl render submit shot.blend --frames 1-250:5 --name shot-preview --engine BLENDER_EEVEE
+  kubectl render submit shot-5.blend --frames 1-48 --blender 5.0
   kubectl render submit --in-claim scenes/shot.blend --frames 1-100 --name shot")]
 pub struct Submit {
     /// The .blend file on this machine.
@@ -80,6 +81,9 @@ pub struct Submit {
     /// Render engine (default: the scene's).
     #[arg(long, value_enum)]
     pub engine: Option<Engine>,
+    /// Blender version to render with, one the cluster offers (default: the operator's, 4.5).
+    #[arg(long, value_name = "VERSION")]
+    pub blender: Option<String>,
     /// Output image format (default: the scene's, PNG for movie formats).
     #[arg(long, value_enum)]
     pub format: Option<OutputFormat>,

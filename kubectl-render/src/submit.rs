@@ -221,6 +221,9 @@ fn renderjob(
     if let Some(b) = args.backoff_limit {
         spec["backoffLimit"] = json!(b);
     }
+    if let Some(v) = &args.blender {
+        spec["blenderVersion"] = json!(v);
+    }
     serde_json::from_value(json!({
         "apiVersion": API_VERSION, "kind": "RenderJob",
         "metadata": {"name": name, "labels": {"app.kubernetes.io/created-by": "kubectl-render"}},
@@ -291,5 +294,31 @@ mod tests {
         assert!(check_name("Shot").is_err());
         assert!(check_name("-shot").is_err());
         assert!(check_name("").is_err());
+    }
+
+    #[test]
+    fn the_renderjob_carries_the_blender_version_asked_for() {
+        use clap::Parser;
+        let cli = crate::cli::Cli::try_parse_from([
+            "kubectl-render",
+            "submit",
+            "shot.blend",
+            "--frames",
+            "1-10",
+            "--blender",
+            "5.0",
+        ])
+        .expect("arguments");
+        let crate::cli::Command::Submit(args) = cli.command else {
+            panic!("not submit");
+        };
+        let range = FrameRange {
+            start: 1,
+            end: 10,
+            step: 1,
+        };
+        let rj = renderjob("shot", "scenes/x/shot.blend", &range, &args, None).expect("rj");
+        assert_eq!(rj.spec.blender_version.as_deref(), Some("5.0"));
+        assert_eq!((rj.spec.frames.start, rj.spec.frames.end), (1, 10));
     }
 }
