@@ -169,11 +169,14 @@ wait_build_kind() {
 # blender-asset-tracer (`bat`) for kubectl render --pack, in a venv of its own (2.x needs a
 # newer Python than bookworm's 3.11).
 install_bat() {
-  local venv=${RENDERFARM_CACHE:-$HOME/.cache/renderfarm}/bat
+  local cache=${RENDERFARM_CACHE:-$HOME/.cache/renderfarm}
+  local venv=$cache/bat
   [[ -x $venv/bin/bat ]] || {
     python3 -m venv "$venv" && "$venv/bin/pip" install -q 'blender-asset-tracer==1.23'
   } || return
-  export PATH="$venv/bin:$PATH"
+  # Only `bat` on PATH: the venv's python3 must not shadow the system's (PyYAML, ...).
+  mkdir -p "$cache/bin/bat-only" && ln -sf "$venv/bin/bat" "$cache/bin/bat-only/bat" || return
+  export PATH="$cache/bin/bat-only:$PATH"
 }
 
 stage_deps() {
