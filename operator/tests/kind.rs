@@ -482,6 +482,75 @@ async fn real_frames_from_real_pods() -> Result<()> {
 
 /// The blank-frame check itself: one colour fails whatever the alpha, a rendered-looking frame
 /// passes (runs without a cluster).
+/// A scene saved by Blender 5.0 (made on this machine with the 5.0 wheel) given to the 4.5
+/// node image: the first batches fail as bad input naming both versions and the
+/// blenderVersion to set, status shows the file's version, and no further batch starts.
+#[tokio::test]
+#[ignore = "needs the kind lane: hack/kind.sh up"]
+async fn a_scene_from_a_newer_blender_fails_naming_both_versions() -> Result<()> {
+    let client = Client::try_default()
+        .await
+        .context("no cluster: `hack/kind.sh up` and `eval \"$(hack/kind.sh env)\"`")?;
+    let st = Storage::new(client).await?;
+    let out = Command::new(repo_root().join("hack/blender.sh"))
+        .args(["path", "5.0"])
+        .output()?;
+    let blender = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let scene = st.dir.join("scenes/newer.blend");
+    let made = Command::new(&blender)
+        .args(["-b", "--factory-startup", "--python"])
+        .arg(repo_root().join("node-image/scripts/make-scene.py"))
+        .arg("--")
+        .arg(&scene)
+        .args(["8", "160", "90", "1"])
+        .output()
+        .with_context(|| format!("running {blender:?} (hack/blender.sh 5.0 installs it)"))?;
+    ensure!(
+        scene.is_file(),
+        "Blender 5.0 wrote no scene: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let rj: RenderJob = serde_json::from_value(json!({
+        "apiVersion": "renderfarm.io/v1alpha1", "kind": "RenderJob",
+        "metadata": {"name": "newer", "namespace": st.ns},
+        "spec": {
+            "blendFile": "scenes/newer.blend", "frames": {"start": 1, "end": 8},
+            "batchSize": 1, "parallelism": 2,
+            "storage": {"claimName": "render-storage", "mountPath": "/data"},
+            "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}},
+        }
+    }))?;
+    st.rjs().create(&PostParams::default(), &rj).await?;
+    let rj = await_object(
+        st.rjs(),
+        "newer",
+        Duration::from_secs(300),
+        "the render Failed",
+        |rj: Option<&RenderJob>| {
+            rj.and_then(|r| r.status.as_ref())
+                .is_some_and(|s| s.phase == Phase::Failed)
+        },
+    )
+    .await?
+    .context("the RenderJob is gone")?;
+    let s = rj.status.ok_or_else(|| anyhow!("no status"))?;
+    println!("kind: newer scene: {:?}", s.failed_batches.first());
+    assert_eq!(s.file_version.as_deref(), Some("5.0"), "{s:?}");
+    let f = s.failed_batches.first().context("a failed batch")?;
+    assert_eq!(f.reason, "BadInput", "{f:?}");
+    let message = f.message.clone().unwrap_or_default();
+    assert!(
+        message.contains("5.0") && message.contains("4.5") && message.contains("blenderVersion"),
+        "{message}"
+    );
+    assert!(
+        s.batches.failed <= 2 && s.batches.pending >= 6,
+        "{:?}",
+        s.batches
+    );
+    Ok(())
+}
+
 #[test]
 fn blank_frames_fail_the_png_check() -> Result<()> {
     let dir = tempdir()?.join("png-check");
