@@ -551,6 +551,89 @@ async fn a_scene_from_a_newer_blender_fails_naming_both_versions() -> Result<()>
     Ok(())
 }
 
+/// A scene whose image texture is not in the volume, with `missingFiles: Warn`: the frames
+/// render, status lists the missing file, and a Warning Event says so.
+#[tokio::test]
+#[ignore = "needs the kind lane: hack/kind.sh up"]
+async fn missing_textures_with_warn_render_and_warn() -> Result<()> {
+    let client = Client::try_default()
+        .await
+        .context("no cluster: `hack/kind.sh up` and `eval \"$(hack/kind.sh env)\"`")?;
+    let st = Storage::new(client.clone()).await?;
+    let out = Command::new(repo_root().join("hack/blender.sh"))
+        .args(["path", "4.5"])
+        .output()?;
+    let blender = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let dir = st.dir.join("scenes/ext");
+    let made = Command::new(&blender)
+        .args(["-b", "--factory-startup", "--python"])
+        .arg(repo_root().join("node-image/tests/scenes/external.py"))
+        .arg("--")
+        .arg(&dir)
+        .output()
+        .with_context(|| format!("running {blender:?} (hack/blender.sh installs it)"))?;
+    ensure!(
+        dir.join("scene.blend").is_file(),
+        "no scene: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    std::fs::remove_file(dir.join("tex.png"))?;
+    let rj: RenderJob = serde_json::from_value(json!({
+        "apiVersion": "renderfarm.io/v1alpha1", "kind": "RenderJob",
+        "metadata": {"name": "warned", "namespace": st.ns},
+        "spec": {
+            "blendFile": "scenes/ext/scene.blend", "frames": {"start": 1, "end": 2},
+            "batchSize": 2, "missingFiles": "Warn",
+            "output": {"path": "renders/warned/frame_####", "format": "PNG"},
+            "storage": {"claimName": "render-storage", "mountPath": "/data"},
+            "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}},
+        }
+    }))?;
+    st.rjs().create(&PostParams::default(), &rj).await?;
+    let (rj, _) = st.wait_complete("warned").await?;
+    let s = rj.status.ok_or_else(|| anyhow!("no status"))?;
+    println!(
+        "kind: missing files {:?} ({:?})",
+        s.missing_files, s.missing_files_count
+    );
+    assert_eq!(s.frames.rendered, 2, "{s:?}");
+    assert!(
+        s.missing_files.iter().any(|f| f.ends_with("tex.png")),
+        "{:?}",
+        s.missing_files
+    );
+    for frame in 1..=2 {
+        // Flat colours (magenta where the texture is missing): frames, not the shaded scene.
+        let png = st.dir.join(format!("renders/warned/frame_{frame:04}.png"));
+        let bytes = std::fs::metadata(&png).map(|m| m.len()).unwrap_or(0);
+        ensure!(bytes > 0, "{} missing or empty", png.display());
+    }
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client, &st.ns);
+    let warned = warning_note(&events, "MissingFiles").await?;
+    assert!(warned.contains("tex.png"), "{warned}");
+    Ok(())
+}
+
+/// The note of the first Warning Event with `reason`, waiting a little for it.
+async fn warning_note(
+    events: &Api<k8s_openapi::api::events::v1::Event>,
+    reason: &str,
+) -> Result<String> {
+    for _ in 0..50 {
+        let list = events.list(&ListParams::default()).await?;
+        if let Some(note) = list
+            .items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some(reason) && e.type_.as_deref() == Some("Warning"))
+            .and_then(|e| e.note)
+        {
+            return Ok(note);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bail!("no {reason} Warning Event")
+}
+
 #[test]
 fn blank_frames_fail_the_png_check() -> Result<()> {
     let dir = tempdir()?.join("png-check");
