@@ -7,10 +7,12 @@
 pub mod args;
 pub mod exit;
 pub mod frames;
+pub mod preview;
 pub mod progress;
 pub mod termination;
 
 pub use args::{Device, Engine, MissingFiles, OutputFormat, RenderArgs};
 pub use frames::{FrameSet, FrameSetError};
+pub use preview::{PreviewArgs, PreviewCodec, PreviewReport};
 pub use progress::{MissingFile, ProgressEvent};
 pub use termination::{Outcome, SceneFacts, TerminationMessage, TerminationReport};

@@ -37,6 +37,10 @@ pub struct TerminationMessage {
     pub device: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blender_version: Option<String>,
+    /// The highest frame this run saved (its thumbnail is
+    /// [`crate::preview::thumbnail_file`]); none when it saved none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_frame: Option<i32>,
     /// One line saying what went wrong.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
@@ -152,6 +156,7 @@ mod tests {
             seconds_per_frame: Some(0.5),
             device: Some("CPU".into()),
             blender_version: Some("3.4.1".into()),
+            last_frame: None,
             message: None,
         }
     }

@@ -118,6 +118,7 @@ pub async fn run(args: RenderArgs, mut stop: Stop) -> i32 {
             seconds_per_frame: tracker.seconds_per_frame().map(tracker::round3),
             device: tracker.device.clone(),
             blender_version: tracker.version.clone().or(blender_version),
+            last_frame: None,
             message,
         },
         &scene,

@@ -142,6 +142,7 @@ pub fn plain(outcome: Outcome, text: impl Into<String>) -> TerminationMessage {
         seconds_per_frame: None,
         device: None,
         blender_version: None,
+        last_frame: None,
         message: Some(text.into()),
     }
 }

@@ -415,6 +415,7 @@ mod tests {
             seconds_per_frame: Some(2.5),
             device: Some("OPTIX".into()),
             blender_version: Some("4.2.0".into()),
+            last_frame: None,
             message: None,
         };
         let mut v = base.clone();

@@ -172,6 +172,7 @@ fn running_counts_frames_of_succeeded_batches_and_estimates_time_left() {
         seconds_per_frame: Some(2.5),
         device: Some("CPU".into()),
         blender_version: Some("3.4.1".into()),
+        last_frame: None,
         message: None,
     };
     w.pods.insert(
@@ -274,6 +275,7 @@ fn failed_batches_name_frames_attempts_and_reason() {
         seconds_per_frame: None,
         device: None,
         blender_version: None,
+        last_frame: None,
         message: Some("cannot read /data/s.blend".into()),
     };
     // (case, Job condition, failed pod, reason, exit code, message)
@@ -593,6 +595,7 @@ fn a_batch_failed_on_bad_input_stops_the_render() {
         seconds_per_frame: None,
         device: None,
         blender_version: None,
+        last_frame: None,
         message: Some("cannot read /data/s.blend: No such file or directory".into()),
     };
     w.pods.insert(
