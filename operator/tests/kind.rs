@@ -208,7 +208,10 @@ impl Storage {
 
     /// Each batch pod's progress events (JSON lines on stdout), by pod name.
     async fn progress(&self, name: &str) -> Result<BTreeMap<String, Vec<Value>>> {
-        let lp = ListParams::default().labels(&format!("renderfarm.io/renderjob={name}"));
+        // Batch pods only: the preview step's pod has no batch label.
+        let lp = ListParams::default().labels(&format!(
+            "renderfarm.io/renderjob={name},renderfarm.io/batch"
+        ));
         let mut out = BTreeMap::new();
         for pod in self.pods().list(&lp).await? {
             let log = self.logs(&pod.name_any()).await?;

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::{Context as _, Result, ensure};
 use k8s_openapi::api::batch::v1::Job;
@@ -288,5 +289,46 @@ async fn an_operator_killed_during_the_preview_makes_no_second_one() -> Result<(
     let rj = env.rjs().get("shot").await?;
     let p = status(&rj).preview.context("status.preview")?;
     assert_eq!(p.state, PreviewState::Ready);
+    Ok(())
+}
+
+/// A RenderJob deleted and created again under the same name gets a preview Job of its own,
+/// once the earlier one's is gone.
+#[tokio::test]
+#[ignore = "needs a cluster: hack/test.sh"]
+async fn a_renderjob_made_again_makes_a_fresh_preview() -> Result<()> {
+    let mut env = Env::new("preview-again").await?;
+    let report = json!({"ok": true, "frames": FRAMES, "columns": 3, "rows": 2});
+    stages(&mut env, 500, 0, "Succeeded", report).await?;
+    let uids = JobUids::watch(env.jobs());
+    uids.synced().await?;
+    env.start_operator()?;
+    render(&env, "shot", json!({})).await?;
+    let first = wait_preview(&env, "shot", PreviewState::Ready).await?;
+    env.rjs().delete("shot", &Default::default()).await?;
+    crate::harness::await_object(
+        env.rjs(),
+        "shot",
+        MINUTE,
+        "the RenderJob gone",
+        |rj: Option<&RenderJob>| rj.is_none(),
+    )
+    .await?;
+    render(&env, "shot", json!({})).await?;
+    let second = wait_preview(&env, "shot", PreviewState::Ready).await?;
+    assert_ne!(first.uid(), second.uid());
+    let seen = uids.stop_after(Duration::ZERO).await?;
+    let name = preview_job_name("shot");
+    let mut owners: Vec<String> = seen
+        .iter()
+        .filter(|j| j.name == name)
+        .filter_map(|j| j.owner.clone())
+        .collect();
+    owners.sort();
+    let mut expected: Vec<String> = [first.uid(), second.uid()].into_iter().flatten().collect();
+    expected.sort();
+    assert_eq!(owners, expected, "one preview Job for each RenderJob");
+    let batches = seen.iter().filter(|j| j.name != name).count();
+    assert_eq!(batches, 2 * BATCHES, "each RenderJob's batches, once");
     Ok(())
 }
