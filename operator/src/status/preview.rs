@@ -229,3 +229,200 @@ fn current(rj: &RenderJob, new: &RenderJobStatus, seen: &PreviewSeen<'_>) -> Pre
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::RenderJobSpec;
+    use k8s_openapi::api::batch::v1::Job;
+    use k8s_openapi::api::core::v1::Pod;
+    use serde_json::json;
+
+    fn rj() -> RenderJob {
+        let spec: RenderJobSpec = serde_json::from_value(json!({
+            "blendFile": "s.blend", "frames": {"start": 1, "end": 10}, "batchSize": 5,
+            "storage": {"claimName": "c"}, "output": {"path": "out/x/f_###", "format": "OPEN_EXR"},
+        }))
+        .expect("spec");
+        let mut rj = RenderJob::new("x", spec);
+        rj.metadata.generation = Some(2);
+        rj
+    }
+
+    fn job(condition: Option<&str>) -> BatchJob {
+        let conditions: Vec<_> = condition
+            .map(|t| {
+                json!({"type": t, "status": "True", "reason": "BackoffLimitExceeded",
+                "message": "Job has reached the specified backoff limit"})
+            })
+            .into_iter()
+            .collect();
+        let j: Job = serde_json::from_value(json!({
+            "metadata": {"name": "x-preview", "labels": {"renderfarm.io/step": "preview"}},
+            "status": {"conditions": conditions},
+        }))
+        .expect("job");
+        j.into()
+    }
+
+    /// A pod that ended with `exit_code` and termination message `message`.
+    fn pod(preview: bool, exit_code: i32, message: &str, at: &str) -> BatchPod {
+        let labels = if preview {
+            json!({"renderfarm.io/step": "preview"})
+        } else {
+            json!({"renderfarm.io/batch": "0"})
+        };
+        let p: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p", "labels": labels},
+            "status": {"phase": if exit_code == 0 { "Succeeded" } else { "Failed" },
+                "containerStatuses": [{"name": "render", "image": "i", "imageID": "", "ready": false,
+                "restartCount": 0, "state": {"terminated": {"exitCode": exit_code,
+                "reason": "Error", "message": message, "finishedAt": at}}}]},
+        }))
+        .expect("pod");
+        p.into()
+    }
+
+    fn now() -> Time {
+        Time("2026-01-01T01:00:00Z".parse().expect("time"))
+    }
+
+    fn succeeded() -> RenderJobStatus {
+        RenderJobStatus {
+            phase: Phase::Succeeded,
+            frames: crate::crd::FrameCounts {
+                total: 10,
+                rendered: 10,
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn last_frame_paths_are_relative_and_a_later_batch_wins() {
+        let rj = rj();
+        let msg = |f: i32| {
+            format!(
+                r#"{{"outcome":"Succeeded","framesRendered":5,"framesSkipped":0,"lastFrame":{f}}}"#
+            )
+        };
+        let (a, b) = (
+            pod(false, 0, &msg(5), "2026-01-01T00:00:05Z"),
+            pod(false, 0, &msg(10), "2026-01-01T00:00:09Z"),
+        );
+        let pods = BTreeMap::from([(0, vec![&a]), (1, vec![&b])]);
+        let last = last_frame(&rj, &RenderJobStatus::default(), &pods).expect("lastFrame");
+        assert_eq!(
+            (last.frame, last.file.as_str(), last.thumbnail.as_str()),
+            (10, "out/x/f_010.exr", "out/x/.thumbs/f_010.jpg")
+        );
+        // Only the earlier batch's pod is left: the later frame stays.
+        let prev = RenderJobStatus {
+            last_frame: Some(last.clone()),
+            ..Default::default()
+        };
+        let only_a = BTreeMap::from([(0, vec![&a])]);
+        assert_eq!(last_frame(&rj, &prev, &only_a), Some(last));
+        assert_eq!(
+            last_frame(&rj, &RenderJobStatus::default(), &BTreeMap::new()),
+            None
+        );
+    }
+
+    #[test]
+    fn a_complete_job_without_its_pod_is_ready_with_the_planned_grid() {
+        let rj = rj();
+        let j = job(Some("Complete"));
+        let seen = PreviewSeen {
+            job: Some(&j),
+            ..Default::default()
+        };
+        let mut new = succeeded();
+        roll_up(&rj, &RenderJobStatus::default(), &mut new, &seen, &now());
+        let p = new.preview.clone().expect("preview");
+        assert_eq!(p.state, PreviewState::Ready);
+        assert_eq!((p.frames, p.columns, p.rows), (Some(10), Some(4), Some(3)));
+        assert_eq!(p.video.as_deref(), Some("out/x/preview.mp4"));
+        let c = &new.conditions[0];
+        assert_eq!(
+            (c.type_.as_str(), c.status.as_str(), c.reason.as_str()),
+            (PREVIEW_READY, "True", "Ready")
+        );
+        assert_eq!(c.observed_generation, Some(2));
+        assert!(!wanted(&rj, &RenderJobStatus::default(), &new, &seen));
+    }
+
+    #[test]
+    fn a_failed_job_says_why_from_its_pod_or_its_condition() {
+        let rj = rj();
+        let j = job(Some("Failed"));
+        let crashed = pod(
+            true,
+            127,
+            "exec: render-preview: not found",
+            "2026-01-01T00:00:05Z",
+        );
+        let seen = PreviewSeen {
+            job: Some(&j),
+            pods: vec![&crashed],
+            ..Default::default()
+        };
+        let mut new = succeeded();
+        roll_up(&rj, &RenderJobStatus::default(), &mut new, &seen, &now());
+        let p = new.preview.clone().expect("preview");
+        assert_eq!(p.state, PreviewState::Failed);
+        assert_eq!(
+            p.message.as_deref(),
+            Some("preview Job x-preview failed: exec: render-preview: not found")
+        );
+        let seen = PreviewSeen {
+            job: Some(&j),
+            ..Default::default()
+        };
+        let mut new = succeeded();
+        roll_up(&rj, &RenderJobStatus::default(), &mut new, &seen, &now());
+        assert_eq!(
+            new.preview.and_then(|p| p.message).as_deref(),
+            Some("preview Job x-preview failed: Job has reached the specified backoff limit")
+        );
+        // Recorded Failed stays Failed, whatever the Job does next, and is not made again.
+        let prev = RenderJobStatus {
+            preview: Some(PreviewStatus {
+                state: PreviewState::Failed,
+                message: Some("earlier".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut new = succeeded();
+        let none = PreviewSeen::default();
+        roll_up(&rj, &prev, &mut new, &none, &now());
+        assert_eq!(new.preview, prev.preview);
+        assert!(!wanted(&rj, &prev, &new, &none));
+        assert!(wanted(&rj, &RenderJobStatus::default(), &new, &none));
+    }
+
+    #[test]
+    fn before_the_frames_are_done_the_preview_waits() {
+        let rj = rj();
+        let mut new = RenderJobStatus {
+            phase: Phase::Running,
+            frames: crate::crd::FrameCounts {
+                total: 10,
+                rendered: 5,
+            },
+            ..Default::default()
+        };
+        let none = PreviewSeen::default();
+        assert!(!wanted(&rj, &RenderJobStatus::default(), &new, &none));
+        roll_up(&rj, &RenderJobStatus::default(), &mut new, &none, &now());
+        let p = new.preview.expect("preview");
+        assert_eq!(
+            (p.state, p.message.as_deref()),
+            (
+                PreviewState::Pending,
+                Some("waiting for every frame: 5 of 10 rendered")
+            )
+        );
+    }
+}
