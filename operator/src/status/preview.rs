@@ -191,13 +191,25 @@ fn current(rj: &RenderJob, new: &RenderJobStatus, seen: &PreviewSeen<'_>) -> Pre
                     short(&format!("preview Job {} failed: {why}", job.name)),
                 )
             }
-            None => with(
-                PreviewState::Running,
-                format!(
-                    "preview Job {} is making the preview of {total} frames",
-                    job.name
+            None => match seen.pods.iter().find_map(|p| p.stuck.as_deref()) {
+                // Shown, not acted on: the Job controller keeps trying, as for batches.
+                Some(stuck) => with(
+                    PreviewState::Running,
+                    short(&format!(
+                        "preview Job {}'s pod cannot start: {}: {}",
+                        job.name,
+                        stuck.reason,
+                        stuck.message.as_deref().unwrap_or_default()
+                    )),
                 ),
-            ),
+                None => with(
+                    PreviewState::Running,
+                    format!(
+                        "preview Job {} is making the preview of {total} frames",
+                        job.name
+                    ),
+                ),
+            },
         };
     }
     if let Some(why) = seen.refused {
@@ -400,6 +412,37 @@ mod tests {
         assert_eq!(new.preview, prev.preview);
         assert!(!wanted(&rj, &prev, &new, &none));
         assert!(wanted(&rj, &RenderJobStatus::default(), &new, &none));
+    }
+
+    #[test]
+    fn a_preview_pod_that_cannot_start_says_why() {
+        let rj = rj();
+        let j = job(None);
+        let p: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p", "labels": {"renderfarm.io/step": "preview"}},
+            "status": {"phase": "Pending", "containerStatuses": [{"name": "render", "image": "i",
+                "imageID": "", "ready": false, "restartCount": 0, "state": {"waiting": {
+                "reason": "ImagePullBackOff", "message": "Back-off pulling image"}}}]},
+        }))
+        .expect("pod");
+        let p: BatchPod = p.into();
+        let seen = PreviewSeen {
+            job: Some(&j),
+            pods: vec![&p],
+            ..Default::default()
+        };
+        let mut new = succeeded();
+        roll_up(&rj, &RenderJobStatus::default(), &mut new, &seen, &now());
+        let p = new.preview.expect("preview");
+        assert_eq!(
+            (p.state, p.message.as_deref()),
+            (
+                PreviewState::Running,
+                Some(
+                    "preview Job x-preview's pod cannot start: ImagePullBackOff: Back-off pulling image"
+                )
+            )
+        );
     }
 
     #[test]
