@@ -1313,15 +1313,21 @@ mod tests {
         );
         assert!(w.events.iter().all(|e| e.reason != "RenderFailed"));
         fx.wrote(&mut state, t0);
-        // Not made again.
+        // Not made again while its Job is there.
+        let fx = effects(&rj, &jobs, &pods, &mut state, t0 + Duration::from_secs(2));
+        assert!(fx.preview.is_none());
+        assert!(fx.status.is_none());
+        // Its Job deleted: made again.
         let fx = effects(
             &rj,
             &all_done(),
             &[],
             &mut state,
-            t0 + Duration::from_secs(2),
+            t0 + Duration::from_secs(3),
         );
-        assert!(fx.preview.is_none());
+        assert!(fx.preview.is_some());
+        let p = fx.status.expect("status").status.preview.expect("preview");
+        assert_eq!(p.state, PreviewState::Running);
     }
 
     #[test]

@@ -73,7 +73,7 @@ pub fn roll_up(
     seen: &PreviewSeen<'_>,
     now: &Time,
 ) {
-    let preview = match prev.preview.as_ref().filter(|p| p.state.finished()) {
+    let preview = match recorded(prev, seen) {
         Some(done) => done.clone(),
         None => current(rj, new, seen),
     };
@@ -101,6 +101,18 @@ pub fn roll_up(
     new.preview = Some(preview);
 }
 
+/// The preview's outcome as the status last written records it, kept: Ready (its Job may be
+/// cleaned up), or Failed while its Job is there. Deleting a failed preview's Job makes the
+/// preview again, as deleting a failed batch's Job renders the batch again.
+fn recorded<'a>(prev: &'a RenderJobStatus, seen: &PreviewSeen<'_>) -> Option<&'a PreviewStatus> {
+    let p = prev.preview.as_ref()?;
+    let retry = p.state == PreviewState::Failed
+        && seen.job.is_none()
+        && seen.refused.is_none()
+        && !seen.taken;
+    (p.state.finished() && !retry).then_some(p)
+}
+
 /// Whether the preview Job is to be applied now: preview on, every batch succeeded, no preview
 /// made or under way, none sent and not seen yet, and none left by an earlier RenderJob of the
 /// same name.
@@ -112,7 +124,7 @@ pub fn wanted(
 ) -> bool {
     rj.spec.preview.enabled
         && new.phase == Phase::Succeeded
-        && !prev.preview.as_ref().is_some_and(|p| p.state.finished())
+        && recorded(prev, seen).is_none()
         && seen.job.is_none()
         && !seen.starting
         && !seen.taken
@@ -397,7 +409,8 @@ mod tests {
             new.preview.and_then(|p| p.message).as_deref(),
             Some("preview Job x-preview failed: Job has reached the specified backoff limit")
         );
-        // Recorded Failed stays Failed, whatever the Job does next, and is not made again.
+        // Recorded Failed stays Failed while its Job is there, and is not made again; once its
+        // Job is deleted, it is made again.
         let prev = RenderJobStatus {
             preview: Some(PreviewStatus {
                 state: PreviewState::Failed,
@@ -406,12 +419,29 @@ mod tests {
             }),
             ..Default::default()
         };
+        let running = job(None);
         let mut new = succeeded();
-        let none = PreviewSeen::default();
-        roll_up(&rj, &prev, &mut new, &none, &now());
+        let still = PreviewSeen {
+            job: Some(&running),
+            ..Default::default()
+        };
+        roll_up(&rj, &prev, &mut new, &still, &now());
         assert_eq!(new.preview, prev.preview);
-        assert!(!wanted(&rj, &prev, &new, &none));
-        assert!(wanted(&rj, &RenderJobStatus::default(), &new, &none));
+        assert!(!wanted(&rj, &prev, &new, &still));
+        let gone = PreviewSeen::default();
+        assert!(wanted(&rj, &prev, &new, &gone));
+        let refused = PreviewSeen {
+            refused: Some("quota"),
+            ..Default::default()
+        };
+        assert!(!wanted(&rj, &prev, &new, &refused));
+        let mut new = succeeded();
+        let starting = PreviewSeen {
+            starting: true,
+            ..Default::default()
+        };
+        roll_up(&rj, &prev, &mut new, &starting, &now());
+        assert_eq!(new.preview.map(|p| p.state), Some(PreviewState::Running));
     }
 
     #[test]

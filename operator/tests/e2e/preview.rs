@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, ensure};
 use k8s_openapi::api::batch::v1::Job;
 use kube::ResourceExt;
-use kube::api::ListParams;
+use kube::api::{DeleteParams, ListParams};
 use renderfarm::crd::{PreviewState, RenderJob};
 use renderfarm::job::{STEP_LABEL, preview_job_name};
 use serde_json::{Value, json};
@@ -208,6 +208,40 @@ async fn a_failed_preview_leaves_the_render_succeeded() -> Result<()> {
     let events = env.event_reasons()?;
     ensure!(events.contains("PreviewFailed"), "events: {events}");
     ensure!(!events.contains("RenderFailed"), "events: {events}");
+
+    // The cause gone, deleting the failed preview Job makes the preview again.
+    let scenario = env.ns.clone();
+    env.delete_stage(&format!("{scenario}-preview")).await?;
+    env.stage(
+        "preview.yaml",
+        &format!("{scenario}-preview"),
+        &vars(&[
+            ("SCENARIO", &scenario),
+            ("DELAY_MS", "500"),
+            ("EXIT_CODE", "0"),
+            ("PHASE", "Succeeded"),
+            (
+                "MESSAGE",
+                &json!({"ok": true, "frames": FRAMES, "columns": 3, "rows": 2}).to_string(),
+            ),
+        ]),
+    )
+    .await?;
+    let uids = JobUids::watch(env.jobs());
+    uids.synced().await?;
+    env.jobs()
+        .delete(&preview_job_name("shot"), &DeleteParams::background())
+        .await?;
+    let rj = wait_preview(&env, "shot", PreviewState::Ready).await?;
+    assert_eq!(status(&rj).phase.as_str(), "Succeeded");
+    let seen = uids.stop_after(Duration::ZERO).await?;
+    let made: Vec<&str> = seen.iter().map(|j| j.name.as_str()).collect();
+    let previews = made
+        .iter()
+        .filter(|n| **n == preview_job_name("shot"))
+        .count();
+    // The watch saw the deleted Job in its first list, and the new one.
+    ensure!(previews == 2, "preview Jobs seen: {made:?}");
     Ok(())
 }
 
