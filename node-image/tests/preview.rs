@@ -498,3 +498,32 @@ fn long_renders_are_sampled_onto_the_contact_sheet() {
     let (w, h, _) = pixels(&dir.join("seq/contact.jpg"));
     assert_eq!((w, h), (6 * CONTACT_SHEET_TILE_WIDTH, 6 * 136));
 }
+
+#[test]
+fn bad_arguments_are_bad_input_with_a_report() {
+    let dir = workdir("args");
+    let log = dir.join("log");
+    let run = |args: &[&str]| {
+        let _ = std::fs::remove_file(&log);
+        let out = Command::new(PREVIEW)
+            .args(args)
+            .arg("--termination-log")
+            .arg(&log)
+            .output()
+            .expect("render-preview runs");
+        let report = std::fs::read_to_string(&log)
+            .ok()
+            .and_then(|t| PreviewReport::parse(&t));
+        (out.status.code(), report)
+    };
+    let (code, report) = run(&["--output", "/o/f_####", "--frames", "9..1"]);
+    assert_eq!(code, Some(exit::BAD_INPUT));
+    let report = report.expect("a report");
+    assert!(!report.ok && report.message.is_some_and(|m| m.contains("--frames")));
+    let (code, report) = run(&["--output", "/o/f_####", "--frames", "1..3", "--fps", "0"]);
+    assert_eq!(code, Some(exit::BAD_INPUT));
+    assert!(report.is_some_and(|r| !r.ok && r.message.is_some_and(|m| m.contains("--fps"))));
+    let help = Command::new(PREVIEW).arg("--help").output().expect("runs");
+    assert_eq!(help.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--codec"));
+}
