@@ -1,8 +1,6 @@
 //! The preview step and the last frame in status: `status.lastFrame` from the batch pods'
 //! reports, `status.preview` and the `PreviewReady` condition from the preview Job and its pod.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use render_contract::args::output_file;
 use render_contract::preview::{
@@ -11,6 +9,7 @@ use render_contract::preview::{
 
 use crate::cache::{BatchJob, BatchPod, Finished};
 use crate::crd::{LastFrame, Phase, PreviewState, PreviewStatus, RenderJob, RenderJobStatus};
+use crate::index::Pods;
 use crate::pod::short;
 use crate::status::set_condition;
 
@@ -18,14 +17,10 @@ pub const PREVIEW_READY: &str = "PreviewReady";
 
 /// The highest frame of the batch whose pod finished last, among the pods that reported one;
 /// the one in `prev` while no pod finished later (the pods of cleaned-up batches are gone).
-pub fn last_frame(
-    rj: &RenderJob,
-    prev: &RenderJobStatus,
-    pods: &BTreeMap<u32, Vec<&BatchPod>>,
-) -> Option<LastFrame> {
+pub fn last_frame(rj: &RenderJob, prev: &RenderJobStatus, pods: &Pods<'_>) -> Option<LastFrame> {
     let latest = pods
-        .values()
-        .flatten()
+        .all()
+        .iter()
         .filter_map(|p| {
             let frame = p.report.as_ref()?.last_frame?;
             Some((p.finished_at.as_ref()?, frame))
@@ -334,7 +329,7 @@ mod tests {
             pod(false, 0, &msg(5), "2026-01-01T00:00:05Z"),
             pod(false, 0, &msg(10), "2026-01-01T00:00:09Z"),
         );
-        let pods = BTreeMap::from([(0, vec![&a]), (1, vec![&b])]);
+        let pods = Pods::new(2, &[(0, &a), (1, &b)]);
         let last = last_frame(&rj, &RenderJobStatus::default(), &pods).expect("lastFrame");
         assert_eq!(
             (last.frame, last.file.as_str(), last.thumbnail.as_str()),
@@ -345,10 +340,10 @@ mod tests {
             last_frame: Some(last.clone()),
             ..Default::default()
         };
-        let only_a = BTreeMap::from([(0, vec![&a])]);
+        let only_a = Pods::new(2, &[(0, &a)]);
         assert_eq!(last_frame(&rj, &prev, &only_a), Some(last));
         assert_eq!(
-            last_frame(&rj, &RenderJobStatus::default(), &BTreeMap::new()),
+            last_frame(&rj, &RenderJobStatus::default(), &Pods::default()),
             None
         );
     }
