@@ -180,10 +180,10 @@ install_bat() {
 }
 
 stage_deps() {
-  # PyYAML for kubeconform's CRD script; tmux for kubectl render's terminal test; Blender 4.5
-  # and 5.0 (PyPI's bpy, as the node image has it) for render-node's tests, 5.0 to save scenes
-  # newer than the image's Blender.
-  check "deps" hack/deps.sh python3-yaml tmux python3-venv
+  # PyYAML for kubeconform's CRD script; tmux for kubectl render's terminal test; ffmpeg
+  # (ffprobe) to read the previews the tests make; Blender 4.5 and 5.0 (PyPI's bpy, as the node
+  # image has it) for render-node's tests, 5.0 to save scenes newer than the image's Blender.
+  check "deps" hack/deps.sh python3-yaml tmux python3-venv ffmpeg
   check "Blender (bpy 4.5, 5.0)" hack/blender.sh 4.5 5.0
   check "blender-asset-tracer" install_bat
 }
