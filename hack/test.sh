@@ -144,11 +144,12 @@ trap finish EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# The kind lane's Go binaries (kubelet, kubeadm, kind, ...: ten minutes and more from cold)
-# build in the background while lint and unit tests run; the kind stage waits for them.
+# The kind lane's Go binaries (kubelet, kubeadm, kind, ..., kube-network-policies: twenty
+# minutes and more from cold) build in the background while lint and unit tests run; the kind stage waits for them.
 start_build_kind() {
   # Its own session, so that the EXIT trap can stop the whole build (go and its children).
-  setsid hack/cluster.sh build-kind >"$LOGS/build-kind.log" 2>&1 &
+  setsid bash -c 'hack/cluster.sh build-kind && hack/kind/network-policies.sh binary' \
+    >"$LOGS/build-kind.log" 2>&1 &
   BUILD_KIND_PID=$!
   echo "test.sh: building the kind lane's binaries in the background (log: $LOGS/build-kind.log)"
 }
