@@ -36,6 +36,12 @@ pub const FRAMES_LABEL: &str = "renderfarm.io/frames";
 pub const FRAMES_ANNOTATION: &str = "renderfarm.io/frames";
 /// On a batch Job the operator stopped, why (`Evicted: evicted 5 times`).
 pub const STOPPED_ANNOTATION: &str = "renderfarm.io/stopped";
+/// On a batch Job the operator suspended itself (the RenderJob is paused): the only suspended
+/// Jobs it ever resumes. A Job suspended by anyone else (Kueue holding it for quota or after
+/// preempting it, or a person) stays as it is.
+pub const PAUSED_ANNOTATION: &str = "renderfarm.io/paused";
+/// Kueue's label naming the LocalQueue of a Job.
+pub const QUEUE_LABEL: &str = "kueue.x-k8s.io/queue-name";
 /// Disruptions (evictions, preemptions, node loss) a batch may have before it fails as
 /// `Evicted`, unless the operator is told otherwise (`--max-disruptions`): they do not count as
 /// failures, but a batch that keeps getting evicted (filling its node's disk, say) must not
@@ -283,12 +289,23 @@ pub fn build(rj: &RenderJob, batch: &Batch, config: &JobConfig, suspend: bool) -
         metadata: Some(pod_metadata(rj, &labels, &annotations)),
         spec: Some(pod_spec(rj, container(rj, batch, config))),
     };
+    // The user's Job labels and annotations first, then ours, which win.
+    let user = rj.spec.job_metadata.as_ref();
+    let mut job_labels = user.map(|m| m.labels.clone()).unwrap_or_default();
+    job_labels.extend(labels);
+    let mut job_annotations = user.map(|m| m.annotations.clone()).unwrap_or_default();
+    job_annotations.extend(annotations);
+    if let Some(queue) = &rj.spec.queue_name {
+        job_labels.insert(QUEUE_LABEL.to_string(), queue.clone());
+    }
+    // Kueue expects a queued Job to be created suspended; it admits it by resuming it.
+    let suspend = suspend || rj.spec.queue_name.is_some();
     Ok(Job {
         metadata: ObjectMeta {
             name: Some(job_name(&name, batch.index)),
             namespace: rj.namespace(),
-            labels: Some(labels),
-            annotations: Some(annotations),
+            labels: Some(job_labels),
+            annotations: Some(job_annotations),
             owner_references: Some(vec![owner]),
             ..Default::default()
         },
@@ -417,6 +434,7 @@ fn pod_spec(rj: &RenderJob, container: Container) -> PodSpec {
         containers: vec![container],
         node_selector: rj.spec.node_selector.clone(),
         tolerations: tolerations(rj),
+        priority_class_name: rj.spec.priority_class_name.clone(),
         automount_service_account_token: Some(false),
         enable_service_links: Some(false),
         security_context: Some(PodSecurityContext {
@@ -830,5 +848,48 @@ mod tests {
             .map(|p| p.containers[0].args.clone().unwrap_or_default());
         let parsed = RenderArgs::try_parse_from_args(&args.unwrap_or_default()).expect("parses");
         assert_eq!(parsed.frames.frames(), vec![11, 13, 15, 17, 19]);
+    }
+
+    #[test]
+    fn a_queue_name_labels_the_job_and_creates_it_suspended() {
+        let mut rj = renderjob("q", Device::Cpu);
+        let job = build(&rj, &batch(&rj, 0), &config(), false).expect("job");
+        let labels = job.metadata.labels.clone().unwrap_or_default();
+        assert!(!labels.contains_key(QUEUE_LABEL));
+        assert_eq!(job.spec.and_then(|s| s.suspend), Some(false));
+
+        rj.spec.queue_name = Some("artists".into());
+        rj.spec.priority_class_name = Some("urgent".into());
+        rj.spec.job_metadata = Some(crate::crd::JobMetadata {
+            labels: BTreeMap::from([
+                ("team".to_string(), "fx".to_string()),
+                (BATCH_LABEL.to_string(), "99".to_string()),
+            ]),
+            annotations: BTreeMap::from([("cost".to_string(), "shot-1".to_string())]),
+        });
+        let job = build(&rj, &batch(&rj, 0), &config(), false).expect("job");
+        let labels = job.metadata.labels.clone().unwrap_or_default();
+        assert_eq!(labels.get(QUEUE_LABEL).map(String::as_str), Some("artists"));
+        assert_eq!(labels.get("team").map(String::as_str), Some("fx"));
+        assert_eq!(
+            labels.get(BATCH_LABEL).map(String::as_str),
+            Some("0"),
+            "ours win"
+        );
+        let annotations = job.metadata.annotations.clone().unwrap_or_default();
+        assert_eq!(annotations.get("cost").map(String::as_str), Some("shot-1"));
+        let spec = job.spec.expect("spec");
+        assert_eq!(spec.suspend, Some(true), "Kueue admits it by resuming it");
+        let pod = spec.template.spec.expect("pod");
+        assert_eq!(pod.priority_class_name.as_deref(), Some("urgent"));
+        let pod_labels = spec
+            .template
+            .metadata
+            .and_then(|m| m.labels)
+            .unwrap_or_default();
+        assert!(
+            !pod_labels.contains_key("team"),
+            "Job labels stay on the Job"
+        );
     }
 }
