@@ -459,6 +459,10 @@ pub struct BatchCounts {
     pub pending: i64,
     /// Job created and not finished.
     pub active: i64,
+    /// Of the active, those whose Job is suspended by a queue (Kueue waiting for quota, or
+    /// after preempting it) or by someone else: the operator leaves them alone until resumed.
+    #[serde(default)]
+    pub queued: i64,
 
     pub succeeded: i64,
     pub failed: i64,
