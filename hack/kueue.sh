@@ -124,6 +124,11 @@ integrations:
   - batch/job
 fairSharing:
   preemptionStrategies: [LessThanOrEqualToFinalShare, LessThanInitialShare]
+# Fair sharing between the LocalQueues of one ClusterQueue (with its admissionScope set):
+# usage sampled every second and forgotten quickly, so a short test sees it.
+admissionFairSharing:
+  usageHalfLifeTime: 30s
+  usageSamplingInterval: 1s
 EOF
 }
 

@@ -558,7 +558,7 @@ impl Summary<'_> {
                 format!("{n} {batches} wait for queue {q} (Kueue admits them as its quota allows)")
             }
             None => format!(
-                "{n} {batches} suspended, not by renderfarm (Job {} first): they wait until whoever suspended them resumes them",
+                "{n} {batches} suspended, not by renderfarm (Job {} first): left so until whoever suspended them resumes them",
                 job.name
             ),
         })
