@@ -493,6 +493,19 @@ fn failure_policy() -> PodFailurePolicy {
                 }),
                 on_pod_conditions: None,
             },
+            // Stopped by SIGTERM: its Job suspended (a pause, Kueue preempting it) or its pod
+            // deleted. The Job controller counts a pod deleted that way as failed unless told
+            // otherwise, and a batch preempted a few times would fail. A hung batch still
+            // fails: the deadline fails the Job itself.
+            PodFailurePolicyRule {
+                action: "Ignore".to_string(),
+                on_exit_codes: Some(PodFailurePolicyOnExitCodesRequirement {
+                    container_name: Some(CONTAINER.to_string()),
+                    operator: "In".to_string(),
+                    values: vec![exit::TERMINATED],
+                }),
+                on_pod_conditions: None,
+            },
         ],
     }
 }
@@ -613,6 +626,14 @@ mod tests {
         assert_eq!(
             rules[1].on_exit_codes.as_ref().map(|r| r.values.clone()),
             Some(vec![exit::BAD_INPUT])
+        );
+        assert_eq!(
+            (
+                rules[2].action.as_str(),
+                rules[2].on_exit_codes.as_ref().map(|r| r.values.clone())
+            ),
+            ("Ignore", Some(vec![exit::TERMINATED])),
+            "a suspended or preempted batch is no failure"
         );
 
         // Restricted pod security.
