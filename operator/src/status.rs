@@ -552,10 +552,16 @@ impl Summary<'_> {
     fn queued(&self) -> Option<String> {
         let job = self.held?;
         let n = self.batches.queued;
-        let batches = if n == 1 { "batch" } else { "batches" };
+        let (batches, wait) = if n == 1 {
+            ("batch", "waits")
+        } else {
+            ("batches", "wait")
+        };
         Some(match self.queue.filter(|_| job.queued) {
             Some(q) => {
-                format!("{n} {batches} wait for queue {q} (Kueue admits them as its quota allows)")
+                format!(
+                    "{n} {batches} {wait} for queue {q} (Kueue admits them as its quota allows)"
+                )
             }
             None => format!(
                 "{n} {batches} suspended, not by renderfarm (Job {} first): left so until whoever suspended them resumes them",
@@ -656,13 +662,17 @@ fn progressing_condition<'a>(s: &Summary<'a>) -> ConditionValue<'a> {
             "Queued",
             format!("{}; {}", s.queued().unwrap_or_default(), s.counts()),
         ),
-        (Phase::Pending, None) => (true, "Waiting", s.counts()),
-        _ if s.batches.queued > 0 => (
-            true,
-            "Rendering",
-            format!("{}; {}", s.counts(), s.queued().unwrap_or_default()),
-        ),
-        _ => (true, "Rendering", s.counts()),
+        (phase, None) => {
+            let reason = if phase == Phase::Pending {
+                "Waiting"
+            } else {
+                "Rendering"
+            };
+            match s.queued() {
+                Some(queued) => (true, reason, format!("{}; {queued}", s.counts())),
+                None => (true, reason, s.counts()),
+            }
+        }
     }
 }
 

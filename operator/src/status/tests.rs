@@ -708,7 +708,27 @@ fn batches_held_by_a_queue_or_someone_else_are_queued() {
     let c = cond(&s, PROGRESSING);
     assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "Queued"));
     assert!(
-        c.message.contains("wait for queue artists"),
+        c.message.contains("waits for queue artists"),
+        "{}",
+        c.message
+    );
+
+    // One admitted, its pod not running yet: still says what the others wait for.
+    let mut second = w.jobs[0].clone();
+    second.metadata.name = Some(job_name("shot", 1));
+    second
+        .metadata
+        .labels
+        .get_or_insert_default()
+        .insert(BATCH_LABEL.into(), "1".into());
+    w.jobs[0].spec = None;
+    w.jobs.push(second);
+    let s = w.status();
+    assert_eq!((s.batches.active, s.batches.queued), (2, 1));
+    let c = cond(&s, PROGRESSING);
+    assert_eq!(c.reason, "Waiting");
+    assert!(
+        c.message.contains("1 batch waits for queue artists"),
         "{}",
         c.message
     );

@@ -542,3 +542,39 @@ async fn a_job_suspended_by_someone_else_stays_suspended() -> Result<()> {
     );
     Ok(())
 }
+
+/// Job labels and annotations under the operator's and Kueue's prefixes are refused by the
+/// API server with a message that says where the queue goes; others are accepted.
+#[tokio::test]
+#[ignore = "needs a cluster: hack/test.sh"]
+async fn reserved_job_metadata_keys_are_refused() -> Result<()> {
+    let env = Env::new("kq-keys").await?;
+    for (what, meta) in [
+        (
+            "labels",
+            json!({"labels": {"kueue.x-k8s.io/queue-name": "other"}}),
+        ),
+        (
+            "annotations",
+            json!({"annotations": {"renderfarm.io/paused": "true"}}),
+        ),
+    ] {
+        let refused = env
+            .create("bad", json!({"jobMetadata": meta}))
+            .await
+            .err()
+            .with_context(|| format!("reserved {what} accepted"))?;
+        ensure!(
+            refused
+                .to_string()
+                .contains("set the queue with spec.queueName"),
+            "{refused}"
+        );
+    }
+    env.create(
+        "good",
+        json!({"jobMetadata": {"labels": {"team": "fx"}, "annotations": {"cost-centre": "shot-010"}}}),
+    )
+    .await?;
+    Ok(())
+}
