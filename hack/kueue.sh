@@ -7,7 +7,11 @@
 #   hack/kueue.sh up          build, install the CRDs, start it, register its webhooks; idempotent
 #   hack/kueue.sh down        unregister the webhooks and stop it
 #   hack/kueue.sh status      whether it runs
-#   hack/kueue.sh path        print the binary's path (for the kind image, hack/kind.sh)
+#   hack/kueue.sh kind        on the kind lane's cluster (hack/kind.sh up first): the binary in
+#                             an image (hack/kueue/Dockerfile), kind load, and the module's own
+#                             Helm chart installed with that image
+#   hack/kueue.sh kind-down   uninstall it from the kind cluster (its CRDs stay)
+#   hack/kueue.sh path        print the binary's path
 #
 # Environment: as hack/cluster.sh (RENDERFARM_CLUSTER_DIR, RENDERFARM_CACHE,
 # RENDERFARM_PORT_OFFSET): Kueue runs beside the cluster those name.
@@ -248,6 +252,41 @@ down() {
   rm -f "$KDIR/kueue.pid"
 }
 
+# kind: Kueue in the kind cluster, installed the way users install it (its Helm chart, here from
+# the module download) but with an image built here, so no registry is needed.
+kind_up() {
+  build
+  local bins src ctx kind_bin kubeconfig workers image=renderfarm/kueue:$KUEUE_VERSION
+  local cluster=${KIND_CLUSTER:-renderfarm}
+  bins=$("$HACK/cluster.sh" bins)
+  kind_bin=$(sed -n 's/^kind=//p' <<<"$bins")
+  K8S_HELM=$(sed -n 's/^helm=//p' <<<"$bins")
+  K8S_KUBECTL=$(sed -n 's/^kubectl=//p' <<<"$bins")
+  kubeconfig=$CACHE/kind/$cluster/kubeconfig
+  [[ -f $kubeconfig ]] || die "no kind cluster $cluster: run hack/kind.sh up first"
+  src=$(module_dir)
+  ctx=$(mktemp -d)
+  cp "$KUEUE_BIN/kueue" "$HACK/kueue/Dockerfile" "$ctx/"
+  "$HACK/docker.sh" build -q -t "$image" "$ctx" >/dev/null
+  rm -rf "$ctx"
+  workers=$("$kind_bin" get nodes --name "$cluster" | grep -v -- -control-plane | paste -sd,)
+  "$kind_bin" load docker-image --name "$cluster" --nodes "$workers" "$image"
+  "$K8S_HELM" upgrade --install kueue "$src/charts/kueue" --kubeconfig "$kubeconfig" \
+    --namespace kueue-system --create-namespace \
+    --set controllerManager.manager.image.repository=renderfarm/kueue \
+    --set controllerManager.manager.image.tag="$KUEUE_VERSION" \
+    --set controllerManager.manager.image.pullPolicy=IfNotPresent \
+    --wait --timeout 300s
+  log "kueue $KUEUE_VERSION on kind cluster $cluster"
+}
+
+kind_down() {
+  local bins cluster=${KIND_CLUSTER:-renderfarm}
+  bins=$("$HACK/cluster.sh" bins)
+  "$(sed -n 's/^helm=//p' <<<"$bins")" uninstall kueue --namespace kueue-system \
+    --kubeconfig "$CACHE/kind/$cluster/kubeconfig" --wait --ignore-not-found
+}
+
 status() {
   local pid
   pid=$(pid_of || true)
@@ -264,9 +303,11 @@ case ${1:-} in
   up) up ;;
   down) down ;;
   status) status ;;
+  kind) kind_up ;;
+  kind-down) kind_down ;;
   path) printf '%s\n' "$KUEUE_BIN/kueue" ;;
   *)
-    sed -n '2,13p' "$0" >&2
+    sed -n '2,17p' "$0" >&2
     exit 2
     ;;
 esac

@@ -17,7 +17,9 @@ use kube::{Client, ResourceExt};
 use renderfarm::crd::RenderJob;
 use serde_json::{Value, json};
 
-use crate::harness::{Env, JobUids, SCENARIO_LABEL, condition, status, watch_until};
+use crate::harness::{
+    Env, JobUids, SCENARIO_LABEL, apply_object as apply, condition, status, watch_until,
+};
 
 const MINUTE: Duration = Duration::from_secs(60);
 const QUEUE: &str = "artists";
@@ -36,31 +38,6 @@ impl Drop for ClusterObjects {
                 .status();
         }
     }
-}
-
-/// Server-side apply of one object of any kind.
-async fn apply(client: &Client, obj: Value) -> Result<()> {
-    let api_version = obj["apiVersion"].as_str().context("apiVersion")?;
-    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-    let gvk = GroupVersionKind::gvk(group, version, obj["kind"].as_str().context("kind")?);
-    let ar = ApiResource::from_gvk(&gvk);
-    let name = obj["metadata"]["name"]
-        .as_str()
-        .context("name")?
-        .to_string();
-    let dynamic: DynamicObject = serde_json::from_value(obj.clone())?;
-    let api: Api<DynamicObject> = match obj["metadata"]["namespace"].as_str() {
-        Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
-        None => Api::all_with(client.clone(), &ar),
-    };
-    api.patch(
-        &name,
-        &PatchParams::apply("renderfarm-e2e").force(),
-        &Patch::Apply(&dynamic),
-    )
-    .await
-    .with_context(|| format!("applying {} {name}", gvk.kind))?;
-    Ok(())
 }
 
 /// Fails unless Kueue's API is served: these tests need Kueue itself.
