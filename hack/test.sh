@@ -254,6 +254,8 @@ stage_kind() {
   STARTED_KIND=1
   check "hack/demo.sh" demo || return
   eval "$(hack/kind.sh env)"
+  # Kueue from the image built here, for the render queued through it (kind.rs).
+  check "hack/kueue.sh kind" hack/kueue.sh kind
   ctest "kind: real frames" -p renderfarm --test kind --locked -- --ignored --nocapture
   ctest "kind: sandboxed batch pods" -p renderfarm --test sandbox --locked -- --ignored --nocapture
   ctest "kind: kubectl render" -p kubectl-render --test kind --locked -- --ignored --nocapture
