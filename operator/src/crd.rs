@@ -59,6 +59,13 @@ pub const MAX_FAILED_BATCHES_LISTED: usize = 20;
         description = "Batches succeeded/total"
     ),
     printcolumn(
+        name = "Queued",
+        type_ = "integer",
+        json_path = ".status.batches.queued",
+        priority = 1,
+        description = "Batches held by a queue (Kueue) or suspended by someone else"
+    ),
+    printcolumn(
         name = "ETA",
         type_ = "date",
         json_path = ".status.estimatedCompletionTime",
@@ -550,7 +557,9 @@ mod tests {
             .collect();
         assert_eq!(
             cols,
-            ["Phase", "Progress", "Frames", "Batches", "ETA", "Age"]
+            [
+                "Phase", "Progress", "Frames", "Batches", "Queued", "ETA", "Age"
+            ]
         );
         assert!(
             v.subresources
