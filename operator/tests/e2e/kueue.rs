@@ -555,3 +555,100 @@ async fn reserved_job_metadata_keys_are_refused() -> Result<()> {
     .await?;
     Ok(())
 }
+
+/// Pausing a queued render: its unfinished batch Jobs are deleted (Kueue would resume an
+/// admitted Job it found suspended) and their quota freed; no Job exists while it is paused;
+/// resumed, it finishes with every batch succeeded and none failed.
+#[tokio::test]
+#[ignore = "needs a cluster and Kueue: hack/test.sh"]
+async fn pausing_a_queued_render_gives_its_quota_back() -> Result<()> {
+    let mut env = Env::new("kq-pause").await?;
+    let cq = format!("rf-{}", env.ns);
+    let _objects = queues(&env.client, &cq, &[&env.ns], json!({})).await?;
+    let vars = slow(&env, 3000);
+    env.stage("slow.yaml", &format!("{}-slow", env.ns), &vars)
+        .await?;
+    env.start_operator()?;
+    env.create(
+        "pause",
+        json!({
+            "frames": {"start": 1, "end": 8}, "batchSize": 2, "parallelism": 3,
+            "queueName": QUEUE,
+            "podMetadata": {"labels": {SCENARIO_LABEL: env.ns.clone()}},
+        }),
+    )
+    .await?;
+    env.wait_rj("pause", "two batches running, one queued", MINUTE, |rj| {
+        let s = status(rj);
+        s.pods.running == 2 && s.batches.queued == 1
+    })
+    .await?;
+    let suspend = |on: bool| json!({"spec": {"suspend": on}});
+    env.rjs()
+        .patch(
+            "pause",
+            &PatchParams::default(),
+            &Patch::Merge(&suspend(true)),
+        )
+        .await?;
+    watch_until(env.jobs(), MINUTE, "every unfinished Job deleted", |jobs| {
+        jobs.iter()
+            .all(|j| {
+                j.status
+                    .as_ref()
+                    .and_then(|s| s.completion_time.as_ref())
+                    .is_some()
+            })
+            .then_some(())
+    })
+    .await?;
+    let rj = env
+        .wait_rj("pause", "Suspended with no batch active", MINUTE, |rj| {
+            let s = status(rj);
+            s.phase.as_str() == "Suspended" && s.batches.active == 0
+        })
+        .await?;
+    let s = status(&rj);
+    ensure!(s.batches.failed == 0 && s.batches.queued == 0, "{s:?}");
+    // The quota is back: the ClusterQueue reserves nothing for it.
+    let gvk = GroupVersionKind::gvk("kueue.x-k8s.io", "v1beta2", "ClusterQueue");
+    let cqs: Api<DynamicObject> = Api::all_with(env.client.clone(), &ApiResource::from_gvk(&gvk));
+    crate::harness::await_object(
+        cqs,
+        &cq,
+        MINUTE,
+        "the ClusterQueue reserving nothing",
+        |o: Option<&DynamicObject>| {
+            o.is_some_and(|o| o.data["status"]["reservingWorkloads"].as_i64() == Some(0))
+        },
+    )
+    .await?;
+    let unfinished = env
+        .jobs()
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|j| {
+            j.status
+                .as_ref()
+                .and_then(|s| s.completion_time.as_ref())
+                .is_none()
+        })
+        .count();
+    ensure!(
+        unfinished == 0,
+        "{unfinished} unfinished Jobs left while paused"
+    );
+    env.rjs()
+        .patch(
+            "pause",
+            &PatchParams::default(),
+            &Patch::Merge(&suspend(false)),
+        )
+        .await?;
+    let rj = env.wait_phase("pause", "Succeeded", 2 * MINUTE).await?;
+    let s = status(&rj);
+    ensure!(s.batches.failed == 0 && s.frames.rendered == 8, "{s:?}");
+    Ok(())
+}
