@@ -79,6 +79,23 @@ async fn queues(client: &Client, name: &str, nss: &[&str], extra: Value) -> Resu
         json!({"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "ClusterQueue", "metadata": {"name": name}, "spec": spec}),
     )
     .await?;
+    // Kueue's controller marks a ClusterQueue it can admit to Active: proof that it runs.
+    let gvk = GroupVersionKind::gvk("kueue.x-k8s.io", "v1beta2", "ClusterQueue");
+    let cqs: Api<DynamicObject> = Api::all_with(client.clone(), &ApiResource::from_gvk(&gvk));
+    crate::harness::await_object(
+        cqs,
+        name,
+        Duration::from_secs(30),
+        "the ClusterQueue Active (is Kueue running? `hack/kueue.sh up`)",
+        |o: Option<&DynamicObject>| {
+            o.and_then(|o| o.data["status"]["conditions"].as_array().cloned())
+                .is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c["type"] == "Active" && c["status"] == "True")
+                })
+        },
+    )
+    .await?;
     for ns in nss {
         apply(
             client,
