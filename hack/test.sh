@@ -23,7 +23,7 @@ mkdir -p "$LOGS"
 PASSED=0 FAILED=0
 STAGE_PASSED=0 STAGE_FAILED=0
 SUMMARY=()
-FINISHED='' STARTED_CLUSTER='' STARTED_KIND='' STARTED_DOCKERD='' BUILD_KIND_PID=''
+FINISHED='' STARTED_CLUSTER='' STARTED_KIND='' STARTED_KUEUE='' STARTED_DOCKERD='' BUILD_KIND_PID=''
 
 # count PASSED FAILED: add to the stage's and the run's totals.
 count() {
@@ -125,6 +125,7 @@ finish() {
   if [[ -n $BUILD_KIND_PID ]] && kill -0 "$BUILD_KIND_PID" 2>/dev/null; then
     kill -- "-$BUILD_KIND_PID" 2>/dev/null || true
   fi
+  if [[ -n $STARTED_KUEUE ]]; then hack/kueue.sh down >/dev/null 2>&1 || true; fi
   if [[ -n $STARTED_CLUSTER ]]; then hack/cluster.sh down --purge >/dev/null 2>&1 || true; fi
   if [[ -n $STARTED_KIND ]]; then hack/kind.sh down >/dev/null 2>&1 || true; fi
   if [[ -n $STARTED_DOCKERD ]]; then hack/docker.sh down >/dev/null 2>&1 || true; fi
@@ -219,6 +220,9 @@ crd_dry_run() {
 
 stage_e2e() {
   check "the CRD the operator prints applies" crd_dry_run
+  # Kueue for the kueue:: tests (built from its Go module the first time, a few minutes).
+  STARTED_KUEUE=1
+  check "hack/kueue.sh up" hack/kueue.sh up
   ctest "e2e suite" -p renderfarm --test e2e --locked -- --ignored --test-threads 4 --nocapture \
     --skip restart::
   ctest "kubectl render on the local cluster" -p kubectl-render --test kwok --locked -- \
@@ -251,6 +255,8 @@ stage_kind() {
   STARTED_KIND=1
   check "hack/demo.sh" demo || return
   eval "$(hack/kind.sh env)"
+  # Kueue from the image built here, for the render queued through it (kind.rs).
+  check "hack/kueue.sh kind" hack/kueue.sh kind
   ctest "kind: real frames" -p renderfarm --test kind --locked -- --ignored --nocapture
   ctest "kind: sandboxed batch pods" -p renderfarm --test sandbox --locked -- --ignored --nocapture
   ctest "kind: kubectl render" -p kubectl-render --test kind --locked -- --ignored --nocapture

@@ -203,6 +203,7 @@ mod tests {
                 active: 1,
                 succeeded: 3,
                 failed: 0,
+                queued: 0,
             },
             start_time: Some(time("2026-01-01T10:00:00Z")),
             estimated_completion_time: Some(time("2026-01-01T10:02:20Z")),

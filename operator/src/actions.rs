@@ -12,9 +12,10 @@ pub struct Actions {
     pub create: Vec<u32>,
     /// Unfinished Jobs to suspend (the RenderJob is suspended).
     pub suspend: Vec<String>,
-    /// Suspended Jobs to resume.
+    /// Jobs the operator itself suspended, to resume.
     pub resume: Vec<String>,
-    /// Succeeded Jobs to delete (cleanup policy `DeleteSucceeded`).
+    /// Succeeded Jobs to delete (cleanup policy `DeleteSucceeded`), and unfinished queued
+    /// Jobs of a paused RenderJob.
     pub delete: Vec<String>,
 }
 
@@ -55,10 +56,19 @@ pub fn decide(
     for (index, job) in jobs {
         let name = || job.name.clone();
         match states.get(*index as usize) {
+            // Under Kueue a pause cannot be a suspension (Kueue resumes an admitted Job it
+            // finds suspended): the unfinished Jobs are deleted instead, which gives their
+            // quota back; frames already on disk are skipped when the batch runs again.
+            Some(BatchState::Active) if rj.spec.suspend && job.queued && !job.deleting => {
+                actions.delete.push(name())
+            }
+            Some(BatchState::Active) if rj.spec.suspend && job.queued => {}
             Some(BatchState::Active) if rj.spec.suspend && !job.suspended => {
                 actions.suspend.push(name())
             }
-            Some(BatchState::Active) if !rj.spec.suspend && job.suspended => {
+            // Only a suspension the operator made itself: one by Kueue (waiting for quota,
+            // preempted) or by anyone else is theirs to lift.
+            Some(BatchState::Active) if !rj.spec.suspend && job.suspended && job.paused => {
                 actions.resume.push(name())
             }
             Some(BatchState::Succeeded)
@@ -101,6 +111,21 @@ mod tests {
         job.into()
     }
 
+    /// A Job the operator suspended itself.
+    fn paused(name: &str) -> BatchJob {
+        BatchJob {
+            paused: true,
+            ..job(name, true)
+        }
+    }
+
+    fn queued(name: &str, suspend: bool) -> BatchJob {
+        BatchJob {
+            queued: true,
+            ..job(name, suspend)
+        }
+    }
+
     #[test]
     fn fills_free_slots_in_order() {
         let states = [Succeeded, Active, Pending, Pending, Pending];
@@ -136,7 +161,7 @@ mod tests {
     #[test]
     fn suspend_stops_creation_and_suspends_running_jobs() {
         let states = [Active, Active, Pending];
-        let (a, b) = (job("a", false), job("b", true));
+        let (a, b) = (job("a", false), paused("b"));
         let jobs = index::Jobs::from_iter([(0, &a), (1, &b)]);
         let got = decide_now(&rj(5, true, "Keep"), &states, &jobs);
         assert_eq!(
@@ -189,5 +214,55 @@ mod tests {
         let jobs = index::Jobs::from_iter([(0, &a)]);
         let got = decide_now(&rj(1, false, "Keep"), &states, &jobs);
         assert_eq!(got.create, vec![1]);
+    }
+
+    #[test]
+    fn a_suspension_the_operator_did_not_make_is_left_alone() {
+        let states = [Active, Active, Active];
+        // Suspended by someone else, by the operator, and by Kueue.
+        let (a, b, c) = (job("a", true), paused("b"), queued("c", true));
+        let jobs = index::Jobs::from_iter([(0, &a), (1, &b), (2, &c)]);
+        let got = decide_now(&rj(5, false, "Keep"), &states, &jobs);
+        assert_eq!(
+            got,
+            Actions {
+                resume: vec!["b".into()],
+                ..Default::default()
+            }
+        );
+        // Nor does a pause touch a Job someone else suspended.
+        let got = decide_now(
+            &rj(5, true, "Keep"),
+            &states[..1],
+            &index::Jobs::from_iter([(0, &a)]),
+        );
+        assert!(got.is_empty(), "{got:?}");
+    }
+
+    #[test]
+    fn pausing_a_queued_render_deletes_its_unfinished_jobs() {
+        let states = [Succeeded, Active, Active, Pending];
+        let (a, b, c) = (queued("a", false), queued("b", false), queued("c", true));
+        let jobs = index::Jobs::from_iter([(0, &a), (1, &b), (2, &c)]);
+        let got = decide_now(&rj(5, true, "Keep"), &states, &jobs);
+        assert_eq!(
+            got,
+            Actions {
+                delete: vec!["b".into(), "c".into()],
+                ..Default::default()
+            }
+        );
+    }
+
+    #[test]
+    fn queued_jobs_count_against_parallelism() {
+        // Parallelism caps what runs: a Job Kueue holds may be admitted at any moment.
+        let states = [Active, Active, Pending, Pending];
+        let (a, b) = (queued("a", true), queued("b", false));
+        let jobs = index::Jobs::from_iter([(0, &a), (1, &b)]);
+        let got = decide_now(&rj(2, false, "Keep"), &states, &jobs);
+        assert!(got.is_empty(), "{got:?}");
+        let got = decide_now(&rj(3, false, "Keep"), &states, &jobs);
+        assert_eq!(got.create, vec![2]);
     }
 }

@@ -17,7 +17,10 @@ use kube::runtime::reflector::Lookup;
 use kube::runtime::watcher;
 
 use crate::crd::RenderJob;
-use crate::job::{BATCH_LABEL, PREVIEW_STEP, RENDERJOB_ANNOTATION, STEP_LABEL, STOPPED_ANNOTATION};
+use crate::job::{
+    BATCH_LABEL, PAUSED_ANNOTATION, PREVIEW_STEP, QUEUE_LABEL, RENDERJOB_ANNOTATION, STEP_LABEL,
+    STOPPED_ANNOTATION,
+};
 use crate::pod::{self, PodProblem};
 
 /// The controller owner of an object.
@@ -55,6 +58,10 @@ pub struct BatchJob {
     /// The [`BATCH_LABEL`] label.
     pub batch: Option<u32>,
     pub suspended: bool,
+    /// The operator suspended it itself (its [`PAUSED_ANNOTATION`]); only such a Job is resumed.
+    pub paused: bool,
+    /// It names a Kueue LocalQueue (the [`QUEUE_LABEL`] label): Kueue admits it.
+    pub queued: bool,
     /// It has a deletion timestamp.
     pub deleting: bool,
     /// When it was created (`metadata.creationTimestamp`).
@@ -162,6 +169,14 @@ impl From<Job> for BatchJob {
             }),
             batch,
             suspended: job.spec.and_then(|s| s.suspend).unwrap_or(false),
+            paused: meta
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key(PAUSED_ANNOTATION)),
+            queued: meta
+                .labels
+                .as_ref()
+                .is_some_and(|l| l.contains_key(QUEUE_LABEL)),
             deleting: meta.deletion_timestamp.is_some(),
             stopped: meta
                 .annotations
@@ -354,6 +369,8 @@ mod tests {
                 }),
                 batch: Some(0),
                 suspended: false,
+                paused: false,
+                queued: false,
                 deleting: false,
                 created: time("2026-11-23T11:02:09Z"),
                 stopped: None,

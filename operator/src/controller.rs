@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::Event as CoreEvent;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PropagationPolicy};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -28,7 +28,7 @@ use tracing::{debug, info, warn};
 use crate::cache::{self, BatchJob, BatchPod, Disruptions};
 use crate::crd::{RenderJob, RenderJobStatus};
 use crate::events::Note;
-use crate::job::{JobConfig, MANAGED_BY, MANAGED_BY_LABEL, STOPPED_ANNOTATION};
+use crate::job::{JobConfig, MANAGED_BY, MANAGED_BY_LABEL, PAUSED_ANNOTATION, STOPPED_ANNOTATION};
 use crate::metrics::Metrics;
 use crate::ranges::encode_ranges;
 use crate::reconcile::{self, Applied, Effects, Input, Progress};
@@ -424,7 +424,12 @@ async fn carry_out(
     }
     for (names, suspend) in [(&fx.suspend, true), (&fx.resume, false)] {
         for job_name in names {
-            let patch = serde_json::json!({"spec": {"suspend": suspend}});
+            // The annotation marks the suspension as the operator's: the only kind it lifts.
+            let paused = suspend.then_some("true");
+            let patch = serde_json::json!({
+                "metadata": {"annotations": {PAUSED_ANNOTATION: paused}},
+                "spec": {"suspend": suspend},
+            });
             jobs.patch(job_name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await?;
         }
@@ -467,15 +472,33 @@ async fn apply_jobs(
     manifests: Vec<(u32, Job)>,
 ) -> (Vec<(u32, Applied)>, Option<kube::Error>) {
     let ssa = PatchParams::apply(MANAGER).force();
+    let post = PostParams {
+        field_manager: Some(MANAGER.to_string()),
+        ..Default::default()
+    };
     let results: Vec<(u32, kube::Result<Job>)> = futures::stream::iter(manifests)
         .map(|(index, manifest)| {
-            let ssa = &ssa;
+            let (ssa, post) = (&ssa, &post);
             async move {
                 let name = manifest.name_any();
-                (
-                    index,
-                    jobs.patch(&name, ssa, &Patch::Apply(&manifest)).await,
-                )
+                // A queued Job is created, never applied: Kueue's manager takes `spec.suspend`
+                // over when it admits or preempts the Job, and a forced apply of a Job that
+                // exists after all (an answer lost, the cache behind) would take it back and
+                // suspend an admitted batch. One that exists is as good as created.
+                let queued = manifest.labels().contains_key(crate::job::QUEUE_LABEL);
+                let result = if queued {
+                    match jobs.create(post, &manifest).await {
+                        Err(kube::Error::Api(e))
+                            if e.code == 409 && e.reason == "AlreadyExists" =>
+                        {
+                            Ok(manifest)
+                        }
+                        other => other,
+                    }
+                } else {
+                    jobs.patch(&name, ssa, &Patch::Apply(&manifest)).await
+                };
+                (index, result)
             }
         })
         .buffer_unordered(CREATE_CONCURRENCY)

@@ -59,6 +59,13 @@ pub const MAX_FAILED_BATCHES_LISTED: usize = 20;
         description = "Batches succeeded/total"
     ),
     printcolumn(
+        name = "Queued",
+        type_ = "integer",
+        json_path = ".status.batches.queued",
+        priority = 1,
+        description = "Batches held by a queue (Kueue) or suspended by someone else"
+    ),
+    printcolumn(
         name = "ETA",
         type_ = "date",
         json_path = ".status.estimatedCompletionTime",
@@ -166,6 +173,34 @@ pub struct RenderJobSpec {
     /// Labels and annotations added to every batch pod (cost tags, workload identity, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_metadata: Option<PodMetadata>,
+
+    /// Labels and annotations of the batch Jobs themselves (not their pods; see
+    /// `podMetadata`), for admission controllers and policies that look at Jobs. Keys under
+    /// `renderfarm.io/` and `kueue.x-k8s.io/` are the operator's and Kueue's (set the queue
+    /// with `queueName`), and the operator's own labels are applied last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_metadata: Option<JobMetadata>,
+
+    /// The PriorityClass of every batch pod. Kueue also takes a Workload's priority from it,
+    /// so a higher class can preempt a lower one's batches in the same ClusterQueue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub priority_class_name: Option<String>,
+
+    /// A Kueue LocalQueue in the RenderJob's namespace: batch Jobs get its
+    /// `kueue.x-k8s.io/queue-name` label and are created suspended, and Kueue admits each by
+    /// resuming it once the queue's quota allows. The operator never resumes a batch Job it did
+    /// not suspend itself. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("queueName is immutable"))]
+    pub queue_name: Option<String>,
 
     /// Retries of a failed batch before it counts as failed. Evictions and node loss are not
     /// counted; bad input (a missing or corrupt .blend) fails the batch at once.
@@ -298,6 +333,29 @@ pub struct PodMetadata {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
 }
+
+/// Labels and annotations for batch Jobs.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema, Default)]
+pub struct JobMetadata {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend(
+        "maxProperties" = 16,
+        "additionalProperties" = {"type": "string", "maxLength": 63, "pattern": "^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$"}
+    ))]
+    #[x_kube(validation = Rule::new(RESERVED_KEYS).message(RESERVED_MESSAGE))]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 16))]
+    #[x_kube(validation = Rule::new(RESERVED_KEYS).message(RESERVED_MESSAGE))]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Key prefixes of batch Job labels and annotations that belong to the operator and to Kueue.
+pub const RESERVED_PREFIXES: [&str; 2] = ["renderfarm.io/", "kueue.x-k8s.io/"];
+const RESERVED_KEYS: &str =
+    "self.all(k, !k.startsWith('renderfarm.io/') && !k.startsWith('kueue.x-k8s.io/'))";
+const RESERVED_MESSAGE: &str =
+    "keys under renderfarm.io/ and kueue.x-k8s.io/ are reserved: set the queue with spec.queueName";
 
 /// What happens to batch Jobs once they are done.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
@@ -531,6 +589,11 @@ pub struct BatchCounts {
     pub pending: i64,
     /// Job created and not finished.
     pub active: i64,
+    /// Of the active, those whose Job is suspended by a queue (Kueue waiting for quota, or
+    /// after preempting it) or by someone else: the operator leaves them alone until resumed.
+    #[serde(default)]
+    pub queued: i64,
+
     pub succeeded: i64,
     pub failed: i64,
 }
@@ -617,7 +680,9 @@ mod tests {
             .collect();
         assert_eq!(
             cols,
-            ["Phase", "Progress", "Frames", "Batches", "ETA", "Age"]
+            [
+                "Phase", "Progress", "Frames", "Batches", "Queued", "ETA", "Age"
+            ]
         );
         assert!(
             v.subresources

@@ -36,6 +36,12 @@ pub const FRAMES_LABEL: &str = "renderfarm.io/frames";
 pub const FRAMES_ANNOTATION: &str = "renderfarm.io/frames";
 /// On a batch Job the operator stopped, why (`Evicted: evicted 5 times`).
 pub const STOPPED_ANNOTATION: &str = "renderfarm.io/stopped";
+/// On a batch Job the operator suspended itself (the RenderJob is paused): the only suspended
+/// Jobs it ever resumes. A Job suspended by anyone else (Kueue holding it for quota or after
+/// preempting it, or a person) stays as it is.
+pub const PAUSED_ANNOTATION: &str = "renderfarm.io/paused";
+/// Kueue's label naming the LocalQueue of a Job.
+pub const QUEUE_LABEL: &str = "kueue.x-k8s.io/queue-name";
 /// Disruptions (evictions, preemptions, node loss) a batch may have before it fails as
 /// `Evicted`, unless the operator is told otherwise (`--max-disruptions`): they do not count as
 /// failures, but a batch that keeps getting evicted (filling its node's disk, say) must not
@@ -301,6 +307,46 @@ pub fn preview_labels(rj: &RenderJob) -> BTreeMap<String, String> {
     labels
 }
 
+/// A Job's metadata: the user's `jobMetadata` first, then ours, which win, and the queue's
+/// label when the render names a queue.
+fn job_metadata(
+    rj: &RenderJob,
+    name: String,
+    labels: BTreeMap<String, String>,
+    annotations: BTreeMap<String, String>,
+    owner: k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
+) -> ObjectMeta {
+    // The API server refuses reserved keys in `jobMetadata`; they are dropped here too, so that
+    // one never marks a preview Job as a batch.
+    let user = |m: Option<&BTreeMap<String, String>>| -> BTreeMap<String, String> {
+        m.into_iter()
+            .flatten()
+            .filter(|(k, _)| {
+                !crate::crd::RESERVED_PREFIXES
+                    .iter()
+                    .any(|p| k.starts_with(p))
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    let meta = rj.spec.job_metadata.as_ref();
+    let mut job_labels = user(meta.map(|m| &m.labels));
+    job_labels.extend(labels);
+    let mut job_annotations = user(meta.map(|m| &m.annotations));
+    job_annotations.extend(annotations);
+    if let Some(queue) = &rj.spec.queue_name {
+        job_labels.insert(QUEUE_LABEL.to_string(), queue.clone());
+    }
+    ObjectMeta {
+        name: Some(name),
+        namespace: rj.namespace(),
+        labels: Some(job_labels),
+        annotations: (!job_annotations.is_empty()).then_some(job_annotations),
+        owner_references: Some(vec![owner]),
+        ..Default::default()
+    }
+}
+
 /// The RenderJob as the controller owner of its Jobs.
 fn owner(rj: &RenderJob) -> Result<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference> {
     let mut owner = rj
@@ -328,15 +374,10 @@ pub fn build(rj: &RenderJob, batch: &Batch, config: &JobConfig, suspend: bool) -
         metadata: Some(pod_metadata(rj, &labels, &annotations)),
         spec: Some(pod_spec(rj, container)),
     };
+    // Kueue expects a queued Job to be created suspended; it admits it by resuming it.
+    let suspend = suspend || rj.spec.queue_name.is_some();
     Ok(Job {
-        metadata: ObjectMeta {
-            name: Some(job_name(&name, batch.index)),
-            namespace: rj.namespace(),
-            labels: Some(labels),
-            annotations: Some(annotations),
-            owner_references: Some(vec![owner]),
-            ..Default::default()
-        },
+        metadata: job_metadata(rj, job_name(&name, batch.index), labels, annotations, owner),
         spec: Some(JobSpec {
             backoff_limit: Some(rj.spec.backoff_limit),
             active_deadline_seconds: rj.spec.active_deadline_seconds,
@@ -391,20 +432,16 @@ pub fn build_preview(rj: &RenderJob, config: &JobConfig) -> Result<Job> {
     let mut spec = pod_spec(rj, container);
     // ffmpeg needs no GPU: the GPU pool's taint is not tolerated for it.
     spec.tolerations = rj.spec.tolerations.clone();
+    let name = preview_job_name(&rj.name_any());
     Ok(Job {
-        metadata: ObjectMeta {
-            name: Some(preview_job_name(&rj.name_any())),
-            namespace: rj.namespace(),
-            labels: Some(labels.clone()),
-            owner_references: Some(vec![owner(rj)?]),
-            ..Default::default()
-        },
+        // Queued like the batches: a cluster that admits only queued Jobs admits it too.
+        metadata: job_metadata(rj, name, labels.clone(), BTreeMap::new(), owner(rj)?),
         spec: Some(JobSpec {
             backoff_limit: Some(PREVIEW_BACKOFF_LIMIT),
             active_deadline_seconds: rj.spec.active_deadline_seconds,
             completions: Some(1),
             parallelism: Some(1),
-            suspend: Some(false),
+            suspend: Some(rj.spec.queue_name.is_some()),
             // Never two ffmpegs writing the same preview.mp4.
             pod_replacement_policy: Some("Failed".to_string()),
             pod_failure_policy: Some(disruptions_ignored()),
@@ -548,6 +585,7 @@ fn pod_spec(rj: &RenderJob, container: Container) -> PodSpec {
         containers: vec![container],
         node_selector: rj.spec.node_selector.clone(),
         tolerations: tolerations(rj),
+        priority_class_name: rj.spec.priority_class_name.clone(),
         automount_service_account_token: Some(false),
         enable_service_links: Some(false),
         security_context: Some(PodSecurityContext {
@@ -614,6 +652,19 @@ fn failure_policy() -> PodFailurePolicy {
                     container_name: Some(CONTAINER.to_string()),
                     operator: "In".to_string(),
                     values: vec![exit::BAD_INPUT],
+                }),
+                on_pod_conditions: None,
+            },
+            // Stopped by SIGTERM: its Job suspended (a pause, Kueue preempting it) or its pod
+            // deleted. The Job controller counts a pod deleted that way as failed unless told
+            // otherwise, and a batch preempted a few times would fail. A hung batch still
+            // fails: the deadline fails the Job itself.
+            PodFailurePolicyRule {
+                action: "Ignore".to_string(),
+                on_exit_codes: Some(PodFailurePolicyOnExitCodesRequirement {
+                    container_name: Some(CONTAINER.to_string()),
+                    operator: "In".to_string(),
+                    values: vec![exit::TERMINATED],
                 }),
                 on_pod_conditions: None,
             },
@@ -737,6 +788,14 @@ mod tests {
         assert_eq!(
             rules[1].on_exit_codes.as_ref().map(|r| r.values.clone()),
             Some(vec![exit::BAD_INPUT])
+        );
+        assert_eq!(
+            (
+                rules[2].action.as_str(),
+                rules[2].on_exit_codes.as_ref().map(|r| r.values.clone())
+            ),
+            ("Ignore", Some(vec![exit::TERMINATED])),
+            "a suspended or preempted batch is no failure"
         );
 
         // Restricted pod security.
@@ -1074,5 +1133,59 @@ mod tests {
             .map(|p| p.containers[0].args.clone().unwrap_or_default());
         let parsed = RenderArgs::try_parse_from_args(&args.unwrap_or_default()).expect("parses");
         assert_eq!(parsed.frames.frames(), vec![11, 13, 15, 17, 19]);
+    }
+
+    #[test]
+    fn a_queue_name_labels_the_job_and_creates_it_suspended() {
+        let mut rj = renderjob("q", Device::Cpu);
+        let job = build(&rj, &batch(&rj, 0), &config(), false).expect("job");
+        let labels = job.metadata.labels.clone().unwrap_or_default();
+        assert!(!labels.contains_key(QUEUE_LABEL));
+        assert_eq!(job.spec.and_then(|s| s.suspend), Some(false));
+
+        rj.spec.queue_name = Some("artists".into());
+        rj.spec.priority_class_name = Some("urgent".into());
+        rj.spec.job_metadata = Some(crate::crd::JobMetadata {
+            labels: BTreeMap::from([
+                ("team".to_string(), "fx".to_string()),
+                (BATCH_LABEL.to_string(), "99".to_string()),
+            ]),
+            annotations: BTreeMap::from([("cost".to_string(), "shot-1".to_string())]),
+        });
+        let job = build(&rj, &batch(&rj, 0), &config(), false).expect("job");
+        let labels = job.metadata.labels.clone().unwrap_or_default();
+        assert_eq!(labels.get(QUEUE_LABEL).map(String::as_str), Some("artists"));
+        assert_eq!(labels.get("team").map(String::as_str), Some("fx"));
+        assert_eq!(
+            labels.get(BATCH_LABEL).map(String::as_str),
+            Some("0"),
+            "ours win, reserved keys are dropped"
+        );
+        let annotations = job.metadata.annotations.clone().unwrap_or_default();
+        assert_eq!(annotations.get("cost").map(String::as_str), Some("shot-1"));
+        let spec = job.spec.expect("spec");
+        assert_eq!(spec.suspend, Some(true), "Kueue admits it by resuming it");
+        let pod = spec.template.spec.expect("pod");
+        assert_eq!(pod.priority_class_name.as_deref(), Some("urgent"));
+        let pod_labels = spec
+            .template
+            .metadata
+            .and_then(|m| m.labels)
+            .unwrap_or_default();
+        assert!(
+            !pod_labels.contains_key("team"),
+            "Job labels stay on the Job"
+        );
+
+        // The preview step waits in the same queue, with the same labels and priority.
+        let preview = build_preview(&rj, &config()).expect("preview job");
+        let labels = preview.metadata.labels.clone().unwrap_or_default();
+        assert_eq!(labels.get(QUEUE_LABEL).map(String::as_str), Some("artists"));
+        assert_eq!(labels.get("team").map(String::as_str), Some("fx"));
+        assert!(!labels.contains_key(BATCH_LABEL));
+        let spec = preview.spec.expect("spec");
+        assert_eq!(spec.suspend, Some(true));
+        let pod = spec.template.spec.expect("pod");
+        assert_eq!(pod.priority_class_name.as_deref(), Some("urgent"));
     }
 }

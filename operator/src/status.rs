@@ -245,7 +245,9 @@ pub struct Observed<'a> {
 pub fn roll_up(rj: &RenderJob, seen: &Observed<'_>, now: &Time) -> RenderJobStatus {
     let prev = rj.status.clone().unwrap_or_default();
     let plan = seen.plan;
-    let batches = batch_counts(plan, seen.states);
+    let mut batches = batch_counts(plan, seen.states);
+    let held = held(seen);
+    batches.queued = held.len() as i64;
     let frames = FrameCounts {
         total: plan.total_frames(),
         rendered: succeeded(seen.states)
@@ -267,6 +269,8 @@ pub fn roll_up(rj: &RenderJob, seen: &Observed<'_>, now: &Time) -> RenderJobStat
             failed: &failed_batches,
             stuck: tally.stuck.first(),
             hold: seen.hold,
+            held: held.first().copied(),
+            queue: rj.spec.queue_name.as_deref(),
         },
         now,
     );
@@ -312,6 +316,21 @@ fn succeeded(states: &[BatchState]) -> impl Iterator<Item = u32> + '_ {
     (0..states.len() as u32).filter(|i| states[*i as usize] == BatchState::Succeeded)
 }
 
+/// Unfinished batch Jobs suspended, but not by the operator: Kueue holds them (quota, or
+/// preempted) or someone else suspended them.
+fn held<'a>(seen: &Observed<'a>) -> Vec<&'a BatchJob> {
+    seen.jobs
+        .iter()
+        .filter(|(i, j)| {
+            seen.states.get(**i as usize) == Some(&BatchState::Active)
+                && j.suspended
+                && !j.paused
+                && !j.deleting
+        })
+        .map(|(_, j)| *j)
+        .collect()
+}
+
 fn batch_counts(plan: &Plan, states: &[BatchState]) -> BatchCounts {
     let count = |s: BatchState| states.iter().filter(|x| **x == s).count() as i64;
     BatchCounts {
@@ -320,6 +339,7 @@ fn batch_counts(plan: &Plan, states: &[BatchState]) -> BatchCounts {
         active: count(BatchState::Active),
         succeeded: count(BatchState::Succeeded),
         failed: count(BatchState::Failed),
+        queued: 0,
     }
 }
 
@@ -505,15 +525,50 @@ struct Summary<'a> {
     /// The first pod that cannot start, and its batch.
     stuck: Option<&'a (u32, PodProblem)>,
     hold: Option<&'a Hold>,
+    /// The first batch Job suspended by a queue or someone else.
+    held: Option<&'a BatchJob>,
+    /// The RenderJob's queue.
+    queue: Option<&'a str>,
 }
 
 impl Summary<'_> {
     fn counts(&self) -> String {
         let b = self.batches;
+        let queued = if b.queued > 0 {
+            format!(", {} queued", b.queued)
+        } else {
+            String::new()
+        };
         format!(
-            "{} of {} batches succeeded, {} failed, {} running, {} waiting",
-            b.succeeded, b.total, b.failed, b.active, b.pending
+            "{} of {} batches succeeded, {} failed, {} running{queued}, {} waiting",
+            b.succeeded,
+            b.total,
+            b.failed,
+            b.active - b.queued,
+            b.pending
         )
+    }
+
+    /// Who holds the queued batches.
+    fn queued(&self) -> Option<String> {
+        let job = self.held?;
+        let n = self.batches.queued;
+        let (batches, wait) = if n == 1 {
+            ("batch", "waits")
+        } else {
+            ("batches", "wait")
+        };
+        Some(match self.queue.filter(|_| job.queued) {
+            Some(q) => {
+                format!(
+                    "{n} {batches} {wait} for queue {q} (Kueue admits them as its quota allows)"
+                )
+            }
+            None => format!(
+                "{n} {batches} suspended, not by renderfarm (Job {} first): left so until whoever suspended them resumes them",
+                job.name
+            ),
+        })
     }
 }
 
@@ -603,8 +658,22 @@ fn progressing_condition<'a>(s: &Summary<'a>) -> ConditionValue<'a> {
                 p.message.clone().unwrap_or_default()
             ),
         ),
-        (Phase::Pending, None) => (true, "Waiting", s.counts()),
-        _ => (true, "Rendering", s.counts()),
+        _ if s.batches.queued > 0 && s.batches.queued == s.batches.active => (
+            true,
+            "Queued",
+            format!("{}; {}", s.queued().unwrap_or_default(), s.counts()),
+        ),
+        (phase, None) => {
+            let reason = if phase == Phase::Pending {
+                "Waiting"
+            } else {
+                "Rendering"
+            };
+            match s.queued() {
+                Some(queued) => (true, reason, format!("{}; {queued}", s.counts())),
+                None => (true, reason, s.counts()),
+            }
+        }
     }
 }
 

@@ -157,7 +157,12 @@ impl Storage {
     }
 
     async fn apply_renderjob(&self, name: &str) -> Result<()> {
-        let rj: RenderJob = serde_json::from_value(json!({
+        self.apply_renderjob_with(name, json!({})).await
+    }
+
+    /// [`Storage::apply_renderjob`] with `extra` merged into the spec.
+    async fn apply_renderjob_with(&self, name: &str, extra: Value) -> Result<()> {
+        let mut rj = json!({
             "apiVersion": "renderfarm.io/v1alpha1", "kind": "RenderJob",
             "metadata": {"name": name, "namespace": self.ns},
             "spec": {
@@ -169,7 +174,9 @@ impl Storage {
                 "storage": {"claimName": "render-storage", "mountPath": "/data"},
                 "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
             }
-        }))?;
+        });
+        harness::merge(&mut rj["spec"], extra);
+        let rj: RenderJob = serde_json::from_value(rj)?;
         self.rjs().create(&PostParams::default(), &rj).await?;
         Ok(())
     }
@@ -611,8 +618,119 @@ async fn a_real_render_gets_a_preview_video_and_contact_sheet() -> Result<()> {
     Ok(())
 }
 
-/// The blank-frame check itself: one colour fails whatever the alpha, a rendered-looking frame
-/// passes (runs without a cluster).
+/// A render queued through Kueue (installed on kind with `hack/kueue.sh kind`, from an image
+/// built here): a LocalQueue whose ClusterQueue admits one 500m batch at a time; every frame
+/// rendered, each batch admitted by a Workload of its own, and no two batch pods ran at once.
+#[tokio::test]
+#[ignore = "needs the kind lane with Kueue: hack/kind.sh up && hack/kueue.sh kind"]
+async fn a_render_queued_through_kueue() -> Result<()> {
+    let client = Client::try_default()
+        .await
+        .context("no cluster: `hack/kind.sh up` and `eval \"$(hack/kind.sh env)\"`")?;
+    let st = Storage::new(client.clone()).await?;
+    st.make_scene().await?;
+    let name = format!("rf-{}", st.ns);
+    let _cleanup = ClusterObjects(vec![
+        format!("clusterqueues.kueue.x-k8s.io/{name}"),
+        format!("resourceflavors.kueue.x-k8s.io/{name}"),
+    ]);
+    harness::apply_object(
+        &client,
+        json!({"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "ResourceFlavor", "metadata": {"name": name}}),
+    )
+    .await
+    .context("is Kueue installed? `hack/kueue.sh kind`")?;
+    harness::apply_object(
+        &client,
+        json!({"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "ClusterQueue", "metadata": {"name": name},
+               "spec": {"namespaceSelector": {}, "resourceGroups": [{
+                   "coveredResources": ["cpu", "memory"],
+                   "flavors": [{"name": name, "resources": [
+                       {"name": "cpu", "nominalQuota": "500m"}, {"name": "memory", "nominalQuota": "8Gi"}]}]}]}}),
+    )
+    .await?;
+    harness::apply_object(
+        &client,
+        json!({"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "LocalQueue",
+               "metadata": {"name": "artists", "namespace": st.ns}, "spec": {"clusterQueue": name}}),
+    )
+    .await?;
+    let t = Instant::now();
+    st.apply_renderjob_with("kueue", json!({"queueName": "artists"}))
+        .await?;
+    let (rj, _) = st.wait_complete("kueue").await?;
+    let s = rj.status.clone().ok_or_else(|| anyhow!("no status"))?;
+    ensure!(s.phase == Phase::Succeeded, "{s:?}");
+    ensure!(
+        s.frames.rendered == i64::from(FRAMES) && s.batches.failed == 0,
+        "{s:?}"
+    );
+    for n in 1..=FRAMES {
+        check_png(&st.frame(n))?;
+    }
+    let gvk = kube::core::GroupVersionKind::gvk("kueue.x-k8s.io", "v1beta2", "Workload");
+    let workloads: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &st.ns,
+        &kube::core::ApiResource::from_gvk(&gvk),
+    );
+    let list = workloads.list(&ListParams::default()).await?;
+    let finished = list
+        .items
+        .iter()
+        .filter(|w| {
+            w.data["status"]["conditions"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["type"] == "Finished" && c["status"] == "True")
+            })
+        })
+        .count();
+    ensure!(
+        finished == 3,
+        "{finished} of {} Workloads finished",
+        list.items.len()
+    );
+    // One at a time under a 500m quota: no two batch containers' run times overlap.
+    let mut spans: Vec<(String, String)> = st
+        .pods()
+        .list(&ListParams::default().labels("app.kubernetes.io/component=render-batch"))
+        .await?
+        .items
+        .iter()
+        .filter_map(|p| {
+            let t = p.status.as_ref()?.container_statuses.as_ref()?.first()?;
+            let done = t.state.as_ref()?.terminated.as_ref()?;
+            Some((
+                done.started_at.as_ref()?.0.to_string(),
+                done.finished_at.as_ref()?.0.to_string(),
+            ))
+        })
+        .collect();
+    spans.sort();
+    ensure!(spans.len() == 3, "batch pods: {spans:?}");
+    for w in spans.windows(2) {
+        ensure!(w[0].1 <= w[1].0, "two batches ran at once: {spans:?}");
+    }
+    println!(
+        "kind: {FRAMES} frames through a Kueue LocalQueue, one batch at a time: {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Deletes cluster-scoped objects by `kubectl delete TYPE/NAME` when dropped.
+struct ClusterObjects(Vec<String>);
+
+impl Drop for ClusterObjects {
+    fn drop(&mut self) {
+        for obj in &self.0 {
+            let _ = Command::new("kubectl")
+                .args(["delete", obj, "--wait=false", "--ignore-not-found"])
+                .output();
+        }
+    }
+}
+
 /// A scene saved by Blender 5.0 (made on this machine with the 5.0 wheel) given to the 4.5
 /// node image: the first batches fail as bad input naming both versions and the
 /// blenderVersion to set, status shows the file's version, and no further batch starts.
@@ -765,6 +883,8 @@ async fn warning_note(
     bail!("no {reason} Warning Event")
 }
 
+/// The blank-frame check itself: one colour fails whatever the alpha, a rendered-looking frame
+/// passes (runs without a cluster).
 #[test]
 fn blank_frames_fail_the_png_check() -> Result<()> {
     let dir = tempdir()?.join("png-check");

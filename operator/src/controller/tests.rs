@@ -320,3 +320,108 @@ async fn a_reconcile_with_nothing_changed_makes_no_write() {
         "a running render is looked at again"
     );
 }
+
+#[tokio::test]
+async fn queued_jobs_are_created_not_applied_and_one_that_exists_counts_as_created() {
+    let exists: Answer = Box::new(|s: &Sent| {
+        if s.method == "POST" && s.body["metadata"]["name"] == "shot-0001" {
+            let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "message": "jobs.batch \"shot-0001\" already exists", "reason": "AlreadyExists",
+                "code": 409});
+            return (StatusCode::CONFLICT, Some(status));
+        }
+        accept_all()(s)
+    });
+    let w = world(vec![], exists);
+    let mut rj = renderjob(3, 2);
+    rj.spec.queue_name = Some("artists".into());
+    w.reconcile(&rj).await.expect("reconcile");
+    let sent = w.sent();
+    let creates: Vec<&Sent> = sent
+        .iter()
+        .filter(|s| s.method == "POST" && s.path.ends_with("/jobs"))
+        .collect();
+    assert_eq!(creates.len(), 2, "{sent:#?}");
+    for s in &creates {
+        assert!(
+            s.query.contains("fieldManager=renderfarm-operator"),
+            "{}",
+            s.query
+        );
+        assert_eq!(s.body["spec"]["suspend"], json!(true));
+        assert_eq!(
+            s.body["metadata"]["labels"][crate::job::QUEUE_LABEL],
+            json!("artists")
+        );
+    }
+    assert!(
+        !sent
+            .iter()
+            .any(|s| s.method == "PATCH" && s.path.contains("/jobs/")),
+        "a queued Job is never force-applied: {sent:#?}"
+    );
+    let status = sent
+        .iter()
+        .find(|s| s.is("PATCH", "/renderjobs/shot/status"))
+        .expect("a status write");
+    assert_eq!(status.body["status"]["batches"]["active"], json!(2));
+    let conditions = status.body["status"]["conditions"].to_string();
+    assert!(!conditions.contains("JobRejected"), "{conditions}");
+}
+
+/// [`accept_all`], and a Job patch answered with a Job.
+fn accept_job_patches() -> Answer {
+    Box::new(|s: &Sent| {
+        if s.method == "PATCH" && s.path.contains("/jobs/") {
+            let job = serde_json::to_value(job(0, false)).expect("job");
+            return (StatusCode::OK, Some(job));
+        }
+        accept_all()(s)
+    })
+}
+
+#[tokio::test]
+async fn pause_and_resume_patches_mark_the_suspension_as_ours() {
+    let mut paused = job(0, false);
+    paused.spec.get_or_insert_default().suspend = Some(true);
+    paused
+        .metadata
+        .annotations
+        .get_or_insert_default()
+        .insert(crate::job::PAUSED_ANNOTATION.into(), "true".into());
+    let mut held = job(1, false);
+    held.spec.get_or_insert_default().suspend = Some(true);
+    let w = world(vec![paused, held], accept_job_patches());
+    let mut rj = renderjob(2, 2);
+    w.reconcile(&rj).await.expect("reconcile");
+    let patches: Vec<Sent> = w
+        .sent()
+        .into_iter()
+        .filter(|s| s.method == "PATCH" && s.path.contains("/jobs/"))
+        .collect();
+    assert_eq!(
+        patches.len(),
+        1,
+        "only the operator's own pause is lifted: {patches:#?}"
+    );
+    assert!(patches[0].path.ends_with("shot-0000"));
+    assert_eq!(patches[0].body["spec"]["suspend"], json!(false));
+    assert_eq!(
+        patches[0].body["metadata"]["annotations"][crate::job::PAUSED_ANNOTATION],
+        Value::Null
+    );
+
+    rj.spec.suspend = true;
+    let w = world(vec![job(0, false)], accept_job_patches());
+    w.reconcile(&rj).await.expect("reconcile");
+    let patch = w
+        .sent()
+        .into_iter()
+        .find(|s| s.method == "PATCH" && s.path.ends_with("shot-0000"))
+        .expect("a suspend patch");
+    assert_eq!(patch.body["spec"]["suspend"], json!(true));
+    assert_eq!(
+        patch.body["metadata"]["annotations"][crate::job::PAUSED_ANNOTATION],
+        json!("true")
+    );
+}

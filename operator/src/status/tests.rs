@@ -144,7 +144,8 @@ fn nothing_started_is_pending_with_every_batch_waiting() {
             pending: 5,
             active: 0,
             succeeded: 0,
-            failed: 0
+            failed: 0,
+            queued: 0
         }
     );
     assert_eq!((s.frames.rendered, s.frames.total), (0, 22));
@@ -192,7 +193,8 @@ fn running_counts_frames_of_succeeded_batches_and_estimates_time_left() {
             pending: 3,
             active: 1,
             succeeded: 1,
-            failed: 0
+            failed: 0,
+            queued: 0
         }
     );
     assert_eq!(
@@ -684,4 +686,83 @@ fn a_missing_claim_holds_the_render_and_says_which() {
         p.message
     );
     assert_eq!(s.phase, Phase::Pending, "held, not failed");
+}
+
+#[test]
+fn batches_held_by_a_queue_or_someone_else_are_queued() {
+    let mut w = World::new(rj(15, 5, false));
+    w.rj.spec.queue_name = Some("artists".into());
+    let mut queued = job(0, None, 0, None);
+    queued.spec =
+        Some(serde_json::from_value(json!({"suspend": true, "template": {}})).expect("spec"));
+    queued
+        .metadata
+        .labels
+        .get_or_insert_default()
+        .insert(crate::job::QUEUE_LABEL.into(), "artists".into());
+    w.jobs.push(queued);
+    let s = w.status();
+    assert_eq!(
+        (s.batches.active, s.batches.queued, s.batches.failed),
+        (1, 1, 0)
+    );
+    let c = cond(&s, PROGRESSING);
+    assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "Queued"));
+    assert!(
+        c.message.contains("waits for queue artists"),
+        "{}",
+        c.message
+    );
+
+    // One admitted, its pod not running yet: still says what the others wait for.
+    let mut second = w.jobs[0].clone();
+    second.metadata.name = Some(job_name("shot", 1));
+    second
+        .metadata
+        .labels
+        .get_or_insert_default()
+        .insert(BATCH_LABEL.into(), "1".into());
+    w.jobs[0].spec = None;
+    w.jobs.push(second);
+    let s = w.status();
+    assert_eq!((s.batches.active, s.batches.queued), (2, 1));
+    let c = cond(&s, PROGRESSING);
+    assert_eq!(c.reason, "Waiting");
+    assert!(
+        c.message.contains("1 batch waits for queue artists"),
+        "{}",
+        c.message
+    );
+
+    // Suspended by hand: queued too, and the message says by whom it is not.
+    let mut by_hand = job(1, None, 0, None);
+    by_hand.spec =
+        Some(serde_json::from_value(json!({"suspend": true, "template": {}})).expect("spec"));
+    w.jobs = vec![job(0, None, 0, None), by_hand];
+    w.pods.insert(0, vec![pod("Running", json!({}))]);
+    let s = w.status();
+    assert_eq!((s.batches.active, s.batches.queued), (2, 1));
+    let c = cond(&s, PROGRESSING);
+    assert_eq!(c.reason, "Rendering");
+    assert!(c.message.contains("1 running, 1 queued"), "{}", c.message);
+    assert!(
+        c.message
+            .contains("not by renderfarm (Job shot-0001 first)"),
+        "{}",
+        c.message
+    );
+
+    // Suspended by the operator itself (a pause): not queued.
+    let mut paused = job(1, None, 0, None);
+    paused.spec =
+        Some(serde_json::from_value(json!({"suspend": true, "template": {}})).expect("spec"));
+    paused.metadata.annotations = Some(
+        [(
+            crate::job::PAUSED_ANNOTATION.to_string(),
+            "true".to_string(),
+        )]
+        .into(),
+    );
+    w.jobs = vec![job(0, None, 0, None), paused];
+    assert_eq!(w.status().batches.queued, 0);
 }

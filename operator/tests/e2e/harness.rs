@@ -871,3 +871,29 @@ pub fn http_get(port: u16, path: &str) -> Result<(u16, String)> {
         .unwrap_or_default();
     Ok((code, body))
 }
+
+/// Server-side apply of one object of any kind (Kueue's queues, PriorityClasses, ...), given
+/// as JSON with apiVersion, kind and metadata.
+pub async fn apply_object(client: &Client, obj: Value) -> Result<()> {
+    let api_version = obj["apiVersion"].as_str().context("apiVersion")?;
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    let gvk = GroupVersionKind::gvk(group, version, obj["kind"].as_str().context("kind")?);
+    let ar = ApiResource::from_gvk(&gvk);
+    let name = obj["metadata"]["name"]
+        .as_str()
+        .context("name")?
+        .to_string();
+    let dynamic: DynamicObject = serde_json::from_value(obj.clone())?;
+    let api: Api<DynamicObject> = match obj["metadata"]["namespace"].as_str() {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+        None => Api::all_with(client.clone(), &ar),
+    };
+    api.patch(
+        &name,
+        &PatchParams::apply("renderfarm-e2e").force(),
+        &Patch::Apply(&dynamic),
+    )
+    .await
+    .with_context(|| format!("applying {} {name}", gvk.kind))?;
+    Ok(())
+}

@@ -10,6 +10,7 @@ mod chart;
 mod cleanup;
 mod faults;
 mod jobpolicy;
+mod kueue;
 mod leader;
 mod lifecycle;
 mod nodeloss;
