@@ -84,6 +84,7 @@ pub async fn run(global: &Global, args: &Ui) -> Result<()> {
         .route("/files/{name}/thumbs/{file}", get(thumb_file))
         .route("/files/{name}/video", get(video_file))
         .route("/files/{name}/contact", get(contact_file))
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .layer(middleware::from_fn_with_state(state.clone(), local_only))
         .with_state(state.clone());
     crate::out!(

@@ -2,6 +2,8 @@
 //! real operator binary watching it, kwok Stages, and the plugin binary run as a user would.
 #![allow(dead_code)]
 
+pub mod kind;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
