@@ -300,10 +300,29 @@ fn pod_state(pod: &Pod, image: &str) -> PodState {
     match status.phase.as_deref() {
         Some("Running") => return PodState::Running,
         Some(p @ ("Failed" | "Succeeded")) => {
-            return PodState::Broken(format!(
-                "ended {p}: {}",
-                status.message.clone().unwrap_or_default()
-            ));
+            // The pod's reason (kubelet admission: OutOfcpu, ...) or its container's end.
+            let ended = status
+                .container_statuses
+                .iter()
+                .flatten()
+                .filter_map(|c| c.state.as_ref()?.terminated.as_ref())
+                .map(|t| {
+                    format!(
+                        "container {} (exit {}) {}",
+                        t.reason.clone().unwrap_or_default(),
+                        t.exit_code,
+                        t.message.clone().unwrap_or_default()
+                    )
+                })
+                .next();
+            let why = [status.reason.clone(), status.message.clone(), ended]
+                .into_iter()
+                .flatten()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join(": ");
+            return PodState::Broken(format!("ended {p}: {why}"));
         }
         _ => {}
     }

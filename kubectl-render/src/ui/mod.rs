@@ -314,7 +314,15 @@ impl UiState {
             }
             _ => {}
         }
-        match TransferPod::start_as(&self.ctx, claim, &self.transfer, Access::Reader).await {
+        let mut started =
+            TransferPod::start_as(&self.ctx, claim, &self.transfer, Access::Reader).await;
+        if let Err(e) = &started {
+            // A reader that ended at once (seen once on kind, Failed with no reason given)
+            // gets one more try before the page says it cannot show frames.
+            eprintln!("reader pod for claim {claim}: {e}; trying again");
+            started = TransferPod::start_as(&self.ctx, claim, &self.transfer, Access::Reader).await;
+        }
+        match started {
             Ok(pod) => {
                 eprintln!("reader pod {} mounts claim {claim} read-only", pod.name);
                 let pod = Arc::new(pod);
