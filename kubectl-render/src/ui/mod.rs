@@ -41,8 +41,10 @@ const LOG_LINES: i64 = 20;
 const MAX_FAILED: usize = 8;
 /// After a reader pod failed to start, wait this long before trying again.
 const RETRY_READER: Duration = Duration::from_secs(30);
+const STARTING: &str = "starting the reader pod";
 
 enum Reader {
+    Starting,
     Up(Arc<TransferPod>),
     Broken(String, Instant),
 }
@@ -250,6 +252,7 @@ async fn api_render(State(st): State<Shared>, Path(name): Path<String>) -> Respo
             file,
         ),
         Ok(None) => (None, "No frame yet".to_string()),
+        Err(e) if e == STARTING => (None, "Starting the reader pod ...".to_string()),
         Err(e) => (None, format!("Frames cannot be shown: {e}")),
     };
     // The files' names stay when a render is made again; the query tells the browser it is new.
@@ -304,41 +307,45 @@ fn thumbs_dir(r: &Render) -> String {
 }
 
 impl UiState {
-    /// The claim's reader pod, started on first use.
-    async fn reader(&self, claim: &str) -> std::result::Result<Arc<TransferPod>, String> {
+    /// The claim's reader pod. The first ask starts it in the background and every ask
+    /// until it runs gets "starting", so no page request waits on a pod being scheduled.
+    async fn reader(
+        self: &Arc<Self>,
+        claim: &str,
+    ) -> std::result::Result<Arc<TransferPod>, String> {
         let mut readers = self.readers.lock().await;
         match readers.get(claim) {
             Some(Reader::Up(pod)) => return Ok(pod.clone()),
+            Some(Reader::Starting) => return Err(STARTING.into()),
             Some(Reader::Broken(why, at)) if at.elapsed() < RETRY_READER => {
                 return Err(why.clone());
             }
             _ => {}
         }
-        let mut started =
-            TransferPod::start_as(&self.ctx, claim, &self.transfer, Access::Reader).await;
-        if let Err(e) = &started {
-            // A reader that ended at once (seen once on kind, Failed with no reason given)
-            // gets one more try before the page says it cannot show frames.
-            eprintln!("reader pod for claim {claim}: {e}; trying again");
-            started = TransferPod::start_as(&self.ctx, claim, &self.transfer, Access::Reader).await;
-        }
-        match started {
-            Ok(pod) => {
-                eprintln!("reader pod {} mounts claim {claim} read-only", pod.name);
-                let pod = Arc::new(pod);
-                readers.insert(claim.to_string(), Reader::Up(pod.clone()));
-                Ok(pod)
+        readers.insert(claim.to_string(), Reader::Starting);
+        let (st, claim) = (self.clone(), claim.to_string());
+        tokio::spawn(async move {
+            let start = || TransferPod::start_as(&st.ctx, &claim, &st.transfer, Access::Reader);
+            let mut started = start().await;
+            if let Err(e) = &started {
+                // A reader that ended at once (seen once on kind, Failed with no reason
+                // given) gets one more try before the page says it cannot show frames.
+                eprintln!("reader pod for claim {claim}: {e}; trying again");
+                started = start().await;
             }
-            Err(e) => {
-                let why = e.to_string();
-                eprintln!("reader pod for claim {claim}: {why}");
-                readers.insert(
-                    claim.to_string(),
-                    Reader::Broken(why.clone(), Instant::now()),
-                );
-                Err(why)
-            }
-        }
+            let reader = match started {
+                Ok(pod) => {
+                    eprintln!("reader pod {} mounts claim {claim} read-only", pod.name);
+                    Reader::Up(Arc::new(pod))
+                }
+                Err(e) => {
+                    eprintln!("reader pod for claim {claim}: {e}");
+                    Reader::Broken(e.to_string(), Instant::now())
+                }
+            };
+            st.readers.lock().await.insert(claim, reader);
+        });
+        Err(STARTING.into())
     }
 
     /// A reader that failed an exec is gone (deadline, deleted): the next request starts
@@ -353,7 +360,10 @@ impl UiState {
 
     /// The newest thumbnail in the frames' `.thumbs/` (it changes while a batch renders), else
     /// the one status names.
-    async fn newest_thumbnail(&self, r: &Render) -> std::result::Result<Option<String>, String> {
+    async fn newest_thumbnail(
+        self: &Arc<Self>,
+        r: &Render,
+    ) -> std::result::Result<Option<String>, String> {
         let from_status = r
             .last_frame
             .as_ref()
@@ -434,7 +444,7 @@ impl UiState {
 
     /// Stream a file of the claim, the asked byte range of it when there is one.
     async fn serve(
-        &self,
+        self: &Arc<Self>,
         claim: &str,
         path: &str,
         content_type: &str,
@@ -442,6 +452,7 @@ impl UiState {
     ) -> Response {
         let pod = match self.reader(claim).await {
             Ok(p) => p,
+            Err(why) if why == STARTING => return text(StatusCode::SERVICE_UNAVAILABLE, why),
             Err(why) => return text(StatusCode::BAD_GATEWAY, why),
         };
         let size = match pod.size(path).await {
@@ -542,7 +553,7 @@ enum PreviewFile {
 }
 
 async fn preview_file(
-    st: &UiState,
+    st: &Shared,
     name: &str,
     which: PreviewFile,
     headers: &HeaderMap,
