@@ -351,7 +351,7 @@ pub fn render_page(name: &str, live_html: &str) -> String {
     page(
         name,
         &format!(
-            "<h1>{n}</h1><div id=\"live\">{live_html}</div><div class=\"media\"><section><h2>Last frame</h2><figure><img id=\"thumb\" alt=\"the newest rendered frame\" hidden><figcaption id=\"thumb-caption\">No frame yet</figcaption></figure></section><section id=\"preview\"><h2>Preview</h2><p id=\"preview-note\"></p><video id=\"video\" controls muted loop playsinline preload=\"auto\" hidden></video><img id=\"contact\" alt=\"contact sheet\" hidden></section></div>",
+            "<h1>{n}</h1><div id=\"live\">{live_html}</div><div class=\"media\"><section><h2>Last frame</h2><figure><div id=\"thumb-empty\"></div><img id=\"thumb\" alt=\"the newest rendered frame\" hidden><figcaption id=\"thumb-caption\">No frame yet</figcaption></figure></section><section id=\"preview\"><h2>Preview</h2><p id=\"preview-note\"></p><video id=\"video\" controls muted loop playsinline preload=\"auto\" hidden></video><img id=\"contact\" alt=\"contact sheet\" hidden></section></div>",
             n = esc(name)
         ),
         &format!(

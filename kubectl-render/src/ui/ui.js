@@ -20,6 +20,7 @@
     const thumb = document.getElementById("thumb");
     if (d.thumb && thumb.getAttribute("src") !== d.thumb) thumb.src = d.thumb;
     show(thumb, !!d.thumb);
+    show(document.getElementById("thumb-empty"), !d.thumb);
     document.getElementById("thumb-caption").textContent = d.thumbCaption;
     document.getElementById("preview-note").textContent = d.previewNote;
     const video = document.getElementById("video");

@@ -57,7 +57,7 @@ def state(page):
 with sync_playwright() as p, tempfile.TemporaryDirectory() as profile:
     browser = p.chromium.launch_persistent_context(
         profile, executable_path="/usr/bin/chromium", args=args, headless=True,
-        viewport={"width": 1200, "height": 900})
+        viewport={"width": 1100, "height": 640})
     page = browser.new_page()
     page.on("console", lambda m: m.type == "error" and seen["errors"].append(m.text))
 
