@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Builds the node image and renders with it as a batch Job would run it: read-only root
 # filesystem, /tmp as the only writable place, uid 1000, the render storage at /data. Checks
-# the frames (Cycles and EEVEE, by Blender 4.5), the termination message, bad input (exit 64:
-# a missing file, a file saved by a newer Blender) and `docker stop` (exit 143), and prints
-# the timings. Needs a running dockerd (hack/docker.sh up) and cargo.
+# the frames (Cycles and EEVEE, by Blender 4.5), their thumbnails (PNG and EXR), the
+# termination message, render-preview's video and contact sheet (read by the image's ffprobe),
+# bad input (exit 64: a missing file, a file saved by a newer Blender) and `docker stop` (exit
+# 143), and prints the timings. Needs a running dockerd (hack/docker.sh up) and cargo.
 #
 #   node-image/test-image.sh            build and test renderfarm/render-node:dev
 #   IMAGE=name:tag node-image/test-image.sh
@@ -97,6 +98,34 @@ startup = next(e["startup_seconds"] for e in events if e["event"] == "rendering"
 print(f"startup_seconds={startup} seconds_per_frame={msg['secondsPerFrame']} blender={msg['blenderVersion']}")
 EOF
 
+# A 320 px JPEG thumbnail of each frame, and lastFrame in the message.
+probe() { run --entrypoint ffprobe "$IMAGE" -v error -count_frames -select_streams v:0 \
+  -show_entries stream="$1" -of csv=p=0 "$2"; }
+for f in 1 2 3; do
+  [[ $(probe width,height "/data/out/.thumbs/frame_000$f.jpg") == 320,180 ]] ||
+    fail "thumbnail of frame $f: $(probe width,height "/data/out/.thumbs/frame_000$f.jpg" 2>&1)"
+done
+grep -q '"lastFrame":3' "$DATA/term.json" || fail "no lastFrame 3: $(cat "$DATA/term.json")"
+
+# render-preview, as the preview Job runs it: an H.264 video of the frames, a contact sheet.
+t0=$(now_ms)
+run --entrypoint render-preview "$IMAGE" --output '/data/out/frame_####' --frames 1..3 \
+  --fps 12 --width 320 --termination-log /data/preview.json >/dev/null
+t_preview=$(($(now_ms) - t0))
+grep -q '^{"ok":true,"frames":3,"columns":2,"rows":2}$' "$DATA/preview.json" ||
+  fail "render-preview: $(cat "$DATA/preview.json")"
+video=$(probe codec_name,pix_fmt,width,r_frame_rate,nb_read_frames /data/out/preview.mp4)
+[[ $video == h264,320,yuv420p,12/1,3 ]] || fail "preview.mp4: $video"
+[[ $(probe width /data/out/contact.jpg) == 480 ]] || fail "contact.jpg: $(probe width /data/out/contact.jpg)"
+
+# EXR: tone mapped, through zscale (zimg) in the image's ffmpeg.
+t0=$(now_ms)
+run "$IMAGE" --blend-file /data/scene.blend --frames 1 --output '/data/exr/frame_####' \
+  --format OPEN_EXR --termination-log /data/exr.json >"$DATA/exr.jsonl"
+t_exr=$(($(now_ms) - t0))
+grep -q '"event":"thumbnail","frame":1' "$DATA/exr.jsonl" || fail "EXR thumbnail: $(cat "$DATA/exr.jsonl")"
+[[ $(probe width /data/exr/.thumbs/frame_0001.jpg) == 320 ]] || fail "EXR thumbnail is not 320 wide"
+
 # EEVEE (the CRD's BLENDER_EEVEE, 4.5's BLENDER_EEVEE_NEXT) through EGL and Mesa's llvmpipe.
 t0=$(now_ms)
 run "$IMAGE" --blend-file /data/scene.blend --frames 1 --output '/data/eevee/frame_####' \
@@ -158,6 +187,8 @@ printf '%-34s %s s\n' "docker build (prebuilt binary)" "$((t_build / 1000))"
 printf '%-34s %s ms\n' "make-scene.py in the image" "$t_scene"
 printf '%-34s %s\n' "Blender" "$version"
 printf '%-34s %s ms\n' "render 3 frames (docker run)" "$t_render"
+printf '%-34s %s ms\n' "render-preview, 3 frames" "$t_preview"
+printf '%-34s %s ms\n' "EXR, 1 frame and its thumbnail" "$t_exr"
 printf '%-34s %s ms\n' "EEVEE, 1 frame (docker run)" "$t_eevee"
 printf '%-34s %s ms\n' "docker stop during a render" "$t_stop"
-say "ok: frames (Cycles, EEVEE), termination message, exit 64 on bad input and a newer file, exit 143 on docker stop"
+say "ok: frames (Cycles, EEVEE), thumbnails (PNG, EXR), render-preview (H.264, contact sheet), termination message, exit 64 on bad input and a newer file, exit 143 on docker stop"

@@ -51,6 +51,13 @@ pub enum ProgressEvent {
         #[serde(skip_serializing_if = "Option::is_none")]
         seconds: Option<f64>,
     },
+    /// A frame's thumbnail ([`crate::preview::thumbnail_file`]) was written; `seconds` is the
+    /// time ffmpeg took.
+    Thumbnail {
+        frame: i32,
+        path: String,
+        seconds: f64,
+    },
     /// A line from Blender that says something went wrong.
     BlenderError { message: String },
     /// Something the user should know that does not fail the batch (a CPU fallback, frames

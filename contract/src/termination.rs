@@ -37,8 +37,9 @@ pub struct TerminationMessage {
     pub device: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blender_version: Option<String>,
-    /// The highest frame this run saved (its thumbnail is
-    /// [`crate::preview::thumbnail_file`]); none when it saved none.
+    /// The highest frame of the batch on disk at the end, rendered by this run or skipped (its
+    /// thumbnail is [`crate::preview::thumbnail_file`]); none when there is none, and on bad
+    /// input found before rendering.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_frame: Option<i32>,
     /// One line saying what went wrong.

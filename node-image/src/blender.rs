@@ -12,6 +12,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc;
 
 use crate::check::blender_frames;
+use crate::thumbs::Thumbnailer;
 use crate::tracker::Tracker;
 
 /// How long Blender may take to stop after SIGTERM before it is killed.
@@ -167,11 +168,12 @@ fn forward_lines<R: AsyncRead + Unpin + Send + 'static>(
 }
 
 /// Run Blender on `todo` (frame, expected file), printing progress events on stdout and
-/// Blender's other lines on stderr.
+/// Blender's other lines on stderr, and asking `thumbs` for the thumbnail of each frame saved.
 pub async fn render(
     args: &RenderArgs,
     todo: &[(i32, String)],
     stop: &mut Stop,
+    thumbs: &Thumbnailer,
 ) -> io::Result<(Tracker, Ended)> {
     let frames: Vec<i32> = todo.iter().map(|(f, _)| *f).collect();
     let mut cmd = Command::new(&args.blender);
@@ -215,6 +217,9 @@ pub async fn render(
                 let Some(line) = line else { break };
                 for event in tracker.line(&line, Instant::now()) {
                     emit(&event);
+                    if let ProgressEvent::FrameSaved { frame, .. } = event {
+                        thumbs.add(frame);
+                    }
                 }
                 if Tracker::echo(&line) {
                     eprintln!("blender: {line}");
@@ -239,6 +244,9 @@ pub async fn render(
     }
     for event in tracker.finish(Instant::now()) {
         emit(&event);
+        if let ProgressEvent::FrameSaved { frame, .. } = event {
+            thumbs.add(frame);
+        }
     }
     let status = child.wait().await?;
     // Anything left in Blender's group (it starts no helpers, but a scene's Python could).

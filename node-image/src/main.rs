@@ -1,5 +1,6 @@
 //! `render-node`: renders one batch of frames with Blender, skipping frames already on disk,
 //! verifying every output file, and leaving a JSON termination message for Kubernetes.
+//! It writes a thumbnail of every frame (`<frames>/.thumbs/<frame>.jpg`) as it is saved.
 //! Exit codes: 0 done, 64 bad input, 75 render failed (retry), 143 stopped by SIGTERM/SIGINT.
 
 mod blend;
@@ -8,6 +9,7 @@ mod check;
 mod node;
 mod parse;
 mod report;
+mod thumbs;
 mod tracker;
 
 use std::path::PathBuf;

@@ -1,6 +1,6 @@
 //! One batch, start to end: check the input (and that this Blender can open the file), skip
-//! frames on disk, run Blender once for the rest, verify every file, and leave the termination
-//! message.
+//! frames on disk, run Blender once for the rest, make each frame's thumbnail, verify every
+//! file, and leave the termination message.
 
 use std::os::unix::process::ExitStatusExt;
 
@@ -9,6 +9,7 @@ use render_contract::{Outcome, ProgressEvent, RenderArgs, SceneFacts, Terminatio
 use crate::blend::{self, Version};
 use crate::blender::{self, Stop};
 use crate::report::{self, Facts};
+use crate::thumbs::Thumbnailer;
 use crate::{check, tracker};
 
 pub async fn run(args: RenderArgs, mut stop: Stop) -> i32 {
@@ -32,9 +33,20 @@ pub async fn run(args: RenderArgs, mut stop: Stop) -> i32 {
         }
         .to_line()
     );
+    // Frames on disk without a thumbnail (rendered by an older image, or before a crash) get
+    // one too.
+    let thumbs = || {
+        let t = Thumbnailer::start(&args.output, args.format);
+        for f in &skipped {
+            t.add_if_stale(*f);
+        }
+        t
+    };
     if todo.is_empty() {
+        thumbs().finish().await;
         let mut msg = report::plain(Outcome::Succeeded, "every frame was already on disk");
         msg.frames_skipped = skipped.len() as u32;
+        msg.last_frame = skipped.iter().max().copied();
         return report::finish(&log, &msg, &scene);
     }
 
@@ -55,17 +67,26 @@ pub async fn run(args: RenderArgs, mut stop: Stop) -> i32 {
     }
 
     let oom_before = report::oom_kills();
-    let (tracker, ended) = match blender::render(&args, &todo, &mut stop).await {
+    let thumbs = thumbs();
+    let (tracker, ended) = match blender::render(&args, &todo, &mut stop, &thumbs).await {
         Ok(done) => done,
         Err(e) => {
+            thumbs.finish().await;
             let why = format!("cannot run Blender ({}): {e}", args.blender.display());
             let mut msg = report::plain(Outcome::RenderFailed, why);
             msg.frames_skipped = skipped.len() as u32;
             msg.frames_missing = todo.iter().map(|(f, _)| *f).collect();
             msg.blender_version = blender_version;
+            msg.last_frame = skipped.iter().max().copied();
             return report::finish(&log, &msg, &scene);
         }
     };
+    if ended.stopped_by.is_some() {
+        // The kubelet's grace period is short: the batch's end comes first.
+        thumbs.abort();
+    } else {
+        thumbs.finish().await;
+    }
     let clean = ended.status.success() && ended.stopped_by.is_none();
     let mut warnings = tracker.warnings.clone();
     if !clean {
@@ -95,6 +116,12 @@ pub async fn run(args: RenderArgs, mut stop: Stop) -> i32 {
         .filter(|f| !check::rendered(&args.output_file(*f)))
         .collect();
     let rendered = todo.iter().filter(|(f, _)| !missing.contains(f)).count() as u32;
+    let last_frame = args
+        .frames
+        .frames()
+        .into_iter()
+        .filter(|f| !missing.contains(f))
+        .max();
     let (outcome, message) = report::verdict(&Facts {
         stopped_by: ended.stopped_by,
         exit_code: ended.status.code(),
@@ -118,7 +145,7 @@ pub async fn run(args: RenderArgs, mut stop: Stop) -> i32 {
             seconds_per_frame: tracker.seconds_per_frame().map(tracker::round3),
             device: tracker.device.clone(),
             blender_version: tracker.version.clone().or(blender_version),
-            last_frame: None,
+            last_frame,
             message,
         },
         &scene,

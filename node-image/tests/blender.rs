@@ -573,7 +573,14 @@ fn start_long_render(dir: &Path, until: &str) -> (std::process::Child, u32) {
     assert!(line.contains(&until), "render-node ended before {until}");
     // Keep draining stdout so render-node never blocks on a full pipe.
     std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-    let blender = children(child.id());
+    // Its other children are ffmpeg, making thumbnails.
+    let blender: Vec<u32> = children(child.id())
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .map_or(true, |c| c.trim() != "ffmpeg")
+        })
+        .collect();
     assert_eq!(
         blender.len(),
         1,

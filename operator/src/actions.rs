@@ -1,9 +1,9 @@
 //! What the controller should change, decided by a pure function of what it observed.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
-use crate::cache::BatchJob;
 use crate::crd::{CleanupPolicy, RenderJob};
+use crate::index;
 use crate::status::BatchState;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -33,7 +33,7 @@ impl Actions {
 pub fn decide(
     rj: &RenderJob,
     states: &[BatchState],
-    jobs: &BTreeMap<u32, &BatchJob>,
+    jobs: &index::Jobs<'_>,
     in_flight: &BTreeSet<u32>,
     recorded: &BTreeSet<u32>,
 ) -> Actions {
@@ -77,6 +77,7 @@ pub fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::BatchJob;
     use crate::crd::RenderJobSpec;
     use BatchState::*;
 
@@ -90,11 +91,7 @@ mod tests {
     }
 
     /// `decide` with nothing in flight and nothing recorded.
-    fn decide_now(
-        rj: &RenderJob,
-        states: &[BatchState],
-        jobs: &BTreeMap<u32, &BatchJob>,
-    ) -> Actions {
+    fn decide_now(rj: &RenderJob, states: &[BatchState], jobs: &index::Jobs<'_>) -> Actions {
         decide(rj, states, jobs, &BTreeSet::new(), &BTreeSet::new())
     }
 
@@ -108,7 +105,7 @@ mod tests {
     fn fills_free_slots_in_order() {
         let states = [Succeeded, Active, Pending, Pending, Pending];
         let (a, b) = (job("b", false), job("a", false));
-        let jobs = BTreeMap::from([(0, &a), (1, &b)]);
+        let jobs = index::Jobs::from_iter([(0, &a), (1, &b)]);
         let got = decide_now(&rj(3, false, "Keep"), &states, &jobs);
         assert_eq!(got.create, vec![2, 3]);
         assert!(got.suspend.is_empty() && got.resume.is_empty() && got.delete.is_empty());
@@ -121,7 +118,7 @@ mod tests {
         let got = decide(
             &rj(2, false, "Keep"),
             &states,
-            &BTreeMap::new(),
+            &index::Jobs::default(),
             &in_flight,
             &BTreeSet::new(),
         );
@@ -129,7 +126,7 @@ mod tests {
         let got = decide(
             &rj(3, false, "Keep"),
             &states,
-            &BTreeMap::new(),
+            &index::Jobs::default(),
             &in_flight,
             &BTreeSet::new(),
         );
@@ -140,7 +137,7 @@ mod tests {
     fn suspend_stops_creation_and_suspends_running_jobs() {
         let states = [Active, Active, Pending];
         let (a, b) = (job("a", false), job("b", true));
-        let jobs = BTreeMap::from([(0, &a), (1, &b)]);
+        let jobs = index::Jobs::from_iter([(0, &a), (1, &b)]);
         let got = decide_now(&rj(5, true, "Keep"), &states, &jobs);
         assert_eq!(
             got,
@@ -164,7 +161,7 @@ mod tests {
     fn deletes_succeeded_jobs_only_once_recorded() {
         let states = [Succeeded, Succeeded, Failed];
         let (a, b, c) = (job("a", false), job("b", false), job("c", false));
-        let jobs = BTreeMap::from([(0, &a), (1, &b), (2, &c)]);
+        let jobs = index::Jobs::from_iter([(0, &a), (1, &b), (2, &c)]);
         let recorded = BTreeSet::from([0]);
         let got = decide(
             &rj(5, false, "DeleteSucceeded"),
@@ -189,7 +186,7 @@ mod tests {
         // The failed batch's Job was deleted by the user: its state is Pending again.
         let states = [Succeeded, Pending];
         let a = job("a", false);
-        let jobs = BTreeMap::from([(0, &a)]);
+        let jobs = index::Jobs::from_iter([(0, &a)]);
         let got = decide_now(&rj(1, false, "Keep"), &states, &jobs);
         assert_eq!(got.create, vec![1]);
     }

@@ -1,22 +1,76 @@
-//! The operator's API client: kube's default stack with one layer more, which counts every
-//! write the operator sends by verb and resource (`renderfarm_api_writes_total`), in one place
-//! instead of at each call site.
+//! The operator's API client: kube's default stack with two layers more, in one place instead
+//! of at each call site. One counts every write the operator sends by verb and resource
+//! (`renderfarm_api_writes_total`); the other refuses every write but the Lease's while this
+//! replica's lease is not current ([`Fence`]), so a leader frozen mid-reconcile (SIGSTOP, a
+//! paused VM) sends nothing of what it had left to do when it wakes after another took over.
 
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
+use futures::TryFutureExt;
+use futures::future::{Either, ErrInto, Ready, ready};
 use http::{Method, Request, header};
 use kube::client::{Body, ClientBuilder};
 use kube::{Client, Config};
 use tower::util::MapRequestLayer;
+use tower::{BoxError, Layer, Service};
 
 use crate::Result;
+use crate::leader::Fence;
 use crate::metrics::Metrics;
 
-/// A client for `config` whose writes are counted in `metrics`.
-pub fn new(config: Config, metrics: Arc<Metrics>) -> Result<Client> {
+/// A client for `config` whose writes are counted in `metrics` and, with a `fence`, sent only
+/// while this replica leads.
+pub fn new(config: Config, metrics: Arc<Metrics>, fence: Option<Arc<Fence>>) -> Result<Client> {
     Ok(ClientBuilder::try_from(config)?
+        .with_layer(&FenceLayer(fence))
         .with_layer(&counting(metrics))
         .build())
+}
+
+/// The layer that refuses writes while the [`Fence`] is not current (none: never).
+#[derive(Clone)]
+pub struct FenceLayer(pub Option<Arc<Fence>>);
+
+impl<S> Layer<S> for FenceLayer {
+    type Service = Fenced<S>;
+
+    fn layer(&self, inner: S) -> Fenced<S> {
+        Fenced {
+            inner,
+            fence: self.0.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Fenced<S> {
+    inner: S,
+    fence: Option<Arc<Fence>>,
+}
+
+impl<S, B> Service<Request<B>> for Fenced<S>
+where
+    S: Service<Request<B>>,
+    S::Error: Into<BoxError>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = Either<ErrInto<S::Future, BoxError>, Ready<Result<S::Response, BoxError>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        if let Some(fence) = &self.fence
+            && write_of(&req).is_some_and(|(_, resource)| resource != "leases")
+            && let Err(e) = fence.check()
+        {
+            return Either::Right(ready(Err(Box::new(e))));
+        }
+        Either::Left(self.inner.call(req).err_into())
+    }
 }
 
 /// The layer that counts writes.
@@ -78,6 +132,8 @@ fn resource_of(path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::leader::LeaderSettings;
+    use tower::ServiceExt;
 
     fn req(method: Method, path: &str, content_type: Option<&str>) -> Request<()> {
         let mut b = Request::builder().method(method).uri(path);
@@ -157,5 +213,48 @@ mod tests {
                 r.uri()
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_fence_that_is_not_current_lets_only_reads_and_the_lease_through() {
+        // No lease seen yet: the fence is not current.
+        let fence = Arc::new(Fence::new(&LeaderSettings {
+            lease_name: "renderfarm-operator".into(),
+            namespace: "ns".into(),
+            identity: "a".into(),
+            lease_seconds: 15,
+        }));
+        let (mock, mut handle) = tower_test::mock::pair::<Request<()>, http::Response<()>>();
+        let svc = FenceLayer(Some(fence)).layer(mock);
+        let server = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while let Some((req, send)) = handle.next_request().await {
+                seen.push(format!("{} {}", req.method(), req.uri().path()));
+                send.send_response(http::Response::new(()));
+            }
+            seen
+        });
+        let lease = "/apis/coordination.k8s.io/v1/namespaces/ns/leases/renderfarm-operator";
+        let job = "/apis/batch/v1/namespaces/ns/jobs/shot-0000";
+        let cases = [
+            (req(Method::GET, job, None), true),
+            (req(Method::PUT, lease, None), true),
+            (req(Method::DELETE, job, None), false),
+            (
+                req(Method::PATCH, job, Some("application/apply-patch+yaml")),
+                false,
+            ),
+        ];
+        for (r, passes) in cases {
+            let what = format!("{} {}", r.method(), r.uri());
+            let got = svc.clone().oneshot(r).await;
+            assert_eq!(got.is_ok(), passes, "{what}");
+            if let Err(e) = got {
+                assert!(e.to_string().contains("not current"), "{e}");
+            }
+        }
+        drop(svc);
+        let seen = server.await.expect("mock server");
+        assert_eq!(seen, [format!("GET {job}"), format!("PUT {lease}")]);
     }
 }

@@ -13,6 +13,7 @@ pub mod controller;
 pub mod crd;
 pub mod events;
 pub mod http;
+pub mod index;
 pub mod job;
 pub mod leader;
 pub mod metrics;

@@ -114,7 +114,6 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         )),
     ));
     let metrics = Arc::new(Metrics::default());
-    let client = renderfarm::client::new(config, metrics.clone())?;
     let ready = Arc::new(AtomicBool::new(false));
     let standby = Arc::new(AtomicBool::new(false));
     let health = Health {
@@ -135,6 +134,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let fence = args
         .leader_elect
         .then(|| Arc::new(leader::Fence::new(&lease)));
+    let client = renderfarm::client::new(config, metrics.clone(), fence.clone())?;
     let settings = Settings {
         job: JobConfig {
             image: args.node_image,

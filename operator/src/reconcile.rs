@@ -4,7 +4,7 @@
 //! back) and the controller only carries them out. What the API server answered to the Job
 //! applies comes back through [`Effects::settle`]. `examples/reconcile_cost.rs` measures it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,7 @@ use crate::actions::{self, Actions};
 use crate::cache::{BatchJob, BatchPod};
 use crate::crd::{Phase, RenderJob, RenderJobStatus};
 use crate::events::{self, Note};
+use crate::index;
 #[cfg(test)]
 use crate::job::MAX_DISRUPTIONS;
 use crate::job::{self, JobConfig};
@@ -63,9 +64,9 @@ pub fn pod_of(pod: &BatchPod, ns: &str, name: &str) -> bool {
 pub struct Observation<'a> {
     pub plan: Plan,
     /// The batch Jobs, by batch index.
-    pub jobs: BTreeMap<u32, &'a BatchJob>,
+    pub jobs: index::Jobs<'a>,
     /// The batch pods, by batch index.
-    pub pods: BTreeMap<u32, Vec<&'a BatchPod>>,
+    pub pods: index::Pods<'a>,
     /// Batches the status last written records as succeeded.
     pub recorded: BTreeSet<u32>,
     /// Batches whose Job name an earlier RenderJob's Job still holds: not created until it goes.
@@ -81,35 +82,17 @@ impl<'a> Observation<'a> {
         jobs: &'a [Arc<BatchJob>],
         pods: &'a [Arc<BatchPod>],
     ) -> Self {
-        let job_refs: Vec<&BatchJob> = jobs.iter().map(Arc::as_ref).collect();
-        let jobs = status::jobs_by_batch(rj_name, &plan, &job_refs);
-        // Sorted first, so the map is built in one pass, walking the Jobs alongside: a pod
-        // counts for its batch only while it belongs to the batch's Job (by UID).
-        let mut indexed: Vec<(u32, &BatchPod)> = pods
+        let jobs = status::jobs_by_batch(rj_name, &plan, jobs.iter().map(Arc::as_ref));
+        // A pod counts for its batch only while it belongs to the batch's Job (by UID).
+        let mine: Vec<(u32, &BatchPod)> = pods
             .iter()
-            .filter_map(|p| Some((p.batch?, p.as_ref())))
-            .collect();
-        indexed.sort_unstable_by_key(|(i, _)| *i);
-        let mut job_iter = jobs.iter().peekable();
-        let by_batch: BTreeMap<u32, Vec<&BatchPod>> = indexed
-            .chunk_by(|a, b| a.0 == b.0)
-            .filter_map(|group| {
-                let index = group[0].0;
-                while job_iter.next_if(|(i, _)| **i < index).is_some() {}
-                let uid = job_iter
-                    .peek()
-                    .filter(|(i, _)| **i == index)?
-                    .1
-                    .uid
-                    .as_ref()?;
-                let mine: Vec<&BatchPod> = group
-                    .iter()
-                    .filter(|(_, p)| p.job_uid.as_ref() == Some(uid))
-                    .map(|(_, p)| *p)
-                    .collect();
-                (!mine.is_empty()).then_some((index, mine))
+            .filter_map(|p| {
+                let index = p.batch?;
+                let uid = jobs.get(&index)?.uid.as_ref()?;
+                (p.job_uid.as_ref() == Some(uid)).then_some((index, p.as_ref()))
             })
             .collect();
+        let by_batch = index::Pods::new(plan.len(), &mine);
         let recorded = old
             .succeeded_batches
             .as_deref()
@@ -292,9 +275,9 @@ pub fn decide(
         .or_else(|| rj.status.clone())
         .unwrap_or_default();
     let mut seen = Observation::new(&name, plan, &old, input.jobs, input.pods);
-    let taken: Vec<&BatchJob> = input.taken.iter().map(Arc::as_ref).collect();
-    seen.taken = status::jobs_by_batch(&name, &plan, &taken)
-        .into_keys()
+    seen.taken = status::jobs_by_batch(&name, &plan, input.taken.iter().map(Arc::as_ref))
+        .keys()
+        .copied()
         .collect();
     state.expire_in_flight(|i| seen.jobs.contains_key(&i), now);
     let in_flight: BTreeSet<u32> = state.in_flight.keys().copied().collect();
@@ -424,10 +407,8 @@ fn podless_jobs(seen: &Observation<'_>, wall: &Time) -> (Vec<String>, Option<Dur
     let mut old = Vec::new();
     let mut next: Option<Duration> = None;
     // Both maps are in batch order: walk them together.
-    let mut pods = seen.pods.keys().peekable();
     for (i, job) in &seen.jobs {
-        while pods.next_if(|p| *p < i).is_some() {}
-        let has_pod = pods.peek() == Some(&i);
+        let has_pod = !seen.pods.of(*i).is_empty();
         if job.finished.is_some() || job.suspended || job.deleting || has_pod {
             continue;
         }
@@ -687,7 +668,7 @@ mod tests {
         let old = RenderJobStatus::default();
         let seen = Observation::new("shot", plan, &old, &jobs, &pods);
         assert_eq!(seen.jobs.keys().copied().collect::<Vec<_>>(), [0, 1, 2]);
-        let grouped: Vec<(u32, usize)> = seen.pods.iter().map(|(i, p)| (*i, p.len())).collect();
+        let grouped: Vec<(u32, usize)> = seen.pods.iter().map(|(i, p)| (i, p.len())).collect();
         assert_eq!(grouped, [(0, 1), (1, 2), (2, 1)]);
 
         // Batch 3 is in flight: with batches 1 and 2 running, parallelism 3 leaves no slot.

@@ -1,6 +1,6 @@
 //! Jobs + pods → RenderJob status: pure functions, so every rule is a table-driven test.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
@@ -10,6 +10,7 @@ use crate::crd::{
     BatchCounts, FailedBatch, FrameCounts, MAX_FAILED_BATCHES_LISTED, Phase, PodCounts, RenderJob,
     RenderJobStatus,
 };
+use crate::index;
 use crate::job::JobNames;
 use crate::plan::Plan;
 use crate::pod::{PodProblem, short};
@@ -41,16 +42,15 @@ pub enum BatchState {
 pub fn jobs_by_batch<'a>(
     rj_name: &str,
     plan: &Plan,
-    jobs: &[&'a BatchJob],
-) -> BTreeMap<u32, &'a BatchJob> {
+    jobs: impl IntoIterator<Item = &'a BatchJob>,
+) -> index::Jobs<'a> {
     let names = JobNames::new(rj_name);
-    jobs.iter()
-        .filter_map(|job| {
-            let index = job.batch?;
-            let ok = index < plan.len() && names.is(&job.name, index);
-            ok.then_some((index, *job))
-        })
-        .collect()
+    let mine = jobs.into_iter().filter_map(|job| {
+        let index = job.batch?;
+        let ok = index < plan.len() && names.is(&job.name, index);
+        ok.then_some((index, job))
+    });
+    index::Jobs::new(plan.len(), mine)
 }
 
 /// Finished, and how.
@@ -66,7 +66,7 @@ pub fn job_state(job: &BatchJob) -> BatchState {
 /// Job was cleaned up.
 pub fn batch_states(
     plan: &Plan,
-    jobs: &BTreeMap<u32, &BatchJob>,
+    jobs: &index::Jobs<'_>,
     recorded_succeeded: &BTreeSet<u32>,
 ) -> Vec<BatchState> {
     (0..plan.len())
@@ -173,15 +173,14 @@ pub fn stop(
     rj: &RenderJob,
     plan: &Plan,
     states: &[BatchState],
-    jobs: &BTreeMap<u32, &BatchJob>,
-    pods: &BTreeMap<u32, Vec<&BatchPod>>,
+    jobs: &index::Jobs<'_>,
+    pods: &index::Pods<'_>,
 ) -> Option<Hold> {
     let failed: Vec<u32> = (0..plan.len())
         .filter(|i| states[*i as usize] == BatchState::Failed)
         .collect();
     let bad_input = failed.iter().find_map(|i| {
-        let pods = pods.get(i).map(Vec::as_slice).unwrap_or(&[]);
-        let f = failed_batch(*i, plan, jobs.get(i)?, pods);
+        let f = failed_batch(*i, plan, jobs.get(i)?, pods.of(*i));
         (f.reason == "BadInput").then_some(f)
     });
     if let Some(f) = bad_input {
@@ -211,10 +210,10 @@ pub fn stop(
 pub fn claim_missing(
     rj: &RenderJob,
     states: &[BatchState],
-    pods: &BTreeMap<u32, Vec<&BatchPod>>,
+    pods: &index::Pods<'_>,
 ) -> Option<Hold> {
     let stuck = pods.iter().find_map(|(i, pods)| {
-        let active = states.get(*i as usize) == Some(&BatchState::Active);
+        let active = states.get(i as usize) == Some(&BatchState::Active);
         pods.iter()
             .filter(|_| active)
             .find_map(|p| p.stuck.as_deref().filter(|s| s.reason == "ClaimNotFound"))
@@ -234,9 +233,9 @@ pub fn claim_missing(
 pub struct Observed<'a> {
     pub plan: &'a Plan,
     pub states: &'a [BatchState],
-    pub jobs: &'a BTreeMap<u32, &'a BatchJob>,
+    pub jobs: &'a index::Jobs<'a>,
     /// The RenderJob's batch pods, by batch index.
-    pub pods: &'a BTreeMap<u32, Vec<&'a BatchPod>>,
+    pub pods: &'a index::Pods<'a>,
     /// Why no further batch starts, if something holds the render.
     pub hold: Option<&'a Hold>,
 }
@@ -347,12 +346,12 @@ impl PodTally {
             missing_files_count: prev.missing_files_count,
         };
         let (mut busy_seconds, mut timed_frames) = (0.0_f64, 0_u32);
-        for (index, batch_pods) in seen.pods {
-            let active = seen.states.get(*index as usize) == Some(&BatchState::Active);
+        for (index, batch_pods) in seen.pods.iter() {
+            let active = seen.states.get(index as usize) == Some(&BatchState::Active);
             for pod in batch_pods {
                 tally.count(pod.phase);
                 if active && let Some(p) = &pod.stuck {
-                    tally.stuck.push((*index, p.as_ref().clone()));
+                    tally.stuck.push((index, p.as_ref().clone()));
                 }
                 let Some(m) = &pod.report else { continue };
                 if let Some(spf) = m.seconds_per_frame.filter(|_| m.frames_rendered > 0) {
@@ -398,8 +397,7 @@ fn failed_batches(seen: &Observed<'_>) -> Vec<FailedBatch> {
         .filter(|i| seen.states[*i as usize] == BatchState::Failed)
         .filter_map(|i| {
             let job = seen.jobs.get(&i)?;
-            let pods = seen.pods.get(&i).map(Vec::as_slice).unwrap_or(&[]);
-            Some(failed_batch(i, seen.plan, job, pods))
+            Some(failed_batch(i, seen.plan, job, seen.pods.of(i)))
         })
         .take(MAX_FAILED_BATCHES_LISTED)
         .collect()

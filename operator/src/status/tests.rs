@@ -7,6 +7,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use render_contract::TerminationMessage;
 use serde_json::json;
+use std::collections::BTreeMap;
 
 fn rj(frames_end: i32, batch: i32, suspend: bool) -> RenderJob {
     let spec: RenderJobSpec = serde_json::from_value(json!({
@@ -86,8 +87,7 @@ impl World {
     /// The same, with the holds the reconcile applies (`stop`, `claim_missing`) when `hold`.
     fn status_holding(&self, hold: bool) -> RenderJobStatus {
         let kept: Vec<BatchJob> = self.jobs.iter().cloned().map(BatchJob::from).collect();
-        let jobs: Vec<&BatchJob> = kept.iter().collect();
-        let by_batch = jobs_by_batch("shot", &self.plan, &jobs);
+        let by_batch = jobs_by_batch("shot", &self.plan, kept.iter());
         let recorded = self
             .rj
             .status
@@ -101,10 +101,11 @@ impl World {
             .iter()
             .map(|(k, v)| (*k, v.iter().cloned().map(BatchPod::from).collect()))
             .collect();
-        let pods: BTreeMap<u32, Vec<&BatchPod>> = kept_pods
+        let pairs: Vec<(u32, &BatchPod)> = kept_pods
             .iter()
-            .map(|(k, v)| (*k, v.iter().collect()))
+            .flat_map(|(k, v)| v.iter().map(|p| (*k, p)))
             .collect();
+        let pods = index::Pods::new(self.plan.len(), &pairs);
         let held = hold
             .then(|| {
                 stop(&self.rj, &self.plan, &states, &by_batch, &pods)
@@ -491,8 +492,8 @@ fn stray_jobs_are_ignored() {
     let mut out_of_plan = job(7, Some(("Complete", "")), 0, None);
     out_of_plan.metadata.name = Some(job_name("shot", 7));
     let (stray, out_of_plan) = (BatchJob::from(stray), BatchJob::from(out_of_plan));
-    let jobs = vec![&stray, &out_of_plan];
-    assert!(jobs_by_batch("shot", &w.plan, &jobs).is_empty());
+    let jobs = [&stray, &out_of_plan];
+    assert!(jobs_by_batch("shot", &w.plan, jobs.iter().copied()).is_empty());
 }
 
 #[test]
