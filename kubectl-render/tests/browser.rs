@@ -22,6 +22,8 @@ use render_contract::preview::THUMB_WIDTH;
 use serde_json::Value;
 
 const NAME: &str = "browser";
+/// A render of a scene that is not in the claim: its batches fail.
+const BROKEN: &str = "broken";
 const FRAMES: i64 = 12;
 const READER: &str = "app.kubernetes.io/component=reader";
 
@@ -84,6 +86,23 @@ async fn ui_shows_a_real_render_in_chromium() -> Result<()> {
         "kubectl render submit",
     )?;
 
+    run(
+        st.plugin(&[
+            "submit",
+            "--in-claim",
+            "scenes/not-there.blend",
+            "--frames",
+            "1-2",
+            "--batch",
+            "1",
+            "--backoff-limit",
+            "0",
+            "--name",
+            BROKEN,
+        ]),
+        "kubectl render submit (a scene not in the claim)",
+    )?;
+
     // Before the frames are done there is no preview to fetch: one line, exit 1.
     let early = st.scratch.join("early");
     let out = st
@@ -117,7 +136,7 @@ async fn ui_shows_a_real_render_in_chromium() -> Result<()> {
     let t = Instant::now();
     let checked = Command::new(&python)
         .arg(repo_root().join("kubectl-render/tests/browser/ui_check.py"))
-        .args([&url, NAME, &shots.to_string_lossy(), "900", "300"])
+        .args([&url, NAME, &shots.to_string_lossy(), "900", "300", BROKEN])
         .stderr(Stdio::inherit())
         .output()
         .context("running the browser")?;
@@ -237,6 +256,26 @@ async fn ui_shows_a_real_render_in_chromium() -> Result<()> {
     ensure!(
         last["contact"].as_u64().unwrap_or(0) > 0,
         "contact sheet: {last}"
+    );
+
+    // The failed render: both batches failed, each with a reason and its pod's last lines.
+    let failed = seen["failed"].as_array().context("failed")?;
+    ensure!(failed.len() == 2, "failed batches on the page: {failed:?}");
+    for f in failed {
+        let (text, log) = (
+            f["text"].as_str().unwrap_or_default(),
+            f["log"].as_str().unwrap_or_default(),
+        );
+        ensure!(
+            text.contains("BadInput") && text.contains("not-there.blend"),
+            "{f}"
+        );
+        ensure!(!log.trim().is_empty(), "no log tail: {f}");
+    }
+    ensure!(
+        seen["failed_cells"] == serde_json::json!(["Failed", "Failed"]),
+        "{}",
+        seen["failed_cells"]
     );
 
     // fetch --preview: the two files, as the claim has them.

@@ -1,10 +1,11 @@
 """Drives Debian's chromium with Playwright through `kubectl render ui` while a render runs.
 
-    python ui_check.py URL NAME SCREENSHOT_DIR TIMEOUT_SECONDS PREVIEW_TIMEOUT_SECONDS
+    python ui_check.py URL NAME SCREENSHOT_DIR TIMEOUT_SECONDS PREVIEW_TIMEOUT_SECONDS FAILED_NAME
 
 Watches the render page until the render ends, recording every progress value and every
 thumbnail that loaded, then waits up to PREVIEW_TIMEOUT_SECONDS for the preview video to be
-playable. Writes screenshots and prints one JSON object of what it saw (the Rust test judges
+playable; then opens FAILED_NAME's page (a render whose batches fail) for its failed batches
+and their log tails. Writes screenshots and prints one JSON object of what it saw (the Rust test judges
 it); exits non-zero only when the browser itself could not be driven.
 """
 import json
@@ -15,7 +16,7 @@ import time
 
 from playwright.sync_api import sync_playwright
 
-url, name, shots, timeout, preview_timeout = sys.argv[1:6]
+url, name, shots, timeout, preview_timeout, failed_name = sys.argv[1:7]
 timeout, preview_timeout = float(timeout), float(preview_timeout)
 os.makedirs(shots, exist_ok=True)
 seen = {"progress": [], "thumbs": [], "phases": [], "errors": [], "screenshots": []}
@@ -106,6 +107,25 @@ with sync_playwright() as p, tempfile.TemporaryDirectory() as profile:
         time.sleep(0.5)
     seen["final"] = last
     shot(page, "render.png")
+
+    # A failed render: each failed batch with its reason and the end of its pod's log.
+    page.goto(f"{url}r/{failed_name}")
+    try:
+        page.wait_for_function(
+            "() => Array.from(document.querySelectorAll('#live .failed pre'))"
+            ".some(p => p.textContent.trim().length > 0)", timeout=180_000)
+    except Exception as e:  # the Rust test reports what is missing
+        seen["errors"].append(f"no failed batch with a log on {failed_name}'s page: {e}")
+    seen["failed"] = page.evaluate("""() => Array.from(document.querySelectorAll('#live .failed'))
+      .map(f => ({batch: f.dataset.batch, text: f.innerText,
+                  log: (f.querySelector('pre') || {}).textContent || ''}))""")
+    seen["failed_cells"] = page.evaluate(
+        "() => Array.from(document.querySelectorAll('#batches .b')).map(b => b.dataset.state)")
+    shot(page, "render-failed.png")
+    page.goto(url)
+    page.wait_for_selector(f'tr[data-name="{failed_name}"] .bar', timeout=30_000)
+    seen["list_final"] = page.inner_text("#rows")
+    shot(page, "list-final.png")
     browser.close()
 
 print(json.dumps(seen))
