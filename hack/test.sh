@@ -144,11 +144,12 @@ trap finish EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# The kind lane's Go binaries (kubelet, kubeadm, kind, ...: ten minutes and more from cold)
-# build in the background while lint and unit tests run; the kind stage waits for them.
+# The kind lane's Go binaries (kubelet, kubeadm, kind, ..., kube-network-policies: twenty
+# minutes and more from cold) build in the background while lint and unit tests run; the kind stage waits for them.
 start_build_kind() {
   # Its own session, so that the EXIT trap can stop the whole build (go and its children).
-  setsid hack/cluster.sh build-kind >"$LOGS/build-kind.log" 2>&1 &
+  setsid bash -c 'hack/cluster.sh build-kind && hack/kind/network-policies.sh binary' \
+    >"$LOGS/build-kind.log" 2>&1 &
   BUILD_KIND_PID=$!
   echo "test.sh: building the kind lane's binaries in the background (log: $LOGS/build-kind.log)"
 }
@@ -180,10 +181,10 @@ install_bat() {
 }
 
 stage_deps() {
-  # PyYAML for kubeconform's CRD script; tmux for kubectl render's terminal test; Blender 4.5
-  # and 5.0 (PyPI's bpy, as the node image has it) for render-node's tests, 5.0 to save scenes
-  # newer than the image's Blender.
-  check "deps" hack/deps.sh python3-yaml tmux python3-venv
+  # PyYAML for kubeconform's CRD script; tmux for kubectl render's terminal test; ffmpeg
+  # (ffprobe) to read the previews the tests make; Blender 4.5 and 5.0 (PyPI's bpy, as the node
+  # image has it) for render-node's tests, 5.0 to save scenes newer than the image's Blender.
+  check "deps" hack/deps.sh python3-yaml tmux python3-venv ffmpeg
   check "Blender (bpy 4.5, 5.0)" hack/blender.sh 4.5 5.0
   check "blender-asset-tracer" install_bat
 }

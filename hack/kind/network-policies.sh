@@ -3,6 +3,7 @@
 # NetworkPolicy, and kindnetd, which embeds kube-network-policies, cannot be built here; so
 # kube-network-policies (sigs.k8s.io/kube-network-policies) runs beside it as a DaemonSet.
 #
+#   hack/kind/network-policies.sh binary                     build the binary (cached)
 #   hack/kind/network-policies.sh image                      build the binary (cached) and image
 #   hack/kind/network-policies.sh up CLUSTER KUBECONFIG      image, kind load, apply, wait
 #
@@ -78,6 +79,7 @@ up() {
 }
 
 case ${1:-} in
+  binary) build_binary ;;
   image) image ;;
   up)
     [[ $# -eq 3 ]] || die "usage: $0 up CLUSTER KUBECONFIG"

@@ -17,7 +17,7 @@ use kube::runtime::reflector::Lookup;
 use kube::runtime::watcher;
 
 use crate::crd::RenderJob;
-use crate::job::{BATCH_LABEL, RENDERJOB_ANNOTATION, STOPPED_ANNOTATION};
+use crate::job::{BATCH_LABEL, PREVIEW_STEP, RENDERJOB_ANNOTATION, STEP_LABEL, STOPPED_ANNOTATION};
 use crate::pod::{self, PodProblem};
 
 /// The controller owner of an object.
@@ -90,6 +90,8 @@ pub struct RenderReport {
     /// External files the scene uses that were not readable (at most 20), and how many in all.
     pub missing_files: Vec<String>,
     pub missing_files_count: u32,
+    /// The highest frame the batch saved.
+    pub last_frame: Option<i32>,
 }
 
 /// A batch pod as the operator keeps it.
@@ -114,6 +116,8 @@ pub struct BatchPod {
     /// It carries a true `DisruptionTarget` condition (evicted, preempted, node lost).
     pub disruption: bool,
     pub report: Option<Box<RenderReport>>,
+    /// On the preview Job's pod: `render-preview`'s report.
+    pub preview: Option<Box<render_contract::PreviewReport>>,
 }
 
 fn batch_label(meta: &ObjectMeta) -> Option<u32> {
@@ -182,6 +186,16 @@ impl From<Pod> for BatchPod {
             Some("Failed") => PodPhase::Failed,
             _ => PodPhase::Unknown,
         };
+        let is_preview = pod
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(STEP_LABEL))
+            .is_some_and(|s| s == PREVIEW_STEP);
+        let preview = is_preview
+            .then(|| pod::preview_report(&pod))
+            .flatten()
+            .map(Box::new);
         let report = pod::termination_message(&pod).map(|r| {
             let (m, scene) = (r.message, r.scene);
             Box::new(RenderReport {
@@ -192,6 +206,7 @@ impl From<Pod> for BatchPod {
                 file_version: scene.file_version,
                 missing_files: scene.missing_files,
                 missing_files_count: scene.missing_files_count,
+                last_frame: m.last_frame,
             })
         });
         let meta = &pod.metadata;
@@ -214,6 +229,7 @@ impl From<Pod> for BatchPod {
             finished_at: pod::finished_at(&pod).map(Time),
             disruption: pod::is_disruption(&pod),
             report,
+            preview,
             name: pod.metadata.name.unwrap_or_default(),
             namespace: pod.metadata.namespace,
         }
@@ -400,6 +416,7 @@ mod tests {
                 finished_at: time("2026-11-23T11:02:10Z"),
                 disruption: false,
                 report: None,
+                preview: None,
             }
         );
     }
@@ -415,7 +432,7 @@ mod tests {
             seconds_per_frame: Some(2.5),
             device: Some("OPTIX".into()),
             blender_version: Some("4.2.0".into()),
-            last_frame: None,
+            last_frame: Some(12),
             message: None,
         };
         let mut v = base.clone();
@@ -431,6 +448,7 @@ mod tests {
                 file_version: None,
                 missing_files: vec![],
                 missing_files_count: 0,
+                last_frame: Some(12),
             })
         );
         // The scene's facts beside the render's, as render-node 4.5 writes them.

@@ -408,6 +408,20 @@ async fn carry_out(
     if let Some(e) = failed {
         return Err(e.into());
     }
+    let mut preview_refused = false;
+    if let Some(manifest) = fx.preview.clone() {
+        let (outcomes, failed) = apply_jobs(&jobs, vec![(0, manifest)]).await;
+        for (_, outcome) in &outcomes {
+            fx.settle_preview(state, outcome, Instant::now());
+            preview_refused |= matches!(outcome, Applied::Refused(_));
+            if *outcome == Applied::Created {
+                info!(renderjob = %rj.name_any(), "created the preview job");
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
+    }
     for (names, suspend) in [(&fx.suspend, true), (&fx.resume, false)] {
         for job_name in names {
             let patch = serde_json::json!({"spec": {"suspend": suspend}});
@@ -432,8 +446,8 @@ async fn carry_out(
     if let Some(note) = created_note {
         publish(ctx, rj, &note).await;
     }
-    if Effects::refused(&outcomes) {
-        warn!(renderjob = %rj.name_any(), "a batch Job was refused; showing it in status");
+    if Effects::refused(&outcomes) || preview_refused {
+        warn!(renderjob = %rj.name_any(), "a Job was refused; showing it in status");
         return Ok(Refused::Yes);
     }
     if let Some(w) = &fx.status {

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
-use render_contract::{Device, Engine, MissingFiles, OutputFormat};
+use render_contract::{Device, Engine, MissingFiles, OutputFormat, PreviewCodec};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -193,6 +193,45 @@ pub struct RenderJobSpec {
     #[serde(default = "default_max_failed_batches")]
     #[schemars(range(min = 1, max = 10000))]
     pub max_failed_batches: i32,
+
+    /// The preview made once every batch succeeded: one more Job on the node image writes
+    /// `preview.mp4` and `contact.jpg` beside the frames. A failed preview never fails the
+    /// render.
+    #[serde(default)]
+    pub preview: Preview,
+}
+
+/// The preview video and contact sheet.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Preview {
+    /// Make a preview once every frame is rendered (default true).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Frames per second of the video.
+    #[serde(default = "default_preview_fps")]
+    #[schemars(range(min = 1, max = 120))]
+    pub fps: i32,
+    /// Width of the video in pixels; the height keeps the frames' aspect. Even: H.264 in
+    /// yuv420p takes no odd width.
+    #[serde(default = "default_preview_width")]
+    #[schemars(range(min = 16, max = 7680))]
+    #[x_kube(validation = Rule::new("self % 2 == 0").message("preview.width must be even"))]
+    pub width: i32,
+    /// `H264` (default, plays in every browser) or `VP9`.
+    #[serde(default)]
+    pub codec: PreviewCodec,
+}
+
+impl Default for Preview {
+    fn default() -> Self {
+        Preview {
+            enabled: true,
+            fps: default_preview_fps(),
+            width: default_preview_width(),
+            codec: PreviewCodec::default(),
+        }
+    }
 }
 
 /// An inclusive frame range.
@@ -293,6 +332,15 @@ fn default_max_failed_batches() -> i32 {
 fn default_step() -> i32 {
     1
 }
+fn default_true() -> bool {
+    true
+}
+fn default_preview_fps() -> i32 {
+    24
+}
+fn default_preview_width() -> i32 {
+    640
+}
 fn default_mount_path() -> String {
     "/data".to_string()
 }
@@ -391,6 +439,81 @@ pub struct RenderJobStatus {
     pub missing_files: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub missing_files_count: Option<i64>,
+    /// The highest frame of the batch that finished most recently, and its thumbnail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_frame: Option<LastFrame>,
+    /// The preview video and contact sheet made after the frames.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<PreviewStatus>,
+}
+
+/// A rendered frame and its thumbnail, paths relative to the storage mount.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LastFrame {
+    pub frame: i32,
+    /// The frame's file (`renders/shot/frame_0042.png`).
+    pub file: String,
+    /// Its thumbnail (`renders/shot/.thumbs/frame_0042.jpg`).
+    pub thumbnail: String,
+    /// When its batch's pod finished: a later batch's frame replaces it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Time>,
+}
+
+/// Where the preview is.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+pub enum PreviewState {
+    /// The frames are not all rendered yet.
+    #[default]
+    Pending,
+    Running,
+    Ready,
+    /// The preview Job failed (the render did not).
+    Failed,
+    /// `spec.preview.enabled` is false.
+    Disabled,
+}
+
+impl PreviewState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PreviewState::Pending => "Pending",
+            PreviewState::Running => "Running",
+            PreviewState::Ready => "Ready",
+            PreviewState::Failed => "Failed",
+            PreviewState::Disabled => "Disabled",
+        }
+    }
+
+    /// Ready or Failed: the preview Job has run and is not run again.
+    pub fn finished(self) -> bool {
+        matches!(self, PreviewState::Ready | PreviewState::Failed)
+    }
+}
+
+/// The preview step's outcome; paths relative to the storage mount.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PreviewStatus {
+    pub state: PreviewState,
+    /// The preview video (`renders/shot/preview.mp4`), once Ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub video: Option<String>,
+    /// The contact sheet (`renders/shot/contact.jpg`), once Ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact_sheet: Option<String>,
+    /// Frames in the video.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frames: Option<i64>,
+    /// The contact sheet's grid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub columns: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<i64>,
+    /// Why it failed, or what it waits for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
@@ -508,6 +631,7 @@ mod tests {
             "self.end >= self.start",
             "blendFile is immutable",
             "frames are immutable",
+            "preview.width must be even",
             max_batches.as_str(),
         ] {
             assert!(json.contains(rule), "missing rule {rule}");
@@ -525,6 +649,15 @@ mod tests {
         assert_eq!(spec.frames.step, 1);
         assert_eq!(spec.storage.mount_path, "/data");
         assert_eq!(spec.output.format, OutputFormat::Png);
+        assert_eq!(
+            spec.preview,
+            Preview {
+                enabled: true,
+                fps: 24,
+                width: 640,
+                codec: PreviewCodec::H264
+            }
+        );
         let rj = RenderJob::new("shot", spec);
         assert_eq!(rj.output_path(), "renders/shot/frame_####");
     }

@@ -11,7 +11,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use crate::crd::{FailedBatch, Phase, RenderJobStatus};
+use crate::crd::{FailedBatch, Phase, PreviewState, RenderJobStatus};
 use crate::job::job_name;
 use crate::plan::Plan;
 use crate::ranges::encode_ranges;
@@ -149,7 +149,38 @@ pub fn on_change(old: &RenderJobStatus, new: &RenderJobStatus) -> Vec<Note> {
     if old.phase != new.phase {
         notes.extend(on_phase(old.phase, new));
     }
+    notes.extend(on_preview(old, new));
     notes
+}
+
+/// `PreviewReady` or `PreviewFailed` when the preview step finished.
+fn on_preview(old: &RenderJobStatus, new: &RenderJobStatus) -> Option<Note> {
+    let state = |s: &RenderJobStatus| s.preview.as_ref().map(|p| p.state);
+    let p = new.preview.as_ref()?;
+    if state(old) == Some(p.state) {
+        return None;
+    }
+    match p.state {
+        PreviewState::Ready => Some(Note::normal(
+            "PreviewReady",
+            cut(format!(
+                "Preview ready: {} ({} frames), contact sheet {} ({}x{})",
+                p.video.as_deref().unwrap_or_default(),
+                p.frames.unwrap_or_default(),
+                p.contact_sheet.as_deref().unwrap_or_default(),
+                p.columns.unwrap_or_default(),
+                p.rows.unwrap_or_default()
+            )),
+        )),
+        PreviewState::Failed => Some(Note::warning(
+            "PreviewFailed",
+            cut(p
+                .message
+                .clone()
+                .unwrap_or_else(|| "the preview failed".into())),
+        )),
+        _ => None,
+    }
 }
 
 /// `Progressing` reasons that mean the render is held by something the user must fix; each

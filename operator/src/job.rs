@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
-use render_contract::{Device, RenderArgs, exit};
+use render_contract::{Device, FrameSet, PreviewArgs, RenderArgs, exit};
 use sha2::{Digest, Sha256};
 
 use crate::crd::RenderJob;
@@ -41,6 +41,15 @@ pub const STOPPED_ANNOTATION: &str = "renderfarm.io/stopped";
 /// failures, but a batch that keeps getting evicted (filling its node's disk, say) must not
 /// retry forever.
 pub const MAX_DISRUPTIONS: usize = 5;
+/// On the preview Job and its pod: which step of the render it is (`preview`). Batches carry
+/// none; the preview carries no [`BATCH_LABEL`], so nothing counts it as a batch.
+pub const STEP_LABEL: &str = "renderfarm.io/step";
+pub const PREVIEW_STEP: &str = "preview";
+/// The preview step's program, on the node image's `PATH`.
+pub const PREVIEW_COMMAND: &str = "render-preview";
+/// Retries of a failed preview pod: ffmpeg on frames that are on disk seldom fails twice for
+/// a reason that would pass the third time.
+pub const PREVIEW_BACKOFF_LIMIT: i32 = 1;
 /// The container that renders.
 pub const CONTAINER: &str = "render";
 /// Scratch space for Blender (temp files, config) under a read-only root filesystem.
@@ -150,6 +159,13 @@ pub fn job_name(renderjob: &str, index: u32) -> String {
     format!("{}{suffix}", short_name(renderjob, MAX_NAME - suffix.len()))
 }
 
+/// The preview Job's name: `<renderjob>-preview`, at most 63 characters, the same every time.
+/// No batch Job's name ends so (theirs end in four digits).
+pub fn preview_job_name(renderjob: &str) -> String {
+    let suffix = "-preview";
+    format!("{}{suffix}", short_name(renderjob, MAX_NAME - suffix.len()))
+}
+
 /// Tells whether a name is [`job_name`] of a RenderJob and batch without building the name:
 /// a reconcile checks every Job of a render, 10,000 of them at most.
 pub struct JobNames<'a> {
@@ -248,8 +264,9 @@ fn tolerations(rj: &RenderJob) -> Option<Vec<Toleration>> {
     (!tolerations.is_empty()).then_some(tolerations)
 }
 
-/// Labels every batch Job and pod of `rj` carries.
-pub fn labels(rj: &RenderJob, batch: &Batch) -> BTreeMap<String, String> {
+/// Labels every Job and pod of `rj` carries, batch or preview: the component label is what the
+/// chart's NetworkPolicy for batch pods selects.
+fn common_labels(rj: &RenderJob) -> BTreeMap<String, String> {
     BTreeMap::from([
         (
             "app.kubernetes.io/name".to_string(),
@@ -261,27 +278,55 @@ pub fn labels(rj: &RenderJob, batch: &Batch) -> BTreeMap<String, String> {
         ),
         (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
         (RENDERJOB_LABEL.to_string(), renderjob_label(&rj.name_any())),
+    ])
+}
+
+/// Labels every batch Job and pod of `rj` carries.
+pub fn labels(rj: &RenderJob, batch: &Batch) -> BTreeMap<String, String> {
+    let mut labels = common_labels(rj);
+    labels.extend([
         (BATCH_LABEL.to_string(), batch.index.to_string()),
         (
             FRAMES_LABEL.to_string(),
             format!("{}-{}", batch.first, batch.last),
         ),
-    ])
+    ]);
+    labels
 }
 
-/// The Job that renders `batch` of `rj`.
-pub fn build(rj: &RenderJob, batch: &Batch, config: &JobConfig, suspend: bool) -> Result<Job> {
-    let name = rj.name_any();
+/// Labels of the preview Job and its pod: no batch label.
+pub fn preview_labels(rj: &RenderJob) -> BTreeMap<String, String> {
+    let mut labels = common_labels(rj);
+    labels.insert(STEP_LABEL.to_string(), PREVIEW_STEP.to_string());
+    labels
+}
+
+/// The RenderJob as the controller owner of its Jobs.
+fn owner(rj: &RenderJob) -> Result<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference> {
     let mut owner = rj
         .controller_owner_ref(&())
         .ok_or(Error::MissingObjectKey("metadata.uid"))?;
     // The garbage collector deletes Jobs before their RenderJob when it is deleted in the foreground.
     owner.block_owner_deletion = Some(true);
+    Ok(owner)
+}
+
+/// The Job that renders `batch` of `rj`.
+pub fn build(rj: &RenderJob, batch: &Batch, config: &JobConfig, suspend: bool) -> Result<Job> {
+    let name = rj.name_any();
+    let owner = owner(rj)?;
     let labels = labels(rj, batch);
     let annotations = BTreeMap::from([(FRAMES_ANNOTATION.to_string(), batch.frames_label())]);
+    let container = container(
+        rj,
+        config,
+        None,
+        render_args(rj, batch).to_args(),
+        resources(rj),
+    );
     let template = PodTemplateSpec {
         metadata: Some(pod_metadata(rj, &labels, &annotations)),
-        spec: Some(pod_spec(rj, container(rj, batch, config))),
+        spec: Some(pod_spec(rj, container)),
     };
     Ok(Job {
         metadata: ObjectMeta {
@@ -307,6 +352,85 @@ pub fn build(rj: &RenderJob, batch: &Batch, config: &JobConfig, suspend: bool) -
         }),
         status: None,
     })
+}
+
+/// `render-preview`'s arguments for `rj`: every frame of the render, as written.
+pub fn preview_args(rj: &RenderJob) -> PreviewArgs {
+    let mount = rj.spec.storage.mount_path.trim_end_matches('/');
+    let f = &rj.spec.frames;
+    let frames = FrameSet::Range {
+        start: f.start,
+        end: f.end,
+        step: f.step.max(1) as u32,
+    };
+    let p = &rj.spec.preview;
+    let mut args = PreviewArgs::new(
+        format!("{mount}/{}", rj.output_path()),
+        rj.spec.output.format,
+        frames,
+    );
+    args.fps = p.fps.max(1) as u32;
+    args.width = p.width.max(2) as u32;
+    args.codec = p.codec;
+    args
+}
+
+/// The preview Job of `rj`: `render-preview` from the same node image, with the batch pods'
+/// restricted pod spec and mounts (the output directory writable, the rest of the claim
+/// read-only), no GPU.
+pub fn build_preview(rj: &RenderJob, config: &JobConfig) -> Result<Job> {
+    let labels = preview_labels(rj);
+    let annotations = BTreeMap::new();
+    let container = container(
+        rj,
+        config,
+        Some(vec![PREVIEW_COMMAND.to_string()]),
+        preview_args(rj).to_args(),
+        preview_resources(rj),
+    );
+    let mut spec = pod_spec(rj, container);
+    // ffmpeg needs no GPU: the GPU pool's taint is not tolerated for it.
+    spec.tolerations = rj.spec.tolerations.clone();
+    Ok(Job {
+        metadata: ObjectMeta {
+            name: Some(preview_job_name(&rj.name_any())),
+            namespace: rj.namespace(),
+            labels: Some(labels.clone()),
+            owner_references: Some(vec![owner(rj)?]),
+            ..Default::default()
+        },
+        spec: Some(JobSpec {
+            backoff_limit: Some(PREVIEW_BACKOFF_LIMIT),
+            active_deadline_seconds: rj.spec.active_deadline_seconds,
+            completions: Some(1),
+            parallelism: Some(1),
+            suspend: Some(false),
+            // Never two ffmpegs writing the same preview.mp4.
+            pod_replacement_policy: Some("Failed".to_string()),
+            pod_failure_policy: Some(disruptions_ignored()),
+            template: PodTemplateSpec {
+                metadata: Some(pod_metadata(rj, &labels, &annotations)),
+                spec: Some(spec),
+            },
+            ..Default::default()
+        }),
+        status: None,
+    })
+}
+
+/// The batch pods' requests and limits without GPUs.
+fn preview_resources(rj: &RenderJob) -> ResourceRequirements {
+    let mut res = resources(rj);
+    let gpus = [Device::Cuda, Device::Hip].map(gpu_resource);
+    for map in [res.requests.as_mut(), res.limits.as_mut()]
+        .into_iter()
+        .flatten()
+    {
+        map.retain(|k, _| !gpus.contains(&Some(k.as_str())));
+    }
+    res.limits = res.limits.filter(|l| !l.is_empty());
+    res.requests = res.requests.filter(|r| !r.is_empty());
+    res
 }
 
 /// The user's pod labels and annotations, then ours, which win.
@@ -370,8 +494,14 @@ fn storage_mounts(rj: &RenderJob) -> Vec<VolumeMount> {
     ]
 }
 
-/// The render container: render-node with the batch's arguments, non-root, read-only root.
-fn container(rj: &RenderJob, batch: &Batch, config: &JobConfig) -> Container {
+/// The container: render-node (or `command`) with `args`, non-root, read-only root.
+fn container(
+    rj: &RenderJob,
+    config: &JobConfig,
+    command: Option<Vec<String>>,
+    args: Vec<String>,
+    resources: ResourceRequirements,
+) -> Container {
     let mount = |name: &str, path: &str| VolumeMount {
         name: name.to_string(),
         mount_path: path.to_string(),
@@ -386,8 +516,9 @@ fn container(rj: &RenderJob, batch: &Batch, config: &JobConfig) -> Container {
                 .unwrap_or_else(|_| config.image.clone()),
         ),
         image_pull_policy: config.image_pull_policy.clone(),
-        args: Some(render_args(rj, batch).to_args()),
-        resources: Some(resources(rj)),
+        command,
+        args: Some(args),
+        resources: Some(resources),
         volume_mounts: Some(
             storage_mounts(rj)
                 .into_iter()
@@ -452,19 +583,30 @@ fn pod_spec(rj: &RenderJob, container: Container) -> PodSpec {
     }
 }
 
+/// Evictions, preemption and node loss are not the render's fault.
+fn disruption_rule() -> PodFailurePolicyRule {
+    PodFailurePolicyRule {
+        action: "Ignore".to_string(),
+        on_pod_conditions: Some(vec![PodFailurePolicyOnPodConditionsPattern {
+            type_: "DisruptionTarget".to_string(),
+            status: "True".to_string(),
+        }]),
+        on_exit_codes: None,
+    }
+}
+
+/// Disruptions are not failures (the preview's policy).
+fn disruptions_ignored() -> PodFailurePolicy {
+    PodFailurePolicy {
+        rules: vec![disruption_rule()],
+    }
+}
+
 /// Disruptions are not failures; bad input fails the batch at once.
 fn failure_policy() -> PodFailurePolicy {
     PodFailurePolicy {
         rules: vec![
-            // Evictions, preemption and node loss are not the render's fault.
-            PodFailurePolicyRule {
-                action: "Ignore".to_string(),
-                on_pod_conditions: Some(vec![PodFailurePolicyOnPodConditionsPattern {
-                    type_: "DisruptionTarget".to_string(),
-                    status: "True".to_string(),
-                }]),
-                on_exit_codes: None,
-            },
+            disruption_rule(),
             // A missing or corrupt .blend will not fix itself on retry.
             PodFailurePolicyRule {
                 action: "FailJob".to_string(),
@@ -639,6 +781,108 @@ mod tests {
             tol.iter()
                 .any(|t| t.key.as_deref() == Some("nvidia.com/gpu"))
         );
+    }
+
+    #[test]
+    fn the_preview_job_runs_render_preview_like_a_batch_without_being_one() {
+        let mut rj = renderjob("shot-010", Device::Optix);
+        rj.spec.frames.step = 3;
+        rj.spec.preview.fps = 12;
+        rj.spec.preview.width = 320;
+        rj.spec.preview.codec = render_contract::PreviewCodec::Vp9;
+        let job = build_preview(&rj, &config()).expect("preview job builds");
+        assert_eq!(job.metadata.name.as_deref(), Some("shot-010-preview"));
+        assert_eq!(
+            job,
+            build_preview(&rj, &config()).expect("again"),
+            "deterministic"
+        );
+        let labels = job.metadata.labels.clone().expect("labels");
+        assert_eq!(labels.get(STEP_LABEL).map(String::as_str), Some("preview"));
+        assert_eq!(
+            labels.get(RENDERJOB_LABEL).map(String::as_str),
+            Some("shot-010")
+        );
+        assert_eq!(
+            labels.get(MANAGED_BY_LABEL).map(String::as_str),
+            Some(MANAGED_BY)
+        );
+        assert_eq!(
+            labels
+                .get("app.kubernetes.io/component")
+                .map(String::as_str),
+            Some("render-batch"),
+            "the batch pods' NetworkPolicy covers it"
+        );
+        assert!(!labels.contains_key(BATCH_LABEL) && !labels.contains_key(FRAMES_LABEL));
+        let owner = &job.metadata.owner_references.as_ref().expect("owner")[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.controller),
+            ("RenderJob", Some(true))
+        );
+
+        let spec = job.spec.as_ref().expect("spec");
+        assert_eq!(spec.backoff_limit, Some(PREVIEW_BACKOFF_LIMIT));
+        assert_eq!(spec.pod_replacement_policy.as_deref(), Some("Failed"));
+        let template_labels = spec
+            .template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.labels.clone())
+            .unwrap_or_default();
+        assert_eq!(
+            template_labels.get(STEP_LABEL).map(String::as_str),
+            Some("preview")
+        );
+        assert!(!template_labels.contains_key(BATCH_LABEL));
+        let annotations = spec
+            .template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.annotations.clone())
+            .unwrap_or_default();
+        assert_eq!(
+            annotations.get(RENDERJOB_ANNOTATION).map(String::as_str),
+            Some("shot-010")
+        );
+        let pod = spec.template.spec.as_ref().expect("pod spec");
+        let c = &pod.containers[0];
+        assert_eq!(c.command, Some(vec![PREVIEW_COMMAND.to_string()]));
+        assert_eq!(c.image.as_deref(), Some("renderfarm/render-node:dev"));
+        let args = PreviewArgs::try_parse_from_args(&c.args.clone().unwrap_or_default())
+            .expect("render-preview accepts the arguments");
+        assert_eq!(args.output, "/data/renders/shot-010/frame_####");
+        assert_eq!(args.frames.frames(), vec![1, 4, 7, 10, 13, 16, 19, 22]);
+        assert_eq!(
+            (args.fps, args.width, args.codec),
+            (12, 320, render_contract::PreviewCodec::Vp9)
+        );
+
+        // The batches' pod spec, mounts and security, but no GPU and no GPU toleration.
+        let batch_job = build(&rj, &batch(&rj, 0), &config(), false).expect("batch");
+        let batch_pod = batch_job
+            .spec
+            .and_then(|s| s.template.spec)
+            .expect("batch pod");
+        assert_eq!(pod.security_context, batch_pod.security_context);
+        assert_eq!(pod.volumes, batch_pod.volumes);
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        assert_eq!(pod.node_selector, batch_pod.node_selector);
+        let bc = &batch_pod.containers[0];
+        assert_eq!(c.name, bc.name);
+        assert_eq!(c.security_context, bc.security_context);
+        assert_eq!(c.volume_mounts, bc.volume_mounts);
+        assert_eq!(c.termination_message_policy, bc.termination_message_policy);
+        assert!(
+            c.resources
+                .as_ref()
+                .and_then(|r| r.limits.as_ref())
+                .is_none(),
+            "no GPU for ffmpeg"
+        );
+        assert_eq!(pod.tolerations, None);
+        assert_eq!(preview_job_name(&"x".repeat(80)).len(), 63);
+        assert!(preview_job_name(&"x".repeat(80)).ends_with("-preview"));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use render_contract::{TerminationMessage, TerminationReport, exit};
+use render_contract::{PreviewReport, TerminationMessage, TerminationReport, exit};
 
 use crate::job::CONTAINER;
 
@@ -88,6 +88,19 @@ pub fn termination_message(pod: &Pod) -> Option<TerminationReport> {
         .find(|c| c.name == CONTAINER)?;
     let message = cs.state.as_ref()?.terminated.as_ref()?.message.as_deref()?;
     TerminationReport::parse(message)
+}
+
+/// `render-preview`'s report, from the preview pod's termination message.
+pub fn preview_report(pod: &Pod) -> Option<PreviewReport> {
+    let cs = pod
+        .status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .iter()
+        .find(|c| c.name == CONTAINER)?;
+    let message = cs.state.as_ref()?.terminated.as_ref()?.message.as_deref()?;
+    PreviewReport::parse(message)
 }
 
 /// Why a failed pod failed: OOMKilled, BadInput, BlenderError, DeadlineExceeded, Evicted, ...

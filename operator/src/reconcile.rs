@@ -15,7 +15,7 @@ use kube::ResourceExt;
 use crate::Result;
 use crate::actions::{self, Actions};
 use crate::cache::{BatchJob, BatchPod};
-use crate::crd::{Phase, RenderJob, RenderJobStatus};
+use crate::crd::{CleanupPolicy, Phase, PreviewState, RenderJob, RenderJobStatus};
 use crate::events::{self, Note};
 use crate::index;
 #[cfg(test)]
@@ -24,6 +24,7 @@ use crate::job::{self, JobConfig};
 use crate::plan::Plan;
 use crate::ranges::decode_ranges;
 use crate::state::{IN_FLIGHT_AFTER_5XX, Rejection, RenderState};
+use crate::status::preview::{self, PreviewSeen};
 use crate::status::{self, BatchState, Hold, Observed};
 
 /// A status change that is not [`status::urgent`] (counts, progress, messages) waits until
@@ -200,6 +201,8 @@ pub enum Applied {
 pub struct Effects {
     /// Batch Jobs to apply, by batch index.
     pub apply: Vec<(u32, Job)>,
+    /// The preview Job to apply, once every batch succeeded.
+    pub preview: Option<Job>,
     /// Job names to suspend, resume and delete.
     pub suspend: Vec<String>,
     pub resume: Vec<String>,
@@ -283,7 +286,7 @@ pub fn decide(
     let in_flight: BTreeSet<u32> = state.in_flight.keys().copied().collect();
     let rejected = refusal(rj, &seen, state, &mut fx, now, wall);
     fx.stop = too_disrupted(&seen, input.disrupted, config.max_disruptions.max(1));
-    let (todo, new) = seen.decide(rj, &old, &in_flight, rejected, wall);
+    let (todo, mut new) = seen.decide(rj, &old, &in_flight, rejected, wall);
     for index in &todo.create {
         if let Some(batch) = plan.batch(*index) {
             fx.apply
@@ -294,12 +297,51 @@ pub fn decide(
     let Actions {
         suspend,
         resume,
-        delete,
+        mut delete,
         create,
     } = todo;
+    // The preview step: after the batches, in the same status.
+    let preview_name = job::preview_job_name(&name);
+    let is_preview = |j: &&BatchJob| j.batch.is_none() && j.name == preview_name;
+    let preview_job = input.jobs.iter().map(Arc::as_ref).find(is_preview);
+    state.expire_preview(preview_job.is_some(), now);
+    let refused = state.preview_refused.clone();
+    let mut seen_preview = PreviewSeen {
+        job: preview_job,
+        pods: preview_job
+            .and_then(|j| j.uid.as_ref())
+            .map(|uid| {
+                input
+                    .pods
+                    .iter()
+                    .map(Arc::as_ref)
+                    .filter(|p| p.batch.is_none() && p.job_uid.as_ref() == Some(uid))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        starting: state.preview_in_flight.is_some(),
+        refused: refused.as_deref(),
+        taken: input.taken.iter().map(Arc::as_ref).any(|j| is_preview(&j)),
+    };
+    if preview::wanted(rj, &old, &new, &seen_preview) {
+        fx.preview = Some(job::build_preview(rj, config)?);
+        state.preview_in_flight = Some(now + crate::state::IN_FLIGHT_TTL);
+        seen_preview.starting = true;
+    }
+    if rj.spec.cleanup.policy == CleanupPolicy::DeleteSucceeded
+        && preview::deletable(&old, &seen_preview)
+    {
+        delete.push(preview_name.clone());
+    }
+    preview::roll_up(rj, &old, &mut new, &seen_preview, wall);
     (fx.suspend, fx.resume, fx.delete) = (suspend, resume, delete);
     fx.all_created = new.batches.pending == 0;
-    fx.busy = matches!(new.phase, Phase::Running | Phase::Pending) || !create.is_empty();
+    let previewing = new
+        .preview
+        .as_ref()
+        .is_some_and(|p| p.state == PreviewState::Running);
+    fx.busy =
+        matches!(new.phase, Phase::Running | Phase::Pending) || !create.is_empty() || previewing;
     // Counts and messages wait for the next write, a second at most; transitions do not.
     fx.status_due = written_at
         .map(|at| STATUS_EVERY.saturating_sub(now.saturating_duration_since(at)))
@@ -476,6 +518,7 @@ impl Effects {
     /// Nothing to send to the API server.
     pub fn is_empty(&self) -> bool {
         self.apply.is_empty()
+            && self.preview.is_none()
             && self.suspend.is_empty()
             && self.resume.is_empty()
             && self.delete.is_empty()
@@ -538,6 +581,24 @@ impl Effects {
             .created
             .note(now, self.all_created, &self.rj_name, plan)?;
         Some(Note::normal("BatchesCreated", note))
+    }
+
+    /// Takes in how the preview Job's apply went: a refusal is kept and shown (the preview
+    /// fails, the render does not) and the Job is not sent again; a 5xx keeps the mark only
+    /// briefly, a timeout for its full time (the Job may exist).
+    pub fn settle_preview(&self, state: &mut RenderState, outcome: &Applied, now: Instant) {
+        match outcome {
+            Applied::Created | Applied::Unknown => {}
+            Applied::Refused(message) => {
+                state.preview_in_flight = None;
+                state.preview_refused = Some(message.clone());
+            }
+            Applied::ServerError => {
+                if let Some(until) = state.preview_in_flight.as_mut() {
+                    *until = (*until).min(now + IN_FLIGHT_AFTER_5XX);
+                }
+            }
+        }
     }
 
     /// Takes in why a Job without pods has none (the message of its latest `FailedCreate`
@@ -1054,6 +1115,353 @@ mod tests {
         assert_eq!(fx.requeue(&state, now), None);
         rj.status = Some(w.status);
         assert!(effects(&rj, &[], &[], &mut state, now).is_empty());
+    }
+
+    /// The preview Job (`done`: None running, Some(true) complete, Some(false) failed).
+    fn preview_job(done: Option<bool>) -> Arc<BatchJob> {
+        let mut v: Value =
+            serde_json::from_str(include_str!("../examples/fixtures/job.json")).expect("json");
+        v["metadata"]["name"] = json!("shot-preview");
+        let labels = v["metadata"]["labels"].as_object_mut().expect("labels");
+        labels.remove(crate::job::BATCH_LABEL);
+        labels.insert(crate::job::STEP_LABEL.into(), json!("preview"));
+        v["status"] = match done {
+            None => json!({"active": 1}),
+            Some(true) => json!({"conditions": [{"type": "Complete", "status": "True"}]}),
+            Some(false) => json!({"failed": 2, "conditions": [{"type": "Failed",
+                "status": "True", "reason": "BackoffLimitExceeded",
+                "message": "Job has reached the specified backoff limit"}]}),
+        };
+        Arc::new(serde_json::from_value::<Job>(v).expect("job").into())
+    }
+
+    /// The preview Job's pod, with `render-preview`'s report.
+    fn preview_pod(phase: &str, report: &render_contract::PreviewReport) -> Arc<BatchPod> {
+        let mut v: Value =
+            serde_json::from_str(include_str!("../examples/fixtures/pod.json")).expect("json");
+        let labels = v["metadata"]["labels"].as_object_mut().expect("labels");
+        labels.remove(crate::job::BATCH_LABEL);
+        labels.insert(crate::job::STEP_LABEL.into(), json!("preview"));
+        v["status"]["phase"] = json!(phase);
+        let t = &mut v["status"]["containerStatuses"][0]["state"]["terminated"];
+        t["message"] = json!(serde_json::to_string(report).expect("json"));
+        if phase == "Failed" {
+            t["exitCode"] = json!(1);
+        }
+        Arc::new(serde_json::from_value::<Pod>(v).expect("pod").into())
+    }
+
+    fn all_done() -> Vec<Arc<BatchJob>> {
+        (0..6).map(|i| job(i, true)).collect()
+    }
+
+    fn preview_of(s: &RenderJobStatus) -> (PreviewState, String, String) {
+        let p = s.preview.clone().expect("status.preview");
+        let c = s
+            .conditions
+            .iter()
+            .find(|c| c.type_ == preview::PREVIEW_READY)
+            .expect("PreviewReady");
+        (p.state, c.status.clone(), c.reason.clone())
+    }
+
+    #[test]
+    fn the_preview_job_comes_once_every_batch_succeeded_and_only_once() {
+        let rj = rj();
+        let t0 = Instant::now();
+        let mut state = RenderState::default();
+        // Five of six batches done: no preview yet.
+        let mut jobs: Vec<Arc<BatchJob>> = (0..5).map(|i| job(i, true)).collect();
+        jobs.push(job(5, false));
+        let fx = effects(&rj, &jobs, &[], &mut state, t0);
+        assert!(fx.preview.is_none());
+        let w = fx.status.clone().expect("status");
+        assert_eq!(
+            preview_of(&w.status),
+            (PreviewState::Pending, "False".into(), "Pending".into())
+        );
+        fx.wrote(&mut state, t0);
+
+        // The last one succeeds: the preview Job is sent, marked in flight, status Running.
+        let t1 = t0 + Duration::from_secs(2);
+        let fx = effects(&rj, &all_done(), &[], &mut state, t1);
+        let job = fx.preview.clone().expect("the preview Job");
+        assert_eq!(job.metadata.name.as_deref(), Some("shot-preview"));
+        assert_eq!(job, crate::job::build_preview(&rj, &config()).expect("job"));
+        assert!(state.preview_in_flight.is_some());
+        let w = fx.status.clone().expect("status");
+        assert_eq!(w.status.phase, Phase::Succeeded, "the frames are done");
+        assert_eq!(
+            preview_of(&w.status),
+            (PreviewState::Running, "False".into(), "Running".into())
+        );
+        fx.settle_preview(&mut state, &Applied::Created, t1);
+        fx.wrote(&mut state, t1);
+        assert_eq!(
+            fx.requeue(&state, t1).map(|d| d > Duration::ZERO),
+            Some(true),
+            "comes back while the preview runs"
+        );
+
+        // The cache has not caught up: the mark holds, nothing is sent again.
+        let fx = effects(
+            &rj,
+            &all_done(),
+            &[],
+            &mut state,
+            t1 + Duration::from_secs(1),
+        );
+        assert!(fx.preview.is_none());
+
+        // Seen running, then complete with its report: Ready, and an Event.
+        let mut jobs = all_done();
+        jobs.push(preview_job(None));
+        let fx = effects(&rj, &jobs, &[], &mut state, t1 + Duration::from_secs(2));
+        assert!(fx.preview.is_none() && state.preview_in_flight.is_none());
+        let report = render_contract::PreviewReport {
+            ok: true,
+            frames: 6,
+            columns: 3,
+            rows: 2,
+            message: None,
+        };
+        let mut jobs = all_done();
+        jobs.push(preview_job(Some(true)));
+        let pods = [preview_pod("Succeeded", &report)];
+        let fx = effects(&rj, &jobs, &pods, &mut state, t1 + Duration::from_secs(5));
+        assert!(fx.preview.is_none());
+        let w = fx.status.clone().expect("status");
+        assert_eq!(
+            preview_of(&w.status),
+            (PreviewState::Ready, "True".into(), "Ready".into())
+        );
+        let p = w.status.preview.clone().expect("preview");
+        assert_eq!(p.video.as_deref(), Some("renders/shot/preview.mp4"));
+        assert_eq!(p.contact_sheet.as_deref(), Some("renders/shot/contact.jpg"));
+        assert_eq!((p.frames, p.columns, p.rows), (Some(6), Some(3), Some(2)));
+        assert_eq!(reasons(&w.events), ["PreviewReady"]);
+        assert!(!w.events[0].warning);
+        assert!(fx.delete.is_empty(), "cleanup Keep keeps the preview Job");
+        fx.wrote(&mut state, t1 + Duration::from_secs(5));
+
+        // Its Job gone (deleted by hand), the operator restarted: Ready stays, no new Job.
+        let mut fresh = RenderState::default();
+        let mut rj = rj.clone();
+        rj.status = Some(w.status.clone());
+        let fx = effects(
+            &rj,
+            &all_done(),
+            &[],
+            &mut fresh,
+            t1 + Duration::from_secs(9),
+        );
+        assert!(fx.preview.is_none());
+        assert!(fx.status.is_none(), "{:?}", fx.status);
+    }
+
+    #[test]
+    fn a_failed_preview_fails_only_the_preview() {
+        let rj = rj();
+        let t0 = Instant::now();
+        let mut state = RenderState::default();
+        let mut jobs = all_done();
+        jobs.push(preview_job(Some(false)));
+        let report = render_contract::PreviewReport {
+            ok: false,
+            frames: 0,
+            columns: 0,
+            rows: 0,
+            message: Some("ffmpeg: frame_0004.png is not an image".into()),
+        };
+        let pods = [preview_pod("Failed", &report)];
+        let fx = effects(&rj, &jobs, &pods, &mut state, t0);
+        let w = fx.status.clone().expect("status");
+        assert_eq!(w.status.phase, Phase::Succeeded);
+        assert_eq!(
+            preview_of(&w.status),
+            (PreviewState::Failed, "False".into(), "Failed".into())
+        );
+        let p = w.status.preview.clone().expect("preview");
+        assert_eq!(
+            p.message.as_deref(),
+            Some("preview Job shot-preview failed: ffmpeg: frame_0004.png is not an image")
+        );
+        assert!(reasons(&w.events).contains(&"PreviewFailed"));
+        assert!(
+            w.events
+                .iter()
+                .any(|e| e.reason == "PreviewFailed" && e.warning)
+        );
+        assert!(w.events.iter().all(|e| e.reason != "RenderFailed"));
+        fx.wrote(&mut state, t0);
+        // Not made again while its Job is there.
+        let fx = effects(&rj, &jobs, &pods, &mut state, t0 + Duration::from_secs(2));
+        assert!(fx.preview.is_none());
+        assert!(fx.status.is_none());
+        // Its Job deleted: made again.
+        let fx = effects(
+            &rj,
+            &all_done(),
+            &[],
+            &mut state,
+            t0 + Duration::from_secs(3),
+        );
+        assert!(fx.preview.is_some());
+        let p = fx.status.expect("status").status.preview.expect("preview");
+        assert_eq!(p.state, PreviewState::Running);
+    }
+
+    #[test]
+    fn a_refused_preview_job_fails_the_preview_once() {
+        let rj = rj();
+        let t0 = Instant::now();
+        let mut state = RenderState::default();
+        let fx = effects(&rj, &all_done(), &[], &mut state, t0);
+        assert!(fx.preview.is_some());
+        fx.settle_preview(
+            &mut state,
+            &Applied::Refused("denied by a ValidatingAdmissionPolicy".into()),
+            t0,
+        );
+        let fx = effects(&rj, &all_done(), &[], &mut state, t0);
+        assert!(fx.preview.is_none(), "not sent again");
+        let w = fx.status.expect("status");
+        assert_eq!(w.status.phase, Phase::Succeeded);
+        let p = w.status.preview.expect("preview");
+        assert_eq!(p.state, PreviewState::Failed);
+        assert_eq!(
+            p.message.as_deref(),
+            Some("the API server refused the preview Job: denied by a ValidatingAdmissionPolicy")
+        );
+    }
+
+    #[test]
+    fn a_disabled_preview_makes_no_job() {
+        let mut rj = rj();
+        rj.spec.preview.enabled = false;
+        let mut state = RenderState::default();
+        let fx = effects(&rj, &all_done(), &[], &mut state, Instant::now());
+        assert!(fx.preview.is_none());
+        let w = fx.status.expect("status");
+        assert_eq!(
+            preview_of(&w.status),
+            (PreviewState::Disabled, "False".into(), "Disabled".into())
+        );
+        assert!(w.events.iter().all(|e| !e.reason.starts_with("Preview")));
+    }
+
+    #[test]
+    fn delete_succeeded_removes_the_preview_job_only_once_ready_is_recorded() {
+        let mut rj = rj();
+        rj.spec.cleanup.policy = CleanupPolicy::DeleteSucceeded;
+        let t0 = Instant::now();
+        let mut state = RenderState::default();
+        let report = render_contract::PreviewReport {
+            ok: true,
+            frames: 6,
+            columns: 3,
+            rows: 2,
+            message: None,
+        };
+        // Batch Jobs already cleaned up, recorded in status.
+        let mut old = RenderJobStatus {
+            succeeded_batches: Some("0-5".into()),
+            ..Default::default()
+        };
+        old.phase = Phase::Succeeded;
+        rj.status = Some(old);
+        let jobs = [preview_job(Some(true))];
+        let pods = [preview_pod("Succeeded", &report)];
+        let fx = effects(&rj, &jobs, &pods, &mut state, t0);
+        assert!(fx.delete.is_empty(), "not before Ready is written");
+        assert!(fx.preview.is_none());
+        let w = fx.status.clone().expect("status");
+        assert_eq!(
+            w.status.preview.as_ref().map(|p| p.state),
+            Some(PreviewState::Ready)
+        );
+        fx.wrote(&mut state, t0);
+        let fx = effects(&rj, &jobs, &pods, &mut state, t0 + Duration::from_secs(2));
+        assert_eq!(fx.delete, ["shot-preview"]);
+        assert!(fx.status.is_none());
+        // Gone: still Ready, nothing sent again.
+        fx.wrote(&mut state, t0);
+        let fx = effects(&rj, &[], &[], &mut state, t0 + Duration::from_secs(4));
+        assert!(fx.preview.is_none() && fx.delete.is_empty() && fx.status.is_none());
+    }
+
+    #[test]
+    fn an_earlier_renderjobs_preview_job_is_waited_for() {
+        let rj = rj();
+        let jobs = all_done();
+        let taken = [preview_job(Some(true))];
+        let input = Input {
+            rj: &rj,
+            jobs: &jobs,
+            pods: &[],
+            synced: true,
+            disrupted: &|_| 0,
+            taken: &taken,
+        };
+        let wall = Time("2026-11-23T12:00:00Z".parse().expect("time"));
+        let mut state = RenderState::default();
+        let fx = decide(&input, &mut state, &config(), Instant::now(), &wall).expect("decide");
+        assert!(fx.preview.is_none());
+        let p = fx.status.expect("status").status.preview.expect("preview");
+        assert_eq!(p.state, PreviewState::Pending);
+    }
+
+    #[test]
+    fn the_last_frame_is_the_latest_batchs_highest() {
+        let rj = rj();
+        let with_report = |index: u32, last: i32, at: &str| {
+            let mut v: Value =
+                serde_json::from_str(include_str!("../examples/fixtures/pod.json")).expect("json");
+            v["metadata"]["labels"][crate::job::BATCH_LABEL] = json!(index.to_string());
+            let m = render_contract::TerminationMessage {
+                outcome: render_contract::Outcome::Succeeded,
+                frames_rendered: 1,
+                frames_skipped: 0,
+                frames_missing: vec![],
+                seconds_per_frame: Some(1.0),
+                device: None,
+                blender_version: None,
+                last_frame: Some(last),
+                message: None,
+            };
+            let t = &mut v["status"]["containerStatuses"][0]["state"]["terminated"];
+            t["message"] = json!(m.to_json_bounded());
+            t["finishedAt"] = json!(at);
+            Arc::new(serde_json::from_value::<Pod>(v).expect("pod").into())
+        };
+        let jobs = [job(0, true), job(1, true), job(2, false)];
+        // Batch 1 (frame 2) finished after batch 0 (frame 1).
+        let pods = [
+            with_report(1, 2, "2026-11-23T11:02:30Z"),
+            with_report(0, 1, "2026-11-23T11:02:20Z"),
+        ];
+        let mut state = RenderState::default();
+        let fx = effects(&rj, &jobs, &pods, &mut state, Instant::now());
+        let s = fx.status.expect("status").status;
+        let last = s.last_frame.clone().expect("lastFrame");
+        assert_eq!(
+            (last.frame, last.file.as_str(), last.thumbnail.as_str()),
+            (
+                2,
+                "renders/shot/frame_0002.png",
+                "renders/shot/.thumbs/frame_0002.jpg"
+            )
+        );
+        // Batch 1's pod cleaned up, batch 0's still there: the recorded one stays.
+        let mut rj = rj.clone();
+        rj.status = Some(s);
+        let mut state = RenderState::default();
+        let fx = effects(&rj, &jobs, &pods[1..], &mut state, Instant::now());
+        let kept = fx
+            .status
+            .and_then(|w| w.status.last_frame)
+            .or(rj.status.and_then(|s| s.last_frame));
+        assert_eq!(kept.map(|l| l.frame), Some(2));
     }
 
     fn reasons(notes: &[Note]) -> Vec<&str> {

@@ -38,6 +38,11 @@ pub struct RenderState {
     pub inspected: Option<Instant>,
     /// Reconciles that failed in a row, for the error backoff.
     pub failures: u32,
+    /// Until when the preview Job, sent but not seen in the cache yet, counts as running: as
+    /// for batches, a stale cache must not send a second one.
+    pub preview_in_flight: Option<Instant>,
+    /// Why the API server refused the preview Job (it is not sent again).
+    pub preview_refused: Option<String>,
 }
 
 /// A Job apply the API server refused (a quota, an admission webhook, an invalid field).
@@ -73,6 +78,13 @@ impl RenderState {
         self.in_flight.retain(|i, until| !seen(*i) && now < *until);
     }
 
+    /// Drops the preview Job's in-flight mark once it is seen, or run out.
+    pub fn expire_preview(&mut self, seen: bool, now: Instant) {
+        if seen || self.preview_in_flight.is_some_and(|until| now >= until) {
+            self.preview_in_flight = None;
+        }
+    }
+
     /// The refusal that holds Job creation back at `now`, if any.
     pub fn holding(&self, generation: Option<i64>, now: Instant) -> Option<&Rejection> {
         self.rejection
@@ -84,6 +96,7 @@ impl RenderState {
     pub fn in_flight_expiry(&self, now: Instant) -> Option<Duration> {
         self.in_flight
             .values()
+            .chain(self.preview_in_flight.iter())
             .map(|until| until.saturating_duration_since(now) + Duration::from_millis(100))
             .min()
     }

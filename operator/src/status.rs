@@ -301,6 +301,9 @@ pub fn roll_up(rj: &RenderJob, seen: &Observed<'_>, now: &Time) -> RenderJobStat
             .take(MAX_MISSING_LISTED)
             .collect(),
         missing_files_count: tally.missing_files_count,
+        last_frame: preview::last_frame(rj, &prev, seen.pods),
+        // Worked out by `preview::roll_up`, once the preview Job is decided on.
+        preview: prev.preview.clone(),
     }
 }
 
@@ -683,6 +686,8 @@ pub fn invalid(rj: &RenderJob, reason: &str, why: &str, now: &Time) -> RenderJob
     );
     status
 }
+
+pub mod preview;
 
 #[cfg(test)]
 mod tests;

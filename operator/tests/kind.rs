@@ -208,7 +208,10 @@ impl Storage {
 
     /// Each batch pod's progress events (JSON lines on stdout), by pod name.
     async fn progress(&self, name: &str) -> Result<BTreeMap<String, Vec<Value>>> {
-        let lp = ListParams::default().labels(&format!("renderfarm.io/renderjob={name}"));
+        // Batch pods only: the preview step's pod has no batch label.
+        let lp = ListParams::default().labels(&format!(
+            "renderfarm.io/renderjob={name},renderfarm.io/batch"
+        ));
         let mut out = BTreeMap::new();
         for pod in self.pods().list(&lp).await? {
             let log = self.logs(&pod.name_any()).await?;
@@ -477,6 +480,134 @@ async fn real_frames_from_real_pods() -> Result<()> {
         ),
         None => println!("kind: seconds per frame in a pod {spf:.2} (no host Blender to compare)"),
     }
+    Ok(())
+}
+
+/// `ffprobe`'s JSON about `path`'s first video stream, decoding it (`-count_frames`).
+fn ffprobe(path: &Path) -> Result<Value> {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+        ])
+        .arg("stream=codec_name,pix_fmt,width,height,r_frame_rate,nb_read_frames")
+        .args(["-of", "json"])
+        .arg(path)
+        .output()
+        .context("running ffprobe (hack/test.sh installs ffmpeg)")?;
+    ensure!(
+        out.status.success(),
+        "ffprobe {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout)?;
+    v["streams"][0]
+        .as_object()
+        .map(|o| Value::Object(o.clone()))
+        .with_context(|| format!("{}: no video stream: {v}", path.display()))
+}
+
+/// A real render on kind, then its preview step: `render-preview` in the node image writes
+/// `preview.mp4` (as many frames as were rendered, at the fps and codec asked) and a
+/// `contact.jpg` of the expected grid beside the frames, and status says so.
+#[tokio::test]
+#[ignore = "needs the kind lane: hack/kind.sh up"]
+async fn a_real_render_gets_a_preview_video_and_contact_sheet() -> Result<()> {
+    let client = Client::try_default()
+        .await
+        .context("no cluster: `hack/kind.sh up` and `eval \"$(hack/kind.sh env)\"`")?;
+    let st = Storage::new(client).await?;
+    st.make_scene().await?;
+    let fps = 12;
+    let rj: RenderJob = serde_json::from_value(json!({
+        "apiVersion": "renderfarm.io/v1alpha1", "kind": "RenderJob",
+        "metadata": {"name": "preview", "namespace": st.ns},
+        "spec": {
+            "blendFile": "scenes/kind.blend",
+            "frames": {"start": 1, "end": FRAMES},
+            "batchSize": 3, "parallelism": 2,
+            "output": {"path": "renders/preview/frame_####", "format": "PNG"},
+            "storage": {"claimName": "render-storage", "mountPath": "/data"},
+            "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
+            "preview": {"fps": fps, "width": WIDTH, "codec": "H264"},
+        }
+    }))?;
+    let t = Instant::now();
+    st.rjs().create(&PostParams::default(), &rj).await?;
+    let rj = await_object(
+        st.rjs(),
+        "preview",
+        Duration::from_secs(900),
+        "PreviewReady True or False with reason Failed",
+        |rj: Option<&RenderJob>| {
+            rj.and_then(|rj| rj.status.as_ref()).is_some_and(|s| {
+                s.conditions.iter().any(|c| {
+                    c.type_ == "PreviewReady" && (c.status == "True" || c.reason == "Failed")
+                })
+            })
+        },
+    )
+    .await?
+    .context("the RenderJob is gone")?;
+    let s = rj.status.clone().context("no status")?;
+    let p = s.preview.clone().context("no status.preview")?;
+    ensure!(
+        p.state == renderfarm::crd::PreviewState::Ready,
+        "preview {:?}: {}",
+        p.state,
+        p.message.unwrap_or_default()
+    );
+    assert_eq!(s.phase, Phase::Succeeded);
+    println!(
+        "kind: {FRAMES} frames and their preview in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    let video = st.dir.join(p.video.as_deref().context("no video path")?);
+    let info = ffprobe(&video)?;
+    println!("kind: ffprobe {}: {info}", video.display());
+    assert_eq!(info["codec_name"], "h264", "{info}");
+    assert_eq!(info["pix_fmt"], "yuv420p", "{info}");
+    assert_eq!(info["r_frame_rate"], format!("{fps}/1"), "{info}");
+    assert_eq!(info["nb_read_frames"], FRAMES.to_string(), "{info}");
+    assert_eq!(info["width"], WIDTH, "{info}");
+    assert_eq!(p.frames, Some(i64::from(FRAMES)));
+
+    let (columns, rows) = render_contract::preview::contact_sheet_grid(FRAMES as u32);
+    assert_eq!(
+        (p.columns, p.rows),
+        (Some(i64::from(columns)), Some(i64::from(rows)))
+    );
+    let sheet = st.dir.join(
+        p.contact_sheet
+            .as_deref()
+            .context("no contact sheet path")?,
+    );
+    let info = ffprobe(&sheet)?;
+    println!("kind: ffprobe {}: {info}", sheet.display());
+    assert_eq!(info["codec_name"], "mjpeg", "{info}");
+    let tile = render_contract::preview::CONTACT_SHEET_TILE_WIDTH;
+    assert_eq!(
+        info["width"],
+        columns * tile,
+        "{columns} tiles of {tile} px: {info}"
+    );
+    let tile_height = u64::from(tile * HEIGHT / WIDTH);
+    let height = info["height"].as_u64().context("height")?;
+    ensure!(
+        height.abs_diff(u64::from(rows) * tile_height) <= u64::from(rows),
+        "{rows} rows of about {tile_height} px: {info}"
+    );
+    let last = s.last_frame.clone().context("no status.lastFrame")?;
+    ensure!(
+        st.dir.join(&last.thumbnail).is_file(),
+        "the last frame's thumbnail {} is not on the volume",
+        last.thumbnail
+    );
     Ok(())
 }
 

@@ -396,12 +396,15 @@ impl Env {
         Api::namespaced(self.client.clone(), &self.ns)
     }
 
-    /// A RenderJob spec with storage filled in; `extra` is merged over it.
+    /// A RenderJob spec with storage filled in; `extra` is merged over it. The preview step
+    /// is off unless `extra` turns it on: these tests count batch Jobs, and `preview.rs` tests
+    /// the preview Job.
     pub fn renderjob(&self, name: &str, extra: Value) -> Result<RenderJob> {
         let mut spec = json!({
             "blendFile": "scenes/test.blend",
             "frames": {"start": 1, "end": 10},
             "storage": {"claimName": STORAGE},
+            "preview": {"enabled": false},
         });
         merge(&mut spec, extra);
         Ok(serde_json::from_value(json!({

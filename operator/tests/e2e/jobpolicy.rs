@@ -13,7 +13,7 @@ use renderfarm::plan::Plan;
 use serde_json::json;
 
 use crate::chart::{chart, helm, token_kubeconfig};
-use crate::harness::{Env, kubectl, status};
+use crate::harness::{Env, condition, kubectl, status};
 
 /// A client and kubeconfig that authenticate with the chart's ServiceAccount token.
 async fn as_service_account(env: &Env, sa: &str) -> Result<(kube::Client, PathBuf)> {
@@ -131,17 +131,31 @@ async fn check(env: &mut Env, release: &str) -> Result<()> {
     )
     .await?;
 
-    // A normal render, by the operator running under that token.
+    // A normal render, by the operator running under that token, and its preview Job: the
+    // policy admits both.
     let kc = kubeconfig.display().to_string();
     env.start_operator_with(&[], &[("KUBECONFIG", kc.as_str())])?;
     env.create(
         "allowed",
-        json!({"frames": {"start": 1, "end": 4}, "batchSize": 2}),
+        json!({"frames": {"start": 1, "end": 4}, "batchSize": 2, "preview": {"enabled": true}}),
     )
     .await?;
     let rj = env
         .wait_phase("allowed", "Succeeded", Duration::from_secs(120))
         .await?;
     assert_eq!(status(&rj).batches.succeeded, 2);
+    let rj = env
+        .wait_rj("allowed", "PreviewReady", Duration::from_secs(120), |rj| {
+            condition(rj, "PreviewReady")
+                .is_some_and(|c| c.reason != "Running" && c.reason != "Pending")
+        })
+        .await?;
+    let ready = condition(&rj, "PreviewReady").context("PreviewReady")?;
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("True", "Ready"),
+        "{}",
+        ready.message
+    );
     Ok(())
 }

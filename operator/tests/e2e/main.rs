@@ -13,6 +13,7 @@ mod jobpolicy;
 mod leader;
 mod lifecycle;
 mod nodeloss;
+mod preview;
 mod races;
 mod refusals;
 mod render;

@@ -130,6 +130,36 @@ async fn invalid_renderjobs_are_refused_with_clear_messages() -> Result<()> {
             json!({"backoffLimit": 1000}),
             "spec.backoffLimit in body should be less than or equal to 100",
         ),
+        (
+            "preview fps 0",
+            json!({"preview": {"fps": 0}}),
+            "spec.preview.fps in body should be greater than or equal to 1",
+        ),
+        (
+            "preview fps too high",
+            json!({"preview": {"fps": 240}}),
+            "spec.preview.fps in body should be less than or equal to 120",
+        ),
+        (
+            "preview too narrow",
+            json!({"preview": {"width": 8}}),
+            "spec.preview.width in body should be greater than or equal to 16",
+        ),
+        (
+            "preview wider than 8K",
+            json!({"preview": {"width": 8000}}),
+            "spec.preview.width in body should be less than or equal to 7680",
+        ),
+        (
+            "odd preview width",
+            json!({"preview": {"width": 641}}),
+            "preview.width must be even",
+        ),
+        (
+            "unknown preview codec",
+            json!({"preview": {"codec": "GIF"}}),
+            "Unsupported value: \"GIF\"",
+        ),
     ];
     let mut failures = Vec::new();
     for (i, (case, patch, expected)) in cases.iter().enumerate() {
@@ -182,7 +212,7 @@ async fn invalid_renderjobs_are_refused_with_clear_messages() -> Result<()> {
     api.patch(
         "immutable",
         &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"parallelism": 3, "suspend": true}})),
+        &Patch::Merge(json!({"spec": {"parallelism": 3, "suspend": true, "preview": {"fps": 30}}})),
     )
     .await?;
 
