@@ -307,17 +307,30 @@ pub fn preview_note(r: &Render) -> String {
         None => "No preview in this render's status (the operator makes one once every batch succeeded).".into(),
         Some(p) => {
             let what = match p.state.as_str() {
-                "Pending" => "waiting for every frame",
+                "Pending" => "pending",
                 "Running" => "being made",
                 "Ready" => "ready",
                 "Failed" => "failed",
-                "Disabled" => "turned off (spec.preview.enabled: false)",
+                "Disabled" => "turned off",
                 other => other,
             };
             let mut s = format!("Preview {what}");
-            if let Some(m) = p.message.as_deref().filter(|m| !m.is_empty()) {
-                s.push_str(": ");
-                s.push_str(m);
+            match p.message.as_deref().filter(|m| !m.is_empty()) {
+                Some(m) => {
+                    s.push_str(": ");
+                    s.push_str(m);
+                }
+                None if p.state == "Disabled" => s.push_str(" (spec.preview.enabled: false)"),
+                None if p.ready() => {
+                    if let Some(n) = p.frames.filter(|n| *n > 0) {
+                        let secs = f64::from(n) / f64::from(r.fps.max(1));
+                        s.push_str(&format!(": {n} frames at {} fps ({secs:.1} s)", r.fps));
+                    }
+                    if let (Some(c), Some(rows)) = (p.columns, p.rows) {
+                        s.push_str(&format!(", contact sheet {c}×{rows}"));
+                    }
+                }
+                None => {}
             }
             s
         }
@@ -351,7 +364,7 @@ pub fn render_page(name: &str, live_html: &str) -> String {
     page(
         name,
         &format!(
-            "<h1>{n}</h1><div id=\"live\">{live_html}</div><div class=\"media\"><section><h2>Last frame</h2><figure><div id=\"thumb-empty\"></div><img id=\"thumb\" alt=\"the newest rendered frame\" hidden><figcaption id=\"thumb-caption\">No frame yet</figcaption></figure></section><section id=\"preview\"><h2>Preview</h2><p id=\"preview-note\"></p><video id=\"video\" controls muted loop playsinline preload=\"auto\" hidden></video><img id=\"contact\" alt=\"contact sheet\" hidden></section></div>",
+            "<h1>{n}</h1><div id=\"live\">{live_html}</div><div class=\"media\"><section><h2>Last frame</h2><figure><div id=\"thumb-empty\"></div><img id=\"thumb\" alt=\"the newest rendered frame\" hidden><figcaption id=\"thumb-caption\">No frame yet</figcaption></figure></section><section id=\"preview\"><h2>Preview</h2><p id=\"preview-note\"></p><video id=\"video\" controls muted loop autoplay playsinline preload=\"auto\" hidden></video><img id=\"contact\" alt=\"contact sheet\" hidden></section></div>",
             n = esc(name)
         ),
         &format!(
@@ -468,6 +481,25 @@ mod tests {
     fn preview_note_says_why_there_is_no_video() {
         let r = render(json!({"preview": {"state": "Failed", "message": "ffmpeg: no frames"}}));
         assert_eq!(preview_note(&r), "Preview failed: ffmpeg: no frames");
+        let r = render(json!({"preview": {"state": "Pending",
+                                          "message": "waiting for every frame: 6 of 12 rendered"}}));
+        assert_eq!(
+            preview_note(&r),
+            "Preview pending: waiting for every frame: 6 of 12 rendered"
+        );
+        let r = render(
+            json!({"preview": {"state": "Ready", "frames": 12, "columns": 4,
+                                          "rows": 3}}),
+        );
+        assert_eq!(
+            preview_note(&r),
+            "Preview ready: 12 frames at 24 fps (0.5 s), contact sheet 4×3"
+        );
+        let r = render(json!({"preview": {"state": "Disabled"}}));
+        assert_eq!(
+            preview_note(&r),
+            "Preview turned off (spec.preview.enabled: false)"
+        );
         assert!(preview_note(&render(json!({}))).starts_with("No preview"));
     }
 
