@@ -180,6 +180,12 @@ install_bat() {
   export PATH="$cache/bin/bat-only:$PATH"
 }
 
+# Debian's chromium and Playwright for the kubectl render ui browser test (hack/browser.sh
+# prints the venv's python, which the test asks for itself).
+install_browser() {
+  hack/browser.sh >/dev/null
+}
+
 stage_deps() {
   # PyYAML for kubeconform's CRD script; tmux for kubectl render's terminal test; ffmpeg
   # (ffprobe) to read the previews the tests make; Blender 4.5 and 5.0 (PyPI's bpy, as the node
@@ -268,7 +274,7 @@ stage_kind() {
   ctest "kind: sandboxed batch pods" -p renderfarm --test sandbox --locked -- --ignored --nocapture
   ctest "kind: kubectl render" -p kubectl-render --test kind --locked -- --ignored --nocapture
   # kubectl render ui in headless chromium (hack/browser.sh installs it and Playwright).
-  check "chromium and Playwright" hack/browser.sh >/dev/null &&
+  check "chromium and Playwright" install_browser &&
     ctest "kind: kubectl render ui in a browser" -p kubectl-render --test browser --locked -- \
       --ignored --nocapture
   # The e2e tests that need no kwok Stages and no operator of their own run here too, against
