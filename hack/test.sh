@@ -181,6 +181,12 @@ install_bat() {
   export PATH="$cache/bin/bat-only:$PATH"
 }
 
+# Debian's chromium and Playwright for the kubectl render ui browser test (hack/browser.sh
+# prints the venv's python, which the test asks for itself).
+install_browser() {
+  hack/browser.sh >/dev/null
+}
+
 stage_deps() {
   # PyYAML for kubeconform's CRD script; tmux for kubectl render's terminal test; ffmpeg
   # (ffprobe) to read the previews the tests make; Blender 4.5 and 5.0 (PyPI's bpy, as the node
@@ -214,6 +220,18 @@ stage_local_cluster() {
   ctest "local cluster checks" -p renderfarm --test cluster --locked -- --ignored --nocapture
 }
 
+# kubectl render against a control plane without renderfarm's CRD: a second, bare one beside
+# the first, stopped and deleted afterwards.
+bare_cluster_test() {
+  local bare=(env RENDERFARM_PORT_OFFSET=300 RENDERFARM_CLUSTER_DIR="$WORK/bare-cluster") kc
+  check "bare cluster up" "${bare[@]}" hack/cluster.sh up || return
+  # shellcheck disable=SC2016 # expanded by the inner shell
+  kc=$("${bare[@]}" bash -c 'eval "$(hack/cluster.sh env)" && echo "$KUBECONFIG"')
+  KUBECONFIG=$kc ctest "kubectl render without renderfarm installed" -p kubectl-render \
+    --test bare --locked -- --ignored --nocapture
+  "${bare[@]}" hack/cluster.sh down --purge >/dev/null 2>&1
+}
+
 crd_dry_run() {
   ./target/debug/renderfarm-operator crd | kubectl apply --dry-run=client -f -
 }
@@ -227,6 +245,7 @@ stage_e2e() {
     --skip restart::
   ctest "kubectl render on the local cluster" -p kubectl-render --test kwok --locked -- \
     --ignored --nocapture
+  bare_cluster_test
   # Restarting the API server and etcd disturbs every other test: this one runs alone.
   ctest "e2e restart::" -p renderfarm --test e2e --locked -- --ignored --nocapture restart::
 }
@@ -260,6 +279,10 @@ stage_kind() {
   ctest "kind: real frames" -p renderfarm --test kind --locked -- --ignored --nocapture
   ctest "kind: sandboxed batch pods" -p renderfarm --test sandbox --locked -- --ignored --nocapture
   ctest "kind: kubectl render" -p kubectl-render --test kind --locked -- --ignored --nocapture
+  # kubectl render ui in headless chromium (hack/browser.sh installs it and Playwright).
+  check "chromium and Playwright" install_browser &&
+    ctest "kind: kubectl render ui in a browser" -p kubectl-render --test browser --locked -- \
+      --ignored --nocapture
   # The e2e tests that need no kwok Stages and no operator of their own run here too, against
   # the CRD the chart installed; the rest inject failures through kwok and stay on the local
   # control plane. Counted under this stage's name: the same test, another cluster.

@@ -45,6 +45,7 @@ pub enum Command {
     Pause(Named),
     Resume(Named),
     Delete(Delete),
+    Ui(Ui),
     Completion(Completion),
 }
 
@@ -135,11 +136,16 @@ pub struct Watch {
 
 /// Download the rendered frames that are not on this machine yet.
 #[derive(Debug, Args)]
-#[command(after_help = "Example:\n  kubectl render fetch shot ./frames")]
+#[command(
+    after_help = "Examples:\n  kubectl render fetch shot ./frames\n  kubectl render fetch shot ./preview --preview"
+)]
 pub struct Fetch {
     pub name: String,
     /// Where the frames go (default: ./NAME).
     pub dir: Option<PathBuf>,
+    /// The preview video and contact sheet (status.preview) instead of the frames.
+    #[arg(long)]
+    pub preview: bool,
     #[command(flatten)]
     pub transfer: Transfer,
 }
@@ -193,6 +199,26 @@ pub struct Delete {
     pub no_wait: bool,
 }
 
+/// A web page on this machine with the namespace's renders: progress, batches, failures, the
+/// newest frame and, once made, the preview video and contact sheet.
+///
+/// Serves on 127.0.0.1 only, with your kubeconfig; images and video come from the claim
+/// through one read-only reader pod per claim, deleted when the ui stops.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  kubectl render ui --open\n  kubectl render ui -n shots --port 9000"
+)]
+pub struct Ui {
+    /// Port on 127.0.0.1 (0: any free one).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Open the page in the default browser.
+    #[arg(long)]
+    pub open: bool,
+    #[command(flatten)]
+    pub transfer: Transfer,
+}
+
 /// Print a shell completion script.
 #[derive(Debug, Args)]
 #[command(
@@ -204,7 +230,7 @@ pub struct Completion {
 }
 
 /// Each verb's one-line help and, for the verbs that share [`Named`], its example.
-const VERBS: [(&str, &str, Option<&str>); 11] = [
+const VERBS: [(&str, &str, Option<&str>); 12] = [
     ("submit", "Upload a .blend and start rendering it", None),
     ("watch", "Follow a render with progress bars", None),
     ("fetch", "Download the rendered frames not here yet", None),
@@ -233,6 +259,11 @@ const VERBS: [(&str, &str, Option<&str>); 11] = [
     (
         "delete",
         "Delete a RenderJob and its Jobs (frames stay)",
+        None,
+    ),
+    (
+        "ui",
+        "A local web page with live progress, frames and the preview",
         None,
     ),
     ("completion", "Print a shell completion script", None),

@@ -42,6 +42,14 @@ pub enum Error {
         pod: String,
         reason: String,
     },
+    #[error(
+        "the preview of {name} is not ready (state {state}{message}); it is made once every batch succeeded (kubectl render status {name})"
+    )]
+    PreviewNotReady {
+        name: String,
+        state: String,
+        message: String,
+    },
     #[error("render {name} failed: {reason}")]
     RenderFailed { name: String, reason: String },
     #[error(

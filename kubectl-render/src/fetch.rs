@@ -7,13 +7,14 @@ use std::time::Instant;
 
 use render_contract::args::output_file;
 use renderfarm::crd::RenderJob;
-use tokio::io::AsyncWriteExt as _;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_util::io::SyncIoBridge;
 
 use crate::cli::{Fetch, Global};
 use crate::cluster::Ctx;
 use crate::error::{Error, Result};
-use crate::pod::{MOUNT, TransferPod, interruptible, lines};
+use crate::pod::{Access, MOUNT, TransferPod, interruptible, lines};
+use crate::preview::{self, PreviewStatus, claim_path};
 use crate::{frames, progress};
 
 /// The folder of the render's frames in the claim and each frame's file name, in frame order.
@@ -91,6 +92,9 @@ const TAR_SCRIPT: &str = r#"cd "$1" && exec tar -cf - --verbatim-files-from -T -
 
 pub async fn run(global: &Global, args: &Fetch) -> Result<()> {
     let ctx = Ctx::new(global).await?;
+    if args.preview {
+        return fetch_preview(&ctx, args).await;
+    }
     let rj = ctx.renderjob(&args.name).await?;
     let claim = rj.spec.storage.claim_name.clone();
     ctx.check_claim(&claim).await?;
@@ -185,6 +189,134 @@ async fn fetch(
     Ok((plan, t.elapsed().as_secs_f64()))
 }
 
+/// The files of a Ready preview (paths in the claim), or the error that says why there are
+/// none.
+pub fn preview_files(name: &str, preview: Option<&PreviewStatus>) -> Result<Vec<String>> {
+    let not_ready = |state: &str, message: Option<&str>| Error::PreviewNotReady {
+        name: name.to_string(),
+        state: state.to_string(),
+        message: message
+            .filter(|m| !m.is_empty())
+            .map(|m| format!(": {m}"))
+            .unwrap_or_default(),
+    };
+    let Some(p) = preview else {
+        return Err(not_ready("none", Some("its status has no preview")));
+    };
+    if !p.ready() {
+        return Err(not_ready(&p.state, p.message.as_deref()));
+    }
+    [p.video.as_deref(), p.contact_sheet.as_deref()]
+        .into_iter()
+        .flatten()
+        .map(|f| {
+            claim_path(f).map(str::to_string).ok_or_else(|| {
+                Error::Usage(format!(
+                    "status.preview of {name} names '{f}', not a path in the claim"
+                ))
+            })
+        })
+        .collect()
+}
+
+async fn fetch_preview(ctx: &Ctx, args: &Fetch) -> Result<()> {
+    let render = preview::get(ctx, &args.name).await?;
+    let files = preview_files(&args.name, render.preview.as_ref())?;
+    let claim = render.rj.spec.storage.claim_name.clone();
+    ctx.check_claim(&claim).await?;
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(&args.name));
+    std::fs::create_dir_all(&dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+    let pod = interruptible(TransferPod::start_as(
+        ctx,
+        &claim,
+        &args.transfer,
+        Access::Reader,
+    ))
+    .await?;
+    let t = Instant::now();
+    let result = interruptible(async {
+        let mut total = 0;
+        let mut names = Vec::new();
+        for file in &files {
+            total += copy_file(&pod, file, &dir).await?;
+            names.push(file.rsplit('/').next().unwrap_or(file).to_string());
+        }
+        Ok((total, names))
+    })
+    .await;
+    pod.delete().await;
+    let (bytes, names) = result?;
+    crate::out!(
+        "fetched the preview of {}: {}, {} in {:.1}s to {}",
+        args.name,
+        names.join(" and "),
+        progress::bytes(bytes),
+        t.elapsed().as_secs_f64(),
+        dir.display()
+    );
+    Ok(())
+}
+
+/// Copy one file of the claim into `dir` under its own name (through a `.part` file).
+async fn copy_file(pod: &TransferPod, file: &str, dir: &Path) -> Result<u64> {
+    let remote = format!("{MOUNT}/{file}");
+    let name = file.rsplit('/').next().unwrap_or(file);
+    let Some(size) = pod.size(&remote).await? else {
+        return Err(Error::Remote {
+            what: "reading the preview",
+            pod: pod.name.clone(),
+            reason: format!("{file} is not in the claim"),
+        });
+    };
+    let bar = progress::bytes_bar(size, name);
+    let (proc, mut out) = pod.read(&remote, None).await?;
+    let part = dir.join(format!(".{name}.part"));
+    let mut local = tokio::fs::File::create(&part)
+        .await
+        .map_err(Error::io(format!("writing {}", part.display())))?;
+    let copy = async {
+        let mut buf = vec![0; 256 * 1024];
+        let mut n = 0u64;
+        loop {
+            let got = out
+                .read(&mut buf)
+                .await
+                .map_err(Error::io("reading the preview"))?;
+            if got == 0 {
+                break;
+            }
+            local
+                .write_all(&buf[..got])
+                .await
+                .map_err(Error::io(format!("writing {}", part.display())))?;
+            n += got as u64;
+            bar.inc(got as u64);
+        }
+        local
+            .flush()
+            .await
+            .map_err(Error::io(format!("writing {}", part.display())))?;
+        Ok::<u64, Error>(n)
+    };
+    let (copied, finished) = tokio::join!(copy, pod.finish("reading the preview", proc));
+    bar.finish_and_clear();
+    finished?;
+    let copied = copied?;
+    if copied != size {
+        return Err(Error::Remote {
+            what: "reading the preview",
+            pod: pod.name.clone(),
+            reason: format!("{copied} of {size} bytes of {file} arrived"),
+        });
+    }
+    let dest = dir.join(name);
+    std::fs::rename(&part, &dest).map_err(Error::io(format!("writing {}", dest.display())))?;
+    Ok(size)
+}
+
 /// Write each frame of the tar stream next to its final name, then rename it into place.
 fn unpack(
     input: impl std::io::Read,
@@ -247,6 +379,36 @@ mod tests {
             names,
             ["frame_0001.png", "frame_0004.png", "frame_0007.png"]
         );
+    }
+
+    #[test]
+    fn preview_files_only_when_ready() {
+        let ready = PreviewStatus {
+            state: "Ready".into(),
+            video: Some("renders/shot/preview.mp4".into()),
+            contact_sheet: Some("renders/shot/contact.jpg".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            preview_files("shot", Some(&ready)).expect("ready"),
+            ["renders/shot/preview.mp4", "renders/shot/contact.jpg"]
+        );
+        let running = PreviewStatus {
+            state: "Running".into(),
+            message: Some("encoding 24 frames".into()),
+            ..Default::default()
+        };
+        let e = preview_files("shot", Some(&running)).expect_err("not ready");
+        assert_eq!(
+            e.to_string(),
+            "the preview of shot is not ready (state Running: encoding 24 frames); it is made once every batch succeeded (kubectl render status shot)"
+        );
+        assert!(preview_files("shot", None).is_err());
+        let outside = PreviewStatus {
+            video: Some("../../etc/passwd".into()),
+            ..ready
+        };
+        assert!(preview_files("shot", Some(&outside)).is_err());
     }
 
     #[test]

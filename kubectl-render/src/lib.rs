@@ -43,8 +43,10 @@ pub mod logs;
 pub mod manage;
 pub mod pack;
 pub mod pod;
+pub mod preview;
 pub mod progress;
 pub mod submit;
+pub mod ui;
 pub mod upload;
 pub mod watch;
 
@@ -91,6 +93,7 @@ pub async fn run() -> Result<()> {
         Command::Pause(a) => manage::suspend(g, a, true).await,
         Command::Resume(a) => manage::suspend(g, a, false).await,
         Command::Delete(a) => manage::delete(g, a).await,
+        Command::Ui(a) => ui::run(g, a).await,
         Command::Completion(a) => {
             let mut script = Vec::new();
             clap_complete::generate(a.shell, &mut cli::command(), "kubectl-render", &mut script);

@@ -107,7 +107,8 @@ pub async fn list(global: &Global, args: &List) -> Result<()> {
 
 pub async fn status(global: &Global, args: &Named) -> Result<()> {
     let ctx = Ctx::new(global).await?;
-    let rj = ctx.renderjob(&args.name).await?;
+    let render = crate::preview::get(&ctx, &args.name).await?;
+    let rj = &render.rj;
     let events: Api<Event> = ctx.api();
     // By UID: Events of an earlier RenderJob of the same name are not this one's.
     let lp = ListParams::default().fields(&format!(
@@ -121,7 +122,18 @@ pub async fn status(global: &Global, args: &Named) -> Result<()> {
         .map_err(|e| ctx.unreachable(e))?
         .items;
     events.sort_by_key(event_time);
-    crate::out!("{}", describe(&rj, &events, Timestamp::now()));
+    let mut text = describe(rj, &events, Timestamp::now());
+    let extra = preview_lines(&render);
+    if !extra.is_empty() {
+        // After the render's own lines, before failures, conditions and Events.
+        let at = text
+            .find("\nFailed batches:")
+            .or_else(|| text.find("\nConditions:"))
+            .or_else(|| text.find("\nEvents:"))
+            .unwrap_or(text.len());
+        text.insert_str(at, &format!("\n{}", extra.join("\n")));
+    }
+    crate::out!("{text}");
     Ok(())
 }
 
@@ -132,6 +144,41 @@ fn event_time(e: &Event) -> Option<Timestamp> {
         .or_else(|| e.last_timestamp.as_ref().map(|t| t.0))
         .or_else(|| e.first_timestamp.as_ref().map(|t| t.0))
         .or_else(|| e.metadata.creation_timestamp.as_ref().map(|t| t.0))
+}
+
+/// `status`'s lines for the newest frame and the preview, when status has them.
+pub fn preview_lines(r: &crate::preview::Render) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(l) = &r.last_frame {
+        let frame = l.frame.map(|f| f.to_string()).unwrap_or_else(|| "?".into());
+        let file = l.file.as_deref().unwrap_or("-");
+        out.push(format!("{:<14}{frame} ({file})", "Last frame:"));
+    }
+    if let Some(p) = &r.preview {
+        let mut line = p.state.clone();
+        let files: Vec<&str> = [p.video.as_deref(), p.contact_sheet.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect();
+        if p.ready() && !files.is_empty() {
+            line.push_str(&format!(": {}", files.join(", ")));
+            if let Some(n) = p.frames {
+                line.push_str(&format!(" ({n} frames at {} fps", r.fps));
+                if let (Some(c), Some(rows)) = (p.columns, p.rows) {
+                    line.push_str(&format!(", sheet {c}x{rows}"));
+                }
+                line.push(')');
+            }
+            line.push_str(&format!(
+                " (kubectl render fetch {} --preview)",
+                r.rj.name_any()
+            ));
+        } else if let Some(m) = p.message.as_deref().filter(|m| !m.is_empty()) {
+            line.push_str(&format!(": {m}"));
+        }
+        out.push(format!("{:<14}{line}", "Preview:"));
+    }
+    out
 }
 
 /// The readable summary `status` prints.
@@ -401,6 +448,40 @@ pub async fn delete(global: &Global, args: &Delete) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn preview_lines_name_the_files_once_ready() {
+        let r = crate::preview::Render::from_json(json!({
+            "apiVersion": "renderfarm.io/v1alpha1", "kind": "RenderJob",
+            "metadata": {"name": "shot"},
+            "spec": {"blendFile": "a.blend", "frames": {"start": 1, "end": 24},
+                     "storage": {"claimName": "c"}},
+            "status": {"lastFrame": {"frame": 24, "file": "renders/shot/frame_0024.png",
+                                     "thumbnail": "renders/shot/.thumbs/frame_0024.jpg"},
+                       "preview": {"state": "Ready", "video": "renders/shot/preview.mp4",
+                                   "contactSheet": "renders/shot/contact.jpg", "frames": 24,
+                                   "columns": 5, "rows": 5}},
+        }))
+        .expect("render");
+        assert_eq!(
+            preview_lines(&r),
+            [
+                "Last frame:   24 (renders/shot/frame_0024.png)",
+                "Preview:      Ready: renders/shot/preview.mp4, renders/shot/contact.jpg (24 frames at 24 fps, sheet 5x5) (kubectl render fetch shot --preview)",
+            ]
+        );
+        let mut failed = r.clone();
+        failed.last_frame = None;
+        failed.preview = Some(crate::preview::PreviewStatus {
+            state: "Failed".into(),
+            message: Some("ffmpeg exited 1".into()),
+            ..Default::default()
+        });
+        assert_eq!(
+            preview_lines(&failed),
+            ["Preview:      Failed: ffmpeg exited 1"]
+        );
+    }
 
     #[test]
     fn tables_align_columns() {

@@ -1,5 +1,7 @@
 //! The short-lived transfer pod: mounts the render claim, runs `tar`, `sha256sum` and `find`
-//! over the exec API (as `kubectl cp` does), and is deleted when the command ends.
+//! over the exec API (as `kubectl cp` does), and is deleted when the command ends. The same pod
+//! with the claim mounted read-only is `kubectl render ui`'s reader, which streams images and
+//! video with `cat` for as long as the ui runs.
 
 use std::time::Duration;
 
@@ -21,6 +23,8 @@ pub const MOUNT: &str = "/data";
 const UID: i64 = renderfarm::job::NODE_UID;
 /// A transfer pod outlives a crashed client by at most this long.
 const DEADLINE_SECONDS: i64 = 3600;
+/// A reader pod lives at most this long; the ui starts a new one when it is gone.
+const READER_DEADLINE_SECONDS: i64 = 12 * 3600;
 /// Bytes per exec stdin/stdout frame (kube's default of 1 KiB makes large transfers slow).
 pub const BUF: usize = 256 * 1024;
 
@@ -29,21 +33,42 @@ pub struct TransferPod {
     pub name: String,
 }
 
+/// What the pod is for: moving files both ways, or only reading them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Transfer,
+    Reader,
+}
+
 impl TransferPod {
-    /// Create the pod and wait until it runs.
+    /// Create a transfer pod (the claim mounted read-write) and wait until it runs.
     pub async fn start(ctx: &Ctx, claim: &str, opts: &Transfer) -> Result<TransferPod> {
+        Self::start_as(ctx, claim, opts, Access::Transfer).await
+    }
+
+    /// Create the pod and wait until it runs.
+    pub async fn start_as(
+        ctx: &Ctx,
+        claim: &str,
+        opts: &Transfer,
+        access: Access,
+    ) -> Result<TransferPod> {
         let pods: Api<Pod> = ctx.api();
+        let (component, deadline, read_only) = match access {
+            Access::Transfer => ("transfer", DEADLINE_SECONDS, false),
+            Access::Reader => ("reader", READER_DEADLINE_SECONDS, true),
+        };
         let spec = json!({
             "metadata": {
-                "generateName": "render-transfer-",
+                "generateName": format!("render-{component}-"),
                 "labels": {
                     "app.kubernetes.io/name": "kubectl-render",
-                    "app.kubernetes.io/component": "transfer",
+                    "app.kubernetes.io/component": component,
                 },
             },
             "spec": {
                 "restartPolicy": "Never",
-                "activeDeadlineSeconds": DEADLINE_SECONDS,
+                "activeDeadlineSeconds": deadline,
                 "terminationGracePeriodSeconds": 1,
                 "automountServiceAccountToken": false,
                 "securityContext": {
@@ -54,9 +79,9 @@ impl TransferPod {
                     "name": "transfer",
                     "image": opts.image,
                     "imagePullPolicy": "IfNotPresent",
-                    "command": ["sleep", DEADLINE_SECONDS.to_string()],
+                    "command": ["sleep", deadline.to_string()],
                     "workingDir": "/tmp",
-                    "volumeMounts": [{"name": "storage", "mountPath": MOUNT},
+                    "volumeMounts": [{"name": "storage", "mountPath": MOUNT, "readOnly": read_only},
                                      {"name": "tmp", "mountPath": "/tmp"}],
                     "resources": {"requests": {"cpu": "10m", "memory": "32Mi"},
                                   "limits": {"memory": "256Mi"}},
@@ -188,8 +213,68 @@ impl TransferPod {
 
     /// Delete the pod without waiting for it to go.
     pub async fn delete(self) {
+        self.remove().await;
+    }
+
+    /// Delete the pod (shared by many requests) without waiting for it to go.
+    pub async fn remove(&self) {
         let dp = DeleteParams::background().grace_period(0);
         let _ = self.pods.delete(&self.name, &dp).await;
+    }
+
+    /// Size of a file in bytes, `None` when it is not there.
+    pub async fn size(&self, path: &str) -> Result<Option<u64>> {
+        let out = self
+            .run(
+                "reading a file's size",
+                r#"[ -f "$1" ] || exit 0; stat -c %s -- "$1""#,
+                &[path],
+            )
+            .await?;
+        Ok(std::str::from_utf8(&out)
+            .ok()
+            .and_then(|s| s.trim().parse().ok()))
+    }
+
+    /// Stream `len` bytes of a file from byte `start` (the whole file with `None`): the exec
+    /// and its stdout, which ends with the bytes.
+    pub async fn read(
+        &self,
+        path: &str,
+        range: Option<(u64, u64)>,
+    ) -> Result<(AttachedProcess, impl tokio::io::AsyncRead + Unpin + use<>)> {
+        let mut proc = match range {
+            None => {
+                self.exec(r#"exec cat -- "$1""#, &[path], false, true)
+                    .await?
+            }
+            Some((start, len)) => {
+                let (from, len) = ((start + 1).to_string(), len.to_string());
+                self.exec(
+                    r#"tail -c "+$2" -- "$1" | head -c "$3""#,
+                    &[path, &from, &len],
+                    false,
+                    true,
+                )
+                .await?
+            }
+        };
+        let out = proc
+            .stdout()
+            .ok_or_else(|| self.fail("exec without stdout"))?;
+        Ok((proc, out))
+    }
+
+    /// Names in a directory, newest first (none when it is not there).
+    pub async fn newest_first(&self, dir: &str) -> Result<Vec<String>> {
+        let out = self
+            .run(
+                "listing a directory",
+                r#"cd "$1" 2>/dev/null || exit 0; exec ls -t"#,
+                &[dir],
+            )
+            .await?;
+        Ok(lines(&out).map(str::to_string).collect())
     }
 }
 
@@ -215,10 +300,29 @@ fn pod_state(pod: &Pod, image: &str) -> PodState {
     match status.phase.as_deref() {
         Some("Running") => return PodState::Running,
         Some(p @ ("Failed" | "Succeeded")) => {
-            return PodState::Broken(format!(
-                "ended {p}: {}",
-                status.message.clone().unwrap_or_default()
-            ));
+            // The pod's reason (kubelet admission: OutOfcpu, ...) or its container's end.
+            let ended = status
+                .container_statuses
+                .iter()
+                .flatten()
+                .filter_map(|c| c.state.as_ref()?.terminated.as_ref())
+                .map(|t| {
+                    format!(
+                        "container {} (exit {}) {}",
+                        t.reason.clone().unwrap_or_default(),
+                        t.exit_code,
+                        t.message.clone().unwrap_or_default()
+                    )
+                })
+                .next();
+            let why = [status.reason.clone(), status.message.clone(), ended]
+                .into_iter()
+                .flatten()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join(": ");
+            return PodState::Broken(format!("ended {p}: {why}"));
         }
         _ => {}
     }

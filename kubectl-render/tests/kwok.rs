@@ -251,6 +251,44 @@ async fn retry_reruns_only_the_failed_batch() -> Result<()> {
     let before = job_uids(&env, "shot").await?;
     ensure!(before.len() == 3, "{before:?}");
 
+    // kubectl render ui shows it: the grid with batch 1 failed, its reason; no preview.
+    let (ui, base) = common::start_ui(env.plugin(&[]))?;
+    let (code, _, body) = common::http_get(&base, "/api/r/shot", None)?;
+    ensure!(
+        code == 200,
+        "/api/r/shot: {code} {}",
+        String::from_utf8_lossy(&body)
+    );
+    let page: serde_json::Value = serde_json::from_slice(&body)?;
+    let live = page["live"].as_str().context("live")?;
+    for (batch, state) in [(0, "Succeeded"), (1, "Failed"), (2, "Succeeded")] {
+        ensure!(
+            live.contains(&format!("data-batch=\"{batch}\" data-state=\"{state}\"")),
+            "batch {batch} not {state}: {live}"
+        );
+    }
+    ensure!(
+        live.contains("BlenderError</span> (exit 1) · 2 attempts"),
+        "{live}"
+    );
+    ensure!(page["video"].is_null() && page["rendered"] == 10, "{page}");
+    let (code, _, list) = common::http_get(&base, "/", None)?;
+    let list = String::from_utf8_lossy(&list);
+    ensure!(
+        code == 200 && list.contains("<a href=\"/r/shot\">shot</a>"),
+        "{list}"
+    );
+    ensure!(list.contains("1 failed"), "{list}");
+    let (code, _, _) = common::http_get(&base, "/files/shot/video", None)?;
+    ensure!(code == 404, "a video before the preview: {code}");
+    let (code, _, _) = common::http_get(&base, "/api/r/shot", Some("rebound.example:80"))?;
+    ensure!(code == 403, "another Host: {code}");
+    let (code, _, _) = common::http_get(&base, "/api/r/nothere", None)?;
+    ensure!(code == 404, "an unknown render: {code}");
+    let (status, stderr) = common::stop_ui(ui)?;
+    println!("--- ui stderr ---\n{stderr}");
+    ensure!(status.success(), "ui exit {status}");
+
     // The cause goes away; the others keep succeeding.
     env.delete_stage(&fail).await?;
     env.delete_stage(&ok).await?;

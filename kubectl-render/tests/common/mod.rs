@@ -2,6 +2,8 @@
 //! real operator binary watching it, kwok Stages, and the plugin binary run as a user would.
 #![allow(dead_code)]
 
+pub mod kind;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -366,4 +368,66 @@ pub fn png_mean(png: &Path) -> Result<(f64, f64, f64)> {
     let n = (px.len() / channels) as f64;
     let mean = |c: usize| px.chunks(channels).map(|p| f64::from(p[c])).sum::<f64>() / n;
     Ok((mean(0), mean(1), mean(2)))
+}
+
+/// `kubectl render ui --port 0` started from `cmd`: the process and its base URL
+/// (`http://127.0.0.1:PORT/`), read from its first line.
+pub fn start_ui(mut cmd: Command) -> Result<(Child, String)> {
+    use std::io::BufRead as _;
+    let mut ui = cmd
+        .args(["ui", "--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting kubectl render ui")?;
+    let mut first = String::new();
+    std::io::BufReader::new(ui.stdout.take().context("ui stdout")?).read_line(&mut first)?;
+    println!("ui: {}", first.trim_end());
+    let url = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://127.0.0.1:"))
+        .with_context(|| format!("no URL in {first:?}"))?
+        .to_string();
+    Ok((ui, url))
+}
+
+/// Stop the ui as Ctrl-C does; its exit status and stderr.
+pub fn stop_ui(ui: Child) -> Result<(std::process::ExitStatus, String)> {
+    Command::new("kill")
+        .args(["-INT", &ui.id().to_string()])
+        .status()?;
+    let out = ui.wait_with_output()?;
+    Ok((
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// One HTTP/1.1 GET of `path` from `base` (`http://127.0.0.1:PORT/`): status, head, body.
+pub fn http_get(base: &str, path: &str, host: Option<&str>) -> Result<(u16, String, Vec<u8>)> {
+    use std::io::{Read as _, Write as _};
+    let addr = base
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let mut conn = std::net::TcpStream::connect(&addr)?;
+    conn.set_read_timeout(Some(Duration::from_secs(60)))?;
+    write!(
+        conn,
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        host.unwrap_or(&addr)
+    )?;
+    let mut raw = Vec::new();
+    conn.read_to_end(&mut raw)?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("no end of headers")?;
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .with_context(|| format!("bad status line: {head}"))?;
+    Ok((code, head, raw[split + 4..].to_vec()))
 }
