@@ -126,12 +126,18 @@ pub struct Transfer {
 /// Exits 0 when the render succeeds, 2 when it fails, 1 on any other error. Prints plain lines
 /// instead of bars when stdout is not a terminal.
 #[derive(Debug, Args)]
-#[command(after_help = "Example:\n  kubectl render watch shot")]
+#[command(
+    after_help = "Examples:\n  kubectl render watch shot\n  kubectl render watch shot --preview && kubectl render fetch shot --preview"
+)]
 pub struct Watch {
     pub name: String,
     /// Plain lines even on a terminal.
     #[arg(long)]
     pub plain: bool,
+    /// Once the frames are done, wait for the preview video too (at most 30 minutes); a
+    /// failed preview does not fail the watch.
+    #[arg(long)]
+    pub preview: bool,
 }
 
 /// Download the rendered frames that are not on this machine yet.

@@ -83,7 +83,7 @@ pub async fn run() -> Result<()> {
         Command::Submit(a) => submit::run(g, a).await,
         Command::Watch(a) => {
             let ctx = cluster::Ctx::new(g).await?;
-            watch::follow(&ctx, &a.name, a.plain).await
+            watch::follow(&ctx, &a.name, a.plain, a.preview).await
         }
         Command::Fetch(a) => fetch::run(g, a).await,
         Command::List(a) => manage::list(g, a).await,

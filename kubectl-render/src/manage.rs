@@ -357,19 +357,31 @@ pub async fn retry(global: &Global, args: &Retry) -> Result<()> {
         jobs.delete(&name, &DeleteParams::background())
             .await
             .map_err(|e| ctx.unreachable(e))?;
-        let batch = job.labels().get(BATCH_LABEL).cloned().unwrap_or_default();
+        // The preview Job carries no batch label; the operator makes it again once deleted.
+        let what = match job.labels().get(BATCH_LABEL) {
+            Some(batch) => format!("batch {batch}"),
+            None => "preview".to_string(),
+        };
         let why = reasons
             .iter()
             .find(|f| f.job == name)
             .map(|f| format!(", frames {}, {}", f.frames, f.reason))
             .unwrap_or_default();
-        crate::out!("batch {batch}: deleted Job {name}{why}");
+        crate::out!("{what}: deleted Job {name}{why}");
     }
-    crate::out!(
-        "{} failed batch{} will render again (frames already on disk are skipped)",
-        failed_jobs.len(),
-        if failed_jobs.len() == 1 { "" } else { "es" }
-    );
+    let batches = failed_jobs
+        .iter()
+        .filter(|j| j.labels().contains_key(BATCH_LABEL))
+        .count();
+    if batches > 0 {
+        crate::out!(
+            "{batches} failed batch{} will render again (frames already on disk are skipped)",
+            if batches == 1 { "" } else { "es" }
+        );
+    }
+    if batches < failed_jobs.len() {
+        crate::out!("the preview will be made again");
+    }
     if args.watch {
         // The status says Failed until the operator has seen the Jobs go.
         let api = ctx.rjs();
@@ -380,7 +392,7 @@ pub async fn retry(global: &Global, args: &Retry) -> Result<()> {
         };
         let _ =
             tokio::time::timeout(Duration::from_secs(60), await_condition(api, &name, cond)).await;
-        watch::follow(&ctx, &args.name, false).await?;
+        watch::follow(&ctx, &args.name, false, false).await?;
     }
     Ok(())
 }

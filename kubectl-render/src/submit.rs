@@ -105,7 +105,7 @@ pub async fn run(global: &Global, args: &Submit) -> Result<()> {
         args.parallelism,
     );
     if args.watch {
-        watch::follow(&ctx, &name, false).await
+        watch::follow(&ctx, &name, false, false).await
     } else {
         crate::out!("follow it: kubectl render watch {name}");
         Ok(())

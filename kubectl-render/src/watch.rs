@@ -2,7 +2,7 @@
 //! shown as an overall bar and a line per active batch on a terminal, or as plain lines.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::{AsyncBufReadExt as _, StreamExt as _};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -13,7 +13,7 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Api, ResourceExt as _};
 use render_contract::ProgressEvent;
-use renderfarm::crd::{Phase, RenderJob, RenderJobStatus};
+use renderfarm::crd::{Phase, PreviewState, RenderJob, RenderJobStatus};
 use renderfarm::job::{BATCH_LABEL, CONTAINER, FRAMES_LABEL, RENDERJOB_LABEL, renderjob_label};
 use tokio::sync::mpsc;
 
@@ -23,6 +23,8 @@ use crate::{frames, progress};
 
 /// Batch pods whose logs are followed for their current frame (each is one open stream).
 const MAX_FOLLOWED: usize = 8;
+/// The longest `watch --preview` waits for the preview once the frames are done.
+const PREVIEW_WAIT: Duration = Duration::from_secs(30 * 60);
 
 /// What a batch pod showed so far.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -146,10 +148,11 @@ enum Update {
 }
 
 /// Follow `name` until it succeeds (Ok) or fails ([`Error::RenderFailed`]).
-pub async fn follow(ctx: &Ctx, name: &str, plain: bool) -> Result<()> {
+pub async fn follow(ctx: &Ctx, name: &str, plain: bool, preview: bool) -> Result<()> {
     let rj = ctx.renderjob(name).await?;
     let plain = plain || !progress::is_terminal();
     let mut view = View::new(name, plain);
+    view.preview_wait = preview.then(|| (Instant::now(), PREVIEW_WAIT));
     view.planned = frames::frames(&rj.spec.frames).count() as i64;
     view.render(rj.status.clone().unwrap_or_default());
     if let Some(done) = view.finished() {
@@ -296,6 +299,8 @@ struct View {
     multi: MultiProgress,
     main: ProgressBar,
     bars: HashMap<String, ProgressBar>,
+    /// With `--preview`: since when, and how long at most, to wait for the preview.
+    preview_wait: Option<(Instant, Duration)>,
 }
 
 impl View {
@@ -321,6 +326,7 @@ impl View {
             multi,
             main,
             bars: HashMap::new(),
+            preview_wait: None,
         }
     }
 
@@ -456,10 +462,23 @@ impl View {
         self.tick();
     }
 
-    /// The outcome once the render is over.
+    /// Whether the preview is still to come (being made or about to be).
+    fn preview_pending(&self) -> bool {
+        self.status
+            .preview
+            .as_ref()
+            .is_some_and(|p| matches!(p.state, PreviewState::Pending | PreviewState::Running))
+    }
+
+    /// The outcome once the render is over (and, with `--preview`, its preview).
     fn finished(&self) -> Option<Result<()>> {
         match self.status.phase {
-            Phase::Succeeded => Some(Ok(())),
+            Phase::Succeeded => {
+                let waiting = self
+                    .preview_wait
+                    .is_some_and(|(since, most)| self.preview_pending() && since.elapsed() < most);
+                (!waiting).then_some(Ok(()))
+            }
             Phase::Failed => Some(Err(Error::RenderFailed {
                 name: self.name.clone(),
                 reason: format!(
@@ -481,9 +500,35 @@ impl View {
             self.tick();
             self.main.abandon();
         }
+        if self.status.phase == Phase::Succeeded
+            && let Some(line) = preview_line(&self.name, &self.status, self.preview_pending())
+        {
+            crate::out!("{line}");
+        }
         if matches!(self.status.phase, Phase::Succeeded | Phase::Failed) {
             crate::out!("{}", progress::final_line(&self.name, &self.status, now));
         }
+    }
+}
+
+/// What became of the preview, said before the final line; none when the render has none.
+fn preview_line(name: &str, s: &RenderJobStatus, pending: bool) -> Option<String> {
+    let p = s.preview.as_ref()?;
+    let why = p
+        .message
+        .as_deref()
+        .map(|m| format!(": {m}"))
+        .unwrap_or_default();
+    match p.state {
+        PreviewState::Ready => Some(format!(
+            "preview ready ({} frames): kubectl render fetch {name} --preview",
+            p.frames.unwrap_or_default()
+        )),
+        PreviewState::Failed => Some(format!("preview failed (the frames are fine){why}")),
+        _ if pending => Some(format!(
+            "preview being made: kubectl render watch {name} --preview waits for it"
+        )),
+        _ => None,
     }
 }
 
@@ -557,5 +602,64 @@ mod tests {
             ..running()
         };
         assert!(!done.active());
+    }
+
+    #[test]
+    fn watch_preview_waits_for_the_preview_and_says_what_became_of_it() {
+        use renderfarm::crd::PreviewStatus;
+        let mut view = View::new("shot", true);
+        let mut s = RenderJobStatus {
+            phase: Phase::Succeeded,
+            preview: Some(PreviewStatus {
+                state: PreviewState::Running,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        view.status = s.clone();
+        assert!(
+            view.finished().is_some(),
+            "without --preview: done with the frames"
+        );
+        view.preview_wait = Some((Instant::now(), PREVIEW_WAIT));
+        assert!(
+            view.finished().is_none(),
+            "--preview waits while it is made"
+        );
+        assert_eq!(
+            preview_line("shot", &view.status, view.preview_pending()).as_deref(),
+            Some("preview being made: kubectl render watch shot --preview waits for it")
+        );
+        view.preview_wait = Some((Instant::now(), Duration::ZERO));
+        assert!(view.finished().is_some(), "not longer than the wait");
+
+        s.preview = Some(PreviewStatus {
+            state: PreviewState::Ready,
+            frames: Some(12),
+            ..Default::default()
+        });
+        view.status = s.clone();
+        view.preview_wait = Some((Instant::now(), PREVIEW_WAIT));
+        assert!(matches!(view.finished(), Some(Ok(()))));
+        assert_eq!(
+            preview_line("shot", &s, false).as_deref(),
+            Some("preview ready (12 frames): kubectl render fetch shot --preview")
+        );
+        s.preview = Some(PreviewStatus {
+            state: PreviewState::Failed,
+            message: Some("ffmpeg exited 1".into()),
+            ..Default::default()
+        });
+        view.status = s.clone();
+        assert!(
+            matches!(view.finished(), Some(Ok(()))),
+            "a failed preview fails nothing"
+        );
+        assert_eq!(
+            preview_line("shot", &s, false).as_deref(),
+            Some("preview failed (the frames are fine): ffmpeg exited 1")
+        );
+        s.preview = None;
+        assert_eq!(preview_line("shot", &s, false), None);
     }
 }
