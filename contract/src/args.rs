@@ -203,6 +203,32 @@ pub fn output_file(pattern: &str, frame: i32, format: OutputFormat) -> String {
     format!("{dir}{name}")
 }
 
+/// `--termination-log` as given in `argv`, for when the command line as a whole does not parse
+/// (`render-node` and `render-preview` still leave a termination message saying why).
+pub fn termination_log_from(argv: &[String]) -> PathBuf {
+    let mut it = argv.iter();
+    while let Some(a) = it.next() {
+        if a == "--termination-log" {
+            if let Some(v) = it.next() {
+                return PathBuf::from(v);
+            }
+        } else if let Some(v) = a.strip_prefix("--termination-log=") {
+            return PathBuf::from(v);
+        }
+    }
+    PathBuf::from(DEFAULT_TERMINATION_LOG)
+}
+
+/// The first line of a command-line error, without clap's `error: `.
+pub fn error_line(e: &clap::Error) -> String {
+    let text = e.to_string();
+    text.lines()
+        .next()
+        .unwrap_or("invalid arguments")
+        .trim_start_matches("error: ")
+        .to_string()
+}
+
 /// Render one batch of frames of a .blend file, skipping frames already on disk, and verify
 /// every output file.
 #[derive(Parser, Debug, Clone, PartialEq)]
@@ -357,6 +383,23 @@ impl RenderArgs {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn termination_log_is_found_in_a_bad_command_line() {
+        let argv = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
+        assert_eq!(
+            termination_log_from(&argv("rn --frames x --termination-log /t/log")),
+            PathBuf::from("/t/log")
+        );
+        assert_eq!(
+            termination_log_from(&argv("rn --termination-log=/t/l2 --bogus")),
+            PathBuf::from("/t/l2")
+        );
+        assert_eq!(
+            termination_log_from(&argv("rn --bogus")),
+            PathBuf::from(DEFAULT_TERMINATION_LOG)
+        );
+    }
 
     #[test]
     fn output_file_follows_blenders_rule() {

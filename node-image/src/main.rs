@@ -12,28 +12,12 @@ mod report;
 mod thumbs;
 mod tracker;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::error::ErrorKind;
 use clap::{CommandFactory, FromArgMatches};
-use render_contract::args::DEFAULT_TERMINATION_LOG;
+use render_contract::args::{error_line, termination_log_from};
 use render_contract::{Outcome, RenderArgs, SceneFacts};
-
-/// `--termination-log` as given, for when the command line as a whole does not parse.
-fn termination_log_from(argv: &[String]) -> PathBuf {
-    let mut it = argv.iter();
-    while let Some(a) = it.next() {
-        if a == "--termination-log" {
-            if let Some(v) = it.next() {
-                return PathBuf::from(v);
-            }
-        } else if let Some(v) = a.strip_prefix("--termination-log=") {
-            return PathBuf::from(v);
-        }
-    }
-    PathBuf::from(DEFAULT_TERMINATION_LOG)
-}
 
 fn main() -> ExitCode {
     // `RenderArgs::try_parse()`, with render-node's own description in `--help`.
@@ -50,15 +34,9 @@ fn main() -> ExitCode {
         Err(e) => {
             let _ = e.print();
             let argv: Vec<String> = std::env::args().collect();
-            let text = e.to_string();
-            let line = text
-                .lines()
-                .next()
-                .unwrap_or("invalid arguments")
-                .trim_start_matches("error: ");
             let code = report::finish(
                 &termination_log_from(&argv),
-                &report::plain(Outcome::BadInput, line),
+                &report::plain(Outcome::BadInput, error_line(&e)),
                 &SceneFacts::default(),
             );
             return ExitCode::from(code as u8);
@@ -90,27 +68,5 @@ fn main() -> ExitCode {
         Ok(Ok(code)) => ExitCode::from(code as u8),
         Ok(Err(e)) => fail(format!("cannot listen for signals: {e}")),
         Err(_) => fail("render-node failed unexpectedly (a bug: see the log above)".to_string()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn termination_log_is_found_in_a_bad_command_line() {
-        let argv = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
-        assert_eq!(
-            termination_log_from(&argv("rn --frames x --termination-log /t/log")),
-            PathBuf::from("/t/log")
-        );
-        assert_eq!(
-            termination_log_from(&argv("rn --termination-log=/t/l2 --bogus")),
-            PathBuf::from("/t/l2")
-        );
-        assert_eq!(
-            termination_log_from(&argv("rn --bogus")),
-            PathBuf::from(DEFAULT_TERMINATION_LOG)
-        );
     }
 }

@@ -3,29 +3,13 @@
 //! (`PreviewReport`). Exit codes: 0 both written, 64 bad input (no frame on disk, bad
 //! arguments), 75 ffmpeg failed (worth a retry).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 use clap::error::ErrorKind;
-use render_contract::args::DEFAULT_TERMINATION_LOG;
+use render_contract::args::{error_line, termination_log_from};
 use render_contract::{PreviewArgs, PreviewReport, exit};
 use render_node::preview::{self, Ended};
-
-/// `--termination-log` as given, for when the command line as a whole does not parse.
-fn termination_log_from(argv: &[String]) -> PathBuf {
-    let mut it = argv.iter();
-    while let Some(a) = it.next() {
-        if a == "--termination-log" {
-            if let Some(v) = it.next() {
-                return PathBuf::from(v);
-            }
-        } else if let Some(v) = a.strip_prefix("--termination-log=") {
-            return PathBuf::from(v);
-        }
-    }
-    PathBuf::from(DEFAULT_TERMINATION_LOG)
-}
 
 fn failed(code: i32, text: String) -> Ended {
     Ended {
@@ -50,13 +34,7 @@ fn main() -> ExitCode {
         Err(e) => {
             let _ = e.print();
             let argv: Vec<String> = std::env::args().collect();
-            let text = e.to_string();
-            let line = text
-                .lines()
-                .next()
-                .unwrap_or("invalid arguments")
-                .trim_start_matches("error: ")
-                .to_string();
+            let line = error_line(&e);
             let code =
                 preview::finish(&termination_log_from(&argv), &failed(exit::BAD_INPUT, line));
             return ExitCode::from(code as u8);
