@@ -3,7 +3,8 @@
 //! The core is pure and small: [`plan`] cuts frames into batches, [`job`] builds a batch's Job,
 //! [`status`] rolls Jobs and pods up into the RenderJob's status, [`actions`] decides what to
 //! change, [`events`] what to tell the user, and [`reconcile`] puts them together into the
-//! effects of one reconcile, remembered per RenderJob in [`state`]. [`controller`] is the glue
+//! effects of one reconcile (over the Jobs and pods [`index`]ed by batch), remembered per
+//! RenderJob in [`state`]. [`controller`] is the glue
 //! that watches and carries the effects out through [`client`], which counts every write.
 
 pub mod actions;
