@@ -573,12 +573,17 @@ fn start_long_render(dir: &Path, until: &str) -> (std::process::Child, u32) {
     assert!(line.contains(&until), "render-node ended before {until}");
     // Keep draining stdout so render-node never blocks on a full pipe.
     std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-    // Its other children are ffmpeg, making thumbnails.
+    // Its other children are ffmpeg, making thumbnails; between fork and exec one is still a
+    // copy of render-node. Blender is the child that runs neither.
     let blender: Vec<u32> = children(child.id())
         .into_iter()
         .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .map_or(true, |c| c.trim() != "ffmpeg")
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                let argv0 = c.split(|b| *b == 0).next().unwrap_or_default();
+                let name = String::from_utf8_lossy(argv0);
+                let name = name.rsplit('/').next().unwrap_or_default();
+                !name.is_empty() && name != "ffmpeg" && name != "render-node"
+            })
         })
         .collect();
     assert_eq!(
