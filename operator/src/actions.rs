@@ -53,7 +53,7 @@ pub fn decide(
             .collect();
     }
 
-    for (index, job) in jobs {
+    for (index, job) in jobs.iter() {
         let name = || job.name.clone();
         match states.get(*index as usize) {
             // Under Kueue a pause cannot be a suspension (Kueue resumes an admitted Job it

@@ -8,7 +8,6 @@ use crate::cache::{BatchJob, BatchPod};
 #[derive(Debug, Default, Clone)]
 pub struct Jobs<'a> {
     slots: Vec<Option<(u32, &'a BatchJob)>>,
-    len: usize,
 }
 
 impl<'a> Jobs<'a> {
@@ -16,7 +15,6 @@ impl<'a> Jobs<'a> {
     pub fn new(batches: u32, jobs: impl IntoIterator<Item = (u32, &'a BatchJob)>) -> Self {
         let mut table = Jobs {
             slots: vec![None; batches as usize],
-            len: 0,
         };
         for (i, job) in jobs {
             table.insert(i, job);
@@ -30,9 +28,7 @@ impl<'a> Jobs<'a> {
         if at >= self.slots.len() {
             self.slots.resize(at + 1, None);
         }
-        if self.slots[at].replace((i, job)).is_none() {
-            self.len += 1;
-        }
+        self.slots[at] = Some((i, job));
     }
 
     pub fn get(&self, i: &u32) -> Option<&&'a BatchJob> {
@@ -44,11 +40,11 @@ impl<'a> Jobs<'a> {
     }
 
     pub fn len(&self) -> usize {
-        self.len
+        self.iter().count()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.iter().next().is_none()
     }
 
     /// `(index, Job)` in batch order.
@@ -68,15 +64,6 @@ impl<'a> Jobs<'a> {
 impl<'a> FromIterator<(u32, &'a BatchJob)> for Jobs<'a> {
     fn from_iter<I: IntoIterator<Item = (u32, &'a BatchJob)>>(iter: I) -> Self {
         Jobs::new(0, iter)
-    }
-}
-
-impl<'s, 'a> IntoIterator for &'s Jobs<'a> {
-    type Item = (&'s u32, &'s &'a BatchJob);
-    type IntoIter = Box<dyn Iterator<Item = Self::Item> + 's>;
-
-    fn into_iter(self) -> Self::IntoIter {
-        Box::new(self.iter())
     }
 }
 

@@ -449,7 +449,7 @@ fn podless_jobs(seen: &Observation<'_>, wall: &Time) -> (Vec<String>, Option<Dur
     let mut old = Vec::new();
     let mut next: Option<Duration> = None;
     // Both maps are in batch order: walk them together.
-    for (i, job) in &seen.jobs {
+    for (i, job) in seen.jobs.iter() {
         let has_pod = !seen.pods.of(*i).is_empty();
         if job.finished.is_some() || job.suspended || job.deleting || has_pod {
             continue;
