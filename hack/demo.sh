@@ -28,6 +28,10 @@ kubectl get rj demo -w &
 watch=$!
 trap 'kill $watch 2>/dev/null || true' EXIT
 kubectl wait --for=condition=Complete rj/demo --timeout=900s >/dev/null
+# The preview step runs once the frames are done: preview.mp4 and contact.jpg beside them.
+if ! kubectl wait --for=condition=PreviewReady rj/demo --timeout=180s >/dev/null; then
+  echo "no preview: $(kubectl get rj demo -o jsonpath='{.status.preview.state}: {.status.preview.message}')"
+fi
 sleep 1
 kill $watch 2>/dev/null || true
 echo
@@ -35,7 +39,7 @@ kubectl get rj demo -o wide
 kubectl get pods -l renderfarm.io/renderjob=demo -o wide
 echo
 frames=(render/renders/demo/frame_*.png)
-echo "${#frames[@]} frames in $PWD/render/renders/demo/ (demo took $((SECONDS - t0))s):"
+echo "${#frames[@]} frames and their preview in $PWD/render/renders/demo/ (demo took $((SECONDS - t0))s):"
 ls -l render/renders/demo/
 echo
 echo "watch again: kubectl get rj -w (after: eval \"\$(hack/kind.sh env)\"); stop: hack/kind.sh down"
