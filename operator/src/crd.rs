@@ -111,6 +111,15 @@ pub struct RenderJobSpec {
     #[schemars(range(min = 1, max = 1000))]
     pub parallelism: i32,
 
+    /// Start each batch's pod ahead of its turn, while the batch before it renders its last
+    /// frames: pod start, Blender's start and the scene load then overlap that render, and the
+    /// pod renders the moment that batch's Blender is done. Never more than `parallelism`
+    /// batches render at once, but up to twice as many pods exist (a waiting pod holds its
+    /// resource requests and the loaded scene's memory). Turn off when memory or quota is
+    /// tight and frames are long.
+    #[serde(default = "default_true")]
+    pub start_ahead: bool,
+
     /// Where and how frames are written. Immutable.
     #[serde(default)]
     #[x_kube(validation = Rule::new("self == oldSelf").message("output is immutable"))]
