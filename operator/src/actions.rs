@@ -224,26 +224,32 @@ mod tests {
         }
     }
 
+    /// `decide` with start ahead on; `flying`: followers in flight, and whom they follow.
+    fn decide_ahead(
+        parallelism: i32,
+        states: &[BatchState],
+        jobs: &index::Jobs<'_>,
+        flying: &[(u32, u32)],
+        due: &[u32],
+    ) -> Actions {
+        let mut spec = rj(parallelism, false, "Keep");
+        spec.spec.start_ahead = true;
+        let flying: BTreeMap<u32, u32> = flying.iter().copied().collect();
+        let due: BTreeSet<u32> = due.iter().copied().collect();
+        let ahead = Ahead {
+            in_flight: Some(&flying),
+            due: Some(&due),
+        };
+        let in_flight = flying.keys().copied().collect();
+        decide(&spec, states, jobs, &in_flight, &BTreeSet::new(), ahead)
+    }
+
     #[test]
     fn each_running_batch_due_gets_one_follower_that_does_not_take_a_slot() {
-        let mut spec = rj(2, false, "Keep");
-        spec.spec.start_ahead = true;
         let states = [Active, Active, Pending, Pending, Pending];
         let (a, b) = (job("a", false), job("b", false));
         let jobs = index::Jobs::from_iter([(0, &a), (1, &b)]);
-        let due = BTreeSet::from([0, 1]);
-        let ahead = Ahead {
-            in_flight: None,
-            due: Some(&due),
-        };
-        let got = decide(
-            &spec,
-            &states,
-            &jobs,
-            &BTreeSet::new(),
-            &BTreeSet::new(),
-            ahead,
-        );
+        let got = decide_ahead(2, &states, &jobs, &[], &[0, 1]);
         assert_eq!(got.create, [2, 3], "both slots full: only followers");
         assert_eq!(got.after, BTreeMap::from([(2, 0), (3, 1)]));
 
@@ -251,19 +257,7 @@ mod tests {
         let c = following("c", 0);
         let jobs = index::Jobs::from_iter([(0, &a), (1, &b), (2, &c)]);
         let states = [Active, Active, Active, Pending, Pending];
-        let flying = BTreeMap::from([(3, 1)]);
-        let ahead = Ahead {
-            in_flight: Some(&flying),
-            due: Some(&due),
-        };
-        let got = decide(
-            &spec,
-            &states,
-            &jobs,
-            &BTreeSet::from([3]),
-            &BTreeSet::new(),
-            ahead,
-        );
+        let got = decide_ahead(2, &states, &jobs, &[(3, 1)], &[0, 1]);
         assert!(got.create.is_empty(), "{got:?}");
 
         // Batch 0 done: its follower renders now and is due a follower of its own; batch 1's
@@ -271,50 +265,20 @@ mod tests {
         let d = following("d", 1);
         let jobs = index::Jobs::from_iter([(0, &a), (1, &b), (2, &c), (3, &d)]);
         let states = [Succeeded, Active, Active, Active, Pending];
-        let due = BTreeSet::from([1, 2]);
-        let ahead = Ahead {
-            in_flight: None,
-            due: Some(&due),
-        };
-        let got = decide(
-            &spec,
-            &states,
-            &jobs,
-            &BTreeSet::new(),
-            &BTreeSet::new(),
-            ahead,
-        );
+        let got = decide_ahead(2, &states, &jobs, &[], &[1, 2]);
         assert_eq!(got.create, [4]);
         assert_eq!(got.after, BTreeMap::from([(4, 2)]));
     }
 
     #[test]
     fn a_follower_whose_batch_is_finished_renders_and_takes_its_slot() {
-        let mut spec = rj(2, false, "Keep");
-        spec.spec.start_ahead = true;
         // 0 failed; 2 followed it and now renders beside 1: no free slot.
         let (a, b, c) = (job("a", false), job("b", false), following("c", 0));
         let jobs = index::Jobs::from_iter([(0, &a), (1, &b), (2, &c)]);
-        let states = [Failed, Active, Active, Pending];
-        let got = decide(
-            &spec,
-            &states,
-            &jobs,
-            &BTreeSet::new(),
-            &BTreeSet::new(),
-            Ahead::default(),
-        );
+        let got = decide_ahead(2, &[Failed, Active, Active, Pending], &jobs, &[], &[]);
         assert!(got.create.is_empty(), "{got:?}");
         // With 1 done too, one slot is free.
-        let states = [Failed, Succeeded, Active, Pending];
-        let got = decide(
-            &spec,
-            &states,
-            &jobs,
-            &BTreeSet::new(),
-            &BTreeSet::new(),
-            Ahead::default(),
-        );
+        let got = decide_ahead(2, &[Failed, Succeeded, Active, Pending], &jobs, &[], &[]);
         assert_eq!(got.create, [3]);
         assert!(got.after.is_empty());
     }
@@ -330,14 +294,8 @@ mod tests {
             in_flight: None,
             due: Some(&due),
         };
-        let got = decide(
-            &spec,
-            &[Active, Pending],
-            &jobs,
-            &BTreeSet::new(),
-            &BTreeSet::new(),
-            ahead,
-        );
+        let (none, states) = (BTreeSet::new(), [Active, Pending]);
+        let got = decide(&spec, &states, &jobs, &none, &none, ahead);
         assert!(got.create.is_empty() && got.after.is_empty(), "{got:?}");
     }
 
