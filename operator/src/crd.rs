@@ -399,6 +399,10 @@ fn default_max_failed_batches() -> i32 {
 fn default_step() -> i32 {
     1
 }
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
 fn default_true() -> bool {
     true
 }
@@ -613,6 +617,10 @@ pub struct BatchCounts {
 pub struct PodCounts {
     pub pending: i64,
     pub running: i64,
+    /// Running pods started ahead (`spec.startAhead`) that wait for the batch they follow:
+    /// Blender loaded, not rendering yet. Not counted in `running`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub waiting: i64,
     pub succeeded: i64,
     pub failed: i64,
 }
