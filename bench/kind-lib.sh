@@ -11,6 +11,9 @@ NS=${NAMESPACE:-default}
 STORE=$(realpath -m "${RENDERFARM_KIND_STORAGE:-$PWD/render}")
 IMAGE=renderfarm/render-node:dev
 START_AHEAD=${START_AHEAD:-}
+# SPEC_IMAGE: a render-node image for spec.image (one loaded into the kind nodes), instead of
+# the operator's.
+SPEC_IMAGE=${SPEC_IMAGE:-}
 # shellcheck disable=SC2034 # used by the scripts that source this file
 RUN_ID=$(date -u +%Y%m%d-%H%M%S)
 POLLER=
@@ -52,7 +55,7 @@ kind_header() {
   echo "images: render-node $(docker image inspect -f '{{.Id}}' "$IMAGE" | cut -c8-19)," \
     "operator $(kubectl get deploy -n renderfarm-system -o jsonpath='{.items[0].spec.template.spec.containers[0].image}')" \
     "($(kubectl get deploy -n renderfarm-system -o jsonpath='{.items[0].spec.template.metadata.annotations.renderfarm\.io/image-id}'))"
-  echo "START_AHEAD: ${START_AHEAD:-(unset: field left out)}"
+  echo "START_AHEAD: ${START_AHEAD:-(unset: field left out)}${SPEC_IMAGE:+; spec.image: $SPEC_IMAGE}"
 }
 
 # make_scene NAME FRAMES WIDTH HEIGHT SAMPLES: scenes/NAME.blend in the storage, written by
@@ -69,8 +72,9 @@ make_scene() {
 # apply_rj NAME SCENE FIRST LAST BATCH PARALLELISM THREADS OUTPUT: a RenderJob with the
 # preview step off (it runs after the frames and is not part of these figures).
 apply_rj() {
-  local ahead=
+  local ahead='' image=''
   [[ -z $START_AHEAD ]] || ahead="startAhead: $START_AHEAD"
+  [[ -z $SPEC_IMAGE ]] || image="image: $SPEC_IMAGE"
   RJS+=("$1")
   kubectl apply -n "$NS" -f - >/dev/null <<YAML
 apiVersion: renderfarm.io/v1alpha1
@@ -89,6 +93,7 @@ spec:
   resources: {requests: {cpu: 500m, memory: 512Mi}, limits: {memory: 2Gi}}
   preview: {enabled: false}
   $ahead
+  $image
 YAML
 }
 
@@ -97,11 +102,14 @@ YAML
 # RenderJobs (name|phase), into DIR/pods, DIR/jobs, DIR/renderjobs.
 kind_watches() {
   local dir=$1 sel=app.kubernetes.io/managed-by=renderfarm-operator
+  # (stderr: "No resources found" before the first object)
+  exec 3>&2 2>/dev/null
   watch_start "$dir/pods" pods -n "$NS" -l "$sel" -o \
     'jsonpath={.metadata.name}|{.metadata.labels.renderfarm\.io/renderjob}|{.metadata.labels.renderfarm\.io/batch}|{.spec.nodeName}|{.status.phase}|{.status.containerStatuses[0].state}{"\n"}'
   watch_start "$dir/jobs" jobs -n "$NS" -l "$sel" -o \
     'jsonpath={.metadata.name}|{.metadata.labels.renderfarm\.io/renderjob}|{.status.succeeded}|{.status.conditions[?(@.type=="Complete")].status}{"\n"}'
   watch_start "$dir/renderjobs" renderjobs -n "$NS" -o 'jsonpath={.metadata.name}|{.status.phase}{"\n"}'
+  exec 2>&3 3>&-
   # A watch prints nothing until something changes; give the three a moment to connect.
   sleep 2
 }

@@ -202,6 +202,8 @@ def batches(folder, rj, t_apply, parallelism):
         r["first_saved"] = saved[0] if saved else None
         r["last_saved"] = saved[-1] if saved else None
         r["done"] = done[-1] if done else None
+        # Started ahead (spec.startAhead): the time it waited for the batch before it, loaded.
+        r["waited"] = sum(e.get("waited_seconds") or 0 for s, e in ev if e["event"] == "handoff")
         r["frames"] = len(saved)
         r["frame_seconds"] = sum(e.get("seconds") or 0 for s, e in ev if e["event"] == "frame_saved")
         r["startup_seconds"] = next((e.get("startup_seconds") for s, e in ev
@@ -232,6 +234,7 @@ STEPS = [
     ("sched", "created", "scheduled"),
     ("kubelet", "scheduled", "start"),
     ("blender", "start", "rendering"),
+    ("wait", None, None),
     ("render", "first_started", "last_saved"),
     ("tail", "last_saved", "done"),
     ("exit", "done", "succeeded"),
@@ -247,8 +250,20 @@ GAP = [
     ("sched", "cur", "created", "cur", "scheduled"),
     ("kubelet", "cur", "scheduled", "cur", "start"),
     ("blender", "cur", "start", "cur", "rendering"),
+    ("wait", "cur", None, "cur", None),
     ("1st frame", "cur", "rendering", "cur", "first_started"),
 ]
+
+
+def step(r, name, a, b):
+    """Seconds of one step of batch r; Blender's start excludes the time it waited, started
+    ahead, for the batch before it."""
+    if name == "wait":
+        return r.get("waited") or 0.0
+    x = d(r[a], r[b])
+    if name == "blender" and x is not None:
+        x -= r.get("waited") or 0.0
+    return x
 
 
 def summarise(t, frames_file, n_frames):
@@ -260,9 +275,7 @@ def summarise(t, frames_file, n_frames):
     s["wall_disk"] = d(t["t_apply"], seen[-1]) if len(seen) >= n_frames else None
     s["wall_succeeded"] = d(t["t_apply"], t["rj_succeeded"])
     s["first_frame"] = d(t["t_apply"], seen[0]) if seen else None
-    s["steps"] = {name: mean(d(r[a], r[b]) for r in rows) for name, a, b in STEPS}
-    s["steps_sum"] = {name: sum(x for x in (d(r[a], r[b]) for r in rows) if x is not None)
-                      for name, a, b in STEPS}
+    s["steps"] = {name: mean(step(r, name, a, b) for r in rows) for name, a, b in STEPS}
     s["startup_seconds"] = mean(r["startup_seconds"] for r in rows)
     s["frame_seconds"] = mean(r["frame_seconds"] / r["frames"] for r in rows if r["frames"])
     s["render_sum"] = sum(x for x in (d(r["first_started"], r["last_saved"]) for r in rows) if x)
@@ -277,7 +290,8 @@ def summarise(t, frames_file, n_frames):
         if k >= len(ended):
             break
         prev = ended[k]
-        g = {name: d(({"prev": prev, "cur": cur})[pa][a], ({"prev": prev, "cur": cur})[pb][b])
+        pc = {"prev": prev, "cur": cur}
+        g = {name: step(pc[pb], name, a, b) if pa == pb else d(pc[pa][a], pc[pb][b])
              for name, pa, a, pb, b in GAP}
         g["total"] = d(prev["last_saved"], cur["first_started"])
         gaps.append(g)
