@@ -282,11 +282,12 @@ def summarise(t, frames_file, n_frames):
     first = rows[0] if rows else {}
     s["apply->job"] = d(t["t_apply"], first.get("job_created"))
     s["apply->rj"] = d(t["t_apply"], t["rj_seen"])
-    # The k-th batch (k >= parallelism, in order of Job creation) fills the slot the
-    # (k - parallelism)-th Job to complete freed.
-    ended = sorted((r for r in rows if r["job_complete"]), key=lambda r: r["job_complete"])
+    # The k-th batch to start rendering (k >= parallelism) takes the slot of the (k -
+    # parallelism)-th to end (by render-node's `done`; a batch started ahead waits for that).
+    ended = sorted((r for r in rows if r["done"]), key=lambda r: r["done"])
+    started = sorted((r for r in rows if r["first_started"]), key=lambda r: r["first_started"])
     gaps = []
-    for k, cur in enumerate(rows[par:]):
+    for k, cur in enumerate(started[par:]):
         if k >= len(ended):
             break
         prev = ended[k]
