@@ -307,7 +307,8 @@ def summarise(t, frames_file, n_frames):
 def render_case(path):
     s = json.load(open(path))
     print(f"  {s['case']}: frames on disk {fmt(s.get('wall_disk'), 0, 1)} s, Succeeded "
-          f"{fmt(s.get('wall_succeeded'), 0, 1)} s, CPU {fmt(s.get('cpu_per_frame'), 0, 2)} s/frame")
+          f"{fmt(s.get('wall_succeeded'), 0, 1)} s, CPU {fmt(s.get('cpu_per_frame'), 0, 2)} s/frame, "
+          f"{fmt(s.get('frame_seconds'), 0, 2)} s per frame in Blender")
     if "steps" not in s:
         return
     print(f"    {s['batches']} batches; first Job {fmt(s['apply->job'], 0)} s after apply; "
