@@ -202,8 +202,6 @@ def batches(folder, rj, t_apply, parallelism):
         r["first_saved"] = saved[0] if saved else None
         r["last_saved"] = saved[-1] if saved else None
         r["done"] = done[-1] if done else None
-        # Started ahead (spec.startAhead): the time it waited for the batch before it, loaded.
-        r["waited"] = sum(e.get("waited_seconds") or 0 for s, e in ev if e["event"] == "handoff")
         r["frames"] = len(saved)
         r["frame_seconds"] = sum(e.get("seconds") or 0 for s, e in ev if e["event"] == "frame_saved")
         r["startup_seconds"] = next((e.get("startup_seconds") for s, e in ev
@@ -256,14 +254,16 @@ GAP = [
 
 
 def step(r, name, a, b):
-    """Seconds of one step of batch r; Blender's start excludes the time it waited, started
-    ahead, for the batch before it."""
-    if name == "wait":
-        return r.get("waited") or 0.0
-    x = d(r[a], r[b])
-    if name == "blender" and x is not None:
-        x -= r.get("waited") or 0.0
-    return x
+    """Seconds of one step of batch r. Blender's start is its own `startup_seconds` (spawn to
+    first frame, less any time it sat loaded); `wait` is the rest of render-node's `start` ->
+    `rendering`: a batch started ahead (spec.startAhead) waiting for the one before it."""
+    if name in ("blender", "wait"):
+        whole = d(r["start"], r["rendering"])
+        load = r.get("startup_seconds")
+        if whole is None or load is None:
+            return whole if name == "blender" else None
+        return load if name == "blender" else max(whole - load, 0.0)
+    return d(r[a], r[b])
 
 
 def summarise(t, frames_file, n_frames):
