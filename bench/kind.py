@@ -232,7 +232,7 @@ STEPS = [
     ("sched", "created", "scheduled"),
     ("kubelet", "scheduled", "start"),
     ("blender", "start", "rendering"),
-    ("wait", None, None),
+    ("wait", "rendering", "first_started"),
     ("render", "first_started", "last_saved"),
     ("tail", "last_saved", "done"),
     ("exit", "done", "succeeded"),
@@ -248,21 +248,12 @@ GAP = [
     ("sched", "cur", "created", "cur", "scheduled"),
     ("kubelet", "cur", "scheduled", "cur", "start"),
     ("blender", "cur", "start", "cur", "rendering"),
-    ("wait", "cur", None, "cur", None),
-    ("1st frame", "cur", "rendering", "cur", "first_started"),
+    ("wait", "cur", "rendering", "cur", "first_started"),
 ]
 
 
 def step(r, name, a, b):
-    """Seconds of one step of batch r. Blender's start is its own `startup_seconds` (spawn to
-    first frame, less any time it sat loaded); `wait` is the rest of render-node's `start` ->
-    `rendering`: a batch started ahead (spec.startAhead) waiting for the one before it."""
-    if name in ("blender", "wait"):
-        whole = d(r["start"], r["rendering"])
-        load = r.get("startup_seconds")
-        if whole is None or load is None:
-            return whole if name == "blender" else None
-        return load if name == "blender" else max(whole - load, 0.0)
+    """Seconds of one step of batch r."""
     return d(r[a], r[b])
 
 

@@ -20,7 +20,9 @@
 #   bench/render.sh [FRAMES]     default 32 frames; BATCH_SIZES="1 4 16"
 #
 # Environment: BATCH_SIZES, SCENE_SIZE ("WIDTH HEIGHT SAMPLES", default "480 270 16"),
-# START_AHEAD (true/false: sets spec.startAhead; unset leaves it out), KIND_UP=0 (use the
+# START_AHEAD (true/false: sets spec.startAhead; unset leaves it out), SPEC_IMAGE (a render-node
+# image loaded into the nodes, as spec.image), COMPARE_IMAGE (each batch size again with this
+# image as spec.image, in the same run), KIND_UP=0 (use the
 # running kind cluster as it is instead of `hack/kind.sh up`), KEEP_FRAMES=1,
 # RENDERFARM_KIND_STORAGE (the folder the kind nodes mount, default ./render).
 set -euo pipefail
@@ -41,7 +43,7 @@ dir=$(mktemp -d)
 
 kind_header "bench/render.sh $*"
 echo "scene: make-scene.py, $N frames ${W}x${H}, Cycles $SAMPLES samples; bare Blender -t $CORES;" \
-  "renderfarm: parallelism $PAR, threads $THREADS per pod, batch sizes ${SIZES[*]}, preview off"
+  "renderfarm: parallelism $PAR, threads $THREADS per pod, batch sizes ${SIZES[*]}, preview off${COMPARE_IMAGE:+; each batch size also with spec.image $COMPARE_IMAGE}"
 make_scene "$scene" "$N" "$W" "$H" "$SAMPLES"
 kind_watches "$dir"
 op=$(operator_uid)
@@ -63,13 +65,17 @@ bare() { # CASE
   CASES+=("$dir/$case.json")
 }
 
-farm() { # BATCH-SIZE
-  local bs=$1 case=bs$1 rj t0
+farm() { # BATCH-SIZE [IMAGE]
+  local bs=$1 case=bs$1 rj t0 SPEC_IMAGE=${2:-$SPEC_IMAGE}
   rj=bench-render-bs$1-$$
+  if [[ -n ${2:-} ]]; then
+    case="bs$1 ${2##*:}"
+    rj=bench-render-bs$1-${2##*:}-$$
+  fi
   cpu_snapshot "$dir/$rj.cpu0"
-  poll_frames "$STORE/$out/$case" "$N" "$dir/$rj.frames"
+  poll_frames "$STORE/$out/${rj%-*}" "$N" "$dir/$rj.frames"
   t0=$(us)
-  apply_rj "$rj" "$scene" 1 "$N" "$bs" "$PAR" "$THREADS" "$out/$case"
+  apply_rj "$rj" "$scene" 1 "$N" "$bs" "$PAR" "$THREADS" "$out/${rj%-*}"
   kubectl wait -n "$NS" --for=jsonpath='{.status.phase}'=Succeeded "rj/$rj" --timeout=1800s >/dev/null
   wait_poller
   # The last watch events (pods seen Succeeded, Jobs Complete) and the pods' last CPU ticks.
@@ -77,9 +83,9 @@ farm() { # BATCH-SIZE
   cpu_snapshot "$dir/$rj.cpu1"
   save_logs "$rj" "$dir/logs"
   python3 bench/kind.py farm-case "$dir" "$rj" "$t0" "$PAR" "$N" "$case" \
-    "$dir/$rj.cpu0" "$dir/$rj.cpu1" "$op" >"$dir/$case.json"
-  python3 bench/kind.py render-case "$dir/$case.json"
-  CASES+=("$dir/$case.json")
+    "$dir/$rj.cpu0" "$dir/$rj.cpu1" "$op" >"$dir/$rj.json"
+  python3 bench/kind.py render-case "$dir/$rj.json"
+  CASES+=("$dir/$rj.json")
   delete_rj "$rj"
 }
 
@@ -87,6 +93,7 @@ CASES=()
 bare bare-before
 for bs in "${SIZES[@]}"; do
   farm "$bs"
+  [[ -z ${COMPARE_IMAGE:-} ]] || farm "$bs" "$COMPARE_IMAGE"
 done
 bare bare-after
 watch_stop
