@@ -53,5 +53,4 @@ done
 watch_stop
 python3 bench/kind.py first-frame "${results[@]}"
 [[ ${KEEP_FRAMES:-0} == 1 ]] || remove_frames "$out"
-echo
-echo "raw: $dir"
+echo "raw: $dir" >&2

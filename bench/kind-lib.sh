@@ -33,7 +33,7 @@ kind_setup() {
   trap kind_cleanup EXIT
   [[ ${KIND_UP:-1} == 0 ]] || hack/kind.sh up >&2
   eval "$(hack/kind.sh env)"
-  kubectl get rj -n "$NS" >/dev/null
+  kubectl get crd renderjobs.renderfarm.io >/dev/null
   [[ -d $STORE/scenes && -d $STORE/renders ]] ||
     { echo "no $STORE/scenes: the kind cluster mounts another folder (RENDERFARM_KIND_STORAGE)" >&2 && exit 1; }
   WORKERS=()
@@ -47,7 +47,11 @@ kind_setup() {
 
 # The header of a results file: what ran, where, on what.
 kind_header() {
-  echo "command: $*"
+  local v env=()
+  for v in START_AHEAD SPEC_IMAGE COMPARE_IMAGE BATCH_SIZES SCENE_SIZE KIND_UP; do
+    [[ -z ${!v:-} ]] || env+=("$v=${!v}")
+  done
+  echo "command: ${env[*]} $*"
   echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
   echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':!bench' || echo ' (+ local changes)')"
   echo "uptime: $(uptime)"

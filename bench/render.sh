@@ -99,5 +99,4 @@ bare bare-after
 watch_stop
 python3 bench/kind.py render-table "${CASES[@]}"
 [[ ${KEEP_FRAMES:-0} == 1 ]] || remove_frames "$out"
-echo
-echo "raw: $dir"
+echo "raw: $dir" >&2
