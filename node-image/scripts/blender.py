@@ -229,6 +229,35 @@ def line_buffered_stdout():
         pass
 
 
+def import_bpy(steps):
+    """Import the module with Blender's task scheduler sized to `-t N`. The scheduler (TBB) sizes
+    its pool by the CPUs this process may run on when the module loads; with fewer render
+    threads than that, an idle worker spins in sched_yield while Cycles renders (-t 1 on two
+    CPUs: half as much CPU again per frame). So the process may use only N CPUs while the module
+    loads; then every thread may use all of them again."""
+    threads = None
+    for option, value in steps:
+        if option in ("-t", "--threads"):
+            try:
+                threads = int(value)
+            except ValueError:
+                threads = None  # Blender.run reports it
+    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
+    narrow = threads is not None and 0 < threads < len(cpus)
+    if narrow:
+        os.sched_setaffinity(0, sorted(cpus)[:threads])
+    try:
+        import bpy
+    finally:
+        if narrow:
+            for task in os.listdir("/proc/self/task"):
+                try:
+                    os.sched_setaffinity(int(task), cpus)
+                except OSError:
+                    pass  # a thread that ended meanwhile
+    return bpy
+
+
 def main():
     argv = sys.argv[1:]
     steps = parse(argv)
@@ -251,7 +280,7 @@ def main():
     # Scripts and Cycles read sys.argv as Blender's own: the program, then every argument.
     sys.argv = ["blender"] + argv
     line_buffered_stdout()
-    import bpy
+    bpy = import_bpy(steps)
 
     say(banner(bpy))
     if options & {"-v", "--version"}:
