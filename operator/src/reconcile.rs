@@ -28,9 +28,22 @@ use crate::status::preview::{self, PreviewSeen};
 use crate::status::{self, BatchState, Hold, Observed};
 
 /// A status change that is not [`status::urgent`] (counts, progress, messages) waits until
-/// this long after the last status write, so a render writes its status about once a second
-/// instead of once per pod change.
+/// at least this long after the last status write, so a render writes its status about once a
+/// second instead of once per pod change.
 pub const STATUS_EVERY: Duration = Duration::from_secs(1);
+/// Status writes that are not urgent, per second, shared by every render still going: with
+/// many renders at once each writes less often (see [`status_every`]), so the operator's
+/// writes per batch stay near one, the Job apply, however many render together.
+pub const STATUS_WRITES_PER_SECOND: u32 = 5;
+
+/// How long a render's status changes that are not urgent wait after its last status write,
+/// with `active` renders going: [`STATUS_EVERY`], or their share of
+/// [`STATUS_WRITES_PER_SECOND`] when more than that many render at once.
+pub fn status_every(active: usize) -> Duration {
+    let share = Duration::from_secs(1) * u32::try_from(active).unwrap_or(u32::MAX)
+        / STATUS_WRITES_PER_SECOND;
+    share.max(STATUS_EVERY)
+}
 /// How soon to look again while the caches are still filling.
 const NOT_SYNCED: Duration = Duration::from_millis(500);
 /// The longest a running render goes without a reconcile, watch events or not.
@@ -163,6 +176,9 @@ pub struct Input<'a> {
     pub synced: bool,
     /// How many disrupted pods of the Job with this UID were seen.
     pub disrupted: &'a (dyn Fn(&str) -> usize + Sync),
+    /// How long status changes that are not urgent wait after the last write (see
+    /// [`status_every`]).
+    pub status_every: Duration,
 }
 
 /// A status to write, and what follows once it is written.
@@ -344,7 +360,11 @@ pub fn decide(
         matches!(new.phase, Phase::Running | Phase::Pending) || !create.is_empty() || previewing;
     // Counts and messages wait for the next write, a second at most; transitions do not.
     fx.status_due = written_at
-        .map(|at| STATUS_EVERY.saturating_sub(now.saturating_duration_since(at)))
+        .map(|at| {
+            input
+                .status_every
+                .saturating_sub(now.saturating_duration_since(at))
+        })
         .filter(|wait| old != new && !wait.is_zero() && !status::urgent(&old, &new));
     fx.terminal = matches!(new.phase, Phase::Succeeded | Phase::Failed);
     if old != new && fx.status_due.is_none() {
@@ -767,6 +787,7 @@ mod tests {
             synced: true,
             disrupted: &|_| 0,
             taken: &[],
+            status_every: STATUS_EVERY,
         };
         let wall = Time("2026-11-23T12:00:00Z".parse().expect("time"));
         decide(&input, state, &config(), now, &wall).expect("decide")
@@ -911,6 +932,56 @@ mod tests {
     }
 
     #[test]
+    fn renders_going_at_once_share_the_status_write_budget() {
+        assert_eq!(status_every(0), STATUS_EVERY);
+        assert_eq!(status_every(1), STATUS_EVERY);
+        assert_eq!(
+            status_every(STATUS_WRITES_PER_SECOND as usize),
+            STATUS_EVERY
+        );
+        assert_eq!(status_every(100), Duration::from_secs(20));
+        assert_eq!(status_every(7), Duration::from_millis(1400));
+        assert_eq!(status_every(usize::MAX), status_every(u32::MAX as usize));
+
+        // One of 100 renders: a count waits 20 s after the last write; a transition does not.
+        let rj = rj();
+        let t0 = Instant::now();
+        let running = [job(0, false), job(1, false), job(2, false)];
+        let wall = Time("2026-11-23T12:00:00Z".parse().expect("time"));
+        let mut state = RenderState::default();
+        let decide_at = |state: &mut RenderState,
+                         jobs: &[Arc<BatchJob>],
+                         pods: &[Arc<BatchPod>],
+                         at: Instant| {
+            let input = Input {
+                rj: &rj,
+                jobs,
+                pods,
+                synced: true,
+                disrupted: &|_| 0,
+                taken: &[],
+                status_every: status_every(100),
+            };
+            decide(&input, state, &config(), at, &wall).expect("decide")
+        };
+        let one = [pod(0, "Running"), pod(1, "Pending"), pod(2, "Pending")];
+        let fx = decide_at(&mut state, &running, &one, t0);
+        fx.wrote(&mut state, t0);
+        let two = [pod(0, "Running"), pod(1, "Running"), pod(2, "Pending")];
+        let soon = t0 + Duration::from_secs(5);
+        let fx = decide_at(&mut state, &running, &two, soon);
+        assert!(fx.status.is_none());
+        assert_eq!(fx.requeue(&state, soon), Some(Duration::from_secs(15)));
+        let fx = decide_at(&mut state, &running, &two, t0 + Duration::from_secs(20));
+        assert_eq!(fx.status.as_ref().expect("status").status.pods.running, 2);
+        fx.wrote(&mut state, t0 + Duration::from_secs(20));
+        // Every batch succeeded: the render is over, and says so at once.
+        let all: Vec<Arc<BatchJob>> = (0..6).map(|i| job(i, true)).collect();
+        let fx = decide_at(&mut state, &all, &[], t0 + Duration::from_secs(21));
+        assert_eq!(fx.status.expect("status").status.phase, Phase::Succeeded);
+    }
+
+    #[test]
     fn nothing_changed_nothing_to_do() {
         let rj = rj();
         let t0 = Instant::now();
@@ -949,6 +1020,7 @@ mod tests {
             synced: true,
             disrupted: &|_| 0,
             taken: &taken,
+            status_every: STATUS_EVERY,
         };
         let wall = Time("2026-11-23T12:00:00Z".parse().expect("time"));
         let mut state = RenderState::default();
@@ -977,6 +1049,7 @@ mod tests {
                 }
             },
             taken: &[],
+            status_every: STATUS_EVERY,
         };
         let wall = Time("2026-11-23T12:00:00Z".parse().expect("time"));
         let mut state = RenderState::default();
@@ -1064,6 +1137,7 @@ mod tests {
             synced: false,
             disrupted: &|_| 0,
             taken: &[],
+            status_every: STATUS_EVERY,
         };
         let wall = Time("2026-11-23T12:00:00Z".parse().expect("time"));
         let now = Instant::now();
@@ -1402,6 +1476,7 @@ mod tests {
             synced: true,
             disrupted: &|_| 0,
             taken: &taken,
+            status_every: STATUS_EVERY,
         };
         let wall = Time("2026-11-23T12:00:00Z".parse().expect("time"));
         let mut state = RenderState::default();
