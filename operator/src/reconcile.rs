@@ -44,6 +44,12 @@ pub fn status_every(active: usize) -> Duration {
         / STATUS_WRITES_PER_SECOND;
     share.max(STATUS_EVERY)
 }
+
+/// How often a render gathers its batch creations into one `BatchesCreated` Event: the
+/// Events' own [`events::EVERY`], stretched as its status writes are by [`status_every`].
+pub fn created_every(status_every: Duration) -> Duration {
+    events::EVERY.mul_f64(status_every.as_secs_f64() / STATUS_EVERY.as_secs_f64())
+}
 /// How soon to look again while the caches are still filling.
 const NOT_SYNCED: Duration = Duration::from_millis(500);
 /// The longest a running render goes without a reconcile, watch events or not.
@@ -298,6 +304,7 @@ pub fn decide(
         .keys()
         .copied()
         .collect();
+    state.created.pace(created_every(input.status_every));
     state.expire_in_flight(|i| seen.jobs.contains_key(&i), now);
     let in_flight: BTreeSet<u32> = state.in_flight.keys().copied().collect();
     let rejected = refusal(rj, &seen, state, &mut fx, now, wall);
@@ -942,6 +949,8 @@ mod tests {
         assert_eq!(status_every(100), Duration::from_secs(20));
         assert_eq!(status_every(7), Duration::from_millis(1400));
         assert_eq!(status_every(usize::MAX), status_every(u32::MAX as usize));
+        assert_eq!(created_every(STATUS_EVERY), events::EVERY);
+        assert_eq!(created_every(status_every(100)), Duration::from_secs(600));
 
         // One of 100 renders: a count waits 20 s after the last write; a transition does not.
         let rj = rj();
