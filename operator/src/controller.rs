@@ -353,7 +353,16 @@ pub fn error_delay(n: u32) -> Duration {
 pub async fn reconcile(rj: Arc<RenderJob>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
     let uid = rj.uid().ok_or(Error::MissingObjectKey("metadata.uid"))?;
+    let every = reconcile::pass_every(ctx.active.load(Ordering::Relaxed));
+    if let Some(wait) = ctx
+        .states
+        .update(&uid, |s| reconcile::pass_wait(s, started, every))
+    {
+        ctx.metrics.reconcile_deferred.inc();
+        return Ok(Action::requeue(wait));
+    }
     let mut state = ctx.states.get(&uid);
+    state.last_pass = Some(started);
     let result = reconcile_with(&rj, &ctx, &mut state).await;
     if result.is_ok() {
         state.failures = 0;

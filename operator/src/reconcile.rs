@@ -45,6 +45,33 @@ pub fn status_every(active: usize) -> Duration {
     share.max(STATUS_EVERY)
 }
 
+/// The shortest time between two full passes of one render, per render going: with many
+/// renders, a render's watch events (about ten per batch) come in bursts, and one pass a
+/// little later does what a pass per event would.
+const PASS_PER_RENDER: Duration = Duration::from_millis(2);
+/// ... but never longer than this: a freed slot waits at most this long for its next batch.
+const MAX_PASS_EVERY: Duration = Duration::from_millis(250);
+
+/// The shortest time between two full passes of one render with `active` renders going.
+pub fn pass_every(active: usize) -> Duration {
+    PASS_PER_RENDER
+        .saturating_mul(u32::try_from(active).unwrap_or(u32::MAX))
+        .min(MAX_PASS_EVERY)
+}
+
+/// How long a pass at `now` should wait, if at all: while batches are left to create, until
+/// `every` after the last pass. Once every batch is created nothing waits, so the render is
+/// seen complete as soon as its last batch is.
+pub fn pass_wait(state: &RenderState, now: Instant, every: Duration) -> Option<Duration> {
+    let last = state.last_pass?;
+    let creating = state
+        .written
+        .as_ref()
+        .is_some_and(|(s, _)| s.batches.pending > 0);
+    let wait = every.saturating_sub(now.saturating_duration_since(last));
+    (creating && !wait.is_zero()).then_some(wait)
+}
+
 /// How often a render gathers its batch creations into one `BatchesCreated` Event: the
 /// Events' own [`events::EVERY`], stretched as its status writes are by [`status_every`].
 pub fn created_every(status_every: Duration) -> Duration {
@@ -936,6 +963,38 @@ mod tests {
         assert!(w.events.is_empty());
         // Batch 3 takes the free slot.
         assert_eq!(fx.apply.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [3]);
+    }
+
+    #[test]
+    fn passes_of_a_render_are_spaced_while_batches_are_left_to_create() {
+        assert_eq!(pass_every(0), Duration::ZERO);
+        assert_eq!(pass_every(1), Duration::from_millis(2));
+        assert_eq!(pass_every(100), Duration::from_millis(200));
+        assert_eq!(pass_every(10_000), MAX_PASS_EVERY);
+        assert_eq!(pass_every(usize::MAX), MAX_PASS_EVERY);
+
+        let t0 = Instant::now();
+        let every = Duration::from_millis(200);
+        let mut state = RenderState::default();
+        assert_eq!(
+            pass_wait(&state, t0, every),
+            None,
+            "the first pass goes at once"
+        );
+        state.last_pass = Some(t0);
+        let mut status = RenderJobStatus::default();
+        status.batches.pending = 3;
+        state.written = Some((status.clone(), t0));
+        let soon = t0 + Duration::from_millis(50);
+        assert_eq!(
+            pass_wait(&state, soon, every),
+            Some(Duration::from_millis(150))
+        );
+        assert_eq!(pass_wait(&state, t0 + every, every), None);
+        // Every batch created: the last ones are seen done at once.
+        status.batches.pending = 0;
+        state.written = Some((status, t0));
+        assert_eq!(pass_wait(&state, soon, every), None);
     }
 
     #[test]
