@@ -64,12 +64,8 @@ pub fn pass_every(active: usize) -> Duration {
 /// seen complete as soon as its last batch is.
 pub fn pass_wait(state: &RenderState, now: Instant, every: Duration) -> Option<Duration> {
     let last = state.last_pass?;
-    let creating = state
-        .written
-        .as_ref()
-        .is_some_and(|(s, _)| s.batches.pending > 0);
     let wait = every.saturating_sub(now.saturating_duration_since(last));
-    (creating && !wait.is_zero()).then_some(wait)
+    (state.left_to_create && !wait.is_zero()).then_some(wait)
 }
 
 /// How often a render gathers its batch creations into one `BatchesCreated` Event: the
@@ -386,6 +382,7 @@ pub fn decide(
     preview::roll_up(rj, &old, &mut new, &seen_preview, wall);
     (fx.suspend, fx.resume, fx.delete) = (suspend, resume, delete);
     fx.all_created = new.batches.pending == 0;
+    state.left_to_create = !fx.all_created;
     let previewing = new
         .preview
         .as_ref()
@@ -982,9 +979,9 @@ mod tests {
             "the first pass goes at once"
         );
         state.last_pass = Some(t0);
-        let mut status = RenderJobStatus::default();
-        status.batches.pending = 3;
-        state.written = Some((status.clone(), t0));
+        // The last pass left batches to create (as `decide` records).
+        let fx = effects(&rj(), &[], &[], &mut state, t0);
+        assert!(state.left_to_create && fx.apply.len() == 3);
         let soon = t0 + Duration::from_millis(50);
         assert_eq!(
             pass_wait(&state, soon, every),
@@ -992,8 +989,9 @@ mod tests {
         );
         assert_eq!(pass_wait(&state, t0 + every, every), None);
         // Every batch created: the last ones are seen done at once.
-        status.batches.pending = 0;
-        state.written = Some((status, t0));
+        let all: Vec<Arc<BatchJob>> = (0..6).map(|i| job(i, i < 3)).collect();
+        effects(&rj(), &all, &[], &mut state, soon);
+        assert!(!state.left_to_create);
         assert_eq!(pass_wait(&state, soon, every), None);
     }
 
