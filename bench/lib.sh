@@ -88,6 +88,9 @@ stop_operator() {
   OP=
 }
 
+# kwok's pods run no Blender: a pod started ahead would not wait for the batch it follows, and
+# the render would run twice as many pods at once as the Indexed Job. Off for a like-for-like
+# comparison (START_AHEAD=true to see what it costs the control plane).
 apply_renderjob() { # namespace name batches parallelism
   kubectl apply -n "$1" -f - >/dev/null <<YAML
 apiVersion: renderfarm.io/v1alpha1
@@ -98,6 +101,7 @@ spec:
   frames: {start: 1, end: $3}
   batchSize: 1
   parallelism: $4
+  startAhead: ${START_AHEAD:-false}
   storage: {claimName: render-storage}
   resources: {requests: {cpu: 10m, memory: 16Mi}}
   podMetadata: {labels: $POD_LABELS}

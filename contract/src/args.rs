@@ -294,6 +294,18 @@ pub struct RenderArgs {
     /// Blender is refused before Blender starts. Unset: asked from `blender --version`.
     #[arg(long, value_name = "VERSION", env = "RENDER_NODE_BLENDER_VERSION")]
     pub blender_version: Option<String>,
+
+    /// This batch's name in the start-ahead handoff: while it renders it keeps the marker
+    /// `.renderfarm/NAME` beside its frames alive, and marks it done once Blender has
+    /// finished, for a batch started ahead of time to take over its place.
+    #[arg(long, value_name = "NAME")]
+    pub marker: Option<String>,
+
+    /// Start Blender and load the scene, then wait to render until the batch whose marker is
+    /// NAME is done (or its marker stops being kept alive): started ahead of time, this batch
+    /// renders in that batch's place, never beside it.
+    #[arg(long, value_name = "NAME")]
+    pub after: Option<String>,
 }
 
 impl RenderArgs {
@@ -317,6 +329,8 @@ impl RenderArgs {
             termination_log: PathBuf::from(DEFAULT_TERMINATION_LOG),
             blender: PathBuf::from("blender"),
             blender_version: None,
+            marker: None,
+            after: None,
         }
     }
 
@@ -352,6 +366,11 @@ impl RenderArgs {
                 "--missing-files".to_string(),
                 self.missing_files.as_str().to_string(),
             ]);
+        }
+        for (flag, value) in [("--marker", &self.marker), ("--after", &self.after)] {
+            if let Some(value) = value {
+                args.extend([flag.to_string(), value.clone()]);
+            }
         }
         if self.termination_log.as_os_str() != DEFAULT_TERMINATION_LOG {
             args.extend([
@@ -457,6 +476,10 @@ mod tests {
             (any::<bool>(), 0u32..64, any::<bool>()),
             "[a-z/_#]{1,30}",
             prop::sample::select(MissingFiles::value_variants().to_vec()),
+            (
+                prop::option::of("[a-z0-9-]{1,40}"),
+                prop::option::of("[a-z0-9-]{1,40}"),
+            ),
         )
             .prop_map(
                 |(
@@ -467,6 +490,7 @@ mod tests {
                     (fallback, threads, overwrite),
                     out,
                     missing_files,
+                    (marker, after),
                 )| {
                     let mut a = RenderArgs::new(
                         "/data/scene.blend",
@@ -484,6 +508,8 @@ mod tests {
                     a.threads = threads;
                     a.overwrite = overwrite;
                     a.missing_files = missing_files;
+                    a.marker = marker;
+                    a.after = after;
                     a
                 },
             )

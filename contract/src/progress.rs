@@ -16,6 +16,16 @@ pub enum ProgressEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         file_version: Option<String>,
     },
+    /// Started ahead of its turn (`--after`): Blender loads the scene, then waits for the
+    /// batch whose marker is `after` to be done before it renders.
+    Waiting { after: String },
+    /// The wait is over: `opened` is `done` (that batch's Blender ended), `stale` (its marker
+    /// stopped changing: its pod is gone) or `absent` (it never wrote one).
+    Handoff {
+        after: String,
+        opened: String,
+        waited_seconds: f64,
+    },
     /// External files the scene uses that are not readable (at most 100 listed, `count` in
     /// all); `fail`: the batch fails as bad input, `warn`: it renders without them.
     MissingFiles {

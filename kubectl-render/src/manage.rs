@@ -238,8 +238,15 @@ pub fn describe(rj: &RenderJob, events: &[Event], now: Timestamp) -> String {
     kv(
         "Pods",
         format!(
-            "{} running, {} pending, {} succeeded, {} failed",
-            s.pods.running, s.pods.pending, s.pods.succeeded, s.pods.failed
+            "{} running, {}{} pending, {} succeeded, {} failed",
+            s.pods.running,
+            match s.pods.waiting {
+                0 => String::new(),
+                n => format!("{n} started ahead (waiting), "),
+            },
+            s.pods.pending,
+            s.pods.succeeded,
+            s.pods.failed
         ),
     );
     if let Some(d) = progress::elapsed(&s, now) {

@@ -14,7 +14,9 @@ use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Api, ResourceExt as _};
 use render_contract::ProgressEvent;
 use renderfarm::crd::{Phase, PreviewState, RenderJob, RenderJobStatus};
-use renderfarm::job::{BATCH_LABEL, CONTAINER, FRAMES_LABEL, RENDERJOB_LABEL, renderjob_label};
+use renderfarm::job::{
+    AFTER_ANNOTATION, BATCH_LABEL, CONTAINER, FRAMES_LABEL, RENDERJOB_LABEL, renderjob_label,
+};
 use tokio::sync::mpsc;
 
 use crate::cluster::Ctx;
@@ -40,6 +42,10 @@ pub struct BatchView {
     pub frame: Option<i32>,
     pub samples: Option<(u32, u32)>,
     pub started: Option<Timestamp>,
+    /// Started ahead: the batch it waits for, until its wait is over.
+    pub after: Option<u32>,
+    /// Its wait is over (a handoff or a first frame seen).
+    pub handed_off: bool,
 }
 
 impl BatchView {
@@ -68,6 +74,10 @@ impl BatchView {
             node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
             waiting,
             started: status.and_then(|s| s.start_time.as_ref()).map(|t| t.0),
+            after: pod
+                .annotations()
+                .get(AFTER_ANNOTATION)
+                .and_then(|a| a.parse().ok()),
             ..Default::default()
         })
     }
@@ -82,7 +92,9 @@ impl BatchView {
             ProgressEvent::FrameStarted { frame } => {
                 self.frame = Some(*frame);
                 self.samples = None;
+                self.handed_off = true;
             }
+            ProgressEvent::Handoff { .. } => self.handed_off = true,
             ProgressEvent::Samples { frame, done, total } => {
                 self.frame = Some(*frame);
                 self.samples = Some((*done, *total));
@@ -119,6 +131,9 @@ pub fn batch_message(b: &BatchView, now: Timestamp) -> String {
         };
     }
     let mut parts = Vec::new();
+    if let Some(a) = b.after.filter(|_| !b.handed_off && b.frame.is_none()) {
+        parts.push(format!("started ahead, waits for batch {a:04}"));
+    }
     if let Some(f) = b.frame {
         parts.push(format!("frame {f}"));
     }
@@ -400,8 +415,13 @@ impl View {
             seen.insert(name.clone());
             let before = self.batches.get(&name).cloned();
             if let Some(old) = &before {
-                (b.to_render, b.saved, b.frame, b.samples) =
-                    (old.to_render, old.saved, old.frame, old.samples);
+                (b.to_render, b.saved, b.frame, b.samples, b.handed_off) = (
+                    old.to_render,
+                    old.saved,
+                    old.frame,
+                    old.samples,
+                    old.handed_off,
+                );
             }
             let changed_phase = before.as_ref().map(|o| o.phase.as_str()) != Some(b.phase.as_str());
             // Pods already finished when the watch starts are history, not news.
@@ -585,6 +605,25 @@ mod tests {
         });
         assert_eq!(b.saved, 1);
         assert_eq!(batch_message(&b, now), "frame 11 · 42s · on kind-worker");
+    }
+
+    #[test]
+    fn a_batch_started_ahead_says_whom_it_waits_for_until_its_turn() {
+        let now: Timestamp = "2026-01-01T10:00:42Z".parse().expect("time");
+        let mut b = BatchView {
+            after: Some(1),
+            ..running()
+        };
+        assert_eq!(
+            batch_message(&b, now),
+            "started ahead, waits for batch 0001 · 42s · on kind-worker"
+        );
+        b.apply(&ProgressEvent::Handoff {
+            after: "u-1".into(),
+            opened: "done".into(),
+            waited_seconds: 3.5,
+        });
+        assert_eq!(batch_message(&b, now), "42s · on kind-worker");
     }
 
     #[test]

@@ -6,14 +6,15 @@ use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use render_contract::{ProgressEvent, RenderArgs};
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc;
 
 use crate::check::blender_frames;
+use crate::handoff;
 use crate::thumbs::Thumbnailer;
-use crate::tracker::Tracker;
+use crate::tracker::{self, Tracker};
 
 /// How long Blender may take to stop after SIGTERM before it is killed.
 const GRACE: Duration = Duration::from_secs(10);
@@ -58,6 +59,9 @@ pub fn prepare_script(args: &RenderArgs) -> String {
         )
 }
 
+/// Run after the prepare script when the batch waits for another: blocks until a line comes.
+const HOLD: &str = "import sys; print('RENDER_NODE:HELD', flush=True); sys.stdin.readline()";
+
 /// Blender's arguments. Order matters: Blender applies them left to right, so auto-run is off
 /// before the file loads, and the output, format, engine, threads and prepare script come
 /// before `-f`, which renders; what follows `--` is for Cycles.
@@ -86,6 +90,13 @@ pub fn command_line(args: &RenderArgs, frames: &[i32]) -> Vec<String> {
         "1".into(),
         "--python-expr".into(),
         prepare_script(args),
+    ]);
+    if args.after.is_some() {
+        // Started ahead: the scene is loaded and checked; hold here until render-node says
+        // the batch before is done (one line on stdin).
+        argv.extend(["--python-expr".into(), HOLD.into()]);
+    }
+    argv.extend([
         "-f".into(),
         blender_frames(frames),
         "--".into(),
@@ -177,8 +188,16 @@ pub async fn render(
 ) -> io::Result<(Tracker, Ended)> {
     let frames: Vec<i32> = todo.iter().map(|(f, _)| *f).collect();
     let mut cmd = Command::new(&args.blender);
+    let after = args
+        .after
+        .as_ref()
+        .map(|name| (name.clone(), handoff::marker_path(&args.output, name)));
     cmd.args(command_line(args, &frames))
-        .stdin(Stdio::null())
+        .stdin(if after.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
@@ -205,6 +224,22 @@ pub async fn render(
         forward_lines(err, tx.clone());
     }
     drop(tx);
+    let mut hold = child.stdin.take();
+    let gate = async {
+        match &after {
+            Some((name, path)) => {
+                emit(&ProgressEvent::Waiting {
+                    after: name.clone(),
+                });
+                (handoff::wait(path).await, name.clone())
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(gate);
+    let mut waiting = after.is_some();
+    // When Blender reached the hold, the scene loaded.
+    let mut held_at: Option<Instant> = None;
 
     let mut tracker = Tracker::new(spawned, args.device.as_str(), todo);
     let mut stopped_by = None;
@@ -213,8 +248,30 @@ pub async fn render(
     tokio::pin!(deadline);
     loop {
         tokio::select! {
+            (opened, name) = &mut gate, if waiting => {
+                waiting = false;
+                if let (handoff::Opened::Done, Some((_, path))) = (opened, &after) {
+                    // Its last reader: nothing else waits for a batch that is done.
+                    let _ = std::fs::remove_file(path);
+                }
+                let waited = spawned.elapsed();
+                emit(&ProgressEvent::Handoff {
+                    after: name,
+                    opened: opened.as_str().to_string(),
+                    waited_seconds: tracker::round3(waited.as_secs_f64()),
+                });
+                // Blender's start does not count the time it sat loaded, waiting.
+                tracker.held(held_at.map(|t| t.elapsed()).unwrap_or_default());
+                if let Some(mut stdin) = hold.take() {
+                    // Blender gone already (bad input): its exit says why, not this write.
+                    let _ = stdin.write_all(b"go\n").await;
+                }
+            }
             line = rx.recv() => {
                 let Some(line) = line else { break };
+                if waiting && line.trim() == "RENDER_NODE:HELD" {
+                    held_at = Some(Instant::now());
+                }
                 for event in tracker.line(&line, Instant::now()) {
                     emit(&event);
                     if let ProgressEvent::FrameSaved { frame, .. } = event {

@@ -6,6 +6,7 @@
 mod blend;
 mod blender;
 mod check;
+mod handoff;
 mod node;
 mod parse;
 mod report;

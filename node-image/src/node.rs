@@ -10,10 +10,16 @@ use crate::blend::{self, Version};
 use crate::blender::{self, Stop};
 use crate::report::{self, Facts};
 use crate::thumbs::Thumbnailer;
-use crate::{check, tracker};
+use crate::{check, handoff, tracker};
 
 pub async fn run(args: RenderArgs, mut stop: Stop) -> i32 {
     let log = args.termination_log.clone();
+    // From the start, so a batch started after this one waits while this one checks its
+    // input; done once Blender has ended, or on any early return (dropped).
+    let mut marker = args
+        .marker
+        .as_ref()
+        .map(|name| handoff::Marker::start(handoff::marker_path(&args.output, name)));
     let mut scene = SceneFacts::default();
     let checked = check::absolute(args).and_then(|a| check::input(&a).map(|v| (a, v)));
     let (args, file_version) = match checked {
@@ -68,7 +74,12 @@ pub async fn run(args: RenderArgs, mut stop: Stop) -> i32 {
 
     let oom_before = report::oom_kills();
     let thumbs = thumbs();
-    let (tracker, ended) = match blender::render(&args, &todo, &mut stop, &thumbs).await {
+    let rendered = blender::render(&args, &todo, &mut stop, &thumbs).await;
+    // Thumbnails and checks take little CPU: the next batch renders meanwhile.
+    if let Some(m) = marker.as_mut() {
+        m.done();
+    }
+    let (tracker, ended) = match rendered {
         Ok(done) => done,
         Err(e) => {
             thumbs.finish().await;

@@ -2,7 +2,7 @@
 //! Pure (the clock is passed in), so it is tested on captured logs.
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use render_contract::ProgressEvent;
 
@@ -88,6 +88,11 @@ impl Tracker {
             || t.starts_with("RENDER_NODE:")
             || t.starts_with("Saved: ")
             || t.starts_with("Time: "))
+    }
+
+    /// Blender sat loaded for `idle`, held until the batch before it was done.
+    pub fn held(&mut self, idle: Duration) {
+        self.spawned += idle;
     }
 
     fn started(&mut self, now: Instant, out: &mut Vec<ProgressEvent>) {

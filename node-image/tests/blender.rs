@@ -121,6 +121,25 @@ fn command_using(
     frames: &str,
     extra: &[&str],
 ) -> Command {
+    let out = dir.join("out/frame_####");
+    command_writing(
+        blender,
+        blend,
+        frames,
+        &out,
+        &dir.join("termination-log"),
+        extra,
+    )
+}
+
+fn command_writing(
+    blender: &Path,
+    blend: &Path,
+    frames: &str,
+    out: &Path,
+    log: &Path,
+    extra: &[&str],
+) -> Command {
     let mut cmd = Command::new(BIN);
     // Not the image's: render-node asks Blender its version.
     cmd.env_remove("RENDER_NODE_BLENDER_VERSION")
@@ -129,9 +148,9 @@ fn command_using(
         .arg("--blend-file")
         .arg(blend)
         .args(["--frames", frames, "--output"])
-        .arg(dir.join("out/frame_####"))
+        .arg(out)
         .arg("--termination-log")
-        .arg(dir.join("termination-log"))
+        .arg(log)
         .args(extra);
     cmd
 }
@@ -592,6 +611,127 @@ fn start_long_render(dir: &Path, until: &str) -> (std::process::Child, u32) {
         "render-node should run exactly one Blender: {blender:?}"
     );
     (child, blender[0])
+}
+
+/// Progress events, each with when it was read.
+type Stamped = Vec<(Instant, ProgressEvent)>;
+
+/// Runs render-node in the background: its exit code and stamped events.
+fn spawn_stamped(mut cmd: Command) -> std::thread::JoinHandle<(Option<i32>, Stamped)> {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn render-node");
+    let stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    std::thread::spawn(move || {
+        let events = stdout
+            .lines()
+            .map_while(Result::ok)
+            .map(|l| {
+                let e = serde_json::from_str(&l)
+                    .unwrap_or_else(|e| panic!("not a progress event ({e}): {l}"));
+                (Instant::now(), e)
+            })
+            .collect();
+        (child.wait().expect("render-node ends").code(), events)
+    })
+}
+
+fn mtime(path: &Path) -> std::time::SystemTime {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn a_batch_started_ahead_renders_only_once_the_batch_before_is_done() {
+    let dir = workdir("ahead");
+    let out = dir.join("out/frame_####");
+    let first = command_writing(
+        blender(),
+        scene(),
+        "1..3",
+        &out,
+        &dir.join("log-a"),
+        &["--marker", "u-0"],
+    );
+    let a = spawn_stamped(first);
+    // Started at once: it loads the scene while the first batch renders, then waits for it.
+    let second = command_writing(
+        blender(),
+        scene(),
+        "4..6",
+        &out,
+        &dir.join("log-b"),
+        &["--marker", "u-1", "--after", "u-0"],
+    );
+    let b = spawn_stamped(second);
+    let (code_a, ev_a) = a.join().expect("first batch");
+    let (code_b, ev_b) = b.join().expect("second batch");
+    assert_eq!((code_a, code_b), (Some(0), Some(0)));
+    let only =
+        |ev: &[(Instant, ProgressEvent)]| ev.iter().map(|(_, e)| e.clone()).collect::<Vec<_>>();
+    assert_eq!(saved(&only(&ev_a)), [1, 2, 3]);
+    assert_eq!(saved(&only(&ev_b)), [4, 5, 6]);
+
+    let at = |ev: &[(Instant, ProgressEvent)], want: fn(&ProgressEvent) -> bool| {
+        ev.iter().find(|(_, e)| want(e)).map(|(t, _)| *t)
+    };
+    let a_last_saved = ev_a
+        .iter()
+        .rev()
+        .find(|(_, e)| matches!(e, ProgressEvent::FrameSaved { .. }))
+        .map(|(t, _)| *t)
+        .expect("first batch saved frames");
+    let waiting = at(
+        &ev_b,
+        |e| matches!(e, ProgressEvent::Waiting { after } if after == "u-0"),
+    )
+    .expect("the second batch says it waits");
+    let handoff = ev_b
+        .iter()
+        .find_map(|(t, e)| match e {
+            ProgressEvent::Handoff {
+                opened,
+                waited_seconds,
+                ..
+            } => Some((*t, opened.clone(), *waited_seconds)),
+            _ => None,
+        })
+        .expect("the second batch's wait ends");
+    let b_first_started = at(&ev_b, |e| matches!(e, ProgressEvent::FrameStarted { .. }))
+        .expect("second batch started a frame");
+    assert_eq!(handoff.1, "done", "the first batch ended normally");
+    assert!(waiting < handoff.0 && handoff.0 <= b_first_started);
+    assert!(
+        a_last_saved <= handoff.0,
+        "the second batch rendered before the first was done"
+    );
+    // The files agree, by the kernel's clock.
+    assert!(mtime(&dir.join("out/frame_0003.png")) <= mtime(&dir.join("out/frame_0004.png")));
+    // Its start counts loading, not the time it sat loaded.
+    let startup = ev_b
+        .iter()
+        .find_map(|(_, e)| match e {
+            ProgressEvent::Rendering {
+                startup_seconds, ..
+            } => Some(*startup_seconds),
+            _ => None,
+        })
+        .expect("rendering event");
+    println!(
+        "second batch: waited {:.2} s in all, Blender's start {startup:.2} s",
+        handoff.2
+    );
+    assert!(startup < handoff.2, "{startup} ≥ {}", handoff.2);
+    // The first batch's marker is gone (read by its follower); the second's says done.
+    let markers = dir.join("out/.renderfarm");
+    assert!(!markers.join("u-0").exists());
+    assert_eq!(
+        std::fs::read_to_string(markers.join("u-1")).ok().as_deref(),
+        Some("done\n")
+    );
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! What the controller should change, decided by a pure function of what it observed.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::crd::{CleanupPolicy, RenderJob};
 use crate::index;
@@ -10,6 +10,10 @@ use crate::status::BatchState;
 pub struct Actions {
     /// Batches whose Job to create, in order.
     pub create: Vec<u32>,
+    /// Of those, the ones started ahead, and the batch each follows.
+    pub after: BTreeMap<u32, u32>,
+    /// When the next running batch is due a follower.
+    pub ahead_due: Option<std::time::Duration>,
     /// Unfinished Jobs to suspend (the RenderJob is suspended).
     pub suspend: Vec<String>,
     /// Jobs the operator itself suspended, to resume.
@@ -25,32 +29,78 @@ impl Actions {
     }
 }
 
+/// What start ahead ([`crate::ahead`]) adds to a decision.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Ahead<'a> {
+    /// Followers created but not seen in the cache yet, and the batch each follows.
+    pub in_flight: Option<&'a BTreeMap<u32, u32>>,
+    /// Running batches due a follower ([`crate::ahead::due`]).
+    pub due: Option<&'a BTreeSet<u32>>,
+}
+
 /// Decide the next changes.
 ///
 /// - `in_flight`: batches whose Job this operator created but has not seen in its cache yet;
 ///   they count against `parallelism`, so a stale cache never lets more Jobs run.
 /// - `recorded`: batches the RenderJob's status (as observed) records as succeeded. A Job is
 ///   deleted only once its success is recorded there, so it can never be rendered twice.
+/// - `ahead`: with `spec.startAhead`, followers: a batch that follows an unfinished batch
+///   waits for it and does not count against `parallelism`; each running batch due one gets
+///   one, so a slot holds at most one batch rendering and one waiting.
 pub fn decide(
     rj: &RenderJob,
     states: &[BatchState],
     jobs: &index::Jobs<'_>,
     in_flight: &BTreeSet<u32>,
     recorded: &BTreeSet<u32>,
+    ahead: Ahead<'_>,
 ) -> Actions {
     let mut actions = Actions::default();
-    let unseen = in_flight.iter().filter(|i| !jobs.contains_key(i)).count();
-    let unfinished = states.iter().filter(|s| **s == BatchState::Active).count() + unseen;
+    let unfinished =
+        |i: u32| states.get(i as usize) == Some(&BatchState::Active) || in_flight.contains(&i);
+    let follows = |i: u32| {
+        jobs.get(&i)
+            .and_then(|j| j.after)
+            .or_else(|| ahead.in_flight?.get(&i).copied())
+            .filter(|h| unfinished(*h))
+    };
+    let active = states
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| **s == BatchState::Active)
+        .map(|(i, _)| i as u32)
+        .chain(in_flight.iter().copied().filter(|i| !jobs.contains_key(i)));
+    let mut followed = BTreeSet::new();
+    let mut rendering = 0usize;
+    for i in active {
+        match follows(i) {
+            Some(h) => {
+                followed.insert(h);
+            }
+            None => rendering += 1,
+        }
+    }
 
     if !rj.spec.suspend {
-        let slots = (rj.spec.parallelism.max(1) as usize).saturating_sub(unfinished);
-        actions.create = states
+        let slots = (rj.spec.parallelism.max(1) as usize).saturating_sub(rendering);
+        let mut pending = states
             .iter()
             .enumerate()
             .filter(|(i, s)| **s == BatchState::Pending && !in_flight.contains(&(*i as u32)))
-            .map(|(i, _)| i as u32)
-            .take(slots)
-            .collect();
+            .map(|(i, _)| i as u32);
+        actions.create = pending.by_ref().take(slots).collect();
+        let heads = ahead
+            .due
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|h| unfinished(*h) && !followed.contains(h) && follows(*h).is_none());
+        if rj.spec.start_ahead {
+            for (head, next) in heads.zip(pending) {
+                actions.create.push(next);
+                actions.after.insert(next, head);
+            }
+        }
     }
 
     for (index, job) in jobs.iter() {
@@ -102,7 +152,14 @@ mod tests {
 
     /// `decide` with nothing in flight and nothing recorded.
     fn decide_now(rj: &RenderJob, states: &[BatchState], jobs: &index::Jobs<'_>) -> Actions {
-        decide(rj, states, jobs, &BTreeSet::new(), &BTreeSet::new())
+        decide(
+            rj,
+            states,
+            jobs,
+            &BTreeSet::new(),
+            &BTreeSet::new(),
+            Ahead::default(),
+        )
     }
 
     fn job(name: &str, suspend: bool) -> BatchJob {
@@ -146,6 +203,7 @@ mod tests {
             &index::Jobs::default(),
             &in_flight,
             &BTreeSet::new(),
+            Ahead::default(),
         );
         assert!(got.create.is_empty(), "{got:?}");
         let got = decide(
@@ -154,8 +212,91 @@ mod tests {
             &index::Jobs::default(),
             &in_flight,
             &BTreeSet::new(),
+            Ahead::default(),
         );
         assert_eq!(got.create, vec![2]);
+    }
+
+    fn following(name: &str, after: u32) -> BatchJob {
+        BatchJob {
+            after: Some(after),
+            ..job(name, false)
+        }
+    }
+
+    /// `decide` with start ahead on; `flying`: followers in flight, and whom they follow.
+    fn decide_ahead(
+        parallelism: i32,
+        states: &[BatchState],
+        jobs: &index::Jobs<'_>,
+        flying: &[(u32, u32)],
+        due: &[u32],
+    ) -> Actions {
+        let mut spec = rj(parallelism, false, "Keep");
+        spec.spec.start_ahead = true;
+        let flying: BTreeMap<u32, u32> = flying.iter().copied().collect();
+        let due: BTreeSet<u32> = due.iter().copied().collect();
+        let ahead = Ahead {
+            in_flight: Some(&flying),
+            due: Some(&due),
+        };
+        let in_flight = flying.keys().copied().collect();
+        decide(&spec, states, jobs, &in_flight, &BTreeSet::new(), ahead)
+    }
+
+    #[test]
+    fn each_running_batch_due_gets_one_follower_that_does_not_take_a_slot() {
+        let states = [Active, Active, Pending, Pending, Pending];
+        let (a, b) = (job("a", false), job("b", false));
+        let jobs = index::Jobs::from_iter([(0, &a), (1, &b)]);
+        let got = decide_ahead(2, &states, &jobs, &[], &[0, 1]);
+        assert_eq!(got.create, [2, 3], "both slots full: only followers");
+        assert_eq!(got.after, BTreeMap::from([(2, 0), (3, 1)]));
+
+        // Followed already (one seen, one still in flight): nothing more.
+        let c = following("c", 0);
+        let jobs = index::Jobs::from_iter([(0, &a), (1, &b), (2, &c)]);
+        let states = [Active, Active, Active, Pending, Pending];
+        let got = decide_ahead(2, &states, &jobs, &[(3, 1)], &[0, 1]);
+        assert!(got.create.is_empty(), "{got:?}");
+
+        // Batch 0 done: its follower renders now and is due a follower of its own; batch 1's
+        // slot is still held by 1, which is followed by 3.
+        let d = following("d", 1);
+        let jobs = index::Jobs::from_iter([(0, &a), (1, &b), (2, &c), (3, &d)]);
+        let states = [Succeeded, Active, Active, Active, Pending];
+        let got = decide_ahead(2, &states, &jobs, &[], &[1, 2]);
+        assert_eq!(got.create, [4]);
+        assert_eq!(got.after, BTreeMap::from([(4, 2)]));
+    }
+
+    #[test]
+    fn a_follower_whose_batch_is_finished_renders_and_takes_its_slot() {
+        // 0 failed; 2 followed it and now renders beside 1: no free slot.
+        let (a, b, c) = (job("a", false), job("b", false), following("c", 0));
+        let jobs = index::Jobs::from_iter([(0, &a), (1, &b), (2, &c)]);
+        let got = decide_ahead(2, &[Failed, Active, Active, Pending], &jobs, &[], &[]);
+        assert!(got.create.is_empty(), "{got:?}");
+        // With 1 done too, one slot is free.
+        let got = decide_ahead(2, &[Failed, Succeeded, Active, Pending], &jobs, &[], &[]);
+        assert_eq!(got.create, [3]);
+        assert!(got.after.is_empty());
+    }
+
+    #[test]
+    fn without_start_ahead_no_follower_is_made() {
+        let mut spec = rj(1, false, "Keep");
+        spec.spec.start_ahead = false;
+        let a = job("a", false);
+        let jobs = index::Jobs::from_iter([(0, &a)]);
+        let due = BTreeSet::from([0]);
+        let ahead = Ahead {
+            in_flight: None,
+            due: Some(&due),
+        };
+        let (none, states) = (BTreeSet::new(), [Active, Pending]);
+        let got = decide(&spec, &states, &jobs, &none, &none, ahead);
+        assert!(got.create.is_empty() && got.after.is_empty(), "{got:?}");
     }
 
     #[test]
@@ -194,6 +335,7 @@ mod tests {
             &jobs,
             &BTreeSet::new(),
             &recorded,
+            Ahead::default(),
         );
         assert_eq!(got.delete, vec!["a".to_string()]);
         let got = decide(
@@ -202,6 +344,7 @@ mod tests {
             &jobs,
             &BTreeSet::new(),
             &recorded,
+            Ahead::default(),
         );
         assert!(got.is_empty());
     }

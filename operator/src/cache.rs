@@ -18,8 +18,8 @@ use kube::runtime::watcher;
 
 use crate::crd::RenderJob;
 use crate::job::{
-    BATCH_LABEL, PAUSED_ANNOTATION, PREVIEW_STEP, QUEUE_LABEL, RENDERJOB_ANNOTATION, STEP_LABEL,
-    STOPPED_ANNOTATION,
+    AFTER_ANNOTATION, BATCH_LABEL, PAUSED_ANNOTATION, PREVIEW_STEP, QUEUE_LABEL,
+    RENDERJOB_ANNOTATION, STEP_LABEL, STOPPED_ANNOTATION,
 };
 use crate::pod::{self, PodProblem};
 
@@ -68,6 +68,8 @@ pub struct BatchJob {
     pub created: Option<Time>,
     /// Why the operator stopped it (its [`STOPPED_ANNOTATION`]): `Evicted: …`.
     pub stopped: Option<String>,
+    /// Started ahead, to render after this batch (its [`AFTER_ANNOTATION`]).
+    pub after: Option<u32>,
     pub start_time: Option<Time>,
     pub completion_time: Option<Time>,
     /// Failed pods so far (`status.failed`).
@@ -183,6 +185,10 @@ impl From<Job> for BatchJob {
                 .as_ref()
                 .and_then(|a| a.get(STOPPED_ANNOTATION))
                 .cloned(),
+            after: meta
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(AFTER_ANNOTATION)?.parse().ok()),
             created: meta.creation_timestamp,
             start_time: status.start_time,
             completion_time: status.completion_time,
@@ -374,6 +380,7 @@ mod tests {
                 deleting: false,
                 created: time("2026-11-23T11:02:09Z"),
                 stopped: None,
+                after: None,
                 start_time: time("2026-11-23T11:02:09Z"),
                 completion_time: time("2026-11-23T11:02:11Z"),
                 failed: 0,

@@ -111,6 +111,15 @@ pub struct RenderJobSpec {
     #[schemars(range(min = 1, max = 1000))]
     pub parallelism: i32,
 
+    /// Start each batch's pod ahead of its turn, while the batch before it renders its last
+    /// frames: pod start, Blender's start and the scene load then overlap that render, and the
+    /// pod renders the moment that batch's Blender is done. Never more than `parallelism`
+    /// batches render at once, but up to twice as many pods exist (a waiting pod holds its
+    /// resource requests and the loaded scene's memory). Turn off when memory or quota is
+    /// tight and frames are long.
+    #[serde(default = "default_true")]
+    pub start_ahead: bool,
+
     /// Where and how frames are written. Immutable.
     #[serde(default)]
     #[x_kube(validation = Rule::new("self == oldSelf").message("output is immutable"))]
@@ -390,6 +399,10 @@ fn default_max_failed_batches() -> i32 {
 fn default_step() -> i32 {
     1
 }
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
 fn default_true() -> bool {
     true
 }
@@ -604,6 +617,10 @@ pub struct BatchCounts {
 pub struct PodCounts {
     pub pending: i64,
     pub running: i64,
+    /// Running pods started ahead (`spec.startAhead`) that wait for the batch they follow:
+    /// Blender loaded, not rendering yet. Not counted in `running`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub waiting: i64,
     pub succeeded: i64,
     pub failed: i64,
 }

@@ -40,6 +40,8 @@ pub const STOPPED_ANNOTATION: &str = "renderfarm.io/stopped";
 /// Jobs it ever resumes. A Job suspended by anyone else (Kueue holding it for quota or after
 /// preempting it, or a person) stays as it is.
 pub const PAUSED_ANNOTATION: &str = "renderfarm.io/paused";
+/// On a batch Job started ahead: the batch whose render it follows (`spec.startAhead`).
+pub const AFTER_ANNOTATION: &str = "renderfarm.io/after";
 /// Kueue's label naming the LocalQueue of a Job.
 pub const QUEUE_LABEL: &str = "kueue.x-k8s.io/queue-name";
 /// Disruptions (evictions, preemptions, node loss) a batch may have before it fails as
@@ -357,19 +359,41 @@ fn owner(rj: &RenderJob) -> Result<k8s_openapi::apimachinery::pkg::apis::meta::v
     Ok(owner)
 }
 
+/// The name of batch `index`'s handoff marker (render-node's `--marker`): the RenderJob's
+/// UID makes a marker left by an earlier RenderJob of the same name never count.
+pub fn marker_name(rj: &RenderJob, index: u32) -> String {
+    let id = rj.metadata.uid.clone().unwrap_or_else(|| rj.name_any());
+    format!("{id}-{index}")
+}
+
 /// The Job that renders `batch` of `rj`.
 pub fn build(rj: &RenderJob, batch: &Batch, config: &JobConfig, suspend: bool) -> Result<Job> {
+    build_after(rj, batch, config, suspend, None)
+}
+
+/// The Job that renders `batch` of `rj`; with `after`, started ahead: its pod loads the scene
+/// and renders once batch `after` is done.
+pub fn build_after(
+    rj: &RenderJob,
+    batch: &Batch,
+    config: &JobConfig,
+    suspend: bool,
+    after: Option<u32>,
+) -> Result<Job> {
     let name = rj.name_any();
     let owner = owner(rj)?;
     let labels = labels(rj, batch);
-    let annotations = BTreeMap::from([(FRAMES_ANNOTATION.to_string(), batch.frames_label())]);
-    let container = container(
-        rj,
-        config,
-        None,
-        render_args(rj, batch).to_args(),
-        resources(rj),
-    );
+    let mut annotations = BTreeMap::from([(FRAMES_ANNOTATION.to_string(), batch.frames_label())]);
+    let mut args = render_args(rj, batch);
+    if rj.spec.start_ahead {
+        // Every batch keeps a marker: any may get a follower once it runs.
+        args.marker = Some(marker_name(rj, batch.index));
+        if let Some(h) = after {
+            args.after = Some(marker_name(rj, h));
+            annotations.insert(AFTER_ANNOTATION.to_string(), h.to_string());
+        }
+    }
+    let container = container(rj, config, None, args.to_args(), resources(rj));
     let template = PodTemplateSpec {
         metadata: Some(pod_metadata(rj, &labels, &annotations)),
         spec: Some(pod_spec(rj, container)),

@@ -4,7 +4,7 @@
 //! back) and the controller only carries them out. What the API server answered to the Job
 //! applies comes back through [`Effects::settle`]. `examples/reconcile_cost.rs` measures it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,6 +14,7 @@ use kube::ResourceExt;
 
 use crate::Result;
 use crate::actions::{self, Actions};
+use crate::ahead;
 use crate::cache::{BatchJob, BatchPod};
 use crate::crd::{CleanupPolicy, Phase, PreviewState, RenderJob, RenderJobStatus};
 use crate::events::{self, Note};
@@ -114,6 +115,8 @@ pub struct Observation<'a> {
     pub recorded: BTreeSet<u32>,
     /// Batches whose Job name an earlier RenderJob's Job still holds: not created until it goes.
     pub taken: BTreeSet<u32>,
+    /// Followers created but not seen in the cache yet, and the batch each follows.
+    pub ahead_in_flight: BTreeMap<u32, u32>,
 }
 
 impl<'a> Observation<'a> {
@@ -147,6 +150,7 @@ impl<'a> Observation<'a> {
             pods: by_batch,
             recorded,
             taken: BTreeSet::new(),
+            ahead_in_flight: BTreeMap::new(),
         }
     }
 
@@ -166,11 +170,23 @@ impl<'a> Observation<'a> {
         let hold = status::stop(rj, &self.plan, &states, &self.jobs, &self.pods)
             .or(rejected)
             .or_else(|| status::claim_missing(rj, &states, &self.pods));
-        let mut todo = actions::decide(rj, &states, &self.jobs, in_flight, &self.recorded);
+        let (due, ahead_due) = if rj.spec.start_ahead && !rj.spec.suspend {
+            let spf = old.seconds_per_frame;
+            ahead::due(&self.plan, &states, &self.jobs, &self.pods, spf, now)
+        } else {
+            Default::default()
+        };
+        let ahead = actions::Ahead {
+            in_flight: Some(&self.ahead_in_flight),
+            due: Some(&due),
+        };
+        let mut todo = actions::decide(rj, &states, &self.jobs, in_flight, &self.recorded, ahead);
+        todo.ahead_due = ahead_due;
         if hold.is_some() {
             todo.create.clear();
         }
         todo.create.retain(|i| !self.taken.contains(i));
+        todo.after.retain(|i, _| todo.create.contains(i));
         for i in todo.create.iter().chain(in_flight.iter()) {
             if let Some(s) = states.get_mut(*i as usize)
                 && *s == BatchState::Pending
@@ -267,6 +283,8 @@ pub struct Effects {
     plan: Option<Plan>,
     /// Come back this soon, whatever else (caches not synced yet).
     retry: Option<Duration>,
+    /// When the next running batch is due a follower (start ahead).
+    ahead_due: Option<Duration>,
     /// A refused Job apply holds creation back until then.
     hold_until: Option<Instant>,
     /// A running batch Job that has no pod yet and is old enough that it should: read its
@@ -330,21 +348,28 @@ pub fn decide(
     state.created.pace(created_every(input.status_every));
     state.expire_in_flight(|i| seen.jobs.contains_key(&i), now);
     let in_flight: BTreeSet<u32> = state.in_flight.keys().copied().collect();
+    seen.ahead_in_flight = state.in_flight_after.clone();
     let rejected = refusal(rj, &seen, state, &mut fx, now, wall);
     fx.stop = too_disrupted(&seen, input.disrupted, config.max_disruptions.max(1));
     let (todo, mut new) = seen.decide(rj, &old, &in_flight, rejected, wall);
     for index in &todo.create {
         if let Some(batch) = plan.batch(*index) {
+            let after = todo.after.get(index).copied();
             fx.apply
-                .push((*index, job::build(rj, &batch, config, false)?));
+                .push((*index, job::build_after(rj, &batch, config, false, after)?));
             state.mark_in_flight(*index, now);
+            if let Some(h) = after {
+                state.in_flight_after.insert(*index, h);
+            }
         }
     }
+    fx.ahead_due = todo.ahead_due;
     let Actions {
         suspend,
         resume,
         mut delete,
         create,
+        ..
     } = todo;
     // The preview step: after the batches, in the same status.
     let preview_name = job::preview_job_name(&name);
@@ -708,6 +733,7 @@ impl Effects {
             self.inspect_due,
             self.inspect.as_ref().map(|_| Duration::from_millis(200)),
             self.hold_until.map(|at| at.saturating_duration_since(now)),
+            self.ahead_due,
         ]
         .into_iter()
         .flatten()
@@ -733,7 +759,7 @@ mod tests {
     fn rj() -> RenderJob {
         let spec: RenderJobSpec = serde_json::from_value(json!({
             "blendFile": "s.blend", "frames": {"start": 1, "end": 6}, "batchSize": 1,
-            "parallelism": 3, "storage": {"claimName": "c"},
+            "parallelism": 3, "storage": {"claimName": "c"}, "startAhead": false,
         }))
         .expect("spec");
         let mut rj = RenderJob::new("shot", spec);
@@ -802,6 +828,80 @@ mod tests {
 
     fn config() -> JobConfig {
         JobConfig::new("renderfarm/render-node:test")
+    }
+
+    /// The arguments of a Job's render-node.
+    fn args_of(job: &Job) -> Vec<String> {
+        job.spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .and_then(|p| p.containers[0].args.clone())
+            .unwrap_or_default()
+    }
+
+    fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+        let at = args.iter().position(|a| a == name)?;
+        args.get(at + 1).map(String::as_str)
+    }
+
+    #[test]
+    fn a_running_batch_gets_one_follower_even_while_the_cache_lags() {
+        let mut rj = rj();
+        rj.spec.start_ahead = true;
+        rj.spec.parallelism = 2;
+        let mut state = RenderState::default();
+        let t = Instant::now();
+        // Batch 0 renders, 1 is still pending: 0 gets a follower, 1 does not yet.
+        let jobs = vec![job(0, false), job(1, false)];
+        let pods = vec![pod(0, "Running"), pod(1, "Pending")];
+        let fx = effects(&rj, &jobs, &pods, &mut state, t);
+        let made: Vec<u32> = fx.apply.iter().map(|(i, _)| *i).collect();
+        assert_eq!(made, [2]);
+        let follower = &fx.apply[0].1;
+        let annotations = follower.metadata.annotations.clone().unwrap_or_default();
+        assert_eq!(
+            annotations
+                .get(crate::job::AFTER_ANNOTATION)
+                .map(String::as_str),
+            Some("0")
+        );
+        let args = args_of(follower);
+        assert_eq!(flag(&args, "--after"), Some(format!("{UID}-0").as_str()));
+        assert_eq!(flag(&args, "--marker"), Some(format!("{UID}-2").as_str()));
+        assert_eq!(state.in_flight_after, BTreeMap::from([(2, 0)]));
+
+        // The cache has not caught up: no second follower for 0, and 2 takes no slot.
+        let fx = effects(&rj, &jobs, &pods, &mut state, t + Duration::from_millis(50));
+        assert!(
+            fx.apply.is_empty(),
+            "{:?}",
+            fx.apply.iter().map(|(i, _)| i).collect::<Vec<_>>()
+        );
+
+        // Seen now, with 1 running too: 1 gets its follower, 3.
+        let mut seen_follower: Job = follower.clone();
+        seen_follower.metadata.uid = Some("follower-uid".into());
+        seen_follower.metadata.creation_timestamp = jobs[0].created.clone();
+        let mut jobs = jobs;
+        jobs.push(Arc::new(seen_follower.into()));
+        let pods = vec![pod(0, "Running"), pod(1, "Running")];
+        let fx = effects(
+            &rj,
+            &jobs,
+            &pods,
+            &mut state,
+            t + Duration::from_millis(100),
+        );
+        let made: Vec<(u32, Option<String>)> = fx
+            .apply
+            .iter()
+            .map(|(i, j)| (*i, flag(&args_of(j), "--after").map(String::from)))
+            .collect();
+        assert_eq!(made, [(3, Some(format!("{UID}-1")))]);
+        assert!(
+            !state.in_flight_after.contains_key(&2),
+            "seen: no longer in flight"
+        );
     }
 
     fn effects(

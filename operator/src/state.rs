@@ -22,6 +22,10 @@ pub struct RenderState {
     /// Batches whose Job was sent but not seen in the cache yet, and until when they count as
     /// running, so a stale cache never starts a batch twice.
     pub in_flight: BTreeMap<u32, Instant>,
+    /// Of those, the followers started ahead, and the batch each follows: until the cache
+    /// shows their Jobs (and their `renderfarm.io/after`), this is how they count as waiting
+    /// and their batch as followed.
+    pub in_flight_after: BTreeMap<u32, u32>,
     /// Batches created and not reported in a `BatchesCreated` Event yet.
     pub created: Created,
     /// The status this process last wrote, and when. The cache can lag behind our own writes;
@@ -80,6 +84,8 @@ impl RenderState {
     /// Drops the in-flight marks of batches now seen, and of those run out.
     pub fn expire_in_flight(&mut self, seen: impl Fn(u32) -> bool, now: Instant) {
         self.in_flight.retain(|i, until| !seen(*i) && now < *until);
+        let flying = &self.in_flight;
+        self.in_flight_after.retain(|i, _| flying.contains_key(i));
     }
 
     /// Drops the preview Job's in-flight mark once it is seen, or run out.

@@ -369,10 +369,21 @@ impl PodTally {
             missing_files_count: prev.missing_files_count,
         };
         let (mut busy_seconds, mut timed_frames) = (0.0_f64, 0_u32);
+        let unfinished = |i: u32| seen.states.get(i as usize) == Some(&BatchState::Active);
         for (index, batch_pods) in seen.pods.iter() {
-            let active = seen.states.get(index as usize) == Some(&BatchState::Active);
+            let active = unfinished(index);
+            // Started ahead and the batch it follows not finished: it waits, loaded.
+            let waits = seen
+                .jobs
+                .get(&index)
+                .and_then(|j| j.after)
+                .is_some_and(unfinished);
             for pod in batch_pods {
-                tally.count(pod.phase);
+                if waits && pod.phase == PodPhase::Running {
+                    tally.pods.waiting += 1;
+                } else {
+                    tally.count(pod.phase);
+                }
                 if active && let Some(p) = &pod.stuck {
                     tally.stuck.push((index, p.as_ref().clone()));
                 }

@@ -232,6 +232,35 @@ impl Storage {
         Ok(out)
     }
 
+    /// Each batch pod's progress events with the container runtime's timestamps (ns), by pod.
+    async fn timed_progress(
+        &self,
+        name: &str,
+    ) -> Result<BTreeMap<String, Vec<(k8s_openapi::jiff::Timestamp, Value)>>> {
+        let lp = ListParams::default().labels(&format!(
+            "renderfarm.io/renderjob={name},renderfarm.io/batch"
+        ));
+        let params = LogParams {
+            timestamps: true,
+            ..LogParams::default()
+        };
+        let mut out = BTreeMap::new();
+        for pod in self.pods().list(&lp).await? {
+            let log = self.pods().logs(&pod.name_any(), &params).await?;
+            let events = log
+                .lines()
+                .filter_map(|l| {
+                    let (at, line) = l.split_once(' ')?;
+                    let event = serde_json::from_str::<Value>(line).ok()?;
+                    event.get("event")?;
+                    Some((at.parse().ok()?, event))
+                })
+                .collect();
+            out.insert(pod.name_any(), events);
+        }
+        Ok(out)
+    }
+
     async fn delete_renderjob(&self, name: &str) -> Result<()> {
         self.rjs().delete(name, &DeleteParams::foreground()).await?;
         let timeout = Duration::from_secs(120);
@@ -487,6 +516,103 @@ async fn real_frames_from_real_pods() -> Result<()> {
         ),
         None => println!("kind: seconds per frame in a pod {spf:.2} (no host Blender to compare)"),
     }
+    Ok(())
+}
+
+/// Start ahead with real Blender: eight one-frame batches, parallelism 2. Batches started ahead
+/// say they wait and for whom; by the container runtime's clock no more than two batches ever
+/// render at once (first `frame_started` to last `frame_saved`), and the batch started ahead
+/// starts its frame right after the one it follows saved its last.
+#[tokio::test]
+#[ignore = "needs the kind lane: hack/kind.sh up"]
+async fn batches_started_ahead_render_in_turn() -> Result<()> {
+    let client = Client::try_default()
+        .await
+        .context("no cluster: `hack/kind.sh up` and `eval \"$(hack/kind.sh env)\"`")?;
+    let st = Storage::new(client).await?;
+    st.make_scene().await?;
+    let t = Instant::now();
+    st.apply_renderjob_with(
+        "ahead",
+        json!({"frames": {"start": 1, "end": FRAMES}, "batchSize": 1, "parallelism": 2,
+               "startAhead": true, "preview": {"enabled": false}}),
+    )
+    .await?;
+    st.wait_complete("ahead").await?;
+    let wall = t.elapsed().as_secs_f64();
+    for n in 1..=FRAMES {
+        check_png(&st.frame(n))?;
+    }
+    let progress = st.timed_progress("ahead").await?;
+    ensure!(
+        progress.len() == FRAMES as usize,
+        "batch pods: {:?}",
+        progress.keys()
+    );
+    // (start, end) of each pod's rendering, and the handoffs.
+    let mut spans = Vec::new();
+    let mut handoffs = Vec::new();
+    for (pod, events) in &progress {
+        let first = events.iter().find(|(_, e)| e["event"] == "frame_started");
+        let last = events
+            .iter()
+            .rev()
+            .find(|(_, e)| e["event"] == "frame_saved");
+        let (Some((start, _)), Some((end, _))) = (first, last) else {
+            bail!("{pod} rendered nothing: {events:?}");
+        };
+        spans.push((*start, *end, pod.clone()));
+        let waiting = events.iter().any(|(_, e)| e["event"] == "waiting");
+        let handoff = events.iter().find(|(_, e)| e["event"] == "handoff");
+        ensure!(
+            waiting == handoff.is_some(),
+            "{pod}: a wait without its end: {events:?}"
+        );
+        if let Some((_, h)) = handoff {
+            handoffs.push((pod.clone(), h.clone()));
+        }
+    }
+    ensure!(!handoffs.is_empty(), "no batch was started ahead");
+    for (pod, h) in &handoffs {
+        ensure!(h["opened"] == "done", "{pod}: {h}");
+    }
+    // Ends before starts at the same instant: one frame saved as the next starts is a handoff.
+    let mut edges: Vec<(k8s_openapi::jiff::Timestamp, i32)> = spans
+        .iter()
+        .flat_map(|(s, e, _)| [(*s, 1), (*e, -1)])
+        .collect();
+    edges.sort();
+    let (mut now, mut most) = (0, 0);
+    for (_, d) in edges {
+        now += d;
+        most = most.max(now);
+    }
+    // How long each slot stood idle at a handoff: the batch followed saved its last frame, the
+    // follower started its own.
+    let span_of = |index: u64| {
+        let job = renderfarm::job::job_name("ahead", index as u32);
+        spans
+            .iter()
+            .find(|(_, _, pod)| pod.starts_with(&format!("{job}-")))
+    };
+    let mut gaps = Vec::new();
+    for (pod, h) in &handoffs {
+        let before = h["after"]
+            .as_str()
+            .and_then(|m| m.rsplit('-').next()?.parse().ok())
+            .and_then(span_of);
+        let own = spans.iter().find(|(_, _, p)| p == pod);
+        if let (Some(b), Some(o)) = (before, own) {
+            gaps.push(o.0.duration_since(b.1).as_secs_f64());
+        }
+    }
+    println!(
+        "kind: {FRAMES} one-frame batches, parallelism 2, start ahead: {wall:.1}s; {} of {} \
+         waited; at most {most} rendering at once; slot idle at each handoff {gaps:.2?} s",
+        handoffs.len(),
+        spans.len()
+    );
+    ensure!(most <= 2, "{most} batches rendered at once");
     Ok(())
 }
 

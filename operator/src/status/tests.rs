@@ -202,6 +202,7 @@ fn running_counts_frames_of_succeeded_batches_and_estimates_time_left() {
         PodCounts {
             pending: 0,
             running: 1,
+            waiting: 0,
             succeeded: 1,
             failed: 0
         }
@@ -765,4 +766,26 @@ fn batches_held_by_a_queue_or_someone_else_are_queued() {
     );
     w.jobs = vec![job(0, None, 0, None), paused];
     assert_eq!(w.status().batches.queued, 0);
+}
+
+#[test]
+fn a_pod_started_ahead_waits_until_the_batch_it_follows_is_finished() {
+    let mut w = World::new(rj(15, 5, false));
+    let mut follower = job(2, None, 0, None);
+    follower
+        .metadata
+        .annotations
+        .get_or_insert_default()
+        .insert(crate::job::AFTER_ANNOTATION.into(), "0".into());
+    w.jobs = vec![job(0, None, 0, None), follower];
+    w.pods.insert(0, vec![pod("Running", json!({}))]);
+    w.pods.insert(2, vec![pod("Running", json!({}))]);
+    let s = w.status();
+    assert_eq!((s.pods.running, s.pods.waiting), (1, 1));
+    assert_eq!(s.batches.active, 2);
+    // Batch 0 done: its follower renders.
+    w.jobs[0] = job(0, Some(("Complete", "Done")), 0, None);
+    w.pods.insert(0, vec![pod("Succeeded", json!({}))]);
+    let s = w.status();
+    assert_eq!((s.pods.running, s.pods.waiting), (1, 0));
 }

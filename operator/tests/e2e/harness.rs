@@ -397,14 +397,16 @@ impl Env {
     }
 
     /// A RenderJob spec with storage filled in; `extra` is merged over it. The preview step
-    /// is off unless `extra` turns it on: these tests count batch Jobs, and `preview.rs` tests
-    /// the preview Job.
+    /// and start ahead are off unless `extra` turns them on: these tests count batch Jobs
+    /// against `parallelism`; `preview.rs` tests the preview Job and
+    /// `render::start_ahead_...` the followers.
     pub fn renderjob(&self, name: &str, extra: Value) -> Result<RenderJob> {
         let mut spec = json!({
             "blendFile": "scenes/test.blend",
             "frames": {"start": 1, "end": 10},
             "storage": {"claimName": STORAGE},
             "preview": {"enabled": false},
+            "startAhead": false,
         });
         merge(&mut spec, extra);
         Ok(serde_json::from_value(json!({

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
+use clap::Parser;
 use futures::TryStreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use kube::ResourceExt;
@@ -247,6 +248,102 @@ async fn parallelism_bounds_running_batches() -> Result<()> {
         "{max_unfinished} unfinished Jobs at once"
     );
     assert_eq!(max_unfinished, 2, "parallelism was never used");
+    assert_eq!(status(&rj).batches.succeeded, 10);
+    Ok(())
+}
+
+/// 2b. Start ahead, parallelism 2 over 10 batches: each running batch gets one follower whose
+/// pod is told to wait for it; at no point do more than 2 Jobs render (unfinished and not
+/// following an unfinished one), and never more than 4 exist unfinished.
+#[tokio::test]
+#[ignore = "needs a cluster: hack/test.sh"]
+async fn start_ahead_follows_each_running_batch_once_and_renders_within_parallelism() -> Result<()>
+{
+    let mut env = Env::new("ahead").await?;
+    let api = env.jobs();
+    let observer = tokio::spawn(async move {
+        // name → (finished, the batch it follows, its own batch)
+        let mut jobs: HashMap<String, (bool, Option<u32>, Option<u32>)> = HashMap::new();
+        let mut followed: BTreeMap<u32, String> = BTreeMap::new();
+        let (mut max_rendering, mut max_unfinished, mut followers) = (0, 0, 0);
+        let mut problems = Vec::new();
+        let stream = watcher(api, watcher::Config::default()).applied_objects();
+        futures::pin_mut!(stream);
+        while let Ok(Some(job)) = stream.try_next().await {
+            let name = job.name_any();
+            let label = |key: &str| job.labels().get(key).and_then(|v| v.parse().ok());
+            let after: Option<u32> = job
+                .annotations()
+                .get("renderfarm.io/after")
+                .and_then(|v| v.parse().ok());
+            let batch: Option<u32> = label("renderfarm.io/batch");
+            if !jobs.contains_key(&name)
+                && let Some(h) = after
+            {
+                followers += 1;
+                let args = job
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.template.spec.as_ref())
+                    .and_then(|p| p.containers[0].args.clone())
+                    .unwrap_or_default();
+                let parsed = RenderArgs::try_parse_from(
+                    std::iter::once("render-node".to_string()).chain(args),
+                );
+                match parsed {
+                    Ok(a)
+                        if a.after
+                            .as_ref()
+                            .is_some_and(|m| m.ends_with(&format!("-{h}"))) => {}
+                    other => problems.push(format!("{name}: args do not wait for {h}: {other:?}")),
+                }
+                let head_unfinished = jobs.values().any(|(done, _, b)| *b == Some(h) && !*done);
+                if !head_unfinished {
+                    problems.push(format!("{name} follows {h}, which is not running"));
+                }
+                if let Some(first) = followed.insert(h, name.clone()) {
+                    problems.push(format!("{h} followed twice: {first}, {name}"));
+                }
+            }
+            jobs.insert(name, (finished(&job), after, batch));
+            let unfinished: BTreeSet<u32> = jobs
+                .values()
+                .filter(|(done, _, _)| !*done)
+                .filter_map(|(_, _, b)| *b)
+                .collect();
+            let rendering = jobs
+                .values()
+                .filter(|(done, after, _)| {
+                    !*done && !after.is_some_and(|h| unfinished.contains(&h))
+                })
+                .count();
+            max_rendering = max_rendering.max(rendering);
+            max_unfinished = max_unfinished.max(unfinished.len());
+            if jobs.len() == 10 && jobs.values().all(|(done, _, _)| *done) {
+                break;
+            }
+        }
+        (max_rendering, max_unfinished, followers, problems)
+    });
+    env.start_operator()?;
+    env.create(
+        "ahead",
+        json!({"frames": {"start": 1, "end": 10}, "batchSize": 1, "parallelism": 2, "startAhead": true}),
+    )
+    .await?;
+    let rj = env.wait_phase("ahead", "Succeeded", 3 * MINUTE).await?;
+    let (max_rendering, max_unfinished, followers, problems) =
+        tokio::time::timeout(MINUTE, observer).await??;
+    println!(
+        "start ahead: at most {max_rendering} rendering, {max_unfinished} unfinished; {followers} of 10 started ahead"
+    );
+    assert!(problems.is_empty(), "{problems:#?}");
+    assert_eq!(max_rendering, 2, "rendering Jobs at once");
+    assert!(
+        max_unfinished <= 4,
+        "{max_unfinished} unfinished Jobs at once"
+    );
+    assert!(followers >= 1, "no batch was started ahead");
     assert_eq!(status(&rj).batches.succeeded, 10);
     Ok(())
 }

@@ -1,0 +1,146 @@
+//! Start ahead (`spec.startAhead`): when a running batch gets a follower, the Job of the next
+//! batch that will take its place. The follower's pod loads Blender and the scene while the
+//! batch renders its last frames, and renders once that batch's Blender is done (render-node's
+//! `--after`), so the refill round trip, pod start, Blender's start and the scene load all
+//! overlap rendering. Which batches follow which is on the Jobs (`renderfarm.io/after`);
+//! [`crate::actions::decide`] counts a follower as waiting, not rendering, while the batch it
+//! follows is unfinished.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::cache::PodPhase;
+use crate::index;
+use crate::plan::Plan;
+use crate::status::BatchState;
+
+/// How long before a batch's predicted end its follower is created: time enough for the Job
+/// controller, the scheduler and the kubelet to start a pod and for Blender to start and load
+/// a scene of some size. Too early costs only a pod waiting longer.
+pub const LEAD: Duration = Duration::from_secs(20);
+
+/// The running batches due a follower now, and how long until the next one is.
+///
+/// A batch is due once its pod runs and its predicted end (start + frames × the render's
+/// seconds per frame) is less than [`LEAD`] away; before any batch has reported its time per
+/// frame, as soon as its pod runs.
+pub fn due(
+    plan: &Plan,
+    states: &[BatchState],
+    jobs: &index::Jobs<'_>,
+    pods: &index::Pods<'_>,
+    seconds_per_frame: Option<f64>,
+    now: &Time,
+) -> (BTreeSet<u32>, Option<Duration>) {
+    let mut due = BTreeSet::new();
+    let mut next: Option<Duration> = None;
+    for (i, job) in jobs.iter() {
+        if states.get(*i as usize) != Some(&BatchState::Active)
+            || job.suspended
+            || !pods.of(*i).iter().any(|p| p.phase == PodPhase::Running)
+        {
+            continue;
+        }
+        let left = match (seconds_per_frame, &job.start_time, plan.batch(*i)) {
+            (Some(spf), Some(started), Some(batch)) if spf > 0.0 => {
+                let total = Duration::from_secs_f64(spf * batch.frame_count() as f64);
+                let since = now.0.duration_since(started.0);
+                let elapsed = Duration::try_from(since).unwrap_or_default();
+                total.saturating_sub(elapsed)
+            }
+            _ => Duration::ZERO,
+        };
+        if left <= LEAD {
+            due.insert(*i);
+        } else {
+            let wait = left - LEAD;
+            next = Some(next.map_or(wait, |n| n.min(wait)));
+        }
+    }
+    (due, next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::{BatchJob, BatchPod};
+    use crate::crd::FrameRange;
+    use BatchState::*;
+
+    fn at(secs: i64) -> Time {
+        Time(k8s_openapi::jiff::Timestamp::from_second(1_800_000_000 + secs).expect("time"))
+    }
+
+    fn job(index: u32, started: i64) -> BatchJob {
+        let job: k8s_openapi::api::batch::v1::Job = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": format!("shot-{index:04}"), "uid": format!("u{index}"),
+                         "labels": {"renderfarm.io/batch": index.to_string()}},
+            "spec": {"template": {}},
+        }))
+        .expect("job");
+        BatchJob {
+            start_time: Some(at(started)),
+            ..job.into()
+        }
+    }
+
+    fn pod(index: u32, phase: PodPhase) -> BatchPod {
+        let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": format!("shot-{index:04}-x"),
+                         "labels": {"renderfarm.io/batch": index.to_string()}},
+        }))
+        .expect("pod");
+        BatchPod {
+            phase,
+            job_uid: Some(format!("u{index}")),
+            ..pod.into()
+        }
+    }
+
+    fn plan() -> Plan {
+        // Batches of 10 frames.
+        let range = FrameRange {
+            start: 1,
+            end: 100,
+            step: 1,
+        };
+        Plan::new(&range, 10).expect("plan")
+    }
+
+    #[test]
+    fn a_batch_is_due_lead_before_its_predicted_end_and_only_while_its_pod_runs() {
+        let (a, b, c) = (job(0, 0), job(1, 0), job(2, 0));
+        let jobs = index::Jobs::from_iter([(0, &a), (1, &b), (2, &c)]);
+        let (pa, pb) = (pod(0, PodPhase::Running), pod(1, PodPhase::Pending));
+        let list = [(0, &pa), (1, &pb)];
+        let pods = index::Pods::new(10, &list);
+        let states = [Active, Active, Active];
+        // 10 frames at 5 s: 50 s; due from 30 s in.
+        let (due_now, next) = due(&plan(), &states, &jobs, &pods, Some(5.0), &at(10));
+        assert!(due_now.is_empty());
+        assert_eq!(next, Some(Duration::from_secs(20)));
+        let (due_now, next) = due(&plan(), &states, &jobs, &pods, Some(5.0), &at(30));
+        assert_eq!(
+            due_now,
+            BTreeSet::from([0]),
+            "1 has no running pod, 2 none at all"
+        );
+        assert_eq!(next, None);
+    }
+
+    #[test]
+    fn before_any_time_per_frame_a_running_batch_is_due_at_once() {
+        let a = job(0, 0);
+        let jobs = index::Jobs::from_iter([(0, &a)]);
+        let pa = pod(0, PodPhase::Running);
+        let list = [(0, &pa)];
+        let pods = index::Pods::new(10, &list);
+        let (due_now, _) = due(&plan(), &[Active], &jobs, &pods, None, &at(1));
+        assert_eq!(due_now, BTreeSet::from([0]));
+        // Finished batches never are.
+        let (due_now, _) = due(&plan(), &[Succeeded], &jobs, &pods, None, &at(1));
+        assert!(due_now.is_empty());
+    }
+}
