@@ -10,7 +10,8 @@
 #
 #   bench/many.sh                              100 renders x 100 batches, parallelism 5
 #   RENDERS=20 BATCHES=20 bench/many.sh        smaller
-#   START_AHEAD=false bench/many.sh            sets spec.startAhead (unset: the field is left out)
+#   START_AHEAD=true bench/many.sh             spec.startAhead (default false, as bench/lib.sh: kwok's
+#                                              pods do not wait, so ahead doubles the pods at once)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=bench/lib.sh
@@ -60,8 +61,7 @@ YAML
 
 # renderjobs_yaml FROM TO: RenderJobs rFROM..rTO-1; native_yaml FROM TO: Indexed Jobs nFROM...
 renderjobs_yaml() {
-  local r ahead=
-  [[ -z $START_AHEAD ]] || ahead="  startAhead: $START_AHEAD"
+  local r ahead="  startAhead: ${START_AHEAD:-false}"
   for ((r = $1; r < $2; r++)); do
     cat <<YAML
 ---
@@ -221,10 +221,12 @@ dir=$(mktemp -d)
 api=$(component_pid kube-apiserver)
 kcm=$(component_pid kube-controller-manager)
 # ADD_NODES=0: run on the nodes there are (pods beyond their slots wait for the scheduler).
-if [[ ${ADD_NODES:-1} == 0 ]]; then slots=$(pod_slots); else slots=$(ensure_capacity $((RENDERS * PAR + RENDERS * PAR / 10))); fi
+ahead=1
+[[ $START_AHEAD != true ]] || ahead=2
+if [[ ${ADD_NODES:-1} == 0 ]]; then slots=$(pod_slots); else slots=$(ensure_capacity $((ahead * RENDERS * PAR * 11 / 10))); fi
 total=$((RENDERS * BATCHES))
 
-echo "many renders at once: $RENDERS x $BATCHES one-frame batches, parallelism $PAR ($PROFILE build, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u '+%Y-%m-%d %H:%M:%S UTC'), commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- operator || echo '+changes'), kwok pods complete $POD_SECONDS s after start, $slots pod slots, startAhead ${START_AHEAD:-unset})"
+echo "many renders at once: $RENDERS x $BATCHES one-frame batches, parallelism $PAR ($PROFILE build, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u '+%Y-%m-%d %H:%M:%S UTC'), commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- operator || echo '+changes'), kwok pods complete $POD_SECONDS s after start, $slots pod slots, startAhead ${START_AHEAD:-false})"
 
 # ---- renderfarm
 make_namespace "$ns"
