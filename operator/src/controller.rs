@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::fmt::Debug;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -30,6 +30,7 @@ use crate::crd::{RenderJob, RenderJobStatus};
 use crate::events::Note;
 use crate::job::{JobConfig, MANAGED_BY, MANAGED_BY_LABEL, PAUSED_ANNOTATION, STOPPED_ANNOTATION};
 use crate::metrics::Metrics;
+use crate::owners::ByRender;
 use crate::ranges::encode_ranges;
 use crate::reconcile::{self, Applied, Effects, Input, Progress};
 use crate::state::{RenderState, States};
@@ -63,6 +64,12 @@ pub struct Context {
     pub states: States,
     /// Disrupted pods seen per batch Job, recorded by the pod watch.
     pub disruptions: Arc<Disruptions>,
+    /// The cached Jobs' and pods' names by RenderJob: a reconcile reads only its own.
+    pub job_index: Arc<ByRender>,
+    pub pod_index: Arc<ByRender>,
+    /// RenderJobs still going (neither finished nor being deleted), counted every second:
+    /// they share the status write budget (see [`reconcile::status_every`]).
+    pub active: AtomicUsize,
 }
 
 impl Context {
@@ -86,6 +93,9 @@ impl Context {
             metrics,
             states: States::default(),
             disruptions: Arc::default(),
+            active: AtomicUsize::new(0),
+            job_index: Arc::default(),
+            pod_index: Arc::default(),
         }
     }
 }
@@ -113,11 +123,13 @@ fn watch_backoff() -> ResetTimerBackoff<ExponentialBackoff> {
 }
 
 /// A cache of the operator's batch objects of kind `K`, kept as their small summary `C`, and
-/// the RenderJobs their changes concern (`owner`); `seen` looks at every object that passes.
+/// the RenderJobs their changes concern (`owner`); `index` keeps their names by owner, and
+/// `seen` looks at every object that passes.
 fn batch_watch<K, C>(
     client: &Client,
     namespace: Option<&str>,
     owner: fn(&C) -> Option<ObjectRef<RenderJob>>,
+    index: Arc<ByRender>,
     seen: impl Fn(&C) + Send + Sync + 'static,
 ) -> (
     Store<C>,
@@ -142,11 +154,14 @@ where
         )
         .default_backoff()
         .map_ok(cache::compact)
-        .inspect_ok(move |event| match event {
-            watcher::Event::Apply(o) | watcher::Event::InitApply(o) | watcher::Event::Delete(o) => {
-                seen(o)
+        .inspect_ok(move |event| {
+            index.observe(event, owner);
+            match event {
+                watcher::Event::Apply(o)
+                | watcher::Event::InitApply(o)
+                | watcher::Event::Delete(o) => seen(o),
+                watcher::Event::Init | watcher::Event::InitDone => {}
             }
-            watcher::Event::Init | watcher::Event::InitDone => {}
         }),
     )
     .touched_objects()
@@ -160,12 +175,12 @@ where
 }
 
 /// A Job triggers its RenderJob (its controller owner).
-fn job_owner(job: &BatchJob) -> Option<ObjectRef<RenderJob>> {
+pub fn job_owner(job: &BatchJob) -> Option<ObjectRef<RenderJob>> {
     Some(ObjectRef::new(&job.owner.as_ref()?.name).within(job.namespace.as_deref()?))
 }
 
 /// A pod triggers the RenderJob its annotation names.
-fn pod_owner(pod: &BatchPod) -> Option<ObjectRef<RenderJob>> {
+pub fn pod_owner(pod: &BatchPod) -> Option<ObjectRef<RenderJob>> {
     Some(ObjectRef::new(pod.renderjob.as_deref()?).within(pod.namespace.as_deref()?))
 }
 
@@ -185,15 +200,20 @@ pub async fn run(
 
     // The caches keep a small summary of each Job and pod (see `cache`), not the objects.
     let disruptions = Arc::new(Disruptions::default());
+    let (job_index, pod_index) = (Arc::<ByRender>::default(), Arc::<ByRender>::default());
     let (jobs, job_triggers) =
-        batch_watch::<Job, BatchJob>(&client, ns.as_deref(), job_owner, |_| {});
+        batch_watch::<Job, BatchJob>(&client, ns.as_deref(), job_owner, job_index.clone(), |_| {});
     let recorder = disruptions.clone();
-    let (pods, pod_triggers) =
-        batch_watch::<Pod, BatchPod>(&client, ns.as_deref(), pod_owner, move |p| {
-            recorder.record(p)
-        });
+    let (pods, pod_triggers) = batch_watch::<Pod, BatchPod>(
+        &client,
+        ns.as_deref(),
+        pod_owner,
+        pod_index.clone(),
+        move |p| recorder.record(p),
+    );
     let mut ctx = Context::new(client, settings, jobs, pods, metrics);
     ctx.disruptions = disruptions;
+    (ctx.job_index, ctx.pod_index) = (job_index, pod_index);
     let ctx = Arc::new(ctx);
 
     let controller = Controller::new(renderjobs, watcher::Config::default().any_semantic())
@@ -237,6 +257,14 @@ async fn housekeeping(renderjobs: Store<RenderJob>, ctx: Arc<Context>, ready: Ar
             ready.store(true, Ordering::Relaxed);
         }
         ticks = ticks.wrapping_add(1);
+        if ticks.is_multiple_of(5) {
+            let going = renderjobs
+                .state()
+                .iter()
+                .filter(|rj| rj.metadata.deletion_timestamp.is_none() && !finished(rj))
+                .count();
+            ctx.active.store(going, Ordering::Relaxed);
+        }
         if ticks.is_multiple_of(25) {
             let all = renderjobs.state();
             let uids: HashSet<String> = all.iter().filter_map(|rj| rj.uid()).collect();
@@ -254,6 +282,14 @@ async fn housekeeping(renderjobs: Store<RenderJob>, ctx: Arc<Context>, ready: Ar
             );
         }
     }
+}
+
+/// Whether the RenderJob's status says it is over.
+fn finished(rj: &RenderJob) -> bool {
+    use crate::crd::Phase;
+    rj.status
+        .as_ref()
+        .is_some_and(|s| matches!(s.phase, Phase::Succeeded | Phase::Failed))
 }
 
 /// Whether a cache has received its first full list. (Polled: awaiting `wait_until_ready`
@@ -317,7 +353,16 @@ pub fn error_delay(n: u32) -> Duration {
 pub async fn reconcile(rj: Arc<RenderJob>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
     let uid = rj.uid().ok_or(Error::MissingObjectKey("metadata.uid"))?;
+    let every = reconcile::pass_every(ctx.active.load(Ordering::Relaxed));
+    if let Some(wait) = ctx
+        .states
+        .update(&uid, |s| reconcile::pass_wait(s, started, every))
+    {
+        ctx.metrics.reconcile_deferred.inc();
+        return Ok(Action::requeue(wait));
+    }
     let mut state = ctx.states.get(&uid);
+    state.last_pass = Some(started);
     let result = reconcile_with(&rj, &ctx, &mut state).await;
     if result.is_ok() {
         state.failures = 0;
@@ -335,11 +380,16 @@ async fn reconcile_with(rj: &RenderJob, ctx: &Context, state: &mut RenderState) 
         .namespace()
         .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
     let uid = rj.uid().ok_or(Error::MissingObjectKey("metadata.uid"))?;
-    let jobs = ctx.jobs.state_filter(|j| reconcile::owned_by(j, &uid));
-    let taken = ctx
-        .jobs
-        .state_filter(|j| reconcile::predecessor_of(j, &ns, &name, &uid));
-    let pods = ctx.pods.state_filter(|p| reconcile::pod_of(p, &ns, &name));
+    // This render's own objects, by the indexes: not a walk over every render's.
+    let key = ObjectRef::<RenderJob>::new(&name).within(&ns);
+    let (jobs, taken): (Vec<_>, Vec<_>) = ctx
+        .job_index
+        .lookup(&key, &ctx.jobs)
+        .into_iter()
+        .filter(|j| reconcile::owned_by(j, &uid) || reconcile::predecessor_of(j, &ns, &name, &uid))
+        .partition(|j| reconcile::owned_by(j, &uid));
+    let mut pods = ctx.pod_index.lookup(&key, &ctx.pods);
+    pods.retain(|p| reconcile::pod_of(p, &ns, &name));
     let input = Input {
         rj,
         jobs: &jobs,
@@ -347,6 +397,7 @@ async fn reconcile_with(rj: &RenderJob, ctx: &Context, state: &mut RenderState) 
         synced: synced(&ctx.jobs) && synced(&ctx.pods),
         disrupted: &|uid| ctx.disruptions.count(uid),
         taken: &taken,
+        status_every: reconcile::status_every(ctx.active.load(Ordering::Relaxed)),
     };
     let fx = reconcile::decide(
         &input,

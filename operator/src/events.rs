@@ -27,6 +27,10 @@ const MAX_RANGES: usize = 200;
 pub struct Coalesce {
     last_sent: Option<Instant>,
     unreported: BTreeSet<u32>,
+    /// Longer than [`EVERY`] while many renders share the operator's writes (see [`pace`]).
+    ///
+    /// [`pace`]: Coalesce::pace
+    every: Duration,
 }
 
 /// Batch creations, reported as `BatchesCreated`.
@@ -37,6 +41,15 @@ impl Coalesce {
         self.unreported.extend(batches);
     }
 
+    /// Gathers into one Event per `every` from now on ([`EVERY`] at the least).
+    pub fn pace(&mut self, every: Duration) {
+        self.every = every;
+    }
+
+    fn interval(&self) -> Duration {
+        self.every.max(EVERY)
+    }
+
     /// The batches to report now, if an Event is due: the first time, when [`EVERY`] has
     /// passed since the last one, or when `flush` says nothing more will come.
     pub fn take_due(&mut self, now: Instant, flush: bool) -> Option<BTreeSet<u32>> {
@@ -45,7 +58,7 @@ impl Coalesce {
         }
         let due = match self.last_sent {
             None => true,
-            Some(at) => flush || now.saturating_duration_since(at) >= EVERY,
+            Some(at) => flush || now.saturating_duration_since(at) >= self.interval(),
         };
         if !due {
             return None;
@@ -74,7 +87,9 @@ impl Coalesce {
         }
         Some(match self.last_sent {
             None => Duration::ZERO,
-            Some(at) => EVERY.saturating_sub(now.saturating_duration_since(at)),
+            Some(at) => self
+                .interval()
+                .saturating_sub(now.saturating_duration_since(at)),
         })
     }
 }
@@ -339,6 +354,29 @@ mod tests {
         );
         assert_eq!(c.due_in(later), None);
         assert_eq!(c.note(later + EVERY, false, "shot", &p), None);
+    }
+
+    #[test]
+    fn a_longer_pace_gathers_more_and_the_last_still_goes_at_once() {
+        let p = plan(1000, 1);
+        let t0 = Instant::now();
+        let mut c = Created::default();
+        c.pace(EVERY * 20);
+        c.add(0..5);
+        assert!(c.note(t0, false, "shot", &p).is_some(), "the first at once");
+        c.add(5..10);
+        assert_eq!(c.note(t0 + EVERY, false, "shot", &p), None);
+        assert_eq!(c.due_in(t0 + EVERY), Some(EVERY * 19));
+        assert!(c.note(t0 + EVERY * 20, false, "shot", &p).is_some());
+        c.add([999]);
+        assert!(
+            c.note(t0 + EVERY * 21, true, "shot", &p).is_some(),
+            "the last"
+        );
+        // Never shorter than EVERY.
+        c.pace(Duration::from_secs(1));
+        c.add([10]);
+        assert_eq!(c.note(t0 + EVERY * 21 + EVERY / 2, false, "shot", &p), None);
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod index;
 pub mod job;
 pub mod leader;
 pub mod metrics;
+pub mod owners;
 pub mod plan;
 pub mod pod;
 pub mod ranges;

@@ -40,6 +40,8 @@ pub struct Metrics {
     pub batch_duration: Histogram,
     pub reconcile_duration: Histogram,
     pub reconcile_errors: Family<ErrorLabels, Counter>,
+    /// Reconciles put off because the render's last pass was too recent.
+    pub reconcile_deferred: Counter,
     pub api_writes: Family<WriteLabels, Counter>,
 }
 
@@ -78,6 +80,12 @@ impl Default for Metrics {
             "Reconciles that failed, by error kind",
             reconcile_errors.clone(),
         );
+        let reconcile_deferred = Counter::default();
+        registry.register(
+            "reconcile_deferred",
+            "Reconciles put off for a moment after the render's last full pass",
+            reconcile_deferred.clone(),
+        );
         let api_writes = Family::<WriteLabels, Counter>::default();
         registry.register(
             "api_writes",
@@ -92,6 +100,7 @@ impl Default for Metrics {
             batch_duration,
             reconcile_duration,
             reconcile_errors,
+            reconcile_deferred,
             api_writes,
         }
     }
@@ -161,6 +170,7 @@ mod tests {
             "renderfarm_frames_rendered_total 15",
             "renderfarm_api_writes_total{verb=\"create\",resource=\"jobs\"} 1",
             "renderfarm_reconcile_duration_seconds_count 0",
+            "renderfarm_reconcile_deferred_total 0",
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }

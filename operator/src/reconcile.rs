@@ -29,9 +29,51 @@ use crate::status::preview::{self, PreviewSeen};
 use crate::status::{self, BatchState, Hold, Observed};
 
 /// A status change that is not [`status::urgent`] (counts, progress, messages) waits until
-/// this long after the last status write, so a render writes its status about once a second
-/// instead of once per pod change.
+/// at least this long after the last status write, so a render writes its status about once a
+/// second instead of once per pod change.
 pub const STATUS_EVERY: Duration = Duration::from_secs(1);
+/// Status writes that are not urgent, per second, shared by every render still going: with
+/// many renders at once each writes less often (see [`status_every`]), so the operator's
+/// writes per batch stay near one, the Job apply, however many render together.
+pub const STATUS_WRITES_PER_SECOND: u32 = 5;
+
+/// How long a render's status changes that are not urgent wait after its last status write,
+/// with `active` renders going: [`STATUS_EVERY`], or their share of
+/// [`STATUS_WRITES_PER_SECOND`] when more than that many render at once.
+pub fn status_every(active: usize) -> Duration {
+    let share = Duration::from_secs(1) * u32::try_from(active).unwrap_or(u32::MAX)
+        / STATUS_WRITES_PER_SECOND;
+    share.max(STATUS_EVERY)
+}
+
+/// The shortest time between two full passes of one render, per render going: with many
+/// renders, a render's watch events (about ten per batch) come in bursts, and one pass a
+/// little later does what a pass per event would.
+const PASS_PER_RENDER: Duration = Duration::from_millis(2);
+/// ... but never longer than this: a freed slot waits at most this long for its next batch.
+const MAX_PASS_EVERY: Duration = Duration::from_millis(250);
+
+/// The shortest time between two full passes of one render with `active` renders going.
+pub fn pass_every(active: usize) -> Duration {
+    PASS_PER_RENDER
+        .saturating_mul(u32::try_from(active).unwrap_or(u32::MAX))
+        .min(MAX_PASS_EVERY)
+}
+
+/// How long a pass at `now` should wait, if at all: while batches are left to create, until
+/// `every` after the last pass. Once every batch is created nothing waits, so the render is
+/// seen complete as soon as its last batch is.
+pub fn pass_wait(state: &RenderState, now: Instant, every: Duration) -> Option<Duration> {
+    let last = state.last_pass?;
+    let wait = every.saturating_sub(now.saturating_duration_since(last));
+    (state.left_to_create && !wait.is_zero()).then_some(wait)
+}
+
+/// How often a render gathers its batch creations into one `BatchesCreated` Event: the
+/// Events' own [`events::EVERY`], stretched as its status writes are by [`status_every`].
+pub fn created_every(status_every: Duration) -> Duration {
+    events::EVERY.mul_f64(status_every.as_secs_f64() / STATUS_EVERY.as_secs_f64())
+}
 /// How soon to look again while the caches are still filling.
 const NOT_SYNCED: Duration = Duration::from_millis(500);
 /// The longest a running render goes without a reconcile, watch events or not.
@@ -179,6 +221,9 @@ pub struct Input<'a> {
     pub synced: bool,
     /// How many disrupted pods of the Job with this UID were seen.
     pub disrupted: &'a (dyn Fn(&str) -> usize + Sync),
+    /// How long status changes that are not urgent wait after the last write (see
+    /// [`status_every`]).
+    pub status_every: Duration,
 }
 
 /// A status to write, and what follows once it is written.
@@ -300,6 +345,7 @@ pub fn decide(
         .keys()
         .copied()
         .collect();
+    state.created.pace(created_every(input.status_every));
     state.expire_in_flight(|i| seen.jobs.contains_key(&i), now);
     let in_flight: BTreeSet<u32> = state.in_flight.keys().copied().collect();
     seen.ahead_in_flight = state.in_flight_after.clone();
@@ -361,6 +407,7 @@ pub fn decide(
     preview::roll_up(rj, &old, &mut new, &seen_preview, wall);
     (fx.suspend, fx.resume, fx.delete) = (suspend, resume, delete);
     fx.all_created = new.batches.pending == 0;
+    state.left_to_create = !fx.all_created;
     let previewing = new
         .preview
         .as_ref()
@@ -369,7 +416,11 @@ pub fn decide(
         matches!(new.phase, Phase::Running | Phase::Pending) || !create.is_empty() || previewing;
     // Counts and messages wait for the next write, a second at most; transitions do not.
     fx.status_due = written_at
-        .map(|at| STATUS_EVERY.saturating_sub(now.saturating_duration_since(at)))
+        .map(|at| {
+            input
+                .status_every
+                .saturating_sub(now.saturating_duration_since(at))
+        })
         .filter(|wait| old != new && !wait.is_zero() && !status::urgent(&old, &new));
     fx.terminal = matches!(new.phase, Phase::Succeeded | Phase::Failed);
     if old != new && fx.status_due.is_none() {
@@ -867,6 +918,7 @@ mod tests {
             synced: true,
             disrupted: &|_| 0,
             taken: &[],
+            status_every: STATUS_EVERY,
         };
         let wall = Time("2026-11-23T12:00:00Z".parse().expect("time"));
         decide(&input, state, &config(), now, &wall).expect("decide")
@@ -1011,6 +1063,91 @@ mod tests {
     }
 
     #[test]
+    fn passes_of_a_render_are_spaced_while_batches_are_left_to_create() {
+        assert_eq!(pass_every(0), Duration::ZERO);
+        assert_eq!(pass_every(1), Duration::from_millis(2));
+        assert_eq!(pass_every(100), Duration::from_millis(200));
+        assert_eq!(pass_every(10_000), MAX_PASS_EVERY);
+        assert_eq!(pass_every(usize::MAX), MAX_PASS_EVERY);
+
+        let t0 = Instant::now();
+        let every = Duration::from_millis(200);
+        let mut state = RenderState::default();
+        assert_eq!(
+            pass_wait(&state, t0, every),
+            None,
+            "the first pass goes at once"
+        );
+        state.last_pass = Some(t0);
+        // The last pass left batches to create (as `decide` records).
+        let fx = effects(&rj(), &[], &[], &mut state, t0);
+        assert!(state.left_to_create && fx.apply.len() == 3);
+        let soon = t0 + Duration::from_millis(50);
+        assert_eq!(
+            pass_wait(&state, soon, every),
+            Some(Duration::from_millis(150))
+        );
+        assert_eq!(pass_wait(&state, t0 + every, every), None);
+        // Every batch created: the last ones are seen done at once.
+        let all: Vec<Arc<BatchJob>> = (0..6).map(|i| job(i, i < 3)).collect();
+        effects(&rj(), &all, &[], &mut state, soon);
+        assert!(!state.left_to_create);
+        assert_eq!(pass_wait(&state, soon, every), None);
+    }
+
+    #[test]
+    fn renders_going_at_once_share_the_status_write_budget() {
+        assert_eq!(status_every(0), STATUS_EVERY);
+        assert_eq!(status_every(1), STATUS_EVERY);
+        assert_eq!(
+            status_every(STATUS_WRITES_PER_SECOND as usize),
+            STATUS_EVERY
+        );
+        assert_eq!(status_every(100), Duration::from_secs(20));
+        assert_eq!(status_every(7), Duration::from_millis(1400));
+        assert_eq!(status_every(usize::MAX), status_every(u32::MAX as usize));
+        assert_eq!(created_every(STATUS_EVERY), events::EVERY);
+        assert_eq!(created_every(status_every(100)), Duration::from_secs(600));
+
+        // One of 100 renders: a count waits 20 s after the last write; a transition does not.
+        let rj = rj();
+        let t0 = Instant::now();
+        let running = [job(0, false), job(1, false), job(2, false)];
+        let wall = Time("2026-11-23T12:00:00Z".parse().expect("time"));
+        let mut state = RenderState::default();
+        let decide_at = |state: &mut RenderState,
+                         jobs: &[Arc<BatchJob>],
+                         pods: &[Arc<BatchPod>],
+                         at: Instant| {
+            let input = Input {
+                rj: &rj,
+                jobs,
+                pods,
+                synced: true,
+                disrupted: &|_| 0,
+                taken: &[],
+                status_every: status_every(100),
+            };
+            decide(&input, state, &config(), at, &wall).expect("decide")
+        };
+        let one = [pod(0, "Running"), pod(1, "Pending"), pod(2, "Pending")];
+        let fx = decide_at(&mut state, &running, &one, t0);
+        fx.wrote(&mut state, t0);
+        let two = [pod(0, "Running"), pod(1, "Running"), pod(2, "Pending")];
+        let soon = t0 + Duration::from_secs(5);
+        let fx = decide_at(&mut state, &running, &two, soon);
+        assert!(fx.status.is_none());
+        assert_eq!(fx.requeue(&state, soon), Some(Duration::from_secs(15)));
+        let fx = decide_at(&mut state, &running, &two, t0 + Duration::from_secs(20));
+        assert_eq!(fx.status.as_ref().expect("status").status.pods.running, 2);
+        fx.wrote(&mut state, t0 + Duration::from_secs(20));
+        // Every batch succeeded: the render is over, and says so at once.
+        let all: Vec<Arc<BatchJob>> = (0..6).map(|i| job(i, true)).collect();
+        let fx = decide_at(&mut state, &all, &[], t0 + Duration::from_secs(21));
+        assert_eq!(fx.status.expect("status").status.phase, Phase::Succeeded);
+    }
+
+    #[test]
     fn nothing_changed_nothing_to_do() {
         let rj = rj();
         let t0 = Instant::now();
@@ -1049,6 +1186,7 @@ mod tests {
             synced: true,
             disrupted: &|_| 0,
             taken: &taken,
+            status_every: STATUS_EVERY,
         };
         let wall = Time("2026-11-23T12:00:00Z".parse().expect("time"));
         let mut state = RenderState::default();
@@ -1077,6 +1215,7 @@ mod tests {
                 }
             },
             taken: &[],
+            status_every: STATUS_EVERY,
         };
         let wall = Time("2026-11-23T12:00:00Z".parse().expect("time"));
         let mut state = RenderState::default();
@@ -1164,6 +1303,7 @@ mod tests {
             synced: false,
             disrupted: &|_| 0,
             taken: &[],
+            status_every: STATUS_EVERY,
         };
         let wall = Time("2026-11-23T12:00:00Z".parse().expect("time"));
         let now = Instant::now();
@@ -1502,6 +1642,7 @@ mod tests {
             synced: true,
             disrupted: &|_| 0,
             taken: &taken,
+            status_every: STATUS_EVERY,
         };
         let wall = Time("2026-11-23T12:00:00Z".parse().expect("time"));
         let mut state = RenderState::default();

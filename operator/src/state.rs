@@ -47,6 +47,10 @@ pub struct RenderState {
     pub preview_in_flight: Option<Instant>,
     /// Why the API server refused the preview Job (it is not sent again).
     pub preview_refused: Option<String>,
+    /// When the last full reconcile began, and whether it left batches to create (see
+    /// [`crate::reconcile::pass_wait`]).
+    pub last_pass: Option<Instant>,
+    pub left_to_create: bool,
 }
 
 /// A Job apply the API server refused (a quota, an admission webhook, an invalid field).

@@ -88,23 +88,34 @@ fn world(jobs: Vec<Job>, answer: Answer) -> World {
 
     let (job_store, mut jw) = reflector::store::<BatchJob>();
     let (pod_store, mut pw) = reflector::store::<BatchPod>();
-    jw.apply_watcher_event(&watcher::Event::Init);
-    for j in jobs {
-        jw.apply_watcher_event(&watcher::Event::InitApply(BatchJob::from(j)));
+    let (job_index, pod_index) = (
+        Arc::new(crate::owners::ByRender::default()),
+        Arc::new(crate::owners::ByRender::default()),
+    );
+    let mut job_events = vec![watcher::Event::Init];
+    job_events.extend(
+        jobs.into_iter()
+            .map(|j| watcher::Event::InitApply(BatchJob::from(j))),
+    );
+    job_events.push(watcher::Event::InitDone);
+    for e in &job_events {
+        job_index.observe(e, super::job_owner);
+        jw.apply_watcher_event(e);
     }
-    jw.apply_watcher_event(&watcher::Event::InitDone);
-    pw.apply_watcher_event(&watcher::Event::Init);
-    pw.apply_watcher_event(&watcher::Event::InitDone);
+    for e in [watcher::Event::Init, watcher::Event::InitDone] {
+        pod_index.observe(&e, super::pod_owner);
+        pw.apply_watcher_event(&e);
+    }
     let settings = Settings {
         job: JobConfig::new("renderfarm/render-node:test"),
         namespace: None,
         instance: Some("test".into()),
         fence: None,
     };
+    let mut ctx = Context::new(client, settings, job_store, pod_store, metrics);
+    (ctx.job_index, ctx.pod_index) = (job_index, pod_index);
     World {
-        ctx: Arc::new(Context::new(
-            client, settings, job_store, pod_store, metrics,
-        )),
+        ctx: Arc::new(ctx),
         sent,
         _writers: (jw, pw),
     }

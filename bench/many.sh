@@ -1,0 +1,340 @@
+#!/usr/bin/env bash
+# A hundred renders at once, on the local control plane with kwok nodes: RENDERS RenderJobs of
+# BATCHES one-frame batches each (PARALLELISM each), submitted together, then the same work as
+# RENDERS native Indexed Jobs (completions BATCHES, the same parallelism), in the same run.
+# Prints each side's wall time (submit -> every render Complete) and the ratio; the operator's
+# CPU seconds, peak RSS, reconciles and API writes per batch by kind; p50/p99 of each render's
+# last pod -> Complete; and fairness: every SAMPLE_SECONDS each render's succeeded count, as
+# min/median/max and min/mean, max/mean, with the worst after the first 30 s.
+# Not a test: figures only.
+#
+#   bench/many.sh                              100 renders x 100 batches, parallelism 5
+#   RENDERS=20 BATCHES=20 bench/many.sh        smaller
+#   START_AHEAD=true bench/many.sh             spec.startAhead (default false, as bench/lib.sh: kwok's
+#                                              pods do not wait, so ahead doubles the pods at once)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+
+RENDERS=${RENDERS:-100}
+BATCHES=${BATCHES:-100}
+PAR=${PARALLELISM:-5}
+SAMPLE_SECONDS=${SAMPLE_SECONDS:-5}
+START_AHEAD=${START_AHEAD:-}
+[[ -z $START_AHEAD || $START_AHEAD == true || $START_AHEAD == false ]] ||
+  { echo "START_AHEAD is true, false or unset" >&2; exit 2; }
+bench_setup
+
+# A component of the cluster the kubeconfig points at (hack/cluster.sh keeps pid files beside it;
+# pgrep could find another cluster's, or one inside a kind node).
+component_pid() { cat "$(dirname "$KUBECONFIG")/pids/$1.pid"; }
+
+# Pod slots on Ready, untainted nodes. Both sides run RENDERS x PARALLELISM pods at once: add
+# kwok nodes (named kwok-many-N, 110 pods each, as hack/cluster.sh registers its own) until they
+# fit with room to spare. They stay registered: a later run finds them.
+pod_slots() {
+  kubectl get nodes -o jsonpath='{range .items[*]}{.status.allocatable.pods} {.status.conditions[?(@.type=="Ready")].status} {.spec.taints}{"\n"}{end}' |
+    awk '$2 == "True" && NF == 2 {s += $1} END {print s + 0}'
+}
+ensure_capacity() {
+  local need=$1 have i=0
+  have=$(pod_slots)
+  while ((have < need)); do
+    kubectl apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Node
+metadata:
+  name: kwok-many-$i
+  annotations: {kwok.x-k8s.io/node: fake, node.alpha.kubernetes.io/ttl: "0"}
+  labels: {type: kwok-many, kubernetes.io/hostname: kwok-many-$i, kubernetes.io/os: linux, kubernetes.io/arch: amd64}
+status:
+  allocatable: {cpu: "32", memory: 128Gi, pods: "110", ephemeral-storage: 1Ti}
+  capacity: {cpu: "32", memory: 128Gi, pods: "110", ephemeral-storage: 1Ti}
+YAML
+    kubectl wait --for=condition=Ready "node/kwok-many-$i" --timeout=120s >/dev/null
+    i=$((i + 1))
+    have=$(pod_slots)
+  done
+  echo "$have"
+}
+
+# renderjobs_yaml FROM TO: RenderJobs rFROM..rTO-1; native_yaml FROM TO: Indexed Jobs nFROM...
+renderjobs_yaml() {
+  local r ahead="  startAhead: ${START_AHEAD:-false}"
+  for ((r = $1; r < $2; r++)); do
+    cat <<YAML
+---
+apiVersion: renderfarm.io/v1alpha1
+kind: RenderJob
+metadata: {name: $(printf 'r%03d' "$r")}
+spec:
+  blendFile: scenes/bench.blend
+  frames: {start: 1, end: $BATCHES}
+  batchSize: 1
+  parallelism: $PAR
+  storage: {claimName: render-storage}
+  resources: {requests: {cpu: 10m, memory: 16Mi}}
+  podMetadata: {labels: $POD_LABELS}
+$ahead
+YAML
+  done
+}
+
+native_yaml() {
+  local r
+  for ((r = $1; r < $2; r++)); do
+    cat <<YAML
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: $(printf 'n%03d' "$r")}
+spec:
+  completionMode: Indexed
+  completions: $BATCHES
+  parallelism: $PAR
+  backoffLimitPerIndex: 3
+  template:
+    metadata: {labels: $POD_LABELS}
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: render
+        image: renderfarm/render-node:dev
+        resources: {requests: {cpu: 10m, memory: 16Mi}}
+YAML
+  done
+}
+
+# watch_retrying FILE KUBECTL-GET-ARGS...: watch_start, but the watch starts again when the API
+# server closes it: it drops a watcher that falls behind, as a kubectl printing 20,000 pods on
+# two loaded cores does (a run lost all but 130 pods' lines that way). The first stamp of each
+# object counts; one seen again on the relist keeps its first.
+watch_retrying() {
+  local out=$1
+  shift
+  (
+    trap 'kill $(jobs -p) 2>/dev/null; exit 0' TERM
+    while :; do
+      kubectl get "$@" --watch 2>>"$out.err" &
+      wait "$!" || true
+      echo "watch restarted $(date +%T)" >>"$out.err"
+    done
+  ) > >(stamp >"$out") &
+  WATCHES+=("$!")
+}
+
+# submit NAMESPACE MAKE-YAML: creates every render, SUBMITTERS kubectl processes at once. One
+# kubectl creates its objects one after the other: 100 took 27 s on a loaded machine, and the
+# last render started that much after the first.
+SUBMITTERS=${SUBMITTERS:-10}
+submit() {
+  local ns=$1 make=$2 from pids=() pid failed=0 each=$(((RENDERS + SUBMITTERS - 1) / SUBMITTERS))
+  for ((from = 0; from < RENDERS; from += each)); do
+    "$make" "$from" "$((from + each < RENDERS ? from + each : RENDERS))" | kubectl create -n "$ns" -f - >/dev/null &
+    pids+=("$!")
+  done
+  for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+  return "$failed"
+}
+
+# sample NAMESPACE KIND JSONPATH-OF-SUCCEEDED OUT T0: every SAMPLE_SECONDS, "seconds count..."
+# (one count per render, 0 before its first status) into OUT, until killed.
+sample() {
+  local ns=$1 kind=$2 field=$3 out=$4 t0=$5
+  while :; do
+    kubectl get "$kind" -n "$ns" -o "jsonpath={range .items[*]}{$field}{\"=\"}{end}" 2>/dev/null |
+      awk -v t="$(($(ms) - t0))" -v n="$RENDERS" -F= '
+        {for (i = 1; i < NF; i++) c[++k] = $i + 0}
+        END {printf "%.1f", t / 1000; for (i = 1; i <= n; i++) printf " %d", c[i] + 0; print ""}' >>"$out" || true
+    sleep "$SAMPLE_SECONDS"
+  done
+}
+
+# pod_samples PODS T0 T1 PREFIX: the same lines from a Succeeded-pods watch ("stamp pod render"),
+# counted at every SAMPLE_SECONDS from T0 to T1 (ms) for renders PREFIX000...: what the renders
+# really did, whatever their status says yet.
+pod_samples() {
+  awk -v t0="$2" -v t1="$3" -v step="$SAMPLE_SECONDS" -v n="$RENDERS" -v prefix="$4" '
+    !($2 in seen) { seen[$2] = 1; at[++k] = ($1 / 1000 - t0) / 1000; who[k] = $3 }
+    END {
+      for (t = step; t < (t1 - t0) / 1000 + step; t += step) {
+        delete c
+        for (i = 1; i <= k; i++) if (at[i] <= t) c[who[i]]++
+        printf "%.1f", t
+        for (r = 0; r < n; r++) printf " %d", c[sprintf("%s%03d", prefix, r)] + 0
+        print ""
+      }
+    }' "$1"
+}
+
+# fairness SAMPLES LABEL: a line per sample, then the worst spread after the first 30 s (while
+# some render is not finished and the mean is above 0).
+fairness() {
+  awk -v label="$2" -v total="$BATCHES" '
+    function median(a, n,   i, j, t) {
+      for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+      return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+    }
+    {
+      n = NF - 1; s = 0; lo = 1e18; hi = -1; done = 0
+      for (i = 2; i <= NF; i++) { v[i - 1] = $i; s += $i; if ($i < lo) lo = $i; if ($i > hi) hi = $i; if ($i >= total) done++ }
+      mean = s / n
+      printf "%-10s %6.1f %5d %5d %7.1f %5d %7.1f %8.2f %8.2f\n", label, $1, done, lo, median(v, n), hi, mean,
+        mean ? lo / mean : 0, mean ? hi / mean : 0
+      if ($1 >= 30 && done < n && mean > 0) {
+        if (!seen || lo / mean < wlo) { wlo = lo / mean; wlo_t = $1 }
+        if (!seen || hi / mean > whi) { whi = hi / mean; whi_t = $1 }
+        seen = 1
+      }
+    }
+    END {
+      if (seen) printf "%-10s worst after 30 s: min/mean %.2f (at %.0f s), max/mean %.2f (at %.0f s)\n", label, wlo, wlo_t, whi, whi_t > "/dev/stderr"
+      else printf "%-10s worst after 30 s: no sample after 30 s with a render unfinished\n", label > "/dev/stderr"
+    }' "$1"
+}
+
+# last_pod_to_complete PODS DONE WANT: per render, the last pod seen Succeeded -> the render
+# seen complete (DONE lines: "stamp name value", the first with value WANT, "+" any); prints
+# "p50 p99 max" in ms. PODS lines: "stamp pod render".
+last_pod_to_complete() {
+  awk -v want="$3" '
+    FNR == NR { if (!($2 in pod)) { pod[$2] = 1; if ($1 > last[$3]) last[$3] = $1 } next }
+    (want == "+" && $3 != "") || $3 == want { if (!($2 in done)) done[$2] = $1 }
+    END {
+      n = 0
+      for (r in done) if (r in last) d[++n] = (done[r] - last[r]) / 1000
+      for (i = 2; i <= n; i++) { t = d[i]; for (j = i - 1; j >= 1 && d[j] > t; j--) d[j + 1] = d[j]; d[j + 1] = t }
+      if (!n) { print "- - -"; exit }
+      p50 = d[int((n - 1) * 0.50) + 1]; p99 = d[int((n - 1) * 0.99 + 0.5) + 1]
+      printf "%.0f %.0f %.0f\n", p50, p99, d[n]
+    }' "$1" "$2"
+}
+
+# An earlier run's namespaces (20,000 objects each) keep the control plane busy while they go.
+for old in $(kubectl get namespaces -o name | grep '^namespace/many-' || true); do
+  kubectl wait --for=delete "$old" --timeout=3600s >/dev/null 2>&1 || true
+done
+ns=many-$$
+native_ns=$ns-native
+dir=$(mktemp -d)
+api=$(component_pid kube-apiserver)
+kcm=$(component_pid kube-controller-manager)
+# ADD_NODES=0: run on the nodes there are (pods beyond their slots wait for the scheduler).
+ahead=1
+[[ $START_AHEAD != true ]] || ahead=2
+if [[ ${ADD_NODES:-1} == 0 ]]; then slots=$(pod_slots); else slots=$(ensure_capacity $((ahead * RENDERS * PAR * 11 / 10))); fi
+total=$((RENDERS * BATCHES))
+
+echo "many renders at once: $RENDERS x $BATCHES one-frame batches, parallelism $PAR ($PROFILE build, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u '+%Y-%m-%d %H:%M:%S UTC'), commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- operator || echo '+changes'), kwok pods complete $POD_SECONDS s after start, $slots pod slots, startAhead ${START_AHEAD:-false})"
+
+# ---- renderfarm
+make_namespace "$ns"
+start_operator "$ns" "target/many-operator.log"
+mkdir -p "$dir/rf" "$dir/native"
+watch_retrying "$dir/rf/done" renderjobs -n "$ns" -o 'jsonpath={.metadata.name} {.status.phase}{"\n"}'
+watch_retrying "$dir/rf/pods" pods -n "$ns" --field-selector status.phase=Succeeded \
+  -l app.kubernetes.io/managed-by=renderfarm-operator -o 'jsonpath={.metadata.name} {.metadata.labels.renderfarm\.io/renderjob}{"\n"}'
+api0=$(cpu_s "$api") kcm0=$(cpu_s "$kcm")
+t0=$(ms)
+submit "$ns" renderjobs_yaml
+submitted=$(($(ms) - t0))
+sample "$ns" renderjobs .status.batches.succeeded "$dir/rf/samples" "$t0" &
+sampler=$!
+WATCHES+=("$sampler")
+kubectl wait --for=condition=Complete rj --all -n "$ns" --timeout=7200s >/dev/null
+t1=$(ms)
+kill "$sampler" 2>/dev/null || true
+wait "$sampler" 2>/dev/null || true
+rf_ms=$((t1 - t0))
+rf_api=$(awk -v a="$(cpu_s "$api")" -v b="$api0" 'BEGIN {printf "%.1f", a - b}')
+rf_kcm=$(awk -v a="$(cpu_s "$kcm")" -v b="$kcm0" 'BEGIN {printf "%.1f", a - b}')
+metrics=$(curl -fs "127.0.0.1:$PORT/metrics")
+writes=$(metric_sum '^renderfarm_api_writes_total' "$metrics")
+creates=$(metric_sum '^renderfarm_api_writes_total.*resource="jobs"' "$metrics")
+statuses=$(metric_sum '^renderfarm_api_writes_total.*resource="renderjobs/status"' "$metrics")
+events=$(metric_sum '^renderfarm_api_writes_total.*resource="events"' "$metrics")
+reconciles=$(metric_sum '^renderfarm_reconcile_duration_seconds_count' "$metrics")
+reconcile_s=$(metric_sum '^renderfarm_reconcile_duration_seconds_sum' "$metrics")
+deferred=$(metric_sum '^renderfarm_reconcile_deferred_total' "$metrics")
+rss_peak=$(rss_mib "$OP" VmHWM)
+cpu=$(cpu_s "$OP")
+watch_stop
+stop_operator
+rf_latency=$(last_pod_to_complete "$dir/rf/pods" "$dir/rf/done" Succeeded)
+
+# ---- the same work as native Indexed Jobs, in a namespace of their own (the audit log tells
+# the two apart). The renderfarm side's objects are still there.
+kubectl create namespace "$native_ns" >/dev/null
+watch_retrying "$dir/native/done" jobs -n "$native_ns" -o 'jsonpath={.metadata.name} {.status.completionTime}{"\n"}'
+watch_retrying "$dir/native/pods" pods -n "$native_ns" --field-selector status.phase=Succeeded \
+  -o 'jsonpath={.metadata.name} {.metadata.labels.batch\.kubernetes\.io/job-name}{"\n"}'
+api0=$(cpu_s "$api") kcm0=$(cpu_s "$kcm")
+n0=$(ms)
+submit "$native_ns" native_yaml
+native_submitted=$(($(ms) - n0))
+sample "$native_ns" jobs .status.succeeded "$dir/native/samples" "$n0" &
+sampler=$!
+WATCHES+=("$sampler")
+kubectl wait --for=condition=Complete jobs --all -n "$native_ns" --timeout=7200s >/dev/null
+n1=$(ms)
+kill "$sampler" 2>/dev/null || true
+wait "$sampler" 2>/dev/null || true
+native_ms=$((n1 - n0))
+nt_api=$(awk -v a="$(cpu_s "$api")" -v b="$api0" 'BEGIN {printf "%.1f", a - b}')
+nt_kcm=$(awk -v a="$(cpu_s "$kcm")" -v b="$kcm0" 'BEGIN {printf "%.1f", a - b}')
+watch_stop
+native_latency=$(last_pod_to_complete "$dir/native/pods" "$dir/native/done" +)
+
+sec() { awk -v m="$1" 'BEGIN {printf "%.1f", m / 1000}'; }
+per() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", b ? a / b : 0}'; }
+echo "submit ($SUBMITTERS kubectl at once) took $(sec "$submitted") s (renderfarm) / $(sec "$native_submitted") s (native); wall time from submit to every render Complete"
+printf '%-10s %8s %6s %8s %8s\n' side wall_s ratio api_cpu kcm_cpu
+printf '%-10s %8s %6s %8s %8s\n' renderfarm "$(sec "$rf_ms")" "$(per "$rf_ms" "$native_ms")" "$rf_api" "$rf_kcm"
+printf '%-10s %8s %6s %8s %8s\n' native "$(sec "$native_ms")" 1.00 "$nt_api" "$nt_kcm"
+echo
+echo "operator: writes per batch (of $total) = Job applies + status writes + Events; CPU, peak RSS, full reconciles (and put off), mean wall ms of one"
+printf '%-9s %7s %7s %7s %8s %8s %8s %8s %8s\n' writes/b jobs status events cpu_s rss_peak recs deferred rec_ms
+printf '%-9s %7s %7s %7s %8s %8s %8s %8s %8s\n' "$(per "$writes" "$total")" "$creates" "$statuses" "$events" "$cpu" "$rss_peak" \
+  "$reconciles" "$deferred" "$(awk -v s="$reconcile_s" -v c="$reconciles" 'BEGIN {printf "%.2f", c ? s * 1000 / c : 0}')"
+echo
+echo "last pod Succeeded -> render Complete, per render, as watches see it (ms)"
+restarts=$(cat "$dir"/*/*.err 2>/dev/null | grep -c 'watch restarted' || true)
+((restarts == 0)) || echo "  not exact: a watch was dropped and listed again ($restarts times); pods it missed are stamped when listed"
+printf '%-10s %6s %6s %6s\n' side p50 p99 max
+read -r a b c <<<"$rf_latency"
+printf '%-10s %6s %6s %6s\n' renderfarm "$a" "$b" "$c"
+read -r a b c <<<"$native_latency"
+printf '%-10s %6s %6s %6s\n' native "$a" "$b" "$c"
+echo
+echo "fairness: batches succeeded per render every $SAMPLE_SECONDS s after submit, counted from the Succeeded pods watch"
+printf '%-10s %6s %5s %5s %7s %5s %7s %8s %8s\n' side t_s finished min median max mean min/mean max/mean
+pod_samples "$dir/rf/pods" "$t0" "$t1" r >"$dir/rf/pod-samples"
+pod_samples "$dir/native/pods" "$n0" "$n1" n >"$dir/native/pod-samples"
+fairness "$dir/rf/pod-samples" renderfarm 2>"$dir/rf/worst"
+fairness "$dir/native/pod-samples" native 2>"$dir/native/worst"
+cat "$dir/rf/worst" "$dir/native/worst"
+echo "watch restarts: $restarts"
+echo "the same, as each render's status (RenderJob status.batches.succeeded, Job status.succeeded) said when sampled:"
+{ fairness "$dir/rf/samples" renderfarm-status >/dev/null; } 2>&1
+{ fairness "$dir/native/samples" native-status >/dev/null; } 2>&1
+echo
+echo "API requests per batch by client (API server audit log; the bench's kubectl left out):"
+for side in renderfarm native; do
+  space=$ns
+  [[ $side == renderfarm ]] || space=$native_ns
+  audit_requests "$space" | awk -v n="$total" -v side="$side" '
+    $1 == "kubectl" || $1 == "pvc-protection-controller" {next}
+    {t += $2; parts = parts sprintf("%s%s %.2f", parts == "" ? "" : ", ", $1, $2 / n)}
+    END {printf "%-10s %6.2f = %s\n", side, t / n, parts}'
+done
+echo
+echo "the operator's requests by verb (audit log):"
+printf '%-7s %-24s %7s %9s\n' verb resource count per_batch
+audit_requests "$ns" renderfarm-operator | awk -v n="$total" '{printf "%-7s %-24s %7s %9.3f\n", $1, $2, $3, $3 / n}'
+# Kept for a look at the timeline; the namespaces go.
+rm -rf target/many-last
+cp -r "$dir" target/many-last
+drop_namespace "$ns"
+kubectl delete namespace "$native_ns" --wait=false >/dev/null
+rm -rf "$dir"
