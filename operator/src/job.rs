@@ -617,6 +617,9 @@ fn pod_spec(rj: &RenderJob, container: Container) -> PodSpec {
             run_as_user: Some(NODE_UID),
             run_as_group: Some(NODE_UID),
             fs_group: Some(NODE_UID),
+            // Where the volume applies fsGroup, the kubelet would otherwise change the group
+            // of every frame on the claim at each batch pod's start: seconds per batch.
+            fs_group_change_policy: Some("OnRootMismatch".to_string()),
             seccomp_profile: Some(SeccompProfile {
                 type_: "RuntimeDefault".to_string(),
                 ..Default::default()
@@ -825,6 +828,7 @@ mod tests {
         // Restricted pod security.
         let psc = pod.security_context.as_ref().expect("pod security context");
         assert_eq!(psc.run_as_non_root, Some(true));
+        assert_eq!(psc.fs_group_change_policy.as_deref(), Some("OnRootMismatch"));
         assert_eq!(
             psc.seccomp_profile.as_ref().map(|s| s.type_.as_str()),
             Some("RuntimeDefault")
