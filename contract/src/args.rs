@@ -477,8 +477,8 @@ mod tests {
             "[a-z/_#]{1,30}",
             prop::sample::select(MissingFiles::value_variants().to_vec()),
             (
-                prop::option::of("[a-z0-9-]{1,40}"),
-                prop::option::of("[a-z0-9-]{1,40}"),
+                prop::option::of("[a-z0-9][a-z0-9-]{0,39}"),
+                prop::option::of("[a-z0-9][a-z0-9-]{0,39}"),
             ),
         )
             .prop_map(
