@@ -27,7 +27,7 @@ bench_setup() {
   else
     cargo build --locked -p renderfarm --bin renderfarm-operator >&2
   fi
-  kubectl apply --server-side -f crds/renderjob.yaml >/dev/null
+  kubectl apply --server-side --force-conflicts -f crds/renderjob.yaml >/dev/null
   kubectl wait --for=condition=Established crd/renderjobs.renderfarm.io --timeout=60s >/dev/null
   if [[ $POD_SECONDS != 1 ]]; then
     SCENARIO=bench-${POD_SECONDS}s
