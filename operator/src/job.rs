@@ -828,7 +828,10 @@ mod tests {
         // Restricted pod security.
         let psc = pod.security_context.as_ref().expect("pod security context");
         assert_eq!(psc.run_as_non_root, Some(true));
-        assert_eq!(psc.fs_group_change_policy.as_deref(), Some("OnRootMismatch"));
+        assert_eq!(
+            psc.fs_group_change_policy.as_deref(),
+            Some("OnRootMismatch")
+        );
         assert_eq!(
             psc.seccomp_profile.as_ref().map(|s| s.type_.as_str()),
             Some("RuntimeDefault")
