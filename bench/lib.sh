@@ -173,16 +173,17 @@ delta_ms() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.0f", (b - a) / 1000}'; }
 # metric_sum REGEX METRICS: the sum of the samples on the lines of METRICS that match REGEX.
 metric_sum() { awk -v re="$1" '$0 ~ re {s += $NF} END {print s + 0}' <<<"$2"; }
 
-# The same work as a native Indexed Job: apply_native namespace name completions parallelism.
-apply_native() {
-  kubectl apply -n "$1" -f - >/dev/null <<YAML
+# The same work as a native Indexed Job: indexed_job_yaml name completions parallelism prints
+# it; apply_native namespace name completions parallelism applies it.
+indexed_job_yaml() {
+  cat <<YAML
 apiVersion: batch/v1
 kind: Job
-metadata: {name: $2}
+metadata: {name: $1}
 spec:
   completionMode: Indexed
-  completions: $3
-  parallelism: $4
+  completions: $2
+  parallelism: $3
   backoffLimitPerIndex: 3
   template:
     metadata: {labels: $POD_LABELS}
@@ -193,6 +194,10 @@ spec:
         image: renderfarm/render-node:dev
         resources: {requests: {cpu: 10m, memory: 16Mi}}
 YAML
+}
+
+apply_native() {
+  indexed_job_yaml "$2" "$3" "$4" | kubectl apply -n "$1" -f - >/dev/null
 }
 
 # audit_requests NAMESPACE [AGENT]: API requests for objects in the namespace, from the local

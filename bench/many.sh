@@ -84,25 +84,8 @@ YAML
 native_yaml() {
   local r
   for ((r = $1; r < $2; r++)); do
-    cat <<YAML
----
-apiVersion: batch/v1
-kind: Job
-metadata: {name: $(printf 'n%03d' "$r")}
-spec:
-  completionMode: Indexed
-  completions: $BATCHES
-  parallelism: $PAR
-  backoffLimitPerIndex: 3
-  template:
-    metadata: {labels: $POD_LABELS}
-    spec:
-      restartPolicy: Never
-      containers:
-      - name: render
-        image: renderfarm/render-node:dev
-        resources: {requests: {cpu: 10m, memory: 16Mi}}
-YAML
+    echo ---
+    indexed_job_yaml "$(printf 'n%03d' "$r")" "$BATCHES" "$PAR"
   done
 }
 
