@@ -24,8 +24,9 @@ pub const LEAD: Duration = Duration::from_secs(20);
 /// The running batches due a follower now, and how long until the next one is.
 ///
 /// A batch is due once its pod runs and its predicted end (start + frames × the render's
-/// seconds per frame) is less than [`LEAD`] away; before any batch has reported its time per
-/// frame, as soon as its pod runs.
+/// seconds per frame) is less than [`LEAD`] away. None is before a batch of the render has
+/// reported its time per frame: until the scene is seen to render, a batch started ahead could
+/// only fail beside the first ones (a file this Blender cannot open, a missing texture).
 pub fn due(
     plan: &Plan,
     states: &[BatchState],
@@ -36,6 +37,9 @@ pub fn due(
 ) -> (BTreeSet<u32>, Option<Duration>) {
     let mut due = BTreeSet::new();
     let mut next: Option<Duration> = None;
+    let Some(spf) = seconds_per_frame.filter(|s| *s > 0.0) else {
+        return (due, next);
+    };
     for (i, job) in jobs.iter() {
         if states.get(*i as usize) != Some(&BatchState::Active)
             || job.suspended
@@ -43,8 +47,8 @@ pub fn due(
         {
             continue;
         }
-        let left = match (seconds_per_frame, &job.start_time, plan.batch(*i)) {
-            (Some(spf), Some(started), Some(batch)) if spf > 0.0 => {
+        let left = match (&job.start_time, plan.batch(*i)) {
+            (Some(started), Some(batch)) => {
                 let total = Duration::from_secs_f64(spf * batch.frame_count() as f64);
                 let since = now.0.duration_since(started.0);
                 let elapsed = Duration::try_from(since).unwrap_or_default();
@@ -131,16 +135,21 @@ mod tests {
     }
 
     #[test]
-    fn before_any_time_per_frame_a_running_batch_is_due_at_once() {
+    fn none_is_due_before_the_render_has_a_time_per_frame_nor_once_finished() {
         let a = job(0, 0);
         let jobs = index::Jobs::from_iter([(0, &a)]);
         let pa = pod(0, PodPhase::Running);
         let list = [(0, &pa)];
         let pods = index::Pods::new(10, &list);
-        let (due_now, _) = due(&plan(), &[Active], &jobs, &pods, None, &at(1));
-        assert_eq!(due_now, BTreeSet::from([0]));
-        // Finished batches never are.
-        let (due_now, _) = due(&plan(), &[Succeeded], &jobs, &pods, None, &at(1));
+        let (due_now, next) = due(&plan(), &[Active], &jobs, &pods, None, &at(100));
+        assert!(due_now.is_empty() && next.is_none());
+        let (due_now, _) = due(&plan(), &[Active], &jobs, &pods, Some(1.0), &at(1));
+        assert_eq!(
+            due_now,
+            BTreeSet::from([0]),
+            "10 frames at 1 s: due at once"
+        );
+        let (due_now, _) = due(&plan(), &[Succeeded], &jobs, &pods, Some(1.0), &at(1));
         assert!(due_now.is_empty());
     }
 }

@@ -849,11 +849,18 @@ mod tests {
         let mut rj = rj();
         rj.spec.start_ahead = true;
         rj.spec.parallelism = 2;
-        let mut state = RenderState::default();
         let t = Instant::now();
-        // Batch 0 renders, 1 is still pending: 0 gets a follower, 1 does not yet.
         let jobs = vec![job(0, false), job(1, false)];
         let pods = vec![pod(0, "Running"), pod(1, "Pending")];
+        // No batch has reported a time per frame yet: none is started ahead.
+        let fx = effects(&rj, &jobs, &pods, &mut RenderState::default(), t);
+        assert!(fx.apply.is_empty());
+        rj.status = Some(RenderJobStatus {
+            seconds_per_frame: Some(1.0),
+            ..RenderJobStatus::default()
+        });
+        let mut state = RenderState::default();
+        // Batch 0 renders, 1 is still pending: 0 gets a follower, 1 does not yet.
         let fx = effects(&rj, &jobs, &pods, &mut state, t);
         let made: Vec<u32> = fx.apply.iter().map(|(i, _)| *i).collect();
         assert_eq!(made, [2]);

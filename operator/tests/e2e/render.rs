@@ -260,6 +260,15 @@ async fn parallelism_bounds_running_batches() -> Result<()> {
 async fn start_ahead_follows_each_running_batch_once_and_renders_within_parallelism() -> Result<()>
 {
     let mut env = Env::new("ahead").await?;
+    // Pods that report a time per frame, as render-node does: no batch is started ahead
+    // before the render has one.
+    let scenario = env.ns.clone();
+    env.stage(
+        "frames.yaml",
+        &format!("{scenario}-frames"),
+        &vars(&[("SCENARIO", &scenario), ("DELAY_MS", "1000")]),
+    )
+    .await?;
     let api = env.jobs();
     let observer = tokio::spawn(async move {
         // name → (finished, the batch it follows, its own batch)
@@ -328,7 +337,8 @@ async fn start_ahead_follows_each_running_batch_once_and_renders_within_parallel
     env.start_operator()?;
     env.create(
         "ahead",
-        json!({"frames": {"start": 1, "end": 10}, "batchSize": 1, "parallelism": 2, "startAhead": true}),
+        json!({"frames": {"start": 1, "end": 10}, "batchSize": 1, "parallelism": 2, "startAhead": true,
+               "podMetadata": {"labels": {SCENARIO_LABEL: scenario}}}),
     )
     .await?;
     let rj = env.wait_phase("ahead", "Succeeded", 3 * MINUTE).await?;
