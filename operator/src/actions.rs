@@ -58,11 +58,11 @@ pub fn decide(
     let mut actions = Actions::default();
     let unfinished =
         |i: u32| states.get(i as usize) == Some(&BatchState::Active) || in_flight.contains(&i);
+    // A follower not in the cache yet is known from what this operator sent (`in_flight`);
+    // its Job's annotation counts once seen.
     let follows = |i: u32| {
-        jobs.get(&i)
-            .and_then(|j| j.after)
-            .or_else(|| ahead.in_flight?.get(&i).copied())
-            .filter(|h| unfinished(*h))
+        crate::ahead::follows_unfinished(jobs, i, unfinished)
+            .or_else(|| ahead.in_flight?.get(&i).copied().filter(|h| unfinished(*h)))
     };
     let active = states
         .iter()

@@ -66,6 +66,18 @@ pub fn due(
     (due, next)
 }
 
+/// The batch that batch `batch` was started ahead to follow (its Job's `renderfarm.io/after`),
+/// while that batch is `unfinished`: `batch` then waits, loaded, rather than renders.
+pub fn follows_unfinished(
+    jobs: &index::Jobs<'_>,
+    batch: u32,
+    unfinished: impl Fn(u32) -> bool,
+) -> Option<u32> {
+    jobs.get(&batch)
+        .and_then(|j| j.after)
+        .filter(|h| unfinished(*h))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,5 +163,23 @@ mod tests {
         );
         let (due_now, _) = due(&plan(), &[Succeeded], &jobs, &pods, Some(1.0), &at(1));
         assert!(due_now.is_empty());
+    }
+
+    #[test]
+    fn a_follower_follows_its_batch_only_while_that_batch_is_unfinished() {
+        let head = job(0, 0);
+        let follower = BatchJob {
+            after: Some(0),
+            ..job(1, 0)
+        };
+        let jobs = index::Jobs::from_iter([(0, &head), (1, &follower)]);
+        assert_eq!(follows_unfinished(&jobs, 1, |i| i == 0), Some(0));
+        assert_eq!(follows_unfinished(&jobs, 1, |_| false), None, "0 done");
+        assert_eq!(
+            follows_unfinished(&jobs, 0, |_| true),
+            None,
+            "0 follows none"
+        );
+        assert_eq!(follows_unfinished(&jobs, 2, |_| true), None, "no Job for 2");
     }
 }

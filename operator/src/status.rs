@@ -373,11 +373,7 @@ impl PodTally {
         for (index, batch_pods) in seen.pods.iter() {
             let active = unfinished(index);
             // Started ahead and the batch it follows not finished: it waits, loaded.
-            let waits = seen
-                .jobs
-                .get(&index)
-                .and_then(|j| j.after)
-                .is_some_and(unfinished);
+            let waits = crate::ahead::follows_unfinished(seen.jobs, index, unfinished).is_some();
             for pod in batch_pods {
                 if waits && pod.phase == PodPhase::Running {
                     tally.pods.waiting += 1;
