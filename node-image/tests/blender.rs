@@ -11,36 +11,12 @@ use std::time::{Duration, Instant};
 
 use render_contract::{Outcome, ProgressEvent, TerminationMessage, TerminationReport, exit};
 
+mod common;
+use common::{blender, blender_of};
+
 const BIN: &str = env!("CARGO_BIN_EXE_render-node");
 const WIDTH: u32 = 160;
 const HEIGHT: u32 = 90;
-
-/// The `blender` command of a Blender series, as `hack/blender.sh` installs it.
-fn blender_of(series: &str) -> PathBuf {
-    let var = format!("RENDER_NODE_TEST_BLENDER_{}", series.replace('.', "_"));
-    let path = std::env::var_os(&var)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let cache = std::env::var_os("RENDERFARM_CACHE")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/renderfarm")
-                });
-            cache.join("blender").join(series).join("bin/blender")
-        });
-    assert!(
-        path.exists(),
-        "these tests need Blender {series}: {} is missing; install it with `hack/blender.sh {series}`",
-        path.display()
-    );
-    path
-}
-
-/// Blender 4.5, which renders in these tests.
-fn blender() -> &'static Path {
-    static BLENDER: OnceLock<PathBuf> = OnceLock::new();
-    BLENDER.get_or_init(|| blender_of("4.5"))
-}
 
 /// Run a Python script in `blender` (`blender -b --python SCRIPT -- ARGS`); panics when it fails.
 fn run_script(blender: &Path, script: &Path, args: &[&std::ffi::OsStr]) {

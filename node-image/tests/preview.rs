@@ -11,34 +11,14 @@ use std::time::Instant;
 use render_contract::preview::{CONTACT_SHEET_TILE_WIDTH, THUMB_WIDTH, contact_sheet_grid};
 use render_contract::{Outcome, PreviewReport, ProgressEvent, TerminationMessage, exit};
 
+mod common;
+use common::blender;
+
 const NODE: &str = env!("CARGO_BIN_EXE_render-node");
 const PREVIEW: &str = env!("CARGO_BIN_EXE_render-preview");
 /// Wider than a thumbnail, so thumbnails scale down; 225 keeps an odd height to round.
 const WIDTH: u32 = 400;
 const HEIGHT: u32 = 225;
-
-fn blender() -> &'static Path {
-    static BLENDER: OnceLock<PathBuf> = OnceLock::new();
-    BLENDER.get_or_init(|| {
-        let path = std::env::var_os("RENDER_NODE_TEST_BLENDER_4_5")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                let cache = std::env::var_os("RENDERFARM_CACHE")
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|| {
-                        PathBuf::from(std::env::var_os("HOME").expect("HOME"))
-                            .join(".cache/renderfarm")
-                    });
-                cache.join("blender/4.5/bin/blender")
-            });
-        assert!(
-            path.exists(),
-            "these tests need Blender 4.5: {} is missing; install it with `hack/blender.sh 4.5`",
-            path.display()
-        );
-        path
-    })
-}
 
 fn workdir(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))

@@ -3,27 +3,10 @@
 //! thread stays confined to fewer CPUs once the module has loaded. Real Blender 4.5, as in
 //! tests/blender.rs (`hack/blender.sh 4.5`, or `RENDER_NODE_TEST_BLENDER_4_5`).
 
-use std::path::PathBuf;
 use std::process::Command;
 
-fn blender() -> PathBuf {
-    let path = std::env::var_os("RENDER_NODE_TEST_BLENDER_4_5")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let cache = std::env::var_os("RENDERFARM_CACHE")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/renderfarm")
-                });
-            cache.join("blender/4.5/bin/blender")
-        });
-    assert!(
-        path.exists(),
-        "this test needs Blender 4.5: {} is missing; install it with `hack/blender.sh 4.5`",
-        path.display()
-    );
-    path
-}
+mod common;
+use common::blender;
 
 /// The CPUs this test may run on, as the kernel lists them.
 fn cpus_allowed(status: &str) -> String {
