@@ -517,6 +517,19 @@ impl Env {
         Ok(())
     }
 
+    /// Stage `hack/kwok/frames.yaml` for this test's scenario: its running batch pods succeed
+    /// after `delay_ms` with render-node's termination message (frames rendered, time per
+    /// frame, last frame saved), as the real render-node reports them.
+    pub async fn stage_frames(&mut self, delay_ms: u32) -> Result<()> {
+        let scenario = self.ns.clone();
+        let vars = BTreeMap::from([
+            ("SCENARIO", scenario.clone()),
+            ("DELAY_MS", delay_ms.to_string()),
+        ]);
+        self.stage("frames.yaml", &format!("{scenario}-frames"), &vars)
+            .await
+    }
+
     pub async fn delete_stage(&mut self, name: &str) -> Result<()> {
         stages(&self.client)
             .delete(name, &DeleteParams::default())

@@ -36,13 +36,8 @@ async fn stages(
     phase: &str,
     report: Value,
 ) -> Result<()> {
+    env.stage_frames(1000).await?;
     let scenario = env.ns.clone();
-    env.stage(
-        "frames.yaml",
-        &format!("{scenario}-frames"),
-        &vars(&[("SCENARIO", &scenario), ("DELAY_MS", "1000")]),
-    )
-    .await?;
     env.stage(
         "preview.yaml",
         &format!("{scenario}-preview"),

@@ -262,13 +262,7 @@ async fn start_ahead_follows_each_running_batch_once_and_renders_within_parallel
     let mut env = Env::new("ahead").await?;
     // Pods that report a time per frame, as render-node does: no batch is started ahead
     // before the render has one.
-    let scenario = env.ns.clone();
-    env.stage(
-        "frames.yaml",
-        &format!("{scenario}-frames"),
-        &vars(&[("SCENARIO", &scenario), ("DELAY_MS", "1000")]),
-    )
-    .await?;
+    env.stage_frames(1000).await?;
     let api = env.jobs();
     let observer = tokio::spawn(async move {
         // name → (finished, the batch it follows, its own batch)
@@ -338,7 +332,7 @@ async fn start_ahead_follows_each_running_batch_once_and_renders_within_parallel
     env.create(
         "ahead",
         json!({"frames": {"start": 1, "end": 10}, "batchSize": 1, "parallelism": 2, "startAhead": true,
-               "podMetadata": {"labels": {SCENARIO_LABEL: scenario}}}),
+               "podMetadata": {"labels": {SCENARIO_LABEL: env.ns.clone()}}}),
     )
     .await?;
     let rj = env.wait_phase("ahead", "Succeeded", 3 * MINUTE).await?;
