@@ -213,23 +213,14 @@ impl Storage {
         Ok((rj, eta_seen.load(Ordering::Relaxed)))
     }
 
-    /// Each batch pod's progress events (JSON lines on stdout), by pod name.
+    /// Each batch pod's progress events (JSON lines on stdout), by pod name:
+    /// [`Storage::timed_progress`] without the timestamps.
     async fn progress(&self, name: &str) -> Result<BTreeMap<String, Vec<Value>>> {
-        // Batch pods only: the preview step's pod has no batch label.
-        let lp = ListParams::default().labels(&format!(
-            "renderfarm.io/renderjob={name},renderfarm.io/batch"
-        ));
-        let mut out = BTreeMap::new();
-        for pod in self.pods().list(&lp).await? {
-            let log = self.logs(&pod.name_any()).await?;
-            let events = log
-                .lines()
-                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-                .filter(|v| v.get("event").is_some())
-                .collect();
-            out.insert(pod.name_any(), events);
-        }
-        Ok(out)
+        let timed = self.timed_progress(name).await?;
+        Ok(timed
+            .into_iter()
+            .map(|(pod, events)| (pod, events.into_iter().map(|(_, e)| e).collect()))
+            .collect())
     }
 
     /// Each batch pod's progress events with the container runtime's timestamps (ns), by pod.
@@ -237,6 +228,7 @@ impl Storage {
         &self,
         name: &str,
     ) -> Result<BTreeMap<String, Vec<(k8s_openapi::jiff::Timestamp, Value)>>> {
+        // Batch pods only: the preview step's pod has no batch label.
         let lp = ListParams::default().labels(&format!(
             "renderfarm.io/renderjob={name},renderfarm.io/batch"
         ));
