@@ -518,7 +518,8 @@ fn newly_failed(old: &RenderJobStatus, new: &RenderJobStatus) -> BTreeSet<u32> {
         .collect()
 }
 
-/// Unfinished, unsuspended batch Jobs older than [`PODLESS_AFTER`] with no pod in the cache,
+/// Unfinished, unsuspended batch Jobs older than [`PODLESS_AFTER`] with no pod in the cache
+/// that the Job controller has started and counts no pod of,
 /// and how soon the next younger one without a pod gets that old.
 fn podless_jobs(seen: &Observation<'_>, wall: &Time) -> (Vec<String>, Option<Duration>) {
     let grace = PODLESS_AFTER.as_secs_f64();
@@ -528,6 +529,13 @@ fn podless_jobs(seen: &Observation<'_>, wall: &Time) -> (Vec<String>, Option<Dur
     for (i, job) in seen.jobs.iter() {
         let has_pod = !seen.pods.of(*i).is_empty();
         if job.finished.is_some() || job.suspended || job.deleting || has_pod {
+            continue;
+        }
+        // Only a Job the Job controller has synced (its first sync sets startTime) and that it
+        // holds no pod for can have had its pod refused. Under load the Job controller takes
+        // seconds to reach a new Job, and reading Events before then only made the API server
+        // scan the namespace's Events (0.27 lists per batch with 100 renders at once).
+        if job.start_time.is_none() || job.active {
             continue;
         }
         let Some(created) = &job.created else {
@@ -776,6 +784,16 @@ mod tests {
         if !done {
             v["status"] = json!({"active": 1});
         }
+        Arc::new(serde_json::from_value::<Job>(v).expect("job").into())
+    }
+
+    /// A Job the Job controller synced but could not create a pod for.
+    fn refused(index: u32) -> Arc<BatchJob> {
+        let mut v: Value =
+            serde_json::from_str(include_str!("../examples/fixtures/job.json")).expect("json");
+        v["metadata"]["name"] = json!(crate::job::job_name("shot", index));
+        v["metadata"]["labels"][crate::job::BATCH_LABEL] = json!(index.to_string());
+        v["status"] = json!({"startTime": "2026-11-23T11:02:09Z", "ready": 0});
         Arc::new(serde_json::from_value::<Job>(v).expect("job").into())
     }
 
@@ -1240,11 +1258,33 @@ mod tests {
     }
 
     #[test]
+    fn a_podless_job_is_inspected_only_once_the_job_controller_has_tried() {
+        let rj = rj();
+        let t0 = Instant::now();
+        let pods = [pod(0, "Running")];
+        // Not synced yet (no startTime), or a pod the pod cache has not seen yet (active 1):
+        // no FailedCreate Event can explain it, so the Events are not read.
+        let mut unsynced = (*refused(1)).clone();
+        unsynced.start_time = None;
+        let mut counted = (*refused(1)).clone();
+        counted.active = true;
+        for late in [unsynced, counted] {
+            let jobs = [job(0, false), Arc::new(late)];
+            let fx = effects(&rj, &jobs, &pods, &mut RenderState::default(), t0);
+            assert_eq!(fx.inspect, None);
+        }
+        let jobs = [job(0, false), refused(1)];
+        let fx = effects(&rj, &jobs, &pods, &mut RenderState::default(), t0);
+        assert_eq!(fx.inspect.as_deref(), Some("shot-0001"));
+    }
+
+    #[test]
     fn a_job_whose_pod_is_refused_holds_the_render_and_says_why() {
         let rj = rj();
         let t0 = Instant::now();
-        // Batch 0 runs; batch 1's Job has had no pod for an hour.
-        let jobs = [job(0, false), job(1, false)];
+        // Batch 0 runs; batch 1's Job has had no pod for an hour: the Job controller started
+        // it and counts none.
+        let jobs = [job(0, false), refused(1)];
         let pods = [pod(0, "Running")];
         let mut state = RenderState::default();
         let fx = effects(&rj, &jobs, &pods, &mut state, t0);
