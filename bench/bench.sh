@@ -39,18 +39,8 @@ run_one() {
   t1=$(ms)
   local rf_ms=$((t1 - t0)) rf_api_cpu
   rf_api_cpu=$(awk -v a="$(cpu_s "$api")" -v b="$api_cpu0" 'BEGIN {printf "%.1f", a - b}')
-  local metrics writes creates statuses events rss_peak rss_end cpu reconciles reconcile_s
-  metrics=$(curl -fs "127.0.0.1:$PORT/metrics")
-  writes=$(metric_sum '^renderfarm_api_writes_total' "$metrics")
-  creates=$(metric_sum '^renderfarm_api_writes_total.*resource="jobs"' "$metrics")
-  statuses=$(metric_sum '^renderfarm_api_writes_total.*resource="renderjobs/status"' "$metrics")
-  events=$(metric_sum '^renderfarm_api_writes_total.*resource="events"' "$metrics")
-  reconciles=$(metric_sum '^renderfarm_reconcile_duration_seconds_count' "$metrics")
-  reconcile_s=$(metric_sum '^renderfarm_reconcile_duration_seconds_sum' "$metrics")
   # Peak over the run, and what it holds at the end with every Job and pod in its caches.
-  rss_peak=$(rss_mib "$OP" VmHWM)
-  rss_end=$(rss_mib "$OP" VmRSS)
-  cpu=$(cpu_s "$OP")
+  operator_figures
   watch_stop
   stop_operator
   # Every request of the operator, reads included, as the API server logged it.
@@ -95,9 +85,9 @@ run_one() {
   printf '%-7s %-4s %9.1f %8.1f %6.2f %8.2f %6s %6s %6s %8s %7s %7s %6s %9s %6s %6s %8s %8s %8s %8s\n' \
     "$n" "$PAR" "$(awk -v m="$rf_ms" 'BEGIN {print m / 1000}')" "$(awk -v m="$native_ms" 'BEGIN {print m / 1000}')" \
     "$(awk -v a="$rf_ms" -v b="$native_ms" 'BEGIN {print a / b}')" \
-    "$(awk -v w="$writes" -v n="$n" 'BEGIN {print w / n}')" "$creates" "$statuses" "$events" \
-    "$rss_peak" "$rss_end" "$cpu" "$reconciles" \
-    "$(awk -v s="$reconcile_s" -v c="$reconciles" 'BEGIN {printf "%.1f", c ? s * 1000 / c : 0}')" \
+    "$(awk -v w="$WRITES" -v n="$n" 'BEGIN {print w / n}')" "$CREATES" "$STATUSES" "$EVENTS" \
+    "$RSS_PEAK" "$RSS_END" "$CPU" "$RECONCILES" \
+    "$(awk -v s="$RECONCILE_S" -v c="$RECONCILES" 'BEGIN {printf "%.1f", c ? s * 1000 / c : 0}')" \
     "$rf_api_cpu" "$native_api_cpu" \
     "$(delta_ms "$pod_at" "$job_at")" "$(delta_ms "$job_at" "$done_at")" "$(delta_ms "$pod_at" "$done_at")" \
     "$(delta_ms "$native_pod_at" "$native_job_at")"

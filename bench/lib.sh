@@ -128,6 +128,23 @@ watch_start() {
   kubectl get "$@" --watch > >(stamp >"$out") &
   WATCHES+=("$!")
 }
+# watch_stamps FILE STAMPS-ARGS...: the same, by operator/examples/stamps.rs (FILE.err gets its
+# errors and a "listing" line each time it lists): a watch that keeps up with 20,000 pods, where
+# a kubectl printing them on two loaded cores fell minutes behind and was dropped. Its lines
+# carry the stamp already.
+watch_stamps() {
+  local out=$1
+  shift
+  "target/$PROFILE/examples/stamps" "$@" >"$out" 2>>"$out.err" &
+  WATCHES+=("$!")
+}
+build_stamps() {
+  if [[ $PROFILE == release ]]; then
+    cargo build --release --locked -p renderfarm --example stamps >&2
+  else
+    cargo build --locked -p renderfarm --example stamps >&2
+  fi
+}
 # Gives the watches a moment to print the last events, then stops them.
 watch_stop() {
   sleep 1
@@ -172,6 +189,25 @@ delta_ms() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.0f", (b - a) / 1000}'; }
 
 # metric_sum REGEX METRICS: the sum of the samples on the lines of METRICS that match REGEX.
 metric_sum() { awk -v re="$1" '$0 ~ re {s += $NF} END {print s + 0}' <<<"$2"; }
+
+# operator_figures: the running operator's (OP on PORT) figures so far, into WRITES (all API
+# writes), CREATES (Job applies), STATUSES (status writes), EVENTS, RECONCILES, RECONCILE_S (their
+# summed seconds), DEFERRED (reconciles put off), RSS_PEAK and RSS_END (MiB), CPU (seconds).
+# shellcheck disable=SC2034 # read by the scripts that source this file
+operator_figures() {
+  local metrics
+  metrics=$(curl -fs "127.0.0.1:$PORT/metrics")
+  WRITES=$(metric_sum '^renderfarm_api_writes_total' "$metrics")
+  CREATES=$(metric_sum '^renderfarm_api_writes_total.*resource="jobs"' "$metrics")
+  STATUSES=$(metric_sum '^renderfarm_api_writes_total.*resource="renderjobs/status"' "$metrics")
+  EVENTS=$(metric_sum '^renderfarm_api_writes_total.*resource="events"' "$metrics")
+  RECONCILES=$(metric_sum '^renderfarm_reconcile_duration_seconds_count' "$metrics")
+  RECONCILE_S=$(metric_sum '^renderfarm_reconcile_duration_seconds_sum' "$metrics")
+  DEFERRED=$(metric_sum '^renderfarm_reconcile_deferred_total' "$metrics")
+  RSS_PEAK=$(rss_mib "$OP" VmHWM)
+  RSS_END=$(rss_mib "$OP" VmRSS)
+  CPU=$(cpu_s "$OP")
+}
 
 # The same work as a native Indexed Job: indexed_job_yaml name completions parallelism prints
 # it; apply_native namespace name completions parallelism applies it.

@@ -25,6 +25,7 @@ START_AHEAD=${START_AHEAD:-}
 [[ -z $START_AHEAD || $START_AHEAD == true || $START_AHEAD == false ]] ||
   { echo "START_AHEAD is true, false or unset" >&2; exit 2; }
 bench_setup
+build_stamps
 
 # A component of the cluster the kubeconfig points at (hack/cluster.sh keeps pid files beside it;
 # pgrep could find another cluster's, or one inside a kind node).
@@ -87,24 +88,6 @@ native_yaml() {
     echo ---
     indexed_job_yaml "$(printf 'n%03d' "$r")" "$BATCHES" "$PAR"
   done
-}
-
-# watch_retrying FILE KUBECTL-GET-ARGS...: watch_start, but the watch starts again when the API
-# server closes it: it drops a watcher that falls behind, as a kubectl printing 20,000 pods on
-# two loaded cores does (a run lost all but 130 pods' lines that way). The first stamp of each
-# object counts; one seen again on the relist keeps its first.
-watch_retrying() {
-  local out=$1
-  shift
-  (
-    trap 'kill $(jobs -p) 2>/dev/null; exit 0' TERM
-    while :; do
-      kubectl get "$@" --watch 2>>"$out.err" &
-      wait "$!" || true
-      echo "watch restarted $(date +%T)" >>"$out.err"
-    done
-  ) > >(stamp >"$out") &
-  WATCHES+=("$!")
 }
 
 # submit NAMESPACE MAKE-YAML: creates every render, SUBMITTERS kubectl processes at once. One
@@ -194,6 +177,26 @@ last_pod_to_complete() {
     }' "$1" "$2"
 }
 
+# run_side NAMESPACE MAKE-YAML KIND SUCCEEDED-FIELD DIR: submits every render, samples their
+# status into DIR/samples until all are Complete; SIDE=(start_ms end_ms submit_ms api_cpu
+# kcm_cpu), the CPU seconds of the API server and controller-manager meanwhile.
+run_side() {
+  local ns=$1 make=$2 kind=$3 field=$4 dir=$5 api0 kcm0 t0 t1 submitted sampler
+  api0=$(cpu_s "$api") kcm0=$(cpu_s "$kcm")
+  t0=$(ms)
+  submit "$ns" "$make"
+  submitted=$(($(ms) - t0))
+  sample "$ns" "$kind" "$field" "$dir/samples" "$t0" &
+  sampler=$!
+  WATCHES+=("$sampler")
+  kubectl wait --for=condition=Complete "$kind" --all -n "$ns" --timeout=7200s >/dev/null
+  t1=$(ms)
+  kill "$sampler" 2>/dev/null || true
+  wait "$sampler" 2>/dev/null || true
+  SIDE=("$t0" "$t1" "$submitted" "$(awk -v a="$(cpu_s "$api")" -v b="$api0" 'BEGIN {printf "%.1f", a - b}')"
+    "$(awk -v a="$(cpu_s "$kcm")" -v b="$kcm0" 'BEGIN {printf "%.1f", a - b}')")
+}
+
 # An earlier run's namespaces (20,000 objects each) keep the control plane busy while they go.
 for old in $(kubectl get namespaces -o name | grep '^namespace/many-' || true); do
   kubectl wait --for=delete "$old" --timeout=3600s >/dev/null 2>&1 || true
@@ -215,33 +218,12 @@ echo "many renders at once: $RENDERS x $BATCHES one-frame batches, parallelism $
 make_namespace "$ns"
 start_operator "$ns" "target/many-operator.log"
 mkdir -p "$dir/rf" "$dir/native"
-watch_retrying "$dir/rf/done" renderjobs -n "$ns" -o 'jsonpath={.metadata.name} {.status.phase}{"\n"}'
-watch_retrying "$dir/rf/pods" pods -n "$ns" --field-selector status.phase=Succeeded \
-  -l app.kubernetes.io/managed-by=renderfarm-operator -o 'jsonpath={.metadata.name} {.metadata.labels.renderfarm\.io/renderjob}{"\n"}'
-api0=$(cpu_s "$api") kcm0=$(cpu_s "$kcm")
-t0=$(ms)
-submit "$ns" renderjobs_yaml
-submitted=$(($(ms) - t0))
-sample "$ns" renderjobs .status.batches.succeeded "$dir/rf/samples" "$t0" &
-sampler=$!
-WATCHES+=("$sampler")
-kubectl wait --for=condition=Complete rj --all -n "$ns" --timeout=7200s >/dev/null
-t1=$(ms)
-kill "$sampler" 2>/dev/null || true
-wait "$sampler" 2>/dev/null || true
-rf_ms=$((t1 - t0))
-rf_api=$(awk -v a="$(cpu_s "$api")" -v b="$api0" 'BEGIN {printf "%.1f", a - b}')
-rf_kcm=$(awk -v a="$(cpu_s "$kcm")" -v b="$kcm0" 'BEGIN {printf "%.1f", a - b}')
-metrics=$(curl -fs "127.0.0.1:$PORT/metrics")
-writes=$(metric_sum '^renderfarm_api_writes_total' "$metrics")
-creates=$(metric_sum '^renderfarm_api_writes_total.*resource="jobs"' "$metrics")
-statuses=$(metric_sum '^renderfarm_api_writes_total.*resource="renderjobs/status"' "$metrics")
-events=$(metric_sum '^renderfarm_api_writes_total.*resource="events"' "$metrics")
-reconciles=$(metric_sum '^renderfarm_reconcile_duration_seconds_count' "$metrics")
-reconcile_s=$(metric_sum '^renderfarm_reconcile_duration_seconds_sum' "$metrics")
-deferred=$(metric_sum '^renderfarm_reconcile_deferred_total' "$metrics")
-rss_peak=$(rss_mib "$OP" VmHWM)
-cpu=$(cpu_s "$OP")
+watch_stamps "$dir/rf/done" -n "$ns" renderjobs /metadata/name /status/phase
+watch_stamps "$dir/rf/pods" -n "$ns" pods --field-selector status.phase=Succeeded \
+  -l app.kubernetes.io/managed-by=renderfarm-operator /metadata/name /metadata/labels/renderfarm.io~1renderjob
+run_side "$ns" renderjobs_yaml renderjobs .status.batches.succeeded "$dir/rf"
+rf=("${SIDE[@]}")
+operator_figures
 watch_stop
 stop_operator
 rf_latency=$(last_pod_to_complete "$dir/rf/pods" "$dir/rf/done" Succeeded)
@@ -249,40 +231,30 @@ rf_latency=$(last_pod_to_complete "$dir/rf/pods" "$dir/rf/done" Succeeded)
 # ---- the same work as native Indexed Jobs, in a namespace of their own (the audit log tells
 # the two apart). The renderfarm side's objects are still there.
 kubectl create namespace "$native_ns" >/dev/null
-watch_retrying "$dir/native/done" jobs -n "$native_ns" -o 'jsonpath={.metadata.name} {.status.completionTime}{"\n"}'
-watch_retrying "$dir/native/pods" pods -n "$native_ns" --field-selector status.phase=Succeeded \
-  -o 'jsonpath={.metadata.name} {.metadata.labels.batch\.kubernetes\.io/job-name}{"\n"}'
-api0=$(cpu_s "$api") kcm0=$(cpu_s "$kcm")
-n0=$(ms)
-submit "$native_ns" native_yaml
-native_submitted=$(($(ms) - n0))
-sample "$native_ns" jobs .status.succeeded "$dir/native/samples" "$n0" &
-sampler=$!
-WATCHES+=("$sampler")
-kubectl wait --for=condition=Complete jobs --all -n "$native_ns" --timeout=7200s >/dev/null
-n1=$(ms)
-kill "$sampler" 2>/dev/null || true
-wait "$sampler" 2>/dev/null || true
-native_ms=$((n1 - n0))
-nt_api=$(awk -v a="$(cpu_s "$api")" -v b="$api0" 'BEGIN {printf "%.1f", a - b}')
-nt_kcm=$(awk -v a="$(cpu_s "$kcm")" -v b="$kcm0" 'BEGIN {printf "%.1f", a - b}')
+watch_stamps "$dir/native/done" -n "$native_ns" jobs /metadata/name /status/completionTime
+watch_stamps "$dir/native/pods" -n "$native_ns" pods --field-selector status.phase=Succeeded \
+  /metadata/name /metadata/labels/batch.kubernetes.io~1job-name
+run_side "$native_ns" native_yaml jobs .status.succeeded "$dir/native"
+native=("${SIDE[@]}")
 watch_stop
 native_latency=$(last_pod_to_complete "$dir/native/pods" "$dir/native/done" +)
 
+rf_ms=$((rf[1] - rf[0])) native_ms=$((native[1] - native[0]))
 sec() { awk -v m="$1" 'BEGIN {printf "%.1f", m / 1000}'; }
 per() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", b ? a / b : 0}'; }
-echo "submit ($SUBMITTERS kubectl at once) took $(sec "$submitted") s (renderfarm) / $(sec "$native_submitted") s (native); wall time from submit to every render Complete"
+echo "submit ($SUBMITTERS kubectl at once) took $(sec "${rf[2]}") s (renderfarm) / $(sec "${native[2]}") s (native); wall time from submit to every render Complete"
 printf '%-10s %8s %6s %8s %8s\n' side wall_s ratio api_cpu kcm_cpu
-printf '%-10s %8s %6s %8s %8s\n' renderfarm "$(sec "$rf_ms")" "$(per "$rf_ms" "$native_ms")" "$rf_api" "$rf_kcm"
-printf '%-10s %8s %6s %8s %8s\n' native "$(sec "$native_ms")" 1.00 "$nt_api" "$nt_kcm"
+printf '%-10s %8s %6s %8s %8s\n' renderfarm "$(sec "$rf_ms")" "$(per "$rf_ms" "$native_ms")" "${rf[3]}" "${rf[4]}"
+printf '%-10s %8s %6s %8s %8s\n' native "$(sec "$native_ms")" 1.00 "${native[3]}" "${native[4]}"
 echo
 echo "operator: writes per batch (of $total) = Job applies + status writes + Events; CPU, peak RSS, full reconciles (and put off), mean wall ms of one"
 printf '%-9s %7s %7s %7s %8s %8s %8s %8s %8s\n' writes/b jobs status events cpu_s rss_peak recs deferred rec_ms
-printf '%-9s %7s %7s %7s %8s %8s %8s %8s %8s\n' "$(per "$writes" "$total")" "$creates" "$statuses" "$events" "$cpu" "$rss_peak" \
-  "$reconciles" "$deferred" "$(awk -v s="$reconcile_s" -v c="$reconciles" 'BEGIN {printf "%.2f", c ? s * 1000 / c : 0}')"
+printf '%-9s %7s %7s %7s %8s %8s %8s %8s %8s\n' "$(per "$WRITES" "$total")" "$CREATES" "$STATUSES" "$EVENTS" "$CPU" "$RSS_PEAK" \
+  "$RECONCILES" "$DEFERRED" "$(awk -v s="$RECONCILE_S" -v c="$RECONCILES" 'BEGIN {printf "%.2f", c ? s * 1000 / c : 0}')"
 echo
 echo "last pod Succeeded -> render Complete, per render, as watches see it (ms)"
-restarts=$(cat "$dir"/*/*.err 2>/dev/null | grep -c 'watch restarted' || true)
+# Each watch lists once as it starts; any more is a watch dropped and listed again.
+restarts=$(for f in "$dir"/*/*.err; do grep -c '^listing' "$f" || true; done | awk '$1 > 1 {s += $1 - 1} END {print s + 0}')
 ((restarts == 0)) || echo "  not exact: a watch was dropped and listed again ($restarts times); pods it missed are stamped when listed"
 printf '%-10s %6s %6s %6s\n' side p50 p99 max
 read -r a b c <<<"$rf_latency"
@@ -292,8 +264,8 @@ printf '%-10s %6s %6s %6s\n' native "$a" "$b" "$c"
 echo
 echo "fairness: batches succeeded per render every $SAMPLE_SECONDS s after submit, counted from the Succeeded pods watch"
 printf '%-10s %6s %5s %5s %7s %5s %7s %8s %8s\n' side t_s finished min median max mean min/mean max/mean
-pod_samples "$dir/rf/pods" "$t0" "$t1" r >"$dir/rf/pod-samples"
-pod_samples "$dir/native/pods" "$n0" "$n1" n >"$dir/native/pod-samples"
+pod_samples "$dir/rf/pods" "${rf[0]}" "${rf[1]}" r >"$dir/rf/pod-samples"
+pod_samples "$dir/native/pods" "${native[0]}" "${native[1]}" n >"$dir/native/pod-samples"
 fairness "$dir/rf/pod-samples" renderfarm 2>"$dir/rf/worst"
 fairness "$dir/native/pod-samples" native 2>"$dir/native/worst"
 cat "$dir/rf/worst" "$dir/native/worst"
