@@ -31,9 +31,9 @@ for i in $(seq 1 "$RUNS"); do
   rj="r$i"
   mkdir -p "$dir/$i"
   watch_start "$dir/$i/pods" pods -n "$ns" --field-selector status.phase=Succeeded \
-    -l "renderfarm.io/renderjob=$rj" -o "$POD_LINE"
+    -l "renderfarm.io/renderjob=$rj,renderfarm.io/batch" -o "$POD_LINE"
   watch_start "$dir/$i/jobs" jobs -n "$ns" --field-selector status.successful=1 \
-    -l "renderfarm.io/renderjob=$rj" -o "$JOB_LINE"
+    -l "renderfarm.io/renderjob=$rj,renderfarm.io/batch" -o "$JOB_LINE"
   watch_start "$dir/$i/done" renderjobs -n "$ns" --field-selector "metadata.name=$rj" \
     -o 'jsonpath={.metadata.name} {.status.phase}{"\n"}'
   apply_renderjob "$ns" "$rj" "$N" "$PAR"

@@ -168,13 +168,14 @@ JOB_LINE='jsonpath={.metadata.name} {.status.completionTime}{"\n"}'
 
 # The watches one render needs: its pods' phases, its Jobs' completion times, the RenderJob's
 # phase (or for a native Job, its completion time). Pods and batch Jobs are watched only once
-# they succeeded (field selectors): a few events each instead of every change.
+# they succeeded (field selectors): a few events each instead of every change; only batches' (the
+# renderfarm.io/batch label): the preview Job and its pod run after the render is Complete.
 watch_render() { # namespace dir kind(renderjob|native)
   local ns=$1 dir=$2 pods jobs
   mkdir -p "$dir"
   if [[ $3 == renderjob ]]; then
-    pods=(-l app.kubernetes.io/managed-by=renderfarm-operator)
-    jobs=(--field-selector status.successful=1 -l app.kubernetes.io/managed-by=renderfarm-operator)
+    pods=(-l "app.kubernetes.io/managed-by=renderfarm-operator,renderfarm.io/batch")
+    jobs=(--field-selector status.successful=1 -l "app.kubernetes.io/managed-by=renderfarm-operator,renderfarm.io/batch")
     watch_start "$dir/done" renderjobs -n "$ns" -o 'jsonpath={.metadata.name} {.status.phase}{"\n"}'
   else
     pods=(-l batch.kubernetes.io/job-name=native)

@@ -220,7 +220,7 @@ start_operator "$ns" "target/many-operator.log"
 mkdir -p "$dir/rf" "$dir/native"
 watch_stamps "$dir/rf/done" -n "$ns" renderjobs /metadata/name /status/phase
 watch_stamps "$dir/rf/pods" -n "$ns" pods --field-selector status.phase=Succeeded \
-  -l app.kubernetes.io/managed-by=renderfarm-operator /metadata/name /metadata/labels/renderfarm.io~1renderjob
+  -l app.kubernetes.io/managed-by=renderfarm-operator,renderfarm.io/batch /metadata/name /metadata/labels/renderfarm.io~1renderjob
 run_side "$ns" renderjobs_yaml renderjobs .status.batches.succeeded "$dir/rf"
 rf=("${SIDE[@]}")
 operator_figures
