@@ -166,13 +166,17 @@ impl<'a> Observation<'a> {
         rejected: Option<Hold>,
         now: &Time,
     ) -> (Actions, RenderJobStatus) {
-        let mut states = status::batch_states(&self.plan, &self.jobs, &self.recorded);
-        let hold = status::stop(rj, &self.plan, &states, &self.jobs, &self.pods)
+        // Decisions go by the slots (a batch's Job finished or not), the status by what the
+        // pods rendered.
+        let slots = status::batch_states(&self.plan, &self.jobs, &self.recorded);
+        let mut states =
+            status::rendered_states(&self.plan, &self.jobs, &self.pods, &self.recorded);
+        let hold = status::stop(rj, &self.plan, &slots, &self.jobs, &self.pods)
             .or(rejected)
-            .or_else(|| status::claim_missing(rj, &states, &self.pods));
+            .or_else(|| status::claim_missing(rj, &slots, &self.pods));
         let (due, ahead_due) = if rj.spec.start_ahead && !rj.spec.suspend {
             let spf = old.seconds_per_frame;
-            ahead::due(&self.plan, &states, &self.jobs, &self.pods, spf, now)
+            ahead::due(&self.plan, &slots, &self.jobs, &self.pods, spf, now)
         } else {
             Default::default()
         };
@@ -180,7 +184,7 @@ impl<'a> Observation<'a> {
             in_flight: Some(&self.ahead_in_flight),
             due: Some(&due),
         };
-        let mut todo = actions::decide(rj, &states, &self.jobs, in_flight, &self.recorded, ahead);
+        let mut todo = actions::decide(rj, &slots, &self.jobs, in_flight, &self.recorded, ahead);
         todo.ahead_due = ahead_due;
         if hold.is_some() {
             todo.create.clear();
@@ -579,11 +583,18 @@ fn progress(old: &RenderJobStatus, new: &RenderJobStatus, seen: &Observation<'_>
         .jobs
         .iter()
         .filter(|(i, job)| {
-            !seen.recorded.contains(i) && status::job_state(job) == BatchState::Succeeded
+            let pods = seen.pods.of(**i);
+            !seen.recorded.contains(i) && status::batch_state(job, pods) == BatchState::Succeeded
         })
-        .filter_map(|(_, job)| {
-            let (a, b) = (job.start_time.as_ref()?, job.completion_time.as_ref()?);
-            Some(b.0.duration_since(a.0).as_secs_f64())
+        .filter_map(|(i, job)| {
+            // Counted when first seen succeeded, which may be before its Job completes.
+            let ended = status::ended_at(job, seen.pods.of(*i))?;
+            Some(
+                ended
+                    .0
+                    .duration_since(job.start_time.as_ref()?.0)
+                    .as_secs_f64(),
+            )
         })
         .collect();
     Progress {
@@ -1255,6 +1266,37 @@ mod tests {
         };
         let fx = decide(&input, &mut state, &config(), Instant::now(), &wall).expect("decide");
         assert!(fx.stop.is_empty());
+    }
+
+    #[test]
+    fn a_batch_whose_pod_succeeded_is_done_before_its_job_completes() {
+        let rj = rj();
+        let t0 = Instant::now();
+        // Parallelism 3; batch 0's pod succeeded, its Job not yet Complete: counted, but its
+        // slot is held until the Job is finished.
+        let jobs = [job(0, false), job(1, false), job(2, false)];
+        let pods = [pod(0, "Succeeded"), pod(1, "Running"), pod(2, "Running")];
+        let mut state = RenderState::default();
+        let fx = effects(&rj, &jobs, &pods, &mut state, t0);
+        assert!(fx.apply.is_empty(), "{:?}", fx.apply);
+        let w = fx.status.expect("status");
+        assert_eq!(
+            (w.status.batches.succeeded, w.status.batches.active),
+            (1, 2)
+        );
+        // Every pod succeeded, no Job complete yet: the render is.
+        let jobs: Vec<_> = (0..6).map(|i| job(i, false)).collect();
+        let pods: Vec<_> = (0..6).map(|i| pod(i, "Succeeded")).collect();
+        let fx = effects(&rj, &jobs, &pods, &mut RenderState::default(), t0);
+        let w = fx.status.expect("status");
+        assert_eq!(w.status.phase, Phase::Succeeded, "{:?}", w.status);
+        assert!(w.status.completion_time.is_some(), "{:?}", w.status);
+        // A failed pod and its retry still running: the batch runs.
+        let pods = [pod(0, "Failed"), pod(0, "Running")];
+        let plan = Plan::new(&rj.spec.frames, rj.spec.batch_size).expect("plan");
+        let seen = Observation::new("shot", plan, &RenderJobStatus::default(), &jobs, &pods);
+        let states = status::rendered_states(&seen.plan, &seen.jobs, &seen.pods, &seen.recorded);
+        assert_eq!(states[0], BatchState::Active);
     }
 
     #[test]

@@ -53,7 +53,7 @@ pub fn jobs_by_batch<'a>(
     index::Jobs::new(plan.len(), mine)
 }
 
-/// Finished, and how.
+/// Finished, and how, by the Job's own conditions.
 pub fn job_state(job: &BatchJob) -> BatchState {
     match job.finished {
         Some(Finished::Complete) => BatchState::Succeeded,
@@ -62,16 +62,63 @@ pub fn job_state(job: &BatchJob) -> BatchState {
     }
 }
 
-/// The state of every batch: from its Job, or from the succeeded set kept in status when its
-/// Job was cleaned up.
+/// What a batch with a Job has rendered: succeeded as soon as one of its pods has, while its
+/// Job is not finished yet. Such a pod saved the batch's frames; the Job controller's
+/// `Complete` came seconds later with many renders at once, and the render's counts and its
+/// `Complete` need not wait for it.
+pub fn batch_state(job: &BatchJob, pods: &[&BatchPod]) -> BatchState {
+    match job_state(job) {
+        BatchState::Active if succeeded_pod(pods).is_some() => BatchState::Succeeded,
+        state => state,
+    }
+}
+
+/// The batch's pod that succeeded, if one has.
+pub fn succeeded_pod<'a>(pods: &[&'a BatchPod]) -> Option<&'a BatchPod> {
+    pods.iter()
+        .copied()
+        .find(|p| p.phase == PodPhase::Succeeded)
+}
+
+/// When a succeeded batch ended: its Job's completion, or before that its pod's end.
+pub fn ended_at<'a>(job: &'a BatchJob, pods: &[&'a BatchPod]) -> Option<&'a Time> {
+    job.completion_time
+        .as_ref()
+        .or_else(|| succeeded_pod(pods)?.finished_at.as_ref())
+}
+
+/// Every batch's state by its Job, or, once its Job is gone, by the status's record of the
+/// batches that succeeded: the slots `parallelism` counts, as the Job controller and Kueue
+/// do, a batch holding its slot until its Job is finished.
 pub fn batch_states(
     plan: &Plan,
     jobs: &index::Jobs<'_>,
     recorded_succeeded: &BTreeSet<u32>,
 ) -> Vec<BatchState> {
+    states_by(plan, jobs, recorded_succeeded, |_, job| job_state(job))
+}
+
+/// The same with the pods seen (see [`batch_state`]): what the status says.
+pub fn rendered_states(
+    plan: &Plan,
+    jobs: &index::Jobs<'_>,
+    pods: &index::Pods<'_>,
+    recorded_succeeded: &BTreeSet<u32>,
+) -> Vec<BatchState> {
+    states_by(plan, jobs, recorded_succeeded, |i, job| {
+        batch_state(job, pods.of(i))
+    })
+}
+
+fn states_by(
+    plan: &Plan,
+    jobs: &index::Jobs<'_>,
+    recorded_succeeded: &BTreeSet<u32>,
+    by_job: impl Fn(u32, &BatchJob) -> BatchState,
+) -> Vec<BatchState> {
     (0..plan.len())
         .map(|i| match jobs.get(&i) {
-            Some(job) => job_state(job),
+            Some(job) => by_job(i, job),
             None if recorded_succeeded.contains(&i) => BatchState::Succeeded,
             None => BatchState::Pending,
         })
@@ -120,8 +167,8 @@ pub fn failed_batch(index: u32, plan: &Plan, job: &BatchJob, pods: &[&BatchPod])
     }
 }
 
-fn job_duration(job: &BatchJob) -> Option<(Timestamp, SignedDuration)> {
-    let (start, end) = (job.start_time.as_ref()?.0, job.completion_time.as_ref()?.0);
+fn job_duration(job: &BatchJob, pods: &[&BatchPod]) -> Option<(Timestamp, SignedDuration)> {
+    let (start, end) = (job.start_time.as_ref()?.0, ended_at(job, pods)?.0);
     Some((end, end.duration_since(start)))
 }
 
@@ -488,10 +535,11 @@ fn times(
                 Some(Finished::Failed(f)) => f.at.as_ref().map(|t| t.0),
                 _ => None,
             });
-            job_times(|j| j.completion_time.as_ref())
-                .chain(failed_at)
-                .max()
-                .map(Time)
+            let ended = seen
+                .jobs
+                .iter()
+                .filter_map(|(i, j)| ended_at(j, seen.pods.of(*i)));
+            ended.map(|t| t.0).chain(failed_at).max().map(Time)
         });
         return Times {
             start,
@@ -512,8 +560,11 @@ fn times(
 /// Time left: mean batch duration so far × the waves of batches still to run, from the latest
 /// batch to finish.
 fn eta(seen: &Observed<'_>, unfinished: i64, parallelism: i32) -> Option<Time> {
-    let durations: Vec<(Timestamp, SignedDuration)> =
-        seen.jobs.values().filter_map(|j| job_duration(j)).collect();
+    let durations: Vec<(Timestamp, SignedDuration)> = seen
+        .jobs
+        .iter()
+        .filter_map(|(i, j)| job_duration(j, seen.pods.of(*i)))
+        .collect();
     let latest = durations.iter().map(|(end, _)| *end).max()?;
     let total: f64 = durations.iter().map(|(_, d)| d.as_secs_f64()).sum();
     let mean = total / durations.len() as f64;

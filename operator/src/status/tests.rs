@@ -95,7 +95,6 @@ impl World {
             .and_then(|s| s.succeeded_batches.as_deref())
             .map(decode_ranges)
             .unwrap_or_default();
-        let states = batch_states(&self.plan, &by_batch, &recorded);
         let kept_pods: BTreeMap<u32, Vec<BatchPod>> = self
             .pods
             .iter()
@@ -106,6 +105,7 @@ impl World {
             .flat_map(|(k, v)| v.iter().map(|p| (*k, p)))
             .collect();
         let pods = index::Pods::new(self.plan.len(), &pairs);
+        let states = rendered_states(&self.plan, &by_batch, &pods, &recorded);
         let held = hold
             .then(|| {
                 stop(&self.rj, &self.plan, &states, &by_batch, &pods)

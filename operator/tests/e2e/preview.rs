@@ -4,19 +4,20 @@
 //! it; a failed preview leaves the render Succeeded; `enabled: false` makes none; an operator
 //! killed while the preview runs makes no second one.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, ensure};
 use k8s_openapi::api::batch::v1::Job;
-use kube::ResourceExt;
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams};
+use kube::{Resource, ResourceExt};
 use renderfarm::crd::{PreviewState, RenderJob};
 use renderfarm::job::{STEP_LABEL, preview_job_name};
 use serde_json::{Value, json};
 
-use crate::faultkit::{MINUTE, batch_of, job_complete};
+use crate::faultkit::{MINUTE, batch_of, pod_phase};
 use crate::harness::{Env, JobUids, SCENARIO_LABEL, condition, status, watch_until};
 
 const FRAMES: i32 = 6;
@@ -64,25 +65,30 @@ async fn render(env: &Env, name: &str, extra: Value) -> Result<RenderJob> {
     env.create(name, spec).await
 }
 
-fn is_preview(job: &Job) -> bool {
-    job.labels().get(STEP_LABEL).map(String::as_str) == Some("preview")
+fn is_preview<K: Resource>(obj: &K) -> bool {
+    obj.labels().get(STEP_LABEL).map(String::as_str) == Some("preview")
 }
 
-/// Whether every batch Job was complete whenever a Job watch first saw the preview Job (the
-/// watch delivers changes in order: a batch finishing is seen before a Job created after it).
+/// Whether every batch's pod had succeeded when a pod watch first saw the preview's pod. The
+/// operator counts a batch done once its pod has succeeded, before its Job completes; one
+/// watch delivers changes in order, so a batch pod's success is seen before a pod created
+/// after it.
 fn watch_preview_order(env: &Env) -> Arc<Mutex<Option<bool>>> {
     let seen: Arc<Mutex<Option<bool>>> = Arc::default();
     let record = seen.clone();
-    let jobs = env.jobs();
+    let pods = env.pods();
     tokio::spawn(async move {
-        let _ = watch_until(jobs, 3 * MINUTE, "the preview Job", |all: &[&Job]| {
-            if !all.iter().any(|j| is_preview(j)) {
+        let _ = watch_until(pods, 3 * MINUTE, "the preview pod", |all: &[&Pod]| {
+            if !all.iter().any(|p| is_preview(*p)) {
                 return None;
             }
-            let batches: Vec<&&Job> = all.iter().filter(|j| batch_of(**j).is_some()).collect();
-            let done = batches.len() == BATCHES && batches.iter().all(|j| job_complete(j));
+            let succeeded: BTreeSet<u32> = all
+                .iter()
+                .filter(|p| pod_phase(p) == "Succeeded")
+                .filter_map(|p| batch_of(*p))
+                .collect();
             if let Ok(mut s) = record.lock() {
-                *s = Some(done);
+                *s = Some(succeeded.len() == BATCHES);
             }
             Some(())
         })
@@ -156,7 +162,7 @@ async fn one_preview_job_after_every_batch_then_ready() -> Result<()> {
     assert_eq!(
         *order.lock().map_err(|_| anyhow::anyhow!("poisoned"))?,
         Some(true),
-        "the preview Job appeared before every batch Job was complete"
+        "the preview started before every batch pod had succeeded"
     );
     let (seen, twice) = uids.finish_idle(&env).await?;
     one_preview(seen, &twice)?;

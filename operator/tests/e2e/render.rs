@@ -544,7 +544,13 @@ async fn eviction_is_not_a_failure() -> Result<()> {
     let rj = env.wait_phase("ev", "Succeeded", 2 * MINUTE).await?;
     let s = status(&rj);
     assert_eq!((s.batches.succeeded, s.batches.failed), (1, 0));
-    let job = env.jobs().get("ev-0000").await?;
+    // The render counts the batch once its pod succeeded; its Job completes after.
+    let job = watch_until(env.jobs(), MINUTE, "ev-0000 finished", |all| {
+        all.iter()
+            .find(|j| j.name_any() == "ev-0000" && finished(j))
+            .map(|j| (*j).clone())
+    })
+    .await?;
     let js = job.status.unwrap_or_default();
     // podFailurePolicy's Ignore: the evicted pod counts neither as failed nor against backoff.
     assert_eq!((js.succeeded, js.failed.unwrap_or(0)), (Some(1), 0));
