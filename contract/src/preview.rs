@@ -126,6 +126,11 @@ pub struct PreviewArgs {
     /// Where to write the JSON termination message ([`PreviewReport`]).
     #[arg(long, value_name = "PATH", default_value = DEFAULT_TERMINATION_LOG)]
     pub termination_log: PathBuf,
+
+    /// The render's start-ahead markers to remove, every batch being done: the files
+    /// `.renderfarm/PREFIX*` beside the frames (see `render-node --marker`).
+    #[arg(long, value_name = "PREFIX")]
+    pub markers: Option<String>,
 }
 
 impl PreviewArgs {
@@ -139,6 +144,7 @@ impl PreviewArgs {
             width: 640,
             codec: PreviewCodec::default(),
             termination_log: PathBuf::from(DEFAULT_TERMINATION_LOG),
+            markers: None,
         }
     }
 
@@ -158,6 +164,9 @@ impl PreviewArgs {
             "--codec".to_string(),
             self.codec.as_str().to_string(),
         ];
+        if let Some(prefix) = &self.markers {
+            args.extend(["--markers".to_string(), prefix.clone()]);
+        }
         if self.termination_log.as_os_str() != DEFAULT_TERMINATION_LOG {
             args.extend([
                 "--termination-log".to_string(),
@@ -243,6 +252,11 @@ mod tests {
         );
         a.fps = 12;
         a.codec = PreviewCodec::Vp9;
+        assert_eq!(
+            PreviewArgs::try_parse_from_args(&a.to_args()).ok(),
+            Some(a.clone())
+        );
+        a.markers = Some("0b7c-".into());
         assert_eq!(PreviewArgs::try_parse_from_args(&a.to_args()).ok(), Some(a));
     }
 

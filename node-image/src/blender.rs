@@ -12,9 +12,9 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc;
 
 use crate::check::blender_frames;
-use crate::handoff;
 use crate::thumbs::Thumbnailer;
 use crate::tracker::{self, Tracker};
+use render_node::handoff;
 
 /// How long Blender may take to stop after SIGTERM before it is killed.
 const GRACE: Duration = Duration::from_secs(10);

@@ -31,6 +31,32 @@ pub fn marker_path(output: &str, name: &str) -> PathBuf {
     dir.join(DIR).join(name)
 }
 
+/// Removes the markers named `prefix*` beside the frames `output` writes, and their folder once
+/// it is empty; how many went. Run once every batch of the render is done (the preview step):
+/// a batch nobody followed leaves its marker behind.
+pub fn remove_markers(output: &str, prefix: &str) -> std::io::Result<usize> {
+    let dir = marker_path(output, prefix);
+    let Some(dir) = dir.parent() else {
+        return Ok(0);
+    };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().starts_with(prefix) {
+            std::fs::remove_file(entry.path())?;
+            removed += 1;
+        }
+    }
+    // Another render's markers may share the folder: then it stays.
+    let _ = std::fs::remove_dir(dir);
+    Ok(removed)
+}
+
 /// Why the wait ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Opened {
@@ -166,6 +192,21 @@ mod tests {
             marker_path("/renders/shot/frame_####", "u-3"),
             PathBuf::from("/renders/shot/.renderfarm/u-3")
         );
+    }
+
+    #[test]
+    fn a_renders_markers_go_with_their_folder_once_it_is_empty() {
+        let root = std::env::temp_dir().join(format!("handoff-markers-{}", std::process::id()));
+        let output = root.join("frame_####").display().to_string();
+        assert_eq!(remove_markers(&output, "u-").expect("no folder"), 0);
+        let dir = root.join(DIR);
+        std::fs::create_dir_all(&dir).expect("folder");
+        for name in ["u-0", "u-1"] {
+            std::fs::write(dir.join(name), "done").expect("marker");
+        }
+        assert_eq!(remove_markers(&output, "u-").expect("remove"), 2);
+        assert!(!dir.exists(), "the empty folder stays");
+        std::fs::remove_dir_all(&root).expect("clean up");
     }
 
     #[test]

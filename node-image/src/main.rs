@@ -6,7 +6,6 @@
 mod blend;
 mod blender;
 mod check;
-mod handoff;
 mod node;
 mod parse;
 mod report;

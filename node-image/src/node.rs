@@ -10,7 +10,8 @@ use crate::blend::{self, Version};
 use crate::blender::{self, Stop};
 use crate::report::{self, Facts};
 use crate::thumbs::Thumbnailer;
-use crate::{check, handoff, tracker};
+use crate::{check, tracker};
+use render_node::handoff;
 
 pub async fn run(args: RenderArgs, mut stop: Stop) -> i32 {
     let log = args.termination_log.clone();

@@ -214,6 +214,14 @@ pub async fn run(args: &PreviewArgs) -> Ended {
             Err(e) => return bad_input(format!("cannot read the working directory: {e}")),
         }
     }
+    if let Some(prefix) = &args.markers {
+        // Leftovers only: a failure here is said, and the preview goes on.
+        match crate::handoff::remove_markers(&output, prefix) {
+            Ok(n) if n > 0 => eprintln!("render-preview: removed {n} start-ahead markers"),
+            Ok(_) => {}
+            Err(e) => eprintln!("render-preview: cannot remove the start-ahead markers: {e}"),
+        }
+    }
     let frames = args.frames.frames();
     let (mut present, mut missing) = (Vec::new(), Vec::new());
     for f in &frames {

@@ -288,14 +288,36 @@ fn png_frames_get_thumbnails_and_a_preview() {
     );
     assert!(!thumb(&dir, "png", 5).exists());
 
-    // The preview: frames 1..5 are on disk, 6 is not.
+    // The preview: frames 1..5 are on disk, 6 is not. Start-ahead markers beside them: the
+    // render's go, another render's stay.
+    let markers = dir.join("png/.renderfarm");
+    std::fs::create_dir_all(&markers).expect("markers folder");
+    for name in ["u1-0", "u1-3", "u2-0"] {
+        std::fs::write(markers.join(name), "done").expect("a marker");
+    }
     let (out, report) = preview(
         &dir,
         "png",
-        &["--frames", "1..6", "--fps", "12", "--width", "200"],
+        &[
+            "--frames",
+            "1..6",
+            "--fps",
+            "12",
+            "--width",
+            "200",
+            "--markers",
+            "u1-",
+        ],
         &[],
     );
     assert_eq!(out.status.code(), Some(exit::SUCCESS), "{}", text(&out));
+    let mut left: Vec<String> = std::fs::read_dir(&markers)
+        .expect("markers folder")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["u2-0"]);
+    std::fs::remove_file(markers.join("u2-0")).expect("remove a marker");
     let (columns, rows) = contact_sheet_grid(5);
     assert_eq!(
         (report.ok, report.frames, report.columns, report.rows),

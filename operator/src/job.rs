@@ -362,8 +362,13 @@ fn owner(rj: &RenderJob) -> Result<k8s_openapi::apimachinery::pkg::apis::meta::v
 /// The name of batch `index`'s handoff marker (render-node's `--marker`): the RenderJob's
 /// UID makes a marker left by an earlier RenderJob of the same name never count.
 pub fn marker_name(rj: &RenderJob, index: u32) -> String {
+    format!("{}{index}", marker_prefix(rj))
+}
+
+/// What the names of `rj`'s markers start with: the preview step removes them.
+pub fn marker_prefix(rj: &RenderJob) -> String {
     let id = rj.metadata.uid.clone().unwrap_or_else(|| rj.name_any());
-    format!("{id}-{index}")
+    format!("{id}-")
 }
 
 /// The Job that renders `batch` of `rj`.
@@ -437,6 +442,7 @@ pub fn preview_args(rj: &RenderJob) -> PreviewArgs {
     args.fps = p.fps.max(1) as u32;
     args.width = p.width.max(2) as u32;
     args.codec = p.codec;
+    args.markers = Some(marker_prefix(rj));
     args
 }
 
@@ -947,6 +953,10 @@ mod tests {
             (args.fps, args.width, args.codec),
             (12, 320, render_contract::PreviewCodec::Vp9)
         );
+        // The markers of the render's batches, by the prefix of their names.
+        let prefix = args.markers.expect("--markers");
+        assert!(marker_name(&rj, 3).starts_with(&prefix), "{prefix}");
+        assert!(prefix.ends_with('-') && prefix.len() > 1, "{prefix}");
 
         // The batches' pod spec, mounts and security, but no GPU and no GPU toleration.
         let batch_job = build(&rj, &batch(&rj, 0), &config(), false).expect("batch");
