@@ -792,22 +792,21 @@ async fn a_render_queued_through_kueue() -> Result<()> {
         &st.ns,
         &kube::core::ApiResource::from_gvk(&gvk),
     );
-    let list = workloads.list(&ListParams::default()).await?;
-    let finished = list
-        .items
-        .iter()
-        .filter(|w| {
-            w.data["status"]["conditions"].as_array().is_some_and(|c| {
-                c.iter()
-                    .any(|c| c["type"] == "Finished" && c["status"] == "True")
-            })
+    // The render is Complete once its last batch's pod succeeded; that batch's Job, and so its
+    // Workload, finish a moment later.
+    let is_finished = |w: &kube::api::DynamicObject| {
+        w.data["status"]["conditions"].as_array().is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == "Finished" && c["status"] == "True")
         })
-        .count();
-    ensure!(
-        finished == 3,
-        "{finished} of {} Workloads finished",
-        list.items.len()
-    );
+    };
+    watch_until(
+        workloads,
+        Duration::from_secs(60),
+        "3 Workloads finished",
+        |all| (all.iter().filter(|w| is_finished(w)).count() == 3).then_some(()),
+    )
+    .await?;
     // One at a time under a 500m quota: no two batch containers' run times overlap.
     let mut spans: Vec<(String, String)> = st
         .pods()
