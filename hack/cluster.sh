@@ -234,6 +234,28 @@ wait_for() {
   done
 }
 
+# settles SECS CMD...: whether CMD succeeds within SECS seconds.
+settles() {
+  local secs=$1 t
+  shift
+  t=$(date +%s)
+  until "$@" >/dev/null 2>&1; do
+    (($(date +%s) - t < secs)) || return 1
+    sleep 0.25
+  done
+}
+
+# Stops kwok-controller and has kwokctl start it again (it starts what is not running).
+restart_kwok() {
+  local pid
+  if pid=$(pid_of kwok-controller); then
+    kill "$pid" 2>/dev/null || true
+    settles 10 bash -c "! kill -0 $pid" || kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$DIR/pids/kwok-controller.pid"
+  kwokctl start cluster >>"$STATE/kwokctl.log" 2>&1 || fail_with_log kwokctl "$STATE/kwokctl.log"
+}
+
 curl_admin() { curl -fsS --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" "$@"; }
 
 kctl() { "$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_FILE" "$@"; }
@@ -390,6 +412,13 @@ up() {
   wait_for kube-scheduler 120 curl -fsSk "https://127.0.0.1:$SCHED_PORT/healthz"
   wait_for kube-controller-manager 120 kctl -n default get serviceaccount default
   register_nodes
+  # A kwok-controller that never starts its stage controllers (seen once on a fresh cluster:
+  # its log stopped after "Starting HTTP server" and no node got Ready) is started again,
+  # once, instead of failing the run after two minutes.
+  if ! settles 45 nodes_ready; then
+    log "kwok-controller: no node Ready after 45 s; starting it again (its log: $DIR/logs/kwok-controller.log)"
+    restart_kwok
+  fi
   wait_for kwok-controller 120 nodes_ready
   log "up: build $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')s, start $(since "$t1")s; API server $SERVER"
   log "  KUBECONFIG=$KUBECONFIG_FILE; eval \"\$(hack/cluster.sh env)\""
