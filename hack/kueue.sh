@@ -172,7 +172,7 @@ up() {
   build
   load_cluster
   mkdir -p "$KDIR"
-  local src pid t0
+  local src t0
   t0=$(now)
   src=$(module_dir)
   if [[ -z $(pid_of || true) ]]; then
@@ -187,7 +187,7 @@ up() {
     for crd in workloads clusterqueues localqueues resourceflavors workloadpriorityclasses; do
       for i in $(seq 1 60); do
         [[ $(kube get "crd/$crd.kueue.x-k8s.io" \
-          -o jsonpath='{.status.conditions[?(@.type=="Established")].status}') == True ]] && break
+          -o jsonpath='{.status.conditions[?(@.type=="Established")].status}' 2>/dev/null) == True ]] && break
         [[ $i -lt 60 ]] || die "CRD $crd.kueue.x-k8s.io not established"
         sleep 0.5
       done
@@ -210,8 +210,9 @@ up() {
   local i
   for i in $(seq 1 120); do
     curl -fs "http://127.0.0.1:$HEALTH_PORT/readyz" >/dev/null 2>&1 && break
-    pid=$(pid_of || true)
-    [[ -n $pid ]] || die "kueue exited: $(tail -5 "$KDIR/kueue.log")"
+    # Alive by its pid, not pid_of: just after the fork its command line is still the shell's
+    # (it said "kueue exited" of a Kueue that was starting, once).
+    kill -0 "$(<"$KDIR/kueue.pid")" 2>/dev/null || die "kueue exited: $(tail -5 "$KDIR/kueue.log")"
     sleep 0.5
     [[ $i -lt 120 ]] || die "kueue not ready after 60 s: $(tail -5 "$KDIR/kueue.log")"
   done
