@@ -165,12 +165,11 @@ impl<'a> Observation<'a> {
         in_flight: &BTreeSet<u32>,
         rejected: Option<Hold>,
         now: &Time,
-    ) -> (Actions, RenderJobStatus) {
+    ) -> (Actions, RenderJobStatus, Vec<BatchState>) {
         // Decisions go by the slots (a batch's Job finished or not), the status by what the
         // pods rendered.
         let slots = status::batch_states(&self.plan, &self.jobs, &self.recorded);
-        let mut states =
-            status::rendered_states(&self.plan, &self.jobs, &self.pods, &self.recorded);
+        let mut states = status::rendered_states(&slots, &self.pods);
         let hold = status::stop(rj, &self.plan, &slots, &self.jobs, &self.pods)
             .or(rejected)
             .or_else(|| status::claim_missing(rj, &slots, &self.pods));
@@ -208,7 +207,7 @@ impl<'a> Observation<'a> {
         let mut basis = rj.clone();
         basis.status = Some(old.clone());
         let new = status::roll_up(&basis, &seen, now);
-        (todo, new)
+        (todo, new, states)
     }
 }
 
@@ -355,7 +354,7 @@ pub fn decide(
     seen.ahead_in_flight = state.in_flight_after.clone();
     let rejected = refusal(rj, &seen, state, &mut fx, now, wall);
     fx.stop = too_disrupted(&seen, input.disrupted, config.max_disruptions.max(1));
-    let (todo, mut new) = seen.decide(rj, &old, &in_flight, rejected, wall);
+    let (todo, mut new, states) = seen.decide(rj, &old, &in_flight, rejected, wall);
     for index in &todo.create {
         if let Some(batch) = plan.batch(*index) {
             let after = todo.after.get(index).copied();
@@ -431,7 +430,7 @@ pub fn decide(
         fx.newly_failed = newly_failed(&old, &new);
         fx.status = Some(StatusWrite {
             events: events::on_change(&old, &new),
-            progress: progress(&old, &new, &seen),
+            progress: progress(&old, &new, &seen, &states),
             status: new,
         });
     }
@@ -577,25 +576,19 @@ fn invalid(
 }
 
 /// What the metrics count for the change from `old` to `new`.
-fn progress(old: &RenderJobStatus, new: &RenderJobStatus, seen: &Observation<'_>) -> Progress {
+fn progress(
+    old: &RenderJobStatus,
+    new: &RenderJobStatus,
+    seen: &Observation<'_>,
+    states: &[BatchState],
+) -> Progress {
     let known: BTreeSet<i64> = old.failed_batches.iter().map(|f| f.index).collect();
-    let batch_seconds = seen
-        .jobs
-        .iter()
-        .filter(|(i, job)| {
-            let pods = seen.pods.of(**i);
-            !seen.recorded.contains(i) && status::batch_state(job, pods) == BatchState::Succeeded
-        })
-        .filter_map(|(i, job)| {
-            // Counted when first seen succeeded, which may be before its Job completes.
-            let ended = status::ended_at(job, seen.pods.of(*i))?;
-            Some(
-                ended
-                    .0
-                    .duration_since(job.start_time.as_ref()?.0)
-                    .as_secs_f64(),
-            )
-        })
+    // Counted when first seen succeeded, which may be before its Job completes.
+    let batch_seconds = (0u32..)
+        .zip(states)
+        .filter(|(i, s)| **s == BatchState::Succeeded && !seen.recorded.contains(i))
+        .filter_map(|(i, _)| status::job_duration(seen.jobs.get(&i)?, seen.pods.of(i)))
+        .map(|(_, took)| took.as_secs_f64())
         .collect();
     Progress {
         succeeded: (new.batches.succeeded - old.batches.succeeded).max(0) as u64,
@@ -840,13 +833,13 @@ mod tests {
 
         // Batch 3 is in flight: with batches 1 and 2 running, parallelism 3 leaves no slot.
         let now = Time("2026-11-23T12:00:00Z".parse().expect("time"));
-        let (todo, new) = seen.decide(&rj, &old, &BTreeSet::from([3]), None, &now);
+        let (todo, new, _) = seen.decide(&rj, &old, &BTreeSet::from([3]), None, &now);
         assert!(todo.create.is_empty(), "{todo:?}");
         assert_eq!((new.batches.active, new.batches.pending), (3, 2));
         assert_eq!(new.succeeded_batches.as_deref(), Some("0"));
 
         // Nothing in flight: batch 3 is created, and counts as active in the new status.
-        let (todo, new) = seen.decide(&rj, &old, &BTreeSet::new(), None, &now);
+        let (todo, new, _) = seen.decide(&rj, &old, &BTreeSet::new(), None, &now);
         assert_eq!(todo.create, [3]);
         assert_eq!((new.batches.active, new.batches.pending), (3, 2));
         assert_eq!(
@@ -1295,7 +1288,8 @@ mod tests {
         let pods = [pod(0, "Failed"), pod(0, "Running")];
         let plan = Plan::new(&rj.spec.frames, rj.spec.batch_size).expect("plan");
         let seen = Observation::new("shot", plan, &RenderJobStatus::default(), &jobs, &pods);
-        let states = status::rendered_states(&seen.plan, &seen.jobs, &seen.pods, &seen.recorded);
+        let slots = status::batch_states(&seen.plan, &seen.jobs, &seen.recorded);
+        let states = status::rendered_states(&slots, &seen.pods);
         assert_eq!(states[0], BatchState::Active);
     }
 

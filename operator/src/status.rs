@@ -62,12 +62,12 @@ pub fn job_state(job: &BatchJob) -> BatchState {
     }
 }
 
-/// What a batch with a Job has rendered: succeeded as soon as one of its pods has, while its
-/// Job is not finished yet. Such a pod saved the batch's frames; the Job controller's
-/// `Complete` came seconds later with many renders at once, and the render's counts and its
-/// `Complete` need not wait for it.
-pub fn batch_state(job: &BatchJob, pods: &[&BatchPod]) -> BatchState {
-    match job_state(job) {
+/// What a batch has rendered, from its slot (see [`batch_states`]): succeeded as soon as one
+/// of its pods has, while its Job is not finished yet. Such a pod saved the batch's frames; the
+/// Job controller's `Complete` came seconds later with many renders at once, and the render's
+/// counts and its `Complete` need not wait for it.
+pub fn batch_state(slot: BatchState, pods: &[&BatchPod]) -> BatchState {
+    match slot {
         BatchState::Active if succeeded_pod(pods).is_some() => BatchState::Succeeded,
         state => state,
     }
@@ -99,15 +99,11 @@ pub fn batch_states(
 }
 
 /// The same with the pods seen (see [`batch_state`]): what the status says.
-pub fn rendered_states(
-    plan: &Plan,
-    jobs: &index::Jobs<'_>,
-    pods: &index::Pods<'_>,
-    recorded_succeeded: &BTreeSet<u32>,
-) -> Vec<BatchState> {
-    states_by(plan, jobs, recorded_succeeded, |i, job| {
-        batch_state(job, pods.of(i))
-    })
+pub fn rendered_states(slots: &[BatchState], pods: &index::Pods<'_>) -> Vec<BatchState> {
+    (0u32..)
+        .zip(slots)
+        .map(|(i, slot)| batch_state(*slot, pods.of(i)))
+        .collect()
 }
 
 fn states_by(
@@ -167,7 +163,11 @@ pub fn failed_batch(index: u32, plan: &Plan, job: &BatchJob, pods: &[&BatchPod])
     }
 }
 
-fn job_duration(job: &BatchJob, pods: &[&BatchPod]) -> Option<(Timestamp, SignedDuration)> {
+/// When a succeeded batch ended, and how long it took from its Job's start.
+pub(crate) fn job_duration(
+    job: &BatchJob,
+    pods: &[&BatchPod],
+) -> Option<(Timestamp, SignedDuration)> {
     let (start, end) = (job.start_time.as_ref()?.0, ended_at(job, pods)?.0);
     Some((end, end.duration_since(start)))
 }

@@ -105,7 +105,7 @@ impl World {
             .flat_map(|(k, v)| v.iter().map(|p| (*k, p)))
             .collect();
         let pods = index::Pods::new(self.plan.len(), &pairs);
-        let states = rendered_states(&self.plan, &by_batch, &pods, &recorded);
+        let states = rendered_states(&batch_states(&self.plan, &by_batch, &recorded), &pods);
         let held = hold
             .then(|| {
                 stop(&self.rj, &self.plan, &states, &by_batch, &pods)
