@@ -16,6 +16,7 @@ It differs from Blender's own program where a render farm needs it to:
 What follows `--` is left in sys.argv for scripts and for Cycles (`--cycles-device`).
 """
 import os
+import shutil
 import sys
 import traceback
 
@@ -213,6 +214,9 @@ class Blender:
 
 
 LIBC = None
+# The module once imported: `end` removes its session folder (blender_XXXXXX in $TMPDIR), as
+# Blender's own exit would.
+BPY = None
 
 
 def line_buffered_stdout():
@@ -281,6 +285,8 @@ def main():
     sys.argv = ["blender"] + argv
     line_buffered_stdout()
     bpy = import_bpy(steps)
+    global BPY
+    BPY = bpy
 
     say(banner(bpy))
     if options & {"-v", "--version"}:
@@ -301,6 +307,10 @@ def end(code):
     sys.stderr.flush()
     if LIBC is not None:
         LIBC.fflush(None)
+    # Read now: loading the factory settings (--factory-startup) starts a new folder.
+    temp = BPY.app.tempdir if BPY is not None else ""
+    if os.path.basename(os.path.normpath(temp)).startswith("blender_"):
+        shutil.rmtree(temp, ignore_errors=True)
     os._exit(code)
 
 

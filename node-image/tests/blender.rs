@@ -20,7 +20,15 @@ const HEIGHT: u32 = 90;
 
 /// Run a Python script in `blender` (`blender -b --python SCRIPT -- ARGS`); panics when it fails.
 fn run_script(blender: &Path, script: &Path, args: &[&std::ffi::OsStr]) {
+    // Tests run scripts side by side: each run gets a folder of its own.
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("script-tmp-{}-{run}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).expect("tmp");
     let out = Command::new(blender)
+        .env("TMPDIR", &tmp)
         .args([
             "-b",
             "--factory-startup",
@@ -40,6 +48,13 @@ fn run_script(blender: &Path, script: &Path, args: &[&std::ffi::OsStr]) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    // Its session folder (a new one after --factory-startup) went with it.
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .expect("tmp")
+        .map(|e| e.map(|e| e.file_name()))
+        .collect();
+    assert!(left.is_empty(), "left in TMPDIR: {left:?}");
+    let _ = std::fs::remove_dir(&tmp);
 }
 
 /// The demo scene (`scripts/make-scene.py`) saved by `blender` into `dir`: 160×90, Cycles,
@@ -117,8 +132,13 @@ fn command_writing(
     extra: &[&str],
 ) -> Command {
     let mut cmd = Command::new(BIN);
+    // Blender's session folder goes beside the log, not into /tmp: a Blender these tests kill
+    // cannot remove its own.
+    let tmp = log.parent().expect("log in a folder").join("tmp");
+    std::fs::create_dir_all(&tmp).expect("tmp");
     // Not the image's: render-node asks Blender its version.
-    cmd.env_remove("RENDER_NODE_BLENDER_VERSION")
+    cmd.env("TMPDIR", tmp)
+        .env_remove("RENDER_NODE_BLENDER_VERSION")
         .arg("--blender")
         .arg(blender)
         .arg("--blend-file")
@@ -216,6 +236,12 @@ fn renders_three_frames_and_reports_them() {
     let dir = workdir("render");
     let (out, msg) = render(&dir, scene(), "1..3", &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // Blender ended on its own: its session folder went with it.
+    let left: Vec<_> = std::fs::read_dir(dir.join("tmp"))
+        .expect("tmp")
+        .map(|e| e.map(|e| e.file_name()))
+        .collect();
+    assert!(left.is_empty(), "left in TMPDIR: {left:?}");
     let mut images = Vec::new();
     for f in 1..=3 {
         let (w, h, pixels) = decode(&dir.join(format!("out/frame_{f:04}.png")));
