@@ -222,18 +222,6 @@ fail_with_log() {
   exit 1
 }
 
-# wait_for COMPONENT SECONDS COMMAND...: until COMMAND succeeds; fails early if COMPONENT died.
-wait_for() {
-  local what=$1 secs=$2 t
-  shift 2
-  t=$(date +%s)
-  until "$@" >/dev/null 2>&1; do
-    running "$what" || fail_with_log "$what"
-    (($(date +%s) - t < secs)) || fail_with_log "$what"
-    sleep 0.25
-  done
-}
-
 # settles SECS CMD...: whether CMD succeeds within SECS seconds.
 settles() {
   local secs=$1 t
@@ -243,6 +231,21 @@ settles() {
     (($(date +%s) - t < secs)) || return 1
     sleep 0.25
   done
+}
+
+# up_or_gone COMPONENT COMMAND...: COMMAND succeeds, or there is no COMPONENT left to wait for.
+# shellcheck disable=SC2317 # called through settles
+up_or_gone() {
+  local what=$1
+  shift
+  "$@" || ! running "$what"
+}
+
+# wait_for COMPONENT SECONDS COMMAND...: until COMMAND succeeds; fails early if COMPONENT died.
+wait_for() {
+  local what=$1 secs=$2
+  shift 2
+  { settles "$secs" up_or_gone "$what" "$@" && running "$what"; } || fail_with_log "$what"
 }
 
 # Stops kwok-controller and has kwokctl start it again (it starts what is not running).
