@@ -34,8 +34,10 @@ use crate::status::{self, BatchState, Hold, Observed};
 pub const STATUS_EVERY: Duration = Duration::from_secs(1);
 /// Status writes that are not urgent, per second, shared by every render still going: with
 /// many renders at once each writes less often (see [`status_every`]), so the operator's
-/// writes per batch stay near one, the Job apply, however many render together.
-pub const STATUS_WRITES_PER_SECOND: u32 = 5;
+/// writes per batch stay near one, the Job apply, however many render together. Two renders
+/// write every second, ten every 5 s, a hundred every 50 s (0.1 writes per batch at the
+/// 24 batches a second two cores manage); `kubectl render watch` follows the pods themselves.
+pub const STATUS_WRITES_PER_SECOND: u32 = 2;
 
 /// How long a render's status changes that are not urgent wait after its last status write,
 /// with `active` renders going: [`STATUS_EVERY`], or their share of
@@ -1132,11 +1134,11 @@ mod tests {
             status_every(STATUS_WRITES_PER_SECOND as usize),
             STATUS_EVERY
         );
-        assert_eq!(status_every(100), Duration::from_secs(20));
-        assert_eq!(status_every(7), Duration::from_millis(1400));
+        assert_eq!(status_every(100), Duration::from_secs(50));
+        assert_eq!(status_every(7), Duration::from_millis(3500));
         assert_eq!(status_every(usize::MAX), status_every(u32::MAX as usize));
         assert_eq!(created_every(STATUS_EVERY), events::EVERY);
-        assert_eq!(created_every(status_every(100)), Duration::from_secs(600));
+        assert_eq!(created_every(status_every(100)), Duration::from_secs(1500));
 
         // One of 100 renders: a count waits 20 s after the last write; a transition does not.
         let rj = rj();
@@ -1166,13 +1168,13 @@ mod tests {
         let soon = t0 + Duration::from_secs(5);
         let fx = decide_at(&mut state, &running, &two, soon);
         assert!(fx.status.is_none());
-        assert_eq!(fx.requeue(&state, soon), Some(Duration::from_secs(15)));
-        let fx = decide_at(&mut state, &running, &two, t0 + Duration::from_secs(20));
+        assert_eq!(fx.requeue(&state, soon), Some(Duration::from_secs(45)));
+        let fx = decide_at(&mut state, &running, &two, t0 + Duration::from_secs(50));
         assert_eq!(fx.status.as_ref().expect("status").status.pods.running, 2);
-        fx.wrote(&mut state, t0 + Duration::from_secs(20));
+        fx.wrote(&mut state, t0 + Duration::from_secs(50));
         // Every batch succeeded: the render is over, and says so at once.
         let all: Vec<Arc<BatchJob>> = (0..6).map(|i| job(i, true)).collect();
-        let fx = decide_at(&mut state, &all, &[], t0 + Duration::from_secs(21));
+        let fx = decide_at(&mut state, &all, &[], t0 + Duration::from_secs(51));
         assert_eq!(fx.status.expect("status").status.phase, Phase::Succeeded);
     }
 

@@ -759,9 +759,10 @@ fn recorded_successes(plan: &Plan, prev: &RenderJobStatus, states: &[BatchState]
 }
 
 /// Whether a new status must be written at once. A new phase, a condition turning true or
-/// false or changing its reason, a new failed batch, a new generation seen, or the start and
-/// completion times cannot wait; counts, progress, messages and the estimate can wait for the
-/// next write, a second at most (the controller paces them).
+/// false or changing its reason, a new failed batch, a new generation seen, or the completion
+/// time cannot wait; counts, progress, messages, the estimate and the start time can wait for
+/// the next write, a second at most (the controller paces them). The start time comes with the
+/// first pods, a moment after the first write and before the phase turns Running.
 pub fn urgent(old: &RenderJobStatus, new: &RenderJobStatus) -> bool {
     let key = |s: &RenderJobStatus| -> Vec<(String, String, String)> {
         s.conditions
@@ -772,7 +773,6 @@ pub fn urgent(old: &RenderJobStatus, new: &RenderJobStatus) -> bool {
     old.phase != new.phase
         || old.observed_generation != new.observed_generation
         || old.failed_batches != new.failed_batches
-        || old.start_time != new.start_time
         || old.completion_time != new.completion_time
         || key(old) != key(new)
 }

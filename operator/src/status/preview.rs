@@ -2,6 +2,7 @@
 //! reports, `status.preview` and the `PreviewReady` condition from the preview Job and its pod.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
 use render_contract::args::output_file;
 use render_contract::preview::{
     contact_sheet_file, contact_sheet_grid, thumbnail_file, video_file,
@@ -137,6 +138,10 @@ pub fn deletable(prev: &RenderJobStatus, seen: &PreviewSeen<'_>) -> bool {
         .is_some_and(|j| matches!(j.finished, Some(Finished::Complete)) && !j.deleting && recorded)
 }
 
+fn making(job: &str, total: u32) -> String {
+    format!("preview Job {job} is making the preview of {total} frames")
+}
+
 fn current(rj: &RenderJob, new: &RenderJobStatus, seen: &PreviewSeen<'_>) -> PreviewStatus {
     let with = |state: PreviewState, message: String| PreviewStatus {
         state,
@@ -209,13 +214,7 @@ fn current(rj: &RenderJob, new: &RenderJobStatus, seen: &PreviewSeen<'_>) -> Pre
                         stuck.message.as_deref().unwrap_or_default()
                     )),
                 ),
-                None => with(
-                    PreviewState::Running,
-                    format!(
-                        "preview Job {} is making the preview of {total} frames",
-                        job.name
-                    ),
-                ),
+                None => with(PreviewState::Running, making(&job.name, total)),
             },
         };
     }
@@ -226,9 +225,10 @@ fn current(rj: &RenderJob, new: &RenderJobStatus, seen: &PreviewSeen<'_>) -> Pre
         );
     }
     match new.phase {
+        // Said as once the Job is seen, so that seeing it takes no status write of its own.
         Phase::Succeeded if seen.starting => with(
             PreviewState::Running,
-            format!("starting the preview of {total} frames"),
+            making(&crate::job::preview_job_name(&rj.name_any()), total),
         ),
         Phase::Succeeded if seen.taken => with(
             PreviewState::Pending,
@@ -436,7 +436,18 @@ mod tests {
             ..Default::default()
         };
         roll_up(&rj, &prev, &mut new, &starting, &now());
-        assert_eq!(new.preview.map(|p| p.state), Some(PreviewState::Running));
+        let sent = new.preview.expect("preview");
+        assert_eq!(sent.state, PreviewState::Running);
+        // Once its Job is seen, the preview says the same: no status write for that alone.
+        let mut seen_new = succeeded();
+        roll_up(
+            &rj,
+            &RenderJobStatus::default(),
+            &mut seen_new,
+            &still,
+            &now(),
+        );
+        assert_eq!(seen_new.preview, Some(sent));
     }
 
     #[test]

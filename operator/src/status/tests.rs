@@ -547,6 +547,12 @@ fn only_transitions_and_failures_are_urgent() {
     let running = w.status();
     w.rj.status = Some(running.clone());
     assert!(!urgent(&running, &running));
+    // The first pods bring the start time, a moment after the first write: it waits.
+    let unstarted = RenderJobStatus {
+        start_time: None,
+        ..running.clone()
+    };
+    assert!(!urgent(&unstarted, &running));
 
     // One more batch done: counts, progress and messages change, nothing else.
     w.jobs[0] = job(
