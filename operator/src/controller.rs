@@ -459,20 +459,6 @@ async fn carry_out(
     if let Some(e) = failed {
         return Err(e.into());
     }
-    let mut preview_refused = false;
-    if let Some(manifest) = fx.preview.clone() {
-        let (outcomes, failed) = apply_jobs(&jobs, vec![(0, manifest)]).await;
-        for (_, outcome) in &outcomes {
-            fx.settle_preview(state, outcome, Instant::now());
-            preview_refused |= matches!(outcome, Applied::Refused(_));
-            if *outcome == Applied::Created {
-                info!(renderjob = %rj.name_any(), "created the preview job");
-            }
-        }
-        if let Some(e) = failed {
-            return Err(e.into());
-        }
-    }
     for (names, suspend) in [(&fx.suspend, true), (&fx.resume, false)] {
         for job_name in names {
             // The annotation marks the suspension as the operator's: the only kind it lifts.
@@ -502,7 +488,7 @@ async fn carry_out(
     if let Some(note) = created_note {
         publish(ctx, rj, &note).await;
     }
-    if Effects::refused(&outcomes) || preview_refused {
+    if Effects::refused(&outcomes) {
         warn!(renderjob = %rj.name_any(), "a Job was refused; showing it in status");
         return Ok(Refused::Yes);
     }
@@ -513,6 +499,26 @@ async fn carry_out(
         for note in w.events.iter().chain(&failed_note) {
             publish(ctx, rj, note).await;
         }
+    }
+    // After the status: the render's `Complete` does not wait for the preview Job's create.
+    // A preview the status calls running but never sent (a crash in between) is wanted again.
+    let mut preview_refused = false;
+    if let Some(manifest) = fx.preview.clone() {
+        let (outcomes, failed) = apply_jobs(&jobs, vec![(0, manifest)]).await;
+        for (_, outcome) in &outcomes {
+            fx.settle_preview(state, outcome, Instant::now());
+            preview_refused |= matches!(outcome, Applied::Refused(_));
+            if *outcome == Applied::Created {
+                info!(renderjob = %rj.name_any(), "created the preview job");
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
+    }
+    if preview_refused {
+        warn!(renderjob = %rj.name_any(), "the preview Job was refused; showing it in status");
+        return Ok(Refused::Yes);
     }
     Ok(Refused::No)
 }

@@ -451,6 +451,27 @@ mod tests {
     }
 
     #[test]
+    fn a_preview_written_running_but_never_sent_is_sent_again() {
+        // The status goes out before the preview Job's create: a crash between the two.
+        let rj = rj();
+        let prev = RenderJobStatus {
+            preview: Some(PreviewStatus {
+                state: PreviewState::Running,
+                message: Some(making("x-preview", 10)),
+                ..Default::default()
+            }),
+            ..succeeded()
+        };
+        let new = succeeded();
+        assert!(wanted(&rj, &prev, &new, &PreviewSeen::default()));
+        let sent = PreviewSeen {
+            starting: true,
+            ..Default::default()
+        };
+        assert!(!wanted(&rj, &prev, &new, &sent));
+    }
+
+    #[test]
     fn a_preview_pod_that_cannot_start_says_why() {
         let rj = rj();
         let j = job(None);
