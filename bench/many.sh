@@ -12,6 +12,8 @@
 #   RENDERS=20 BATCHES=20 bench/many.sh        smaller
 #   START_AHEAD=true bench/many.sh             spec.startAhead (default false, as bench/lib.sh: kwok's
 #                                              pods do not wait, so ahead doubles the pods at once)
+#   APISERVER_PROFILE=30 bench/many.sh         also profile kube-apiserver's CPU for 30 s of each
+#                                              side (from 15 s after submit) and print where it goes
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=bench/lib.sh
@@ -22,6 +24,9 @@ BATCHES=${BATCHES:-100}
 PAR=${PARALLELISM:-5}
 SAMPLE_SECONDS=${SAMPLE_SECONDS:-5}
 START_AHEAD=${START_AHEAD:-}
+APISERVER_PROFILE=${APISERVER_PROFILE:-}
+[[ -z $APISERVER_PROFILE || $APISERVER_PROFILE =~ ^[0-9]+$ ]] ||
+  { echo "APISERVER_PROFILE is a number of seconds" >&2; exit 2; }
 [[ -z $START_AHEAD || $START_AHEAD == true || $START_AHEAD == false ]] ||
   { echo "START_AHEAD is true, false or unset" >&2; exit 2; }
 bench_setup
@@ -181,11 +186,15 @@ last_pod_to_complete() {
 # status into DIR/samples until all are Complete; SIDE=(start_ms end_ms submit_ms api_cpu
 # kcm_cpu), the CPU seconds of the API server and controller-manager meanwhile.
 run_side() {
-  local ns=$1 make=$2 kind=$3 field=$4 dir=$5 api0 kcm0 t0 t1 submitted sampler
+  local ns=$1 make=$2 kind=$3 field=$4 dir=$5 api0 kcm0 t0 t1 submitted sampler profiler=
   api0=$(cpu_s "$api") kcm0=$(cpu_s "$kcm")
   t0=$(ms)
   submit "$ns" "$make"
   submitted=$(($(ms) - t0))
+  if [[ -n $APISERVER_PROFILE ]]; then
+    { sleep 15; kubectl get --raw "/debug/pprof/profile?seconds=$APISERVER_PROFILE" >"$dir/apiserver.prof"; } &
+    profiler=$!
+  fi
   sample "$ns" "$kind" "$field" "$dir/samples" "$t0" &
   sampler=$!
   WATCHES+=("$sampler")
@@ -193,6 +202,7 @@ run_side() {
   t1=$(ms)
   kill "$sampler" 2>/dev/null || true
   wait "$sampler" 2>/dev/null || true
+  [[ -z $profiler ]] || wait "$profiler" || echo "the API server profile of $ns failed" >&2
   SIDE=("$t0" "$t1" "$submitted" "$(awk -v a="$(cpu_s "$api")" -v b="$api0" 'BEGIN {printf "%.1f", a - b}')"
     "$(awk -v a="$(cpu_s "$kcm")" -v b="$kcm0" 'BEGIN {printf "%.1f", a - b}')")
 }
@@ -287,6 +297,30 @@ echo
 echo "the operator's requests by verb (audit log):"
 printf '%-7s %-24s %7s %9s\n' verb resource count per_batch
 audit_requests "$ns" renderfarm-operator | awk -v n="$total" '{printf "%-7s %-24s %7s %9.3f\n", $1, $2, $3, $3 / n}'
+# cpu_share PROFILE FUNCTION-REGEX: the share of the profile's samples under the first function
+# that matches (pprof's cumulative %).
+cpu_share() {
+  [[ -s $1 ]] || { echo -; return; }
+  go tool pprof -top -cum -nodecount=100000 "$1" 2>/dev/null |
+    awk -v re="$2" '$6 ~ re {print $5; found = 1; exit} END {if (!found) print "0%"}'
+}
+if [[ -n $APISERVER_PROFILE ]]; then
+  echo
+  echo "kube-apiserver CPU by what it did, share of its samples over $APISERVER_PROFILE s of each side (pprof):"
+  printf '%-46s %10s %8s\n' "" renderfarm native
+  while IFS='|' read -r what re; do
+    printf '%-46s %10s %8s\n' "$what" "$(cpu_share "$dir/rf/apiserver.prof" "$re")" \
+      "$(cpu_share "$dir/native/apiserver.prof" "$re")"
+  done <<'ROWS'
+Job status updates (the Job controller)|job/storage[.][(][*]StatusREST[)][.]Update$
+pod status updates (kwok)|pod/storage[.][(][*]StatusREST[)][.]Update$
+strategic-merge patches (pod finalizers, kwok)|smpPatcher[)][.]applyPatchToCurrentObject$
+server-side apply (the operator's Job applies)|applyPatcher[)][.]applyPatchToCurrentObject$
+JSON encoding for watches and answers|json[.][(][*]Serializer[)][.]Encode$
+protobuf encoding|protobuf[.][(][*]Serializer[)][.]Encode$
+Go garbage collection|runtime[.]gcBgMarkWorker$
+ROWS
+fi
 # Kept for a look at the timeline; the namespaces go.
 rm -rf target/many-last
 cp -r "$dir" target/many-last
