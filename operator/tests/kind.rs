@@ -223,22 +223,32 @@ impl Storage {
             .collect())
     }
 
-    /// Each batch pod's progress events with the container runtime's timestamps (ns), by pod.
-    async fn timed_progress(
-        &self,
-        name: &str,
-    ) -> Result<BTreeMap<String, Vec<(k8s_openapi::jiff::Timestamp, Value)>>> {
+    /// Each batch pod's log, by pod name; with `timestamps`, each line stamped by the container
+    /// runtime.
+    async fn batch_logs(&self, name: &str, timestamps: bool) -> Result<BTreeMap<String, String>> {
         // Batch pods only: the preview step's pod has no batch label.
         let lp = ListParams::default().labels(&format!(
             "renderfarm.io/renderjob={name},renderfarm.io/batch"
         ));
         let params = LogParams {
-            timestamps: true,
+            timestamps,
             ..LogParams::default()
         };
         let mut out = BTreeMap::new();
         for pod in self.pods().list(&lp).await? {
             let log = self.pods().logs(&pod.name_any(), &params).await?;
+            out.insert(pod.name_any(), log);
+        }
+        Ok(out)
+    }
+
+    /// Each batch pod's progress events with the container runtime's timestamps (ns), by pod.
+    async fn timed_progress(
+        &self,
+        name: &str,
+    ) -> Result<BTreeMap<String, Vec<(k8s_openapi::jiff::Timestamp, Value)>>> {
+        let mut out = BTreeMap::new();
+        for (pod, log) in self.batch_logs(name, true).await? {
             let events = log
                 .lines()
                 .filter_map(|l| {
@@ -248,7 +258,7 @@ impl Storage {
                     Some((at.parse().ok()?, event))
                 })
                 .collect();
-            out.insert(pod.name_any(), events);
+            out.insert(pod, events);
         }
         Ok(out)
     }
@@ -468,6 +478,13 @@ async fn real_frames_from_real_pods() -> Result<()> {
         assert!(
             !frames_in(ev, "frame_started").is_empty(),
             "{pod} logged no frame_started"
+        );
+    }
+    // Nothing in a batch's log that reads like trouble with the storage when there is none.
+    for (pod, log) in st.batch_logs("kind", false).await? {
+        assert!(
+            !log.contains("could not get a list of mounted file-systems"),
+            "{pod}: Blender found no /etc/mtab:\n{log}"
         );
     }
 
