@@ -419,7 +419,7 @@ pub fn decide(
         .is_some_and(|p| p.state == PreviewState::Running);
     fx.busy =
         matches!(new.phase, Phase::Running | Phase::Pending) || !create.is_empty() || previewing;
-    // Counts and messages wait for the next write, a second at most; transitions do not.
+    // Counts and messages wait for the next paced write (`status_every`); transitions do not.
     fx.status_due = written_at
         .map(|at| {
             input
@@ -1140,7 +1140,7 @@ mod tests {
         assert_eq!(created_every(STATUS_EVERY), events::EVERY);
         assert_eq!(created_every(status_every(100)), Duration::from_secs(1500));
 
-        // One of 100 renders: a count waits 20 s after the last write; a transition does not.
+        // One of 100 renders: a count waits 50 s after the last write; a transition does not.
         let rj = rj();
         let t0 = Instant::now();
         let running = [job(0, false), job(1, false), job(2, false)];

@@ -761,8 +761,9 @@ fn recorded_successes(plan: &Plan, prev: &RenderJobStatus, states: &[BatchState]
 /// Whether a new status must be written at once. A new phase, a condition turning true or
 /// false or changing its reason, a new failed batch, a new generation seen, or the completion
 /// time cannot wait; counts, progress, messages, the estimate and the start time can wait for
-/// the next write, a second at most (the controller paces them). The start time comes with the
-/// first pods, a moment after the first write and before the phase turns Running.
+/// the next paced write (`reconcile::status_every`: a second with few renders going, longer
+/// with many). The start time comes with the first pods, a moment after the first write and
+/// before the phase turns Running.
 pub fn urgent(old: &RenderJobStatus, new: &RenderJobStatus) -> bool {
     let key = |s: &RenderJobStatus| -> Vec<(String, String, String)> {
         s.conditions
