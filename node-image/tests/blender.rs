@@ -49,12 +49,17 @@ fn run_script(blender: &Path, script: &Path, args: &[&std::ffi::OsStr]) {
         String::from_utf8_lossy(&out.stderr)
     );
     // Its session folder (a new one after --factory-startup) went with it.
-    let left: Vec<_> = std::fs::read_dir(&tmp)
+    assert_nothing_left(&tmp);
+    let _ = std::fs::remove_dir(&tmp);
+}
+
+/// Panics unless `tmp`, the TMPDIR a Blender that ended on its own had, is empty.
+fn assert_nothing_left(tmp: &Path) {
+    let left: Vec<_> = std::fs::read_dir(tmp)
         .expect("tmp")
         .map(|e| e.map(|e| e.file_name()))
         .collect();
     assert!(left.is_empty(), "left in TMPDIR: {left:?}");
-    let _ = std::fs::remove_dir(&tmp);
 }
 
 /// The demo scene (`scripts/make-scene.py`) saved by `blender` into `dir`: 160×90, Cycles,
@@ -237,11 +242,7 @@ fn renders_three_frames_and_reports_them() {
     let (out, msg) = render(&dir, scene(), "1..3", &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     // Blender ended on its own: its session folder went with it.
-    let left: Vec<_> = std::fs::read_dir(dir.join("tmp"))
-        .expect("tmp")
-        .map(|e| e.map(|e| e.file_name()))
-        .collect();
-    assert!(left.is_empty(), "left in TMPDIR: {left:?}");
+    assert_nothing_left(&dir.join("tmp"));
     let mut images = Vec::new();
     for f in 1..=3 {
         let (w, h, pixels) = decode(&dir.join(format!("out/frame_{f:04}.png")));
