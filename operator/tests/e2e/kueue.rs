@@ -248,7 +248,9 @@ async fn two_queues_share_a_two_cpu_quota() -> Result<()> {
     let pods = PodLog::watch(&a.client, &[&a.ns, &b.ns]);
     let mut observers = Vec::new();
     for env in [&mut a, &mut b] {
-        let vars = slow(env, 1500);
+        // 4 s pods: on a loaded machine Kueue's second admission can lag the first by
+        // seconds, and two pods must still overlap for the full quota to be seen in use.
+        let vars = slow(env, 4000);
         env.stage("slow.yaml", &format!("{}-slow", env.ns), &vars)
             .await?;
         let observer = JobUids::watch(env.jobs());
