@@ -57,13 +57,21 @@ pub fn contact_sheet_file(pattern: &str) -> String {
 }
 
 /// The contact sheet's grid for `frames` frames: (columns, rows). At most
-/// [`CONTACT_SHEET_MAX_TILES`] tiles, as square as it gets, wider than tall.
+/// [`CONTACT_SHEET_MAX_TILES`] tiles, about square, wider than tall; of the square grid and the
+/// one a column wider, the one with fewer empty cells (24 frames: 6 × 4, not 5 × 5 with one
+/// cell empty), since an empty cell reads as a frame that is missing.
 pub fn contact_sheet_grid(frames: u32) -> (u32, u32) {
     let tiles = frames.clamp(1, CONTACT_SHEET_MAX_TILES);
-    let mut columns = 1;
-    while columns * columns < tiles {
-        columns += 1;
+    let mut square = 1;
+    while square * square < tiles {
+        square += 1;
     }
+    let empty = |columns: u32| columns * tiles.div_ceil(columns) - tiles;
+    let columns = if empty(square + 1) < empty(square) {
+        square + 1
+    } else {
+        square
+    };
     (columns, tiles.div_ceil(columns))
 }
 
@@ -237,10 +245,24 @@ mod tests {
         assert_eq!(contact_sheet_grid(0), (1, 1));
         assert_eq!(contact_sheet_grid(1), (1, 1));
         assert_eq!(contact_sheet_grid(2), (2, 1));
+        assert_eq!(contact_sheet_grid(3), (3, 1));
         assert_eq!(contact_sheet_grid(5), (3, 2));
         assert_eq!(contact_sheet_grid(12), (4, 3));
+        assert_eq!(contact_sheet_grid(23), (6, 4));
+        assert_eq!(contact_sheet_grid(24), (6, 4));
+        assert_eq!(contact_sheet_grid(25), (5, 5));
         assert_eq!(contact_sheet_grid(36), (6, 6));
         assert_eq!(contact_sheet_grid(250), (6, 6));
+        for frames in 1..=CONTACT_SHEET_MAX_TILES {
+            let (columns, rows) = contact_sheet_grid(frames);
+            let cells = columns * rows;
+            assert!(cells >= frames, "{frames}: {columns} x {rows}");
+            assert!(cells - frames < columns, "{frames}: a row empty");
+            assert!(
+                columns >= rows && columns <= 2 * rows + 1,
+                "{frames}: {columns} x {rows}"
+            );
+        }
     }
 
     #[test]

@@ -131,6 +131,9 @@ pub fn video_args(args: &PreviewArgs, input: &[String], pattern: &str, out: &Pat
     a
 }
 
+/// The colour of a contact sheet's cells that hold no frame: the UI's page background.
+pub const SHEET_EMPTY_CELL: &str = "0xF6F7F9";
+
 /// ffmpeg's arguments for the contact sheet of the frames linked as `sheet/%06d<ext>`.
 pub fn sheet_args(
     format: OutputFormat,
@@ -151,8 +154,10 @@ pub fn sheet_args(
         "-i".into(),
         pattern.into(),
         "-vf".into(),
+        // Cells without a frame in the page's grey, not black: black reads as a frame
+        // rendered black.
         format!(
-            "{},tile={}x{}",
+            "{},tile={}x{}:color={SHEET_EMPTY_CELL}",
             media::scale_filter(format, CONTACT_SHEET_TILE_WIDTH, true, Target::Jpeg),
             grid.0,
             grid.1
@@ -400,7 +405,10 @@ mod tests {
             Path::new("/d/.contact.jpg.tmp"),
         );
         let vf = &s[s.iter().position(|x| x == "-vf").unwrap() + 1];
-        assert!(vf.contains("tonemap") && vf.ends_with(",tile=4x3"), "{vf}");
+        assert!(
+            vf.contains("tonemap") && vf.ends_with(",tile=4x3:color=0xF6F7F9"),
+            "{vf}"
+        );
         assert_eq!(&s[5..7], ["-layer", "ViewLayer.Combined"]);
     }
 }

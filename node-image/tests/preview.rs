@@ -358,7 +358,21 @@ fn png_frames_get_thumbnails_and_a_preview() {
     let (w, h, rgb) = pixels(&dir.join("png/contact.jpg"));
     assert_eq!((w, h), (columns * CONTACT_SHEET_TILE_WIDTH, rows * 136));
     let (mean, ..) = stats(&rgb);
-    println!("contact sheet {w}x{h} ({columns}x{rows}, one tile black): mean {mean:.1}");
+    println!("contact sheet {w}x{h} ({columns}x{rows}, one cell empty): mean {mean:.1}");
+    // The cell with no frame (the last) is the page's grey, not black.
+    let (x, y) = (
+        (columns - 1) * CONTACT_SHEET_TILE_WIDTH + CONTACT_SHEET_TILE_WIDTH / 2,
+        (rows - 1) * 136 + 68,
+    );
+    let at = ((y * w + x) * 3) as usize;
+    let empty = &rgb[at..at + 3];
+    assert!(
+        empty
+            .iter()
+            .zip([0xF6, 0xF7, 0xF9])
+            .all(|(&v, want)| v.abs_diff(want) <= 8),
+        "the empty cell is {empty:?}"
+    );
 
     // VP9, asked for.
     let (out, report) = preview(&dir, "png", &["--frames", "1..5", "--codec", "VP9"], &[]);
