@@ -71,7 +71,7 @@ YAML
 
 drop_namespace() {
   kubectl delete namespace "$1" --wait=false >/dev/null
-  kubectl delete pv "$1" --wait=false >/dev/null
+  kubectl delete pv "$1" --wait=false --ignore-not-found >/dev/null
 }
 
 # Starts the operator on namespace $1, logging to $2; sets OP to its pid.
@@ -241,19 +241,25 @@ apply_native() {
 # API server's audit log (hack/cluster.sh logs every request for pods, Jobs, Events and
 # RenderJobs). Without AGENT: "client count" lines, the client being the User-Agent's program
 # (the operator names itself renderfarm-operator; the controller-manager's lines are split by
-# controller). With AGENT: that client's "verb resource count" lines.
+# controller). With AGENT: that client's "verb resource count" lines. AUDIT_FROM_MS and
+# AUDIT_TO_MS (epoch ms, optional): only the requests received between them.
 audit_requests() {
   local logs
   logs=$(dirname "$KUBECONFIG")/logs
   cat "$logs"/audit*.log 2>/dev/null | grep -F "\"namespace\":\"$1\"" | python3 -c '
-import collections, json, sys
+import collections, datetime, json, os, sys
 agent = sys.argv[1]
+lo, hi = (float(os.environ.get(k) or 0) for k in ("AUDIT_FROM_MS", "AUDIT_TO_MS"))
 n = collections.Counter()
 for line in sys.stdin:
     e = json.loads(line)
     ref = e.get("objectRef", {})
     if e.get("stage") != "ResponseComplete" or ref.get("namespace") != sys.argv[2]:
         continue
+    if lo or hi:
+        at = datetime.datetime.fromisoformat(e["requestReceivedTimestamp"].replace("Z", "+00:00")).timestamp() * 1000
+        if (lo and at < lo) or (hi and at > hi):
+            continue
     ua = e.get("userAgent", "")
     who = ua.split("/")[0].split(" ")[0] or "?"
     if who == "kube-controller-manager":

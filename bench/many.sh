@@ -14,6 +14,9 @@
 #                                              pods do not wait, so ahead doubles the pods at once)
 #   APISERVER_PROFILE=30 bench/many.sh         also profile kube-apiserver's CPU for 30 s of each
 #                                              side (from 15 s after submit) and print where it goes
+#   NATIVE_POD=bare bench/many.sh              the Indexed Jobs' pods as bench/lib.sh writes them (one
+#                                              container, no volumes); the default, same, gives them
+#                                              the pod template of renderfarm's first batch Job
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=bench/lib.sh
@@ -24,6 +27,8 @@ BATCHES=${BATCHES:-100}
 PAR=${PARALLELISM:-5}
 SAMPLE_SECONDS=${SAMPLE_SECONDS:-5}
 START_AHEAD=${START_AHEAD:-}
+NATIVE_POD=${NATIVE_POD:-same}
+[[ $NATIVE_POD == same || $NATIVE_POD == bare ]] || { echo "NATIVE_POD is same or bare" >&2; exit 2; }
 APISERVER_PROFILE=${APISERVER_PROFILE:-}
 [[ -z $APISERVER_PROFILE || $APISERVER_PROFILE =~ ^[0-9]+$ ]] ||
   { echo "APISERVER_PROFILE is a number of seconds" >&2; exit 2; }
@@ -91,9 +96,41 @@ native_yaml() {
   local r
   for ((r = $1; r < $2; r++)); do
     echo ---
-    indexed_job_yaml "$(printf 'n%03d' "$r")" "$BATCHES" "$PAR"
+    if [[ $NATIVE_POD == same ]]; then
+      same_pod_job "$(printf 'n%03d' "$r")"
+    else
+      indexed_job_yaml "$(printf 'n%03d' "$r")" "$BATCHES" "$PAR"
+    fi
   done
 }
+
+# NATIVE_POD=same: the Indexed Jobs run the pod renderfarm's batches ran (its image, arguments,
+# volumes, securityContext, labels and failure policy), so both sides carry the same objects
+# through the API server: what a user who wrote the Indexed Jobs by hand would have to write.
+# same_pod_template JOB-JSON > template (JSON); same_pod_job NAME prints one Job from it.
+same_pod_template() {
+  # shellcheck disable=SC2016 # $(JOB_COMPLETION_INDEX) is for the API server to expand
+  python3 -c '
+import json, sys
+job = json.load(sys.stdin)
+spec, tmpl = job["spec"], job["spec"]["template"]
+labels = {k: v for k, v in tmpl["metadata"].get("labels", {}).items()
+          if not k.startswith("batch.kubernetes.io/") and k not in ("controller-uid", "job-name", "renderfarm.io/batch", "renderfarm.io/frames")}
+tmpl["metadata"] = {"labels": labels, "annotations": tmpl["metadata"].get("annotations", {})}
+for c in tmpl["spec"]["containers"]:
+    args = c.get("args", [])
+    for i, a in enumerate(args[:-1]):
+        if a in ("--frames", "--marker"):
+            args[i + 1] = "$(JOB_COMPLETION_INDEX)"
+out = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "NAME"},
+       "spec": {"completionMode": "Indexed", "completions": int(sys.argv[1]), "parallelism": int(sys.argv[2]),
+                "backoffLimitPerIndex": spec.get("backoffLimit", 3),
+                "podFailurePolicy": spec.get("podFailurePolicy"), "podReplacementPolicy": spec.get("podReplacementPolicy"),
+                "template": tmpl}}
+out["spec"] = {k: v for k, v in out["spec"].items() if v is not None}
+print(json.dumps(out))' "$BATCHES" "$PAR"
+}
+same_pod_job() { sed "s/\"NAME\"/\"$1\"/" "$NATIVE_TEMPLATE"; }
 
 # submit NAMESPACE MAKE-YAML: creates every render, SUBMITTERS kubectl processes at once. One
 # kubectl creates its objects one after the other: 100 took 27 s on a loaded machine, and the
@@ -222,7 +259,7 @@ ahead=1
 if [[ ${ADD_NODES:-1} == 0 ]]; then slots=$(pod_slots); else slots=$(ensure_capacity $((ahead * RENDERS * PAR * 11 / 10))); fi
 total=$((RENDERS * BATCHES))
 
-echo "many renders at once: $RENDERS x $BATCHES one-frame batches, parallelism $PAR ($PROFILE build, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u '+%Y-%m-%d %H:%M:%S UTC'), commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- operator || echo '+changes'), kwok pods complete $POD_SECONDS s after start, $slots pod slots, startAhead ${START_AHEAD:-false})"
+echo "many renders at once: $RENDERS x $BATCHES one-frame batches, parallelism $PAR ($PROFILE build, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u '+%Y-%m-%d %H:%M:%S UTC'), commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- operator || echo '+changes'), kwok pods complete $POD_SECONDS s after start, $slots pod slots, startAhead ${START_AHEAD:-false}, Indexed Jobs' pods: $NATIVE_POD)"
 
 # ---- renderfarm
 make_namespace "$ns"
@@ -239,8 +276,20 @@ stop_operator
 rf_latency=$(last_pod_to_complete "$dir/rf/pods" "$dir/rf/done" Succeeded)
 
 # ---- the same work as native Indexed Jobs, in a namespace of their own (the audit log tells
-# the two apart). The renderfarm side's objects are still there.
-kubectl create namespace "$native_ns" >/dev/null
+# the two apart), on a cluster as empty as the renderfarm side had: its 20,000 Jobs and pods
+# would otherwise take the Indexed Jobs past the controller-manager's 12,500 terminated pods,
+# and the pod garbage collector would delete them during the Indexed Jobs' run.
+NATIVE_TEMPLATE=$dir/native-template.json
+[[ $NATIVE_POD != same ]] || kubectl get job -n "$ns" r000-0000 -o json | same_pod_template >"$NATIVE_TEMPLATE"
+gone0=$(ms)
+drop_namespace "$ns"
+kubectl wait --for=delete "namespace/$ns" --timeout=3600s >/dev/null
+echo "the renderfarm side's namespace deleted in $(awk -v m="$(($(ms) - gone0))" 'BEGIN {printf "%.1f", m / 1000}') s, before the Indexed Jobs" >&2
+if [[ $NATIVE_POD == same ]]; then
+  make_namespace "$native_ns"
+else
+  kubectl create namespace "$native_ns" >/dev/null
+fi
 watch_stamps "$dir/native/done" -n "$native_ns" jobs /metadata/name /status/completionTime
 watch_stamps "$dir/native/pods" -n "$native_ns" pods --field-selector status.phase=Succeeded \
   /metadata/name /metadata/labels/batch.kubernetes.io~1job-name
@@ -286,9 +335,10 @@ echo "the same, as each render's status (RenderJob status.batches.succeeded, Job
 echo
 echo "API requests per batch by client (API server audit log; the bench's kubectl left out):"
 for side in renderfarm native; do
-  space=$ns
-  [[ $side == renderfarm ]] || space=$native_ns
-  audit_requests "$space" | awk -v n="$total" -v side="$side" '
+  space=$ns window=("${rf[@]}")
+  [[ $side == renderfarm ]] || space=$native_ns window=("${native[@]}")
+  # Each side's own run (5 s after its last Complete), not its namespace's deletion.
+  AUDIT_FROM_MS=${window[0]} AUDIT_TO_MS=$((window[1] + 5000)) audit_requests "$space" | awk -v n="$total" -v side="$side" '
     $1 == "kubectl" || $1 == "pvc-protection-controller" {next}
     {t += $2; parts = parts sprintf("%s%s %.2f", parts == "" ? "" : ", ", $1, $2 / n)}
     END {printf "%-10s %6.2f = %s\n", side, t / n, parts}'
@@ -296,7 +346,7 @@ done
 echo
 echo "the operator's requests by verb (audit log):"
 printf '%-7s %-24s %7s %9s\n' verb resource count per_batch
-audit_requests "$ns" renderfarm-operator | awk -v n="$total" '{printf "%-7s %-24s %7s %9.3f\n", $1, $2, $3, $3 / n}'
+AUDIT_FROM_MS=${rf[0]} AUDIT_TO_MS=$((rf[1] + 5000)) audit_requests "$ns" renderfarm-operator | awk -v n="$total" '{printf "%-7s %-24s %7s %9.3f\n", $1, $2, $3, $3 / n}'
 # cpu_share PROFILE FUNCTION-REGEX: the share of the profile's samples under the first function
 # that matches (pprof's cumulative %).
 cpu_share() {
@@ -321,9 +371,8 @@ protobuf encoding|protobuf[.][(][*]Serializer[)][.]Encode$
 Go garbage collection|runtime[.]gcBgMarkWorker$
 ROWS
 fi
-# Kept for a look at the timeline; the namespaces go.
+# Kept for a look at the timeline; the namespace goes.
 rm -rf target/many-last
 cp -r "$dir" target/many-last
-drop_namespace "$ns"
-kubectl delete namespace "$native_ns" --wait=false >/dev/null
+drop_namespace "$native_ns"
 rm -rf "$dir"
