@@ -112,11 +112,11 @@ t0=$(now_ms)
 run --entrypoint render-preview "$IMAGE" --output '/data/out/frame_####' --frames 1..3 \
   --fps 12 --width 320 --termination-log /data/preview.json >/dev/null
 t_preview=$(($(now_ms) - t0))
-grep -q '^{"ok":true,"frames":3,"columns":2,"rows":2}$' "$DATA/preview.json" ||
+grep -q '^{"ok":true,"frames":3,"columns":3,"rows":1}$' "$DATA/preview.json" ||
   fail "render-preview: $(cat "$DATA/preview.json")"
 video=$(probe codec_name,pix_fmt,width,r_frame_rate,nb_read_frames /data/out/preview.mp4)
 [[ $video == h264,320,yuv420p,12/1,3 ]] || fail "preview.mp4: $video"
-[[ $(probe width /data/out/contact.jpg) == 480 ]] || fail "contact.jpg: $(probe width /data/out/contact.jpg)"
+[[ $(probe width /data/out/contact.jpg) == 720 ]] || fail "contact.jpg: $(probe width /data/out/contact.jpg)"
 
 # EXR: tone mapped, through zscale (zimg) in the image's ffmpeg.
 t0=$(now_ms)
