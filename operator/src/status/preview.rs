@@ -360,7 +360,7 @@ mod tests {
         roll_up(&rj, &RenderJobStatus::default(), &mut new, &seen, &now());
         let p = new.preview.clone().expect("preview");
         assert_eq!(p.state, PreviewState::Ready);
-        assert_eq!((p.frames, p.columns, p.rows), (Some(10), Some(4), Some(3)));
+        assert_eq!((p.frames, p.columns, p.rows), (Some(10), Some(5), Some(2)));
         assert_eq!(p.video.as_deref(), Some("out/x/preview.mp4"));
         let c = &new.conditions[0];
         assert_eq!(
