@@ -360,9 +360,10 @@ fn png_frames_get_thumbnails_and_a_preview() {
     let (mean, ..) = stats(&rgb);
     println!("contact sheet {w}x{h} ({columns}x{rows}, one cell empty): mean {mean:.1}");
     // The cell with no frame (the last) is the page's grey, not black.
+    let tile_height = h / rows;
     let (x, y) = (
         (columns - 1) * CONTACT_SHEET_TILE_WIDTH + CONTACT_SHEET_TILE_WIDTH / 2,
-        (rows - 1) * 136 + 68,
+        (rows - 1) * tile_height + tile_height / 2,
     );
     let at = ((y * w + x) * 3) as usize;
     let empty = &rgb[at..at + 3];
