@@ -30,6 +30,7 @@ use renderfarm::crd::{RenderJob, RenderJobSpec, RenderJobStatus};
 use renderfarm::job::{self, JobConfig, job_name};
 use renderfarm::reconcile::{self, Input};
 use renderfarm::state::RenderState;
+use renderfarm::watched::{WatchedJob, WatchedPod};
 use serde_json::{Value, json};
 
 const PARALLELISM: u32 = 50;
@@ -219,6 +220,50 @@ fn one_reconcile(w: &World) -> (reconcile::Effects, Option<RenderJobStatus>) {
     (black_box(fx), status)
 }
 
+/// Mean microseconds to decode `text` as a `T`, then summarise it as the cache keeps it.
+fn decode_us<T: serde::de::DeserializeOwned, C: From<T>>(text: &str) -> f64 {
+    const ROUNDS: u32 = 20_000;
+    let started = Instant::now();
+    for _ in 0..ROUNDS {
+        let object: T = serde_json::from_str(black_box(text)).expect("decode");
+        black_box(C::from(object));
+    }
+    started.elapsed().as_secs_f64() * 1e6 / f64::from(ROUNDS)
+}
+
+/// What one watch event costs the operator to decode: the whole object (k8s-openapi's `Job`
+/// and `Pod`, managed fields and pod template included) against the fields the cache reads
+/// (`renderfarm::watched`).
+fn decoding() {
+    let t = Templates::new();
+    let (job, pod) = (Templates::fill(&t.job[1], 7), Templates::fill(&t.pod[1], 7));
+    println!("decoding one watch event's object, then its summary for the cache (us)");
+    println!(
+        "{:>6} {:>7} {:>8} {:>8} {:>6}",
+        "object", "bytes", "whole", "watched", "ratio"
+    );
+    for (name, text, whole, watched) in [
+        (
+            "Job",
+            &job,
+            decode_us::<Job, BatchJob>(&job),
+            decode_us::<WatchedJob, BatchJob>(&job),
+        ),
+        (
+            "pod",
+            &pod,
+            decode_us::<Pod, BatchPod>(&pod),
+            decode_us::<WatchedPod, BatchPod>(&pod),
+        ),
+    ] {
+        println!(
+            "{name:>6} {:>7} {whole:>8.1} {watched:>8.1} {:>6.2}",
+            text.len(),
+            watched / whole
+        );
+    }
+}
+
 fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let mut count = None;
@@ -242,6 +287,8 @@ fn main() {
         }
         return;
     }
+    decoding();
+    println!();
     println!(
         "{:>8} {:>13} {:>13} {:>10} {:>10} {:>10}",
         "batches", "reconcile_us", "ns_per_batch", "cache_MiB", "B_per_job", "B_per_pod"

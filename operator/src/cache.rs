@@ -22,6 +22,7 @@ use crate::job::{
     RENDERJOB_ANNOTATION, STEP_LABEL, STOPPED_ANNOTATION,
 };
 use crate::pod::{self, PodProblem};
+use crate::watched::{WatchedJob, WatchedPod};
 
 /// The controller owner of an object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -198,6 +199,18 @@ impl From<Job> for BatchJob {
             failed: status.failed.unwrap_or(0),
             finished,
         }
+    }
+}
+
+impl From<WatchedJob> for BatchJob {
+    fn from(job: WatchedJob) -> Self {
+        Job::from(job).into()
+    }
+}
+
+impl From<WatchedPod> for BatchPod {
+    fn from(pod: WatchedPod) -> Self {
+        Pod::from(pod).into()
     }
 }
 

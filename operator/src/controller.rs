@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Event as CoreEvent;
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
@@ -34,6 +33,7 @@ use crate::owners::ByRender;
 use crate::ranges::encode_ranges;
 use crate::reconcile::{self, Applied, Effects, Input, Progress};
 use crate::state::{RenderState, States};
+use crate::watched::{WatchedJob, WatchedPod};
 use crate::{Error, Result};
 
 /// The one field manager for everything the operator writes.
@@ -198,13 +198,19 @@ pub async fn run(
         .list(&kube::api::ListParams::default().limit(1))
         .await?;
 
-    // The caches keep a small summary of each Job and pod (see `cache`), not the objects.
+    // The caches keep a small summary of each Job and pod (see `cache`), not the objects, and
+    // the watches decode only the fields it is made of (see `watched`).
     let disruptions = Arc::new(Disruptions::default());
     let (job_index, pod_index) = (Arc::<ByRender>::default(), Arc::<ByRender>::default());
-    let (jobs, job_triggers) =
-        batch_watch::<Job, BatchJob>(&client, ns.as_deref(), job_owner, job_index.clone(), |_| {});
+    let (jobs, job_triggers) = batch_watch::<WatchedJob, BatchJob>(
+        &client,
+        ns.as_deref(),
+        job_owner,
+        job_index.clone(),
+        |_| {},
+    );
     let recorder = disruptions.clone();
-    let (pods, pod_triggers) = batch_watch::<Pod, BatchPod>(
+    let (pods, pod_triggers) = batch_watch::<WatchedPod, BatchPod>(
         &client,
         ns.as_deref(),
         pod_owner,

@@ -6,7 +6,8 @@
 //! what to tell the user, and [`reconcile`] puts them together into the
 //! effects of one reconcile (over the Jobs and pods [`index`]ed by batch), remembered per
 //! RenderJob in [`state`]. [`controller`] is the glue
-//! that watches and carries the effects out through [`client`], which counts every write.
+//! that watches (decoding only what [`cache`] keeps, [`watched`]) and carries the effects out
+//! through [`client`], which counts every write.
 
 pub mod actions;
 pub mod ahead;
@@ -28,6 +29,7 @@ pub mod reconcile;
 pub mod state;
 pub mod status;
 pub mod telemetry;
+pub mod watched;
 
 use kube::CustomResourceExt;
 
