@@ -14,6 +14,9 @@
 #                                              pods do not wait, so ahead doubles the pods at once)
 #   APISERVER_PROFILE=30 bench/many.sh         also profile kube-apiserver's CPU for 30 s of each
 #                                              side (from 15 s after submit) and print where it goes
+#   OPERATOR_PROFILE=60 bench/many.sh          also sample the operator with perf for 60 s (from 15 s after
+#                                              submit; a release build with symbols) and print where
+#                                              its CPU goes
 #   NATIVE_POD=bare bench/many.sh              the Indexed Jobs' pods as bench/lib.sh writes them (one
 #                                              container, no volumes); the default, same, gives them
 #                                              the pod template of renderfarm's first batch Job
@@ -32,6 +35,14 @@ NATIVE_POD=${NATIVE_POD:-same}
 APISERVER_PROFILE=${APISERVER_PROFILE:-}
 [[ -z $APISERVER_PROFILE || $APISERVER_PROFILE =~ ^[0-9]+$ ]] ||
   { echo "APISERVER_PROFILE is a number of seconds" >&2; exit 2; }
+OPERATOR_PROFILE=${OPERATOR_PROFILE:-}
+[[ -z $OPERATOR_PROFILE || $OPERATOR_PROFILE =~ ^[0-9]+$ ]] ||
+  { echo "OPERATOR_PROFILE is a number of seconds" >&2; exit 2; }
+if [[ -n $OPERATOR_PROFILE ]]; then
+  command -v perf >/dev/null || { echo "OPERATOR_PROFILE needs perf (apt-get install linux-perf)" >&2; exit 2; }
+  # perf needs the symbols the release profile strips.
+  export CARGO_PROFILE_RELEASE_STRIP=false CARGO_PROFILE_RELEASE_DEBUG=line-tables-only
+fi
 [[ -z $START_AHEAD || $START_AHEAD == true || $START_AHEAD == false ]] ||
   { echo "START_AHEAD is true, false or unset" >&2; exit 2; }
 bench_setup
@@ -219,15 +230,42 @@ last_pod_to_complete() {
     }' "$1" "$2"
 }
 
+# The machine's CPU time so far, in seconds: busy (all but idle and iowait) and all.
+machine_cpu() { awk '$1 == "cpu" {b = $2 + $3 + $4 + $7 + $8 + $9; printf "%.1f %.1f\n", b / 100, (b + $5 + $6) / 100}' /proc/stat; }
+# kwok's failed pod stages so far (a pod it could not move to Running or Succeeded is retried
+# later, with a backoff, and that side waits: a run with many says more about kwok than about
+# either side).
+kwok_failures() {
+  local n
+  n=$(grep -c 'failed to apply stage' "$(dirname "$KUBECONFIG")/logs/kwok-controller.log" 2>/dev/null) || true
+  echo "${n:-0}"
+}
+# CPU seconds of each component in COMPONENTS (and the operator, when running), one line.
+COMPONENTS=(kube-apiserver kube-controller-manager etcd kube-scheduler kwok-controller)
+cpu_line() {
+  local c out=
+  for c in "${COMPONENTS[@]}"; do out+="$(cpu_s "$(component_pid "$c")") "; done
+  if [[ -n $OP ]]; then out+=$(cpu_s "$OP"); else out+=0; fi
+  echo "$out $(machine_cpu)"
+}
+# cpu_delta BEFORE AFTER: the difference of two cpu_line outputs, field by field.
+cpu_delta() { awk -v a="$1" -v b="$2" 'BEGIN {n = split(a, x); split(b, y); for (i = 1; i <= n; i++) printf "%.1f%s", y[i] - x[i], i < n ? " " : "\n"}'; }
+
 # run_side NAMESPACE MAKE-YAML KIND SUCCEEDED-FIELD DIR: submits every render, samples their
-# status into DIR/samples until all are Complete; SIDE=(start_ms end_ms submit_ms api_cpu
-# kcm_cpu), the CPU seconds of the API server and controller-manager meanwhile.
+# status into DIR/samples until all are Complete; SIDE=(start_ms end_ms submit_ms), and
+# SIDE_CPU the CPU seconds of each of COMPONENTS, the operator, the machine's busy and all
+# meanwhile (cpu_delta).
+OPERATOR_PROFILER=
 run_side() {
-  local ns=$1 make=$2 kind=$3 field=$4 dir=$5 api0 kcm0 t0 t1 submitted sampler profiler=
-  api0=$(cpu_s "$api") kcm0=$(cpu_s "$kcm")
+  local ns=$1 make=$2 kind=$3 field=$4 dir=$5 cpu0 kwok0 t0 t1 submitted sampler profiler=
+  cpu0=$(cpu_line) kwok0=$(kwok_failures)
   t0=$(ms)
   submit "$ns" "$make"
   submitted=$(($(ms) - t0))
+  if [[ -n $OPERATOR_PROFILE && -n $OP ]]; then
+    { sleep 15; perf record -q -F 199 -g -p "$OP" -o "$dir/operator.perf" -- sleep "$OPERATOR_PROFILE" 2>/dev/null; } &
+    OPERATOR_PROFILER=$!
+  fi
   if [[ -n $APISERVER_PROFILE ]]; then
     { sleep 15; kubectl get --raw "/debug/pprof/profile?seconds=$APISERVER_PROFILE" >"$dir/apiserver.prof"; } &
     profiler=$!
@@ -237,11 +275,11 @@ run_side() {
   WATCHES+=("$sampler")
   kubectl wait --for=condition=Complete "$kind" --all -n "$ns" --timeout=7200s >/dev/null
   t1=$(ms)
+  SIDE_CPU=$(cpu_delta "$cpu0" "$(cpu_line)") SIDE_KWOK=$(($(kwok_failures) - kwok0))
   kill "$sampler" 2>/dev/null || true
   wait "$sampler" 2>/dev/null || true
   [[ -z $profiler ]] || wait "$profiler" || echo "the API server profile of $ns failed" >&2
-  SIDE=("$t0" "$t1" "$submitted" "$(awk -v a="$(cpu_s "$api")" -v b="$api0" 'BEGIN {printf "%.1f", a - b}')"
-    "$(awk -v a="$(cpu_s "$kcm")" -v b="$kcm0" 'BEGIN {printf "%.1f", a - b}')")
+  SIDE=("$t0" "$t1" "$submitted")
 }
 
 # An earlier run's namespaces (20,000 objects each) keep the control plane busy while they go.
@@ -251,8 +289,6 @@ done
 ns=many-$$
 native_ns=$ns-native
 dir=$(mktemp -d)
-api=$(component_pid kube-apiserver)
-kcm=$(component_pid kube-controller-manager)
 # ADD_NODES=0: run on the nodes there are (pods beyond their slots wait for the scheduler).
 ahead=1
 [[ $START_AHEAD != true ]] || ahead=2
@@ -269,7 +305,7 @@ watch_stamps "$dir/rf/done" -n "$ns" renderjobs /metadata/name /status/phase
 watch_stamps "$dir/rf/pods" -n "$ns" pods --field-selector status.phase=Succeeded \
   -l app.kubernetes.io/managed-by=renderfarm-operator,renderfarm.io/batch /metadata/name /metadata/labels/renderfarm.io~1renderjob
 run_side "$ns" renderjobs_yaml renderjobs .status.batches.succeeded "$dir/rf"
-rf=("${SIDE[@]}")
+rf=("${SIDE[@]}") rf_cpu=$SIDE_CPU rf_kwok=$SIDE_KWOK
 operator_figures
 watch_stop
 stop_operator
@@ -294,7 +330,7 @@ watch_stamps "$dir/native/done" -n "$native_ns" jobs /metadata/name /status/comp
 watch_stamps "$dir/native/pods" -n "$native_ns" pods --field-selector status.phase=Succeeded \
   /metadata/name /metadata/labels/batch.kubernetes.io~1job-name
 run_side "$native_ns" native_yaml jobs .status.succeeded "$dir/native"
-native=("${SIDE[@]}")
+native=("${SIDE[@]}") native_cpu=$SIDE_CPU native_kwok=$SIDE_KWOK
 watch_stop
 native_latency=$(last_pod_to_complete "$dir/native/pods" "$dir/native/done" +)
 
@@ -302,9 +338,18 @@ rf_ms=$((rf[1] - rf[0])) native_ms=$((native[1] - native[0]))
 sec() { awk -v m="$1" 'BEGIN {printf "%.1f", m / 1000}'; }
 per() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", b ? a / b : 0}'; }
 echo "submit ($SUBMITTERS kubectl at once) took $(sec "${rf[2]}") s (renderfarm) / $(sec "${native[2]}") s (native); wall time from submit to every render Complete"
-printf '%-10s %8s %6s %8s %8s\n' side wall_s ratio api_cpu kcm_cpu
-printf '%-10s %8s %6s %8s %8s\n' renderfarm "$(sec "$rf_ms")" "$(per "$rf_ms" "$native_ms")" "${rf[3]}" "${rf[4]}"
-printf '%-10s %8s %6s %8s %8s\n' native "$(sec "$native_ms")" 1.00 "${native[3]}" "${native[4]}"
+printf '%-10s %8s %6s %13s\n' side wall_s ratio kwok_failures
+printf '%-10s %8s %6s %13s\n' renderfarm "$(sec "$rf_ms")" "$(per "$rf_ms" "$native_ms")" "$rf_kwok"
+printf '%-10s %8s %6s %13s\n' native "$(sec "$native_ms")" 1.00 "$native_kwok"
+((rf_kwok + native_kwok == 0)) || echo "kwok failed pod stages during the run (kwok_failures; its log says why): the wall times measure its retries too"
+echo
+echo "CPU seconds meanwhile, by process (the bench's own watches and kubectl are in machine busy)"
+printf '%-10s %8s %8s %8s %8s %8s %8s %8s %6s\n' side apiserver kcm etcd sched kwok operator busy "busy%"
+for side in renderfarm native; do
+  c=$rf_cpu
+  [[ $side == renderfarm ]] || c=$native_cpu
+  awk -v side="$side" -v c="$c" 'BEGIN {split(c, x); printf "%-10s %8s %8s %8s %8s %8s %8s %8s %5.0f%%\n", side, x[1], x[2], x[3], x[4], x[5], x[6], x[7], x[8] ? 100 * x[7] / x[8] : 0}'
+done
 echo
 echo "operator: writes per batch (of $total) = Job applies + status writes + Events; CPU, peak RSS, full reconciles (and put off), mean wall ms of one"
 printf '%-9s %7s %7s %7s %8s %8s %8s %8s %8s\n' writes/b jobs status events cpu_s rss_peak recs deferred rec_ms
@@ -370,6 +415,17 @@ JSON encoding for watches and answers|json[.][(][*]Serializer[)][.]Encode$
 protobuf encoding|protobuf[.][(][*]Serializer[)][.]Encode$
 Go garbage collection|runtime[.]gcBgMarkWorker$
 ROWS
+fi
+if [[ -n $OPERATOR_PROFILE ]]; then
+  wait "$OPERATOR_PROFILER" 2>/dev/null || true
+  echo
+  echo "the operator's CPU over $OPERATOR_PROFILE s of its side (perf, 199 Hz): functions with most samples in them and"
+  echo "below them (children), then in them alone (self)"
+  perf report -i "$dir/operator.perf" --stdio --children --sort symbol --percent-limit 4 -g none 2>/dev/null |
+    grep -v '^#' | grep -v '^$' | head -40
+  echo
+  perf report -i "$dir/operator.perf" --stdio --no-children --sort symbol --percent-limit 1 -g none 2>/dev/null |
+    grep -v '^#' | grep -v '^$' | head -30
 fi
 # Kept for a look at the timeline; the namespace goes.
 rm -rf target/many-last
