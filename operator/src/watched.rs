@@ -126,6 +126,8 @@ watched!(WatchedPod, Pod);
 mod tests {
     use super::*;
     use crate::cache::{BatchJob, BatchPod};
+    use crate::crd::RenderJob;
+    use crate::job::{BATCH_LABEL, PAUSED_ANNOTATION, RENDERJOB_ANNOTATION};
     use k8s_openapi::api::batch::v1::JobCondition;
     use k8s_openapi::api::core::v1::{
         ContainerState, ContainerStateTerminated, ContainerStatus, PodCondition, PodSpec,
@@ -138,22 +140,23 @@ mod tests {
         Time(s.parse().expect("timestamp"))
     }
 
-    fn meta(kind: &str) -> ObjectMeta {
+    /// Metadata owned by a `kind`, with managed fields, as the API server sends it.
+    fn object_meta(kind: &str) -> ObjectMeta {
         ObjectMeta {
             name: Some("r-00002".into()),
             namespace: Some("art".into()),
             uid: Some("u-1".into()),
             resource_version: Some("42".into()),
-            labels: Some(BTreeMap::from([("renderfarm.io/batch".into(), "2".into())])),
+            labels: Some(BTreeMap::from([(BATCH_LABEL.into(), "2".into())])),
             annotations: Some(BTreeMap::from([
-                ("renderfarm.io/renderjob".into(), "r".into()),
-                ("renderfarm.io/paused".into(), "true".into()),
+                (RENDERJOB_ANNOTATION.into(), "r".into()),
+                (PAUSED_ANNOTATION.into(), "true".into()),
             ])),
             owner_references: Some(vec![OwnerReference {
                 api_version: if kind == "Job" {
                     "batch/v1".into()
                 } else {
-                    "renderfarm.io/v1alpha1".into()
+                    RenderJob::api_version(&()).into_owned()
                 },
                 kind: kind.into(),
                 name: "r".into(),
@@ -197,7 +200,7 @@ mod tests {
     #[test]
     fn a_watched_job_keeps_what_the_cache_reads_and_drops_the_template() {
         let job = Job {
-            metadata: meta("RenderJob"),
+            metadata: object_meta("RenderJob"),
             spec: Some(JobSpec {
                 suspend: Some(true),
                 template: PodTemplateSpec {
@@ -231,11 +234,15 @@ mod tests {
         );
         // What the cache keeps is the same either way.
         assert_eq!(BatchJob::from(slim), BatchJob::from(job.clone()));
-        assert_eq!(BatchJob::from(Job::from(watched)).failed, 2);
+        let kept = BatchJob::from(Job::from(watched));
+        assert_eq!(kept.failed, 2);
+        assert_eq!(kept.batch, Some(2));
+        assert!(kept.paused && kept.suspended && kept.deleting);
+        assert_eq!(kept.owner.map(|o| o.uid).as_deref(), Some("owner-uid"));
 
         // A Job without a spec or status decodes too.
         let bare: WatchedJob = through_json(&Job {
-            metadata: meta("RenderJob"),
+            metadata: object_meta("RenderJob"),
             ..Job::default()
         });
         assert_eq!(bare.suspend, None);
@@ -245,7 +252,7 @@ mod tests {
     #[test]
     fn a_watched_pod_keeps_what_the_cache_reads_and_drops_the_spec() {
         let pod = Pod {
-            metadata: meta("Job"),
+            metadata: object_meta("Job"),
             spec: Some(pod_spec()),
             status: Some(PodStatus {
                 phase: Some("Failed".into()),
@@ -279,6 +286,8 @@ mod tests {
         assert!(from_watched.failure.is_some());
         assert!(from_watched.finished_at.is_some());
         assert_eq!(from_watched.job_uid.as_deref(), Some("owner-uid"));
+        assert_eq!(from_watched.batch, Some(2));
+        assert_eq!(from_watched.renderjob.as_deref(), Some("r"));
     }
 
     #[test]
