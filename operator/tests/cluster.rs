@@ -14,7 +14,9 @@ use anyhow::{Context as _, Result, anyhow, bail, ensure};
 use futures::TryStreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
-use kube::api::{Api, DeleteParams, DynamicObject, EvictParams, ListParams, PostParams};
+use kube::api::{
+    Api, DeleteParams, DynamicObject, EvictParams, ListParams, Patch, PatchParams, PostParams,
+};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::wait::{Condition, await_condition, conditions};
 use kube::runtime::watcher;
@@ -420,6 +422,59 @@ async fn pod_no_node_fits_is_unschedulable() -> Result<()> {
             unschedulable,
         )
         .await?;
+        Ok(())
+    })
+    .await
+}
+
+fn pod_ips(pod: &Pod) -> Vec<String> {
+    let ips = pod.status.as_ref().and_then(|s| s.pod_ips.as_ref());
+    ips.into_iter().flatten().map(|ip| ip.ip.clone()).collect()
+}
+
+/// kwok plays `pod-ready` again on a pod it already ran (as it does on an old copy of a pod
+/// after a re-list): the pod runs again with the IP it had. A second IP, merged beside the
+/// first, is refused by the API server, and the pod would wait for kwok's retries.
+#[tokio::test]
+#[ignore = "needs the local cluster (hack/cluster.sh up)"]
+async fn pod_ready_played_again_keeps_the_pod_ip() -> Result<()> {
+    in_scope("replay", async |s| {
+        // No Job owns it, so kwok's pod-complete leaves it Running.
+        s.pod(json!({
+            "metadata": {"name": "replay"},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+        }))
+        .await?;
+        let running =
+            |p: Option<&Pod>| p.is_some_and(|p| phase(p) == "Running" && !pod_ips(p).is_empty());
+        let pods = s.pods();
+        let first = wait_for(&pods, "replay", "Running with an IP", MINUTE, running).await?;
+        let ips = pod_ips(&first);
+        same("the pod's IPs", ips.len(), 1)?;
+
+        // Back to Pending and not Ready: pod-ready's selector matches the pod again.
+        let back = json!({"status": {"phase": "Pending", "conditions": [
+            {"type": "Ready", "status": "False"},
+        ]}});
+        pods.patch_status("replay", &PatchParams::default(), &Patch::Merge(&back))
+            .await?;
+        let again = wait_for(
+            &pods,
+            "replay",
+            "Running again after pod-ready played twice",
+            MINUTE,
+            |p: Option<&Pod>| {
+                running(p)
+                    && p.and_then(|p| condition(p, "Ready"))
+                        .is_some_and(|c| c.0 == "True")
+            },
+        )
+        .await?;
+        same(
+            "the pod's IPs after pod-ready played again",
+            pod_ips(&again),
+            ips,
+        )?;
         Ok(())
     })
     .await
