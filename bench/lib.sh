@@ -138,11 +138,13 @@ watch_stamps() {
   "target/$PROFILE/examples/stamps" "$@" >"$out" 2>>"$out.err" &
   WATCHES+=("$!")
 }
-build_stamps() {
+build_stamps() { build_example stamps; }
+# build_example NAME: operator/examples/NAME.rs, in PROFILE.
+build_example() {
   if [[ $PROFILE == release ]]; then
-    cargo build --release --locked -p renderfarm --example stamps >&2
+    cargo build --release --locked -p renderfarm --example "$1" >&2
   else
-    cargo build --locked -p renderfarm --example stamps >&2
+    cargo build --locked -p renderfarm --example "$1" >&2
   fi
 }
 # Gives the watches a moment to print the last events, then stops them.

@@ -20,6 +20,10 @@
 #   NATIVE_POD=bare bench/many.sh              the Indexed Jobs' pods as bench/lib.sh writes them (one
 #                                              container, no volumes); the default, same, gives them
 #                                              the pod template of renderfarm's first batch Job
+#   PLAIN_JOBS=1 bench/many.sh                 a third side: renderfarm's batch Jobs made by the least
+#                                              a Job-per-batch farm must do (operator/examples/job_chain.rs:
+#                                              one Job watch, one create per batch, nothing else), the
+#                                              floor under any operator that makes a Job per batch
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=bench/lib.sh
@@ -31,6 +35,7 @@ PAR=${PARALLELISM:-5}
 SAMPLE_SECONDS=${SAMPLE_SECONDS:-5}
 START_AHEAD=${START_AHEAD:-}
 NATIVE_POD=${NATIVE_POD:-same}
+PLAIN_JOBS=${PLAIN_JOBS:-}
 [[ $NATIVE_POD == same || $NATIVE_POD == bare ]] || { echo "NATIVE_POD is same or bare" >&2; exit 2; }
 APISERVER_PROFILE=${APISERVER_PROFILE:-}
 [[ -z $APISERVER_PROFILE || $APISERVER_PROFILE =~ ^[0-9]+$ ]] ||
@@ -47,6 +52,7 @@ fi
   { echo "START_AHEAD is true, false or unset" >&2; exit 2; }
 bench_setup
 build_stamps
+[[ -z $PLAIN_JOBS ]] || build_example job_chain
 
 # A component of the cluster the kubeconfig points at (hack/cluster.sh keeps pid files beside it;
 # pgrep could find another cluster's, or one inside a kind node).
@@ -253,16 +259,17 @@ cpu_line() {
 # cpu_delta BEFORE AFTER: the difference of two cpu_line outputs, field by field.
 cpu_delta() { awk -v a="$1" -v b="$2" 'BEGIN {n = split(a, x); split(b, y); for (i = 1; i <= n; i++) printf "%.1f%s", y[i] - x[i], i < n ? " " : "\n"}'; }
 
-# run_side NAMESPACE MAKE-YAML KIND SUCCEEDED-FIELD DIR: submits every render, samples their
-# status into DIR/samples until all are Complete; SIDE=(start_ms end_ms submit_ms), and
-# SIDE_CPU the CPU seconds of each of COMPONENTS, the operator, the machine's busy and all
-# meanwhile (cpu_delta).
+# run_side NAMESPACE START WAIT KIND SUCCEEDED-FIELD DIR: START NAMESPACE DIR submits every
+# render, WAIT NAMESPACE DIR returns once all are done; meanwhile KIND's SUCCEEDED-FIELD is sampled
+# into DIR/samples (KIND -: not sampled). SIDE=(start_ms end_ms submit_ms), and SIDE_CPU the CPU
+# seconds of each of COMPONENTS, the operator (OP), the machine's busy and all meanwhile
+# (cpu_delta).
 OPERATOR_PROFILER=
 run_side() {
-  local ns=$1 make=$2 kind=$3 field=$4 dir=$5 cpu0 kwok0 t0 t1 submitted sampler profiler=
+  local ns=$1 start=$2 until_done=$3 kind=$4 field=$5 dir=$6 cpu0 kwok0 t0 t1 submitted sampler='' profiler=''
   cpu0=$(cpu_line) kwok0=$(kwok_failures)
   t0=$(ms)
-  submit "$ns" "$make"
+  "$start" "$ns" "$dir"
   submitted=$(($(ms) - t0))
   if [[ -n $OPERATOR_PROFILE && -n $OP ]]; then
     { sleep 15; perf record -q -F 199 -p "$OP" -o "$dir/operator.perf" -- sleep "$OPERATOR_PROFILE" 2>/dev/null; } &
@@ -272,16 +279,53 @@ run_side() {
     { sleep 15; kubectl get --raw "/debug/pprof/profile?seconds=$APISERVER_PROFILE" >"$dir/apiserver.prof"; } &
     profiler=$!
   fi
-  sample "$ns" "$kind" "$field" "$dir/samples" "$t0" &
-  sampler=$!
-  WATCHES+=("$sampler")
-  kubectl wait --for=condition=Complete "$kind" --all -n "$ns" --timeout=7200s >/dev/null
+  if [[ $kind != - ]]; then
+    sample "$ns" "$kind" "$field" "$dir/samples" "$t0" &
+    sampler=$!
+    WATCHES+=("$sampler")
+  fi
+  "$until_done" "$ns" "$dir"
   t1=$(ms)
   SIDE_CPU=$(cpu_delta "$cpu0" "$(cpu_line)") SIDE_KWOK=$(($(kwok_failures) - kwok0))
-  kill "$sampler" 2>/dev/null || true
-  wait "$sampler" 2>/dev/null || true
+  if [[ -n $sampler ]]; then
+    kill "$sampler" 2>/dev/null || true
+    wait "$sampler" 2>/dev/null || true
+  fi
   [[ -z $profiler ]] || wait "$profiler" || echo "the API server profile of $ns failed" >&2
   SIDE=("$t0" "$t1" "$submitted")
+}
+submit_renderjobs() { submit "$1" renderjobs_yaml; }
+submit_native() { submit "$1" native_yaml; }
+all_renderjobs_complete() { kubectl wait --for=condition=Complete renderjobs --all -n "$1" --timeout=7200s >/dev/null; }
+all_jobs_complete() { kubectl wait --for=condition=Complete jobs --all -n "$1" --timeout=7200s >/dev/null; }
+
+# PLAIN_JOBS: job_chain makes the chains and stays up once done (its CPU is read as the
+# operator's, from /proc), writing a "stamp cNNN Complete" line per chain into DIR/done.
+start_chains() {
+  "target/$PROFILE/examples/job_chain" -n "$1" --template "$PLAIN_TEMPLATE" --renders "$RENDERS" \
+    --batches "$BATCHES" --parallelism "$PAR" >"$2/done" 2>"$2/chain.err" &
+  OP=$!
+}
+all_chains_done() {
+  until (($(wc -l <"$2/done") >= RENDERS)); do
+    kill -0 "$OP" 2>/dev/null || { echo "job_chain stopped: $(tail -n 3 "$2/chain.err")" >&2; return 1; }
+    sleep 0.2
+  done
+}
+# plain_template: a batch Job of renderfarm's (JSON on stdin) as job_chain copies it: what the
+# API server filled in (selector, its labels, owner, status) taken out.
+plain_template() {
+  python3 -c '
+import json, sys
+job = json.load(sys.stdin)
+meta, spec = job["metadata"], job["spec"]
+tmpl = spec["template"]
+drop = ("batch.kubernetes.io/controller-uid", "batch.kubernetes.io/job-name", "controller-uid", "job-name")
+tmpl["metadata"]["labels"] = {k: v for k, v in tmpl["metadata"].get("labels", {}).items() if k not in drop}
+spec.pop("selector", None)
+print(json.dumps({"apiVersion": "batch/v1", "kind": "Job",
+                  "metadata": {"labels": meta.get("labels", {}), "annotations": meta.get("annotations", {})},
+                  "spec": spec}))'
 }
 
 # An earlier run's namespaces (20,000 objects each) keep the control plane busy while they go.
@@ -306,7 +350,7 @@ mkdir -p "$dir/rf" "$dir/native"
 watch_stamps "$dir/rf/done" -n "$ns" renderjobs /metadata/name /status/phase
 watch_stamps "$dir/rf/pods" -n "$ns" pods --field-selector status.phase=Succeeded \
   -l app.kubernetes.io/managed-by=renderfarm-operator,renderfarm.io/batch /metadata/name /metadata/labels/renderfarm.io~1renderjob
-run_side "$ns" renderjobs_yaml renderjobs .status.batches.succeeded "$dir/rf"
+run_side "$ns" submit_renderjobs all_renderjobs_complete renderjobs .status.batches.succeeded "$dir/rf"
 rf=("${SIDE[@]}") rf_cpu=$SIDE_CPU rf_kwok=$SIDE_KWOK
 operator_figures
 watch_stop
@@ -317,8 +361,9 @@ rf_latency=$(last_pod_to_complete "$dir/rf/pods" "$dir/rf/done" Succeeded)
 # the two apart), on a cluster as empty as the renderfarm side had: its 20,000 Jobs and pods
 # would otherwise take the Indexed Jobs past the controller-manager's 12,500 terminated pods,
 # and the pod garbage collector would delete them during the Indexed Jobs' run.
-NATIVE_TEMPLATE=$dir/native-template.json
+NATIVE_TEMPLATE=$dir/native-template.json PLAIN_TEMPLATE=$dir/plain-template.json
 [[ $NATIVE_POD != same ]] || kubectl get job -n "$ns" r000-0000 -o json | same_pod_template >"$NATIVE_TEMPLATE"
+[[ -z $PLAIN_JOBS ]] || kubectl get job -n "$ns" r000-0000 -o json | plain_template >"$PLAIN_TEMPLATE"
 gone0=$(ms)
 drop_namespace "$ns"
 kubectl wait --for=delete "namespace/$ns" --timeout=3600s >/dev/null
@@ -331,10 +376,26 @@ fi
 watch_stamps "$dir/native/done" -n "$native_ns" jobs /metadata/name /status/completionTime
 watch_stamps "$dir/native/pods" -n "$native_ns" pods --field-selector status.phase=Succeeded \
   /metadata/name /metadata/labels/batch.kubernetes.io~1job-name
-run_side "$native_ns" native_yaml jobs .status.succeeded "$dir/native"
+run_side "$native_ns" submit_native all_jobs_complete jobs .status.succeeded "$dir/native"
 native=("${SIDE[@]}") native_cpu=$SIDE_CPU native_kwok=$SIDE_KWOK
 watch_stop
 native_latency=$(last_pod_to_complete "$dir/native/pods" "$dir/native/done" +)
+
+# ---- PLAIN_JOBS: renderfarm's batch Jobs made by job_chain, on a cluster emptied again.
+if [[ -n $PLAIN_JOBS ]]; then
+  plain_ns=$ns-plain
+  mkdir -p "$dir/plain"
+  drop_namespace "$native_ns"
+  kubectl wait --for=delete "namespace/$native_ns" --timeout=3600s >/dev/null
+  make_namespace "$plain_ns"
+  watch_stamps "$dir/plain/pods" -n "$plain_ns" pods --field-selector status.phase=Succeeded \
+    /metadata/name /metadata/labels/renderfarm.io~1renderjob
+  run_side "$plain_ns" start_chains all_chains_done - - "$dir/plain"
+  plain=("${SIDE[@]}") plain_cpu=$SIDE_CPU plain_kwok=$SIDE_KWOK
+  watch_stop
+  stop_operator
+  plain_latency=$(last_pod_to_complete "$dir/plain/pods" "$dir/plain/done" Complete)
+fi
 
 rf_ms=$((rf[1] - rf[0])) native_ms=$((native[1] - native[0]))
 sec() { awk -v m="$1" 'BEGIN {printf "%.1f", m / 1000}'; }
@@ -343,13 +404,19 @@ echo "submit ($SUBMITTERS kubectl at once) took $(sec "${rf[2]}") s (renderfarm)
 printf '%-10s %8s %6s %13s\n' side wall_s ratio kwok_failures
 printf '%-10s %8s %6s %13s\n' renderfarm "$(sec "$rf_ms")" "$(per "$rf_ms" "$native_ms")" "$rf_kwok"
 printf '%-10s %8s %6s %13s\n' native "$(sec "$native_ms")" 1.00 "$native_kwok"
-((rf_kwok + native_kwok == 0)) || echo "kwok failed pod stages during the run (kwok_failures; its log says why): the wall times measure its retries too"
+if [[ -n $PLAIN_JOBS ]]; then
+  plain_ms=$((plain[1] - plain[0]))
+  printf '%-10s %8s %6s %13s\n' plain-jobs "$(sec "$plain_ms")" "$(per "$plain_ms" "$native_ms")" "$plain_kwok"
+  echo "plain-jobs: the same batch Jobs made by job_chain (one Job watch, one create per batch, nothing else): renderfarm took $(per "$rf_ms" "$plain_ms")x its time"
+else
+  plain_kwok=0
+fi
+((rf_kwok + native_kwok + plain_kwok == 0)) || echo "kwok failed pod stages during the run (kwok_failures; its log says why): the wall times measure its retries too"
 echo
 echo "CPU seconds meanwhile, by process (the bench's own watches and kubectl are in machine busy)"
 printf '%-10s %8s %8s %8s %8s %8s %8s %8s %6s\n' side apiserver kcm etcd sched kwok operator busy "busy%"
-for side in renderfarm native; do
-  c=$rf_cpu
-  [[ $side == renderfarm ]] || c=$native_cpu
+for side in renderfarm native ${PLAIN_JOBS:+plain-jobs}; do
+  case $side in renderfarm) c=$rf_cpu ;; native) c=$native_cpu ;; *) c=$plain_cpu ;; esac
   awk -v side="$side" -v c="$c" 'BEGIN {split(c, x); printf "%-10s %8s %8s %8s %8s %8s %8s %8s %5.0f%%\n", side, x[1], x[2], x[3], x[4], x[5], x[6], x[7], x[8] ? 100 * x[7] / x[8] : 0}'
 done
 echo
@@ -367,6 +434,10 @@ read -r a b c <<<"$rf_latency"
 printf '%-10s %6s %6s %6s\n' renderfarm "$a" "$b" "$c"
 read -r a b c <<<"$native_latency"
 printf '%-10s %6s %6s %6s\n' native "$a" "$b" "$c"
+if [[ -n $PLAIN_JOBS ]]; then
+  read -r a b c <<<"$plain_latency"
+  printf '%-10s %6s %6s %6s\n' plain-jobs "$a" "$b" "$c"
+fi
 echo
 echo "fairness: batches succeeded per render every $SAMPLE_SECONDS s after submit, counted from the Succeeded pods watch"
 printf '%-10s %6s %5s %5s %7s %5s %7s %8s %8s\n' side t_s finished min median max mean min/mean max/mean
@@ -374,16 +445,23 @@ pod_samples "$dir/rf/pods" "${rf[0]}" "${rf[1]}" r >"$dir/rf/pod-samples"
 pod_samples "$dir/native/pods" "${native[0]}" "${native[1]}" n >"$dir/native/pod-samples"
 fairness "$dir/rf/pod-samples" renderfarm 2>"$dir/rf/worst"
 fairness "$dir/native/pod-samples" native 2>"$dir/native/worst"
-cat "$dir/rf/worst" "$dir/native/worst"
+if [[ -n $PLAIN_JOBS ]]; then
+  pod_samples "$dir/plain/pods" "${plain[0]}" "${plain[1]}" c >"$dir/plain/pod-samples"
+  fairness "$dir/plain/pod-samples" plain-jobs 2>"$dir/plain/worst"
+fi
+cat "$dir/rf/worst" "$dir/native/worst" ${PLAIN_JOBS:+"$dir/plain/worst"}
 echo "watch restarts: $restarts"
 echo "the same, as each render's status (RenderJob status.batches.succeeded, Job status.succeeded) said when sampled:"
 { fairness "$dir/rf/samples" renderfarm-status >/dev/null; } 2>&1
 { fairness "$dir/native/samples" native-status >/dev/null; } 2>&1
 echo
 echo "API requests per batch by client (API server audit log; the bench's kubectl left out):"
-for side in renderfarm native; do
-  space=$ns window=("${rf[@]}")
-  [[ $side == renderfarm ]] || space=$native_ns window=("${native[@]}")
+for side in renderfarm native ${PLAIN_JOBS:+plain-jobs}; do
+  case $side in
+    renderfarm) space=$ns window=("${rf[@]}") ;;
+    native) space=$native_ns window=("${native[@]}") ;;
+    *) space=$plain_ns window=("${plain[@]}") ;;
+  esac
   # Each side's own run (5 s after its last Complete), not its namespace's deletion.
   AUDIT_FROM_MS=${window[0]} AUDIT_TO_MS=$((window[1] + 5000)) audit_requests "$space" | awk -v n="$total" -v side="$side" '
     $1 == "kubectl" || $1 == "pvc-protection-controller" {next}
@@ -431,5 +509,5 @@ fi
 # Kept for a look at the timeline; the namespace goes.
 rm -rf target/many-last
 cp -r "$dir" target/many-last
-drop_namespace "$native_ns"
+drop_namespace "${plain_ns:-$native_ns}"
 rm -rf "$dir"
