@@ -99,7 +99,9 @@ def cpu_snapshot(path):
         if what in ("node", "kubepods"):
             n[what] = value
         else:
-            m = re.search(r"pod([0-9a-f_]{36})\.slice", what)
+            # A pod's UID, with "_" for "-"; a static pod's (the control plane's) is a hash of
+            # 32 hex digits, which must count as long-lived too, not as the render's.
+            m = re.search(r"pod([0-9a-f]{32}|[0-9a-f_]{36})\.slice", what)
             if m:
                 n["pods"][m.group(1).replace("_", "-")] = value
     return snap
@@ -317,15 +319,16 @@ def render_table(paths):
     bwall = mean(c["wall_disk"] for c in bare)
     bcpu = mean(c["cpu_per_frame"] for c in bare)
     print("\n| case | frames on disk s | Succeeded s | ratio (disk) | ratio (Succeeded) "
-          "| CPU s/frame | CPU ratio | operator CPU s | worker nodes CPU s |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          "| CPU s/frame | CPU ratio | operator CPU s | worker nodes CPU s | control-plane node CPU s |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for c in cases:
         r1 = c["wall_disk"] / bwall if c.get("wall_disk") and bwall else None
         r2 = c["wall_succeeded"] / bwall if c.get("wall_succeeded") and bwall else None
         rc = c["cpu_per_frame"] / bcpu if c.get("cpu_per_frame") and bcpu else None
         print(f"| {c['case']} | {fmt(c.get('wall_disk'), 0, 1)} | {fmt(c.get('wall_succeeded'), 0, 1)} "
               f"| {fmt(r1, 0)} | {fmt(r2, 0)} | {fmt(c.get('cpu_per_frame'), 0)} | {fmt(rc, 0)} "
-              f"| {fmt(c.get('operator_cpu'), 0)} | {fmt(c.get('workers_cpu'), 0, 1)} |")
+              f"| {fmt(c.get('operator_cpu'), 0)} | {fmt(c.get('workers_cpu'), 0, 1)} "
+              f"| {fmt(c.get('control_plane_cpu'), 0, 1)} |")
     farm = [c for c in cases if "steps" in c]
     if not farm:
         return
@@ -405,6 +408,7 @@ def main(argv):
         s["cpu_per_frame"] = sum(v["new_pods"] for v in c["nodes"].values()) / int(n)
         s["operator_cpu"] = c["named"][op]
         s["workers_cpu"] = sum(v["node"] for k, v in c["nodes"].items() if not k.endswith("-control-plane"))
+        s["control_plane_cpu"] = sum(v["node"] for k, v in c["nodes"].items() if k.endswith("-control-plane"))
         print(json.dumps(s))
         return 0
     if cmd == "bare-case":  # OUT FRAMES-FILE T0 T1 FRAMES CASE: a bare Blender run
