@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::TryStreamExt as _;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{AttachParams, AttachedProcess, DeleteParams, PostParams};
+use kube::api::{AttachParams, AttachedProcess, DeleteParams};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Api, ResourceExt as _};
 use serde_json::json;
@@ -96,8 +96,7 @@ impl TransferPod {
         });
         let pod: Pod = serde_json::from_value(spec)
             .map_err(|e| Error::Kube(format!("transfer pod manifest: {e}")))?;
-        let pod = pods
-            .create(&PostParams::default(), &pod)
+        let pod = renderfarm::client::create(&pods, &pod)
             .await
             .map_err(|e| ctx.unreachable(e))?;
         let tp = TransferPod {

@@ -3,15 +3,21 @@
 //! (`renderfarm_api_writes_total`); the other refuses every write but the Lease's while this
 //! replica's lease is not current ([`Fence`]), so a leader frozen mid-reconcile (SIGSTOP, a
 //! paused VM) sends nothing of what it had left to do when it wakes after another took over.
+//! [`create`] is a create that waits out admission webhooks which have not seen a new namespace.
 
+use std::fmt::Debug;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures::TryFutureExt;
 use futures::future::{Either, ErrInto, Ready, ready};
 use http::{Method, Request, header};
+use kube::api::PostParams;
 use kube::client::{Body, ClientBuilder};
-use kube::{Client, Config};
+use kube::{Api, Client, Config};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tower::util::MapRequestLayer;
 use tower::{BoxError, Layer, Service};
 
@@ -126,6 +132,38 @@ fn resource_of(path: &str) -> String {
         [resource] | [resource, _] => resource.to_string(),
         [resource, _, sub, ..] => format!("{resource}/{sub}"),
         [] => "unknown".into(),
+    }
+}
+
+/// Whether an admission webhook refused a request only because the object's namespace is not
+/// in its cache yet. Kueue's webhooks look the namespace up in an informer, which lags a
+/// namespace created a moment ago by a few milliseconds: the same request passes on retry.
+pub fn webhook_lags_namespace(status: &kube::core::Status) -> bool {
+    status.code == 404
+        && status.message.starts_with("admission webhook")
+        && status.message.contains("Namespace")
+        && status.message.contains("not found")
+}
+
+/// How long [`create`] retries while a webhook does not know the namespace yet.
+const WEBHOOK_LAG: Duration = Duration::from_secs(10);
+
+/// Create `obj`, retrying (up to 10 s) while an admission webhook has not yet seen its
+/// namespace ([`webhook_lags_namespace`]); any other answer is returned as it is.
+pub async fn create<K>(api: &Api<K>, obj: &K) -> kube::Result<K>
+where
+    K: Clone + DeserializeOwned + Serialize + Debug,
+{
+    let give_up = tokio::time::Instant::now() + WEBHOOK_LAG;
+    loop {
+        match api.create(&PostParams::default(), obj).await {
+            Err(kube::Error::Api(s))
+                if webhook_lags_namespace(&s) && tokio::time::Instant::now() < give_up =>
+            {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            other => return other,
+        }
     }
 }
 
@@ -256,5 +294,35 @@ mod tests {
         drop(svc);
         let seen = server.await.expect("mock server");
         assert_eq!(seen, [format!("GET {job}"), format!("PUT {lease}")]);
+    }
+
+    #[test]
+    fn only_a_webhook_that_has_not_seen_the_namespace_is_waited_out() {
+        let status = |code, message: &str| kube::core::Status {
+            code,
+            message: message.into(),
+            reason: "NotFound".into(),
+            ..Default::default()
+        };
+        let lag = "admission webhook \"mpod.kb.io\" denied the request: Namespace \"rf-kind-41836\" not found";
+        assert!(webhook_lags_namespace(&status(404, lag)));
+        // The namespace really is gone, the webhook refused for another reason, or another
+        // kind of 404: answers to return, not to wait out.
+        assert!(!webhook_lags_namespace(&status(
+            404,
+            "namespaces \"rf\" not found"
+        )));
+        assert!(!webhook_lags_namespace(&status(
+            403,
+            "admission webhook \"vpod.kb.io\" denied the request: Namespace \"rf\" not found"
+        )));
+        assert!(!webhook_lags_namespace(&status(
+            404,
+            "admission webhook \"mpod.kb.io\" denied the request: queue \"q\" not found"
+        )));
+        assert!(!webhook_lags_namespace(&status(
+            404,
+            "jobs.batch \"shot-0000\" not found"
+        )));
     }
 }

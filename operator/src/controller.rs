@@ -25,6 +25,7 @@ use serde::de::DeserializeOwned;
 use tracing::{debug, info, warn};
 
 use crate::cache::{self, BatchJob, BatchPod, Disruptions};
+use crate::client::webhook_lags_namespace;
 use crate::crd::{RenderJob, RenderJobStatus};
 use crate::events::Note;
 use crate::job::{JobConfig, MANAGED_BY, MANAGED_BY_LABEL, PAUSED_ANNOTATION, STOPPED_ANNOTATION};
@@ -573,7 +574,10 @@ async fn apply_jobs(
         .map(|(index, result)| {
             let outcome = match &result {
                 Ok(_) => Applied::Created,
-                Err(kube::Error::Api(e)) if e.code < 500 => Applied::Refused(e.message.clone()),
+                // A webhook that has not seen a new namespace yet refuses for a moment only.
+                Err(kube::Error::Api(e)) if e.code < 500 && !webhook_lags_namespace(e) => {
+                    Applied::Refused(e.message.clone())
+                }
                 Err(kube::Error::Api(_)) => Applied::ServerError,
                 Err(_) => Applied::Unknown,
             };

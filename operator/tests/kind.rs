@@ -125,8 +125,7 @@ impl Storage {
             }
         });
         let pods = self.pods();
-        pods.create(&PostParams::default(), &serde_json::from_value(pod)?)
-            .await?;
+        renderfarm::client::create(&pods, &serde_json::from_value(pod)?).await?;
         let phase = |p: Option<&Pod>| {
             p.and_then(|p| p.status.as_ref()?.phase.clone())
                 .unwrap_or_default()

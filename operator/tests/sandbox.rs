@@ -169,7 +169,7 @@ impl Ns {
 
     async fn create_pod(&self, pod: Pod) -> Result<String> {
         let name = pod.name_any();
-        self.pods().create(&PostParams::default(), &pod).await?;
+        renderfarm::client::create(&self.pods(), &pod).await?;
         Ok(name)
     }
 
@@ -795,7 +795,7 @@ async fn batches_write_only_their_output_directory() -> Result<()> {
             .and_then(|p| p.containers[0].volume_mounts.clone())
             .unwrap_or_default();
         println!("sandbox: batch mounts: {}", serde_json::to_string(&mounts)?);
-        jobs.create(&PostParams::default(), job).await?;
+        renderfarm::client::create(&jobs, job).await?;
     }
     for job in &built {
         let name = job.name_any();
@@ -850,7 +850,7 @@ async fn restricted_namespace_renders_real_frames() -> Result<()> {
         "metadata": {"name": "loose"},
         "spec": {"containers": [{"name": "c", "image": IMAGE, "imagePullPolicy": "IfNotPresent"}]},
     }))?;
-    match ns.pods().create(&PostParams::default(), &loose).await {
+    match renderfarm::client::create(&ns.pods(), &loose).await {
         Err(kube::Error::Api(e)) if e.code == 403 && e.message.contains("PodSecurity") => {}
         other => bail!("a pod outside the restricted standard was not refused: {other:?}"),
     }
