@@ -211,6 +211,7 @@ fn one_reconcile(w: &World) -> (reconcile::Effects, Option<RenderJobStatus>) {
         disrupted: &|_| 0,
         taken: &[],
         status_every: reconcile::STATUS_EVERY,
+        sharing: false,
     };
     let mut state = w.state.clone();
     let config = JobConfig::new("renderfarm/render-node:dev");

@@ -248,8 +248,8 @@ pub async fn run(
     Ok(())
 }
 
-/// Ready once every cache holds a full list (only then can no batch be created twice); every
-/// 5 s, forget RenderJobs that are gone and count the phases.
+/// Ready once every cache holds a full list (only then can no batch be created twice); count
+/// the renders going every tick; every 5 s, forget RenderJobs that are gone and count phases.
 async fn housekeeping(renderjobs: Store<RenderJob>, ctx: Arc<Context>, ready: Arc<AtomicBool>) {
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let mut ticks: u32 = 0;
@@ -264,14 +264,13 @@ async fn housekeeping(renderjobs: Store<RenderJob>, ctx: Arc<Context>, ready: Ar
             ready.store(true, Ordering::Relaxed);
         }
         ticks = ticks.wrapping_add(1);
-        if ticks.is_multiple_of(5) {
-            let going = renderjobs
-                .state()
-                .iter()
-                .filter(|rj| rj.metadata.deletion_timestamp.is_none() && !finished(rj))
-                .count();
-            ctx.active.store(going, Ordering::Relaxed);
-        }
+        // Every tick: a render submitted with others must see them at its first pass.
+        let going = renderjobs
+            .state()
+            .iter()
+            .filter(|rj| rj.metadata.deletion_timestamp.is_none() && !finished(rj))
+            .count();
+        ctx.active.store(going, Ordering::Relaxed);
         if ticks.is_multiple_of(25) {
             let all = renderjobs.state();
             let uids: HashSet<String> = all.iter().filter_map(|rj| rj.uid()).collect();
@@ -397,6 +396,7 @@ async fn reconcile_with(rj: &RenderJob, ctx: &Context, state: &mut RenderState) 
         .partition(|j| reconcile::owned_by(j, &uid));
     let mut pods = ctx.pod_index.lookup(&key, &ctx.pods);
     pods.retain(|p| reconcile::pod_of(p, &ns, &name));
+    let active = ctx.active.load(Ordering::Relaxed);
     let input = Input {
         rj,
         jobs: &jobs,
@@ -404,7 +404,8 @@ async fn reconcile_with(rj: &RenderJob, ctx: &Context, state: &mut RenderState) 
         synced: synced(&ctx.jobs) && synced(&ctx.pods),
         disrupted: &|uid| ctx.disruptions.count(uid),
         taken: &taken,
-        status_every: reconcile::status_every(ctx.active.load(Ordering::Relaxed)),
+        status_every: reconcile::status_every(active),
+        sharing: active > 1,
     };
     let fx = reconcile::decide(
         &input,

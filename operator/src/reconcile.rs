@@ -84,6 +84,13 @@ const BUSY_RECHECK: Duration = Duration::from_secs(300);
 pub const PODLESS_AFTER: Duration = Duration::from_secs(3);
 /// How often the Events of Jobs without pods are read.
 const INSPECT_EVERY: Duration = Duration::from_secs(5);
+/// While other renders are going, a render keeps at most this many batch Jobs waiting for the
+/// Job controller to make their pods. The Job controller takes Jobs first come, first served:
+/// renders submitted together that each create their whole first wave at once put the last
+/// one's first batch behind every other's wave (35 s behind with 100 renders in
+/// `bench/many.sh`); two at a time each, the queue serves the renders in turn. Queued (Kueue)
+/// and suspended Jobs do not count: they wait for admission or a resume, not for a pod.
+pub const WAITING_PER_RENDER: usize = 2;
 
 /// Whether the RenderJob with `uid` is the controller owner of the Job.
 pub fn owned_by(job: &BatchJob, uid: &str) -> bool {
@@ -119,6 +126,8 @@ pub struct Observation<'a> {
     pub taken: BTreeSet<u32>,
     /// Followers created but not seen in the cache yet, and the batch each follows.
     pub ahead_in_flight: BTreeMap<u32, u32>,
+    /// Other renders are going: hold creation to [`WAITING_PER_RENDER`] Jobs without pods.
+    pub sharing: bool,
 }
 
 impl<'a> Observation<'a> {
@@ -153,6 +162,7 @@ impl<'a> Observation<'a> {
             recorded,
             taken: BTreeSet::new(),
             ahead_in_flight: BTreeMap::new(),
+            sharing: false,
         }
     }
 
@@ -191,6 +201,11 @@ impl<'a> Observation<'a> {
             todo.create.clear();
         }
         todo.create.retain(|i| !self.taken.contains(i));
+        if self.sharing {
+            let waiting = self.waiting_for_pods(&slots, in_flight);
+            todo.create
+                .truncate(WAITING_PER_RENDER.saturating_sub(waiting));
+        }
         todo.after.retain(|i, _| todo.create.contains(i));
         for i in todo.create.iter().chain(in_flight.iter()) {
             if let Some(s) = states.get_mut(*i as usize)
@@ -213,6 +228,28 @@ impl<'a> Observation<'a> {
     }
 }
 
+impl Observation<'_> {
+    /// Batch Jobs the Job controller has yet to make a pod for: unfinished, neither queued
+    /// nor suspended, no pod seen; and those created but not in the cache yet.
+    fn waiting_for_pods(&self, slots: &[BatchState], in_flight: &BTreeSet<u32>) -> usize {
+        let unseen = in_flight
+            .iter()
+            .filter(|i| !self.jobs.contains_key(i))
+            .count();
+        let podless = self
+            .jobs
+            .iter()
+            .filter(|(i, job)| {
+                slots.get(**i as usize) == Some(&BatchState::Active)
+                    && !job.queued
+                    && !job.suspended
+                    && self.pods.of(**i).is_empty()
+            })
+            .count();
+        unseen + podless
+    }
+}
+
 /// What the caches hold for one RenderJob.
 pub struct Input<'a> {
     pub rj: &'a RenderJob,
@@ -229,6 +266,8 @@ pub struct Input<'a> {
     /// How long status changes that are not urgent wait after the last write (see
     /// [`status_every`]).
     pub status_every: Duration,
+    /// Whether other renders are going too (see [`WAITING_PER_RENDER`]).
+    pub sharing: bool,
 }
 
 /// A status to write, and what follows once it is written.
@@ -354,6 +393,7 @@ pub fn decide(
     state.expire_in_flight(|i| seen.jobs.contains_key(&i), now);
     let in_flight: BTreeSet<u32> = state.in_flight.keys().copied().collect();
     seen.ahead_in_flight = state.in_flight_after.clone();
+    seen.sharing = input.sharing;
     let rejected = refusal(rj, &seen, state, &mut fx, now, wall);
     fx.stop = too_disrupted(&seen, input.disrupted, config.max_disruptions.max(1));
     let (todo, mut new, states) = seen.decide(rj, &old, &in_flight, rejected, wall);
@@ -935,6 +975,49 @@ mod tests {
         );
     }
 
+    #[test]
+    fn with_other_renders_going_a_render_keeps_two_jobs_waiting_for_pods() {
+        let mut rj = rj();
+        rj.spec.parallelism = 5;
+        let plan = Plan::new(&rj.spec.frames, rj.spec.batch_size).expect("plan");
+        let old = RenderJobStatus::default();
+        let now = Time("2026-11-23T12:00:00Z".parse().expect("time"));
+        let create = |jobs: &[Arc<BatchJob>], pods: &[Arc<BatchPod>], sent: &[u32], sharing| {
+            let mut seen = Observation::new("shot", plan, &old, jobs, pods);
+            seen.sharing = sharing;
+            let in_flight = sent.iter().copied().collect();
+            seen.decide(&rj, &old, &in_flight, None, &now).0.create
+        };
+        let with = |i: u32, change: fn(&mut BatchJob)| {
+            let mut j = (*job(i, false)).clone();
+            change(&mut j);
+            Arc::new(j)
+        };
+        let none: [u32; 0] = [];
+        // Alone, a render fills every slot at once.
+        assert_eq!(create(&[], &[], &[], false), [0, 1, 2, 3, 4]);
+        // With others, two at first; none more while those are sent, or seen without pods.
+        assert_eq!(create(&[], &[], &[], true), [0, 1]);
+        assert_eq!(create(&[], &[], &[0, 1], true), none);
+        let (j0, j1) = (job(0, false), job(1, false));
+        assert_eq!(create(&[j0.clone(), j1.clone()], &[], &[], true), none);
+        // Each pod made lets one more Job go.
+        let pending = [pod(0, "Pending")];
+        assert_eq!(create(&[j0.clone(), j1.clone()], &pending, &[], true), [2]);
+        let both = [pod(0, "Running"), pod(1, "Pending")];
+        assert_eq!(create(&[j0, j1.clone()], &both, &[], true), [2, 3]);
+        // Finished Jobs, and Jobs waiting for Kueue or a resume rather than a pod, do not count.
+        assert_eq!(
+            create(&[job(0, true), job(1, true)], &[], &[], true),
+            [2, 3]
+        );
+        let queued = with(0, |j| j.queued = true);
+        let paused = with(1, |j| j.suspended = true);
+        assert_eq!(create(&[queued, paused], &[], &[], true), [2, 3]);
+        // A Job whose pod is not made yet and one sent: the render waits.
+        assert_eq!(create(&[j1], &[], &[2], true), none);
+    }
+
     fn effects(
         rj: &RenderJob,
         jobs: &[Arc<BatchJob>],
@@ -950,6 +1033,7 @@ mod tests {
             disrupted: &|_| 0,
             taken: &[],
             status_every: STATUS_EVERY,
+            sharing: false,
         };
         let wall = Time("2026-11-23T12:00:00Z".parse().expect("time"));
         decide(&input, state, &config(), now, &wall).expect("decide")
@@ -1158,6 +1242,7 @@ mod tests {
                 disrupted: &|_| 0,
                 taken: &[],
                 status_every: status_every(100),
+                sharing: false,
             };
             decide(&input, state, &config(), at, &wall).expect("decide")
         };
@@ -1218,6 +1303,7 @@ mod tests {
             disrupted: &|_| 0,
             taken: &taken,
             status_every: STATUS_EVERY,
+            sharing: false,
         };
         let wall = Time("2026-11-23T12:00:00Z".parse().expect("time"));
         let mut state = RenderState::default();
@@ -1247,6 +1333,7 @@ mod tests {
             },
             taken: &[],
             status_every: STATUS_EVERY,
+            sharing: false,
         };
         let wall = Time("2026-11-23T12:00:00Z".parse().expect("time"));
         let mut state = RenderState::default();
@@ -1389,6 +1476,7 @@ mod tests {
             disrupted: &|_| 0,
             taken: &[],
             status_every: STATUS_EVERY,
+            sharing: false,
         };
         let wall = Time("2026-11-23T12:00:00Z".parse().expect("time"));
         let now = Instant::now();
@@ -1728,6 +1816,7 @@ mod tests {
             disrupted: &|_| 0,
             taken: &taken,
             status_every: STATUS_EVERY,
+            sharing: false,
         };
         let wall = Time("2026-11-23T12:00:00Z".parse().expect("time"));
         let mut state = RenderState::default();
