@@ -23,7 +23,8 @@ use crate::harness::{Env, status, wait_until};
 const RENDERS: usize = 3;
 /// How long after the fault ends a render must be moving again.
 const RECOVERY_BOUND: std::time::Duration = std::time::Duration::from_secs(30);
-const BATCHES: usize = 20;
+/// Batches of each render under a throttled priority level.
+const BATCHES: usize = 40;
 
 /// Requests the API server rejected at a priority level.
 fn rejected(priority_level: &str) -> Result<f64> {
@@ -112,14 +113,18 @@ async fn throttled_by_priority_and_fairness_still_exact() -> Result<()> {
     let kc = kubeconfig.display().to_string();
     let op = Replica::start(&env, "operator", &[], &[("KUBECONFIG", kc.as_str())])?;
     let started = Instant::now();
-    // Several renders at once: their reconciles each apply up to 8 Jobs at a time, far more
-    // requests at once than the level has seats.
-    for i in 0..RENDERS {
-        env.create(
-            &format!("apf-{i}"),
-            json!({"frames": {"start": 1, "end": BATCHES}, "batchSize": 1, "parallelism": BATCHES}),
-        )
-        .await?;
+    let spec = json!({"frames": {"start": 1, "end": BATCHES}, "batchSize": 1,
+                      "parallelism": BATCHES});
+    // One render alone fills its slots in one pass, applying 8 Jobs at a time: far more
+    // requests at once than the level has seats. Then more renders while it runs, which
+    // share the Job controller's queue (a few Jobs waiting each) but not the level's seats.
+    env.create("apf-0", spec.clone()).await?;
+    jobs.wait(MINUTE, "the first render's Jobs seen", |s| {
+        s.uids.len() >= BATCHES
+    })
+    .await?;
+    for i in 1..RENDERS {
+        env.create(&format!("apf-{i}"), spec.clone()).await?;
     }
     let mut finished = Vec::new();
     for i in 0..RENDERS {
@@ -153,6 +158,7 @@ async fn throttled_by_priority_and_fairness_still_exact() -> Result<()> {
     );
     ensure!(twice.is_empty(), "batches created twice: {twice:?}");
     assert_eq!(seen, RENDERS * BATCHES);
+    let all = format!("0-{}", BATCHES - 1);
     for rj in &finished {
         let s = status(rj);
         assert_eq!(
@@ -162,7 +168,7 @@ async fn throttled_by_priority_and_fairness_still_exact() -> Result<()> {
                 s.frames.rendered,
                 s.succeeded_batches.as_deref()
             ),
-            (BATCHES as i64, 0, BATCHES as i64, Some("0-19")),
+            (BATCHES as i64, 0, BATCHES as i64, Some(all.as_str())),
             "{}",
             rj.name_any()
         );
