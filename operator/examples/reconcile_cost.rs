@@ -210,8 +210,7 @@ fn one_reconcile(w: &World) -> (reconcile::Effects, Option<RenderJobStatus>) {
         synced: true,
         disrupted: &|_| 0,
         taken: &[],
-        status_every: reconcile::STATUS_EVERY,
-        sharing: false,
+        active: 1,
     };
     let mut state = w.state.clone();
     let config = JobConfig::new("renderfarm/render-node:dev");

@@ -308,21 +308,20 @@ mod tests {
         assert!(webhook_lags_namespace(&status(404, lag)));
         // The namespace really is gone, the webhook refused for another reason, or another
         // kind of 404: answers to return, not to wait out.
-        assert!(!webhook_lags_namespace(&status(
-            404,
-            "namespaces \"rf\" not found"
-        )));
-        assert!(!webhook_lags_namespace(&status(
-            403,
-            "admission webhook \"vpod.kb.io\" denied the request: Namespace \"rf\" not found"
-        )));
-        assert!(!webhook_lags_namespace(&status(
-            404,
-            "admission webhook \"mpod.kb.io\" denied the request: queue \"q\" not found"
-        )));
-        assert!(!webhook_lags_namespace(&status(
-            404,
-            "jobs.batch \"shot-0000\" not found"
-        )));
+        let answers = [
+            (404, "namespaces \"rf\" not found"),
+            (
+                403,
+                "admission webhook \"vpod.kb.io\" denied the request: Namespace \"rf\" not found",
+            ),
+            (
+                404,
+                "admission webhook \"mpod.kb.io\" denied the request: queue \"q\" not found",
+            ),
+            (404, "jobs.batch \"shot-0000\" not found"),
+        ];
+        for (code, message) in answers {
+            assert!(!webhook_lags_namespace(&status(code, message)), "{message}");
+        }
     }
 }

@@ -396,7 +396,6 @@ async fn reconcile_with(rj: &RenderJob, ctx: &Context, state: &mut RenderState) 
         .partition(|j| reconcile::owned_by(j, &uid));
     let mut pods = ctx.pod_index.lookup(&key, &ctx.pods);
     pods.retain(|p| reconcile::pod_of(p, &ns, &name));
-    let active = ctx.active.load(Ordering::Relaxed);
     let input = Input {
         rj,
         jobs: &jobs,
@@ -404,8 +403,7 @@ async fn reconcile_with(rj: &RenderJob, ctx: &Context, state: &mut RenderState) 
         synced: synced(&ctx.jobs) && synced(&ctx.pods),
         disrupted: &|uid| ctx.disruptions.count(uid),
         taken: &taken,
-        status_every: reconcile::status_every(active),
-        sharing: active > 1,
+        active: ctx.active.load(Ordering::Relaxed),
     };
     let fx = reconcile::decide(
         &input,

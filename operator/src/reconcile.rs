@@ -226,9 +226,7 @@ impl<'a> Observation<'a> {
         let new = status::roll_up(&basis, &seen, now);
         (todo, new, states)
     }
-}
 
-impl Observation<'_> {
     /// Batch Jobs the Job controller has yet to make a pod for: unfinished, neither queued
     /// nor suspended, no pod seen; and those created but not in the cache yet.
     fn waiting_for_pods(&self, slots: &[BatchState], in_flight: &BTreeSet<u32>) -> usize {
@@ -263,11 +261,9 @@ pub struct Input<'a> {
     pub synced: bool,
     /// How many disrupted pods of the Job with this UID were seen.
     pub disrupted: &'a (dyn Fn(&str) -> usize + Sync),
-    /// How long status changes that are not urgent wait after the last write (see
-    /// [`status_every`]).
-    pub status_every: Duration,
-    /// Whether other renders are going too (see [`WAITING_PER_RENDER`]).
-    pub sharing: bool,
+    /// How many renders are going, this one included: they share the status write budget
+    /// ([`status_every`]) and, more than one, the Job controller ([`WAITING_PER_RENDER`]).
+    pub active: usize,
 }
 
 /// A status to write, and what follows once it is written.
@@ -389,11 +385,12 @@ pub fn decide(
         .keys()
         .copied()
         .collect();
-    state.created.pace(created_every(input.status_every));
+    let write_every = status_every(input.active);
+    state.created.pace(created_every(write_every));
     state.expire_in_flight(|i| seen.jobs.contains_key(&i), now);
     let in_flight: BTreeSet<u32> = state.in_flight.keys().copied().collect();
     seen.ahead_in_flight = state.in_flight_after.clone();
-    seen.sharing = input.sharing;
+    seen.sharing = input.active > 1;
     let rejected = refusal(rj, &seen, state, &mut fx, now, wall);
     fx.stop = too_disrupted(&seen, input.disrupted, config.max_disruptions.max(1));
     let (todo, mut new, states) = seen.decide(rj, &old, &in_flight, rejected, wall);
@@ -461,11 +458,7 @@ pub fn decide(
         matches!(new.phase, Phase::Running | Phase::Pending) || !create.is_empty() || previewing;
     // Counts and messages wait for the next paced write (`status_every`); transitions do not.
     fx.status_due = written_at
-        .map(|at| {
-            input
-                .status_every
-                .saturating_sub(now.saturating_duration_since(at))
-        })
+        .map(|at| write_every.saturating_sub(now.saturating_duration_since(at)))
         .filter(|wait| old != new && !wait.is_zero() && !status::urgent(&old, &new));
     fx.terminal = matches!(new.phase, Phase::Succeeded | Phase::Failed);
     if old != new && fx.status_due.is_none() {
@@ -1032,8 +1025,7 @@ mod tests {
             synced: true,
             disrupted: &|_| 0,
             taken: &[],
-            status_every: STATUS_EVERY,
-            sharing: false,
+            active: 1,
         };
         let wall = Time("2026-11-23T12:00:00Z".parse().expect("time"));
         decide(&input, state, &config(), now, &wall).expect("decide")
@@ -1241,8 +1233,7 @@ mod tests {
                 synced: true,
                 disrupted: &|_| 0,
                 taken: &[],
-                status_every: status_every(100),
-                sharing: false,
+                active: 100,
             };
             decide(&input, state, &config(), at, &wall).expect("decide")
         };
@@ -1302,8 +1293,7 @@ mod tests {
             synced: true,
             disrupted: &|_| 0,
             taken: &taken,
-            status_every: STATUS_EVERY,
-            sharing: false,
+            active: 1,
         };
         let wall = Time("2026-11-23T12:00:00Z".parse().expect("time"));
         let mut state = RenderState::default();
@@ -1332,8 +1322,7 @@ mod tests {
                 }
             },
             taken: &[],
-            status_every: STATUS_EVERY,
-            sharing: false,
+            active: 1,
         };
         let wall = Time("2026-11-23T12:00:00Z".parse().expect("time"));
         let mut state = RenderState::default();
@@ -1475,8 +1464,7 @@ mod tests {
             synced: false,
             disrupted: &|_| 0,
             taken: &[],
-            status_every: STATUS_EVERY,
-            sharing: false,
+            active: 1,
         };
         let wall = Time("2026-11-23T12:00:00Z".parse().expect("time"));
         let now = Instant::now();
@@ -1815,8 +1803,7 @@ mod tests {
             synced: true,
             disrupted: &|_| 0,
             taken: &taken,
-            status_every: STATUS_EVERY,
-            sharing: false,
+            active: 1,
         };
         let wall = Time("2026-11-23T12:00:00Z".parse().expect("time"));
         let mut state = RenderState::default();
