@@ -237,7 +237,8 @@ bare_cluster_test() {
 }
 
 crd_dry_run() {
-  ./target/debug/renderfarm-operator crd | kubectl apply --dry-run=client -f -
+  cargo build -q --locked -p renderfarm --bin renderfarm-operator &&
+    ./target/debug/renderfarm-operator crd | kubectl apply --dry-run=client -f -
 }
 
 stage_e2e() {
@@ -294,13 +295,33 @@ stage_kind() {
     validation::
 }
 
-stage deps stage_deps
-start_build_kind
-stage lint stage_lint
-stage "unit and property tests" stage_unit
-stage "local cluster" stage_local_cluster
-stage "end-to-end suite (real API server, kwok nodes)" stage_e2e
-stage "helm chart" stage_chart
-stage "images (docker build, docker run)" stage_images
-stage "kind: real pods render real frames" stage_kind
+# `hack/test.sh` runs every stage; `hack/test.sh e2e` (or any of the keys below) only those named,
+# with what they need: deps always, and `e2e` the local cluster it runs on.
+want() {
+  local key
+  ((${#ONLY[@]} == 0)) && return 0
+  for key in "${ONLY[@]}"; do [[ $key == "$1" ]] && return 0; done
+  return 1
+}
+ONLY=("$@")
+if ((${#ONLY[@]})); then
+  ONLY+=(deps)
+  if want e2e; then ONLY+=(cluster); fi
+fi
+for key in "${ONLY[@]}"; do
+  case $key in
+    deps | lint | unit | cluster | e2e | chart | images | kind) ;;
+    *) echo "test.sh: unknown stage '$key' (deps lint unit cluster e2e chart images kind)"; exit 2 ;;
+  esac
+done
+
+want deps && stage deps stage_deps
+want kind && start_build_kind
+want lint && stage lint stage_lint
+want unit && stage "unit and property tests" stage_unit
+want cluster && stage "local cluster" stage_local_cluster
+want e2e && stage "end-to-end suite (real API server, kwok nodes)" stage_e2e
+want chart && stage "helm chart" stage_chart
+want images && stage "images (docker build, docker run)" stage_images
+want kind && stage "kind: real pods render real frames" stage_kind
 FINISHED=1
