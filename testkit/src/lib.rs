@@ -2,3 +2,4 @@
 //! a cluster the same way.
 
 pub mod frame;
+pub mod wait;
