@@ -1,24 +1,29 @@
-//! The operator's API client: kube's default stack with two layers more, in one place instead
+//! The operator's API client: kube's default stack with three layers more, in one place instead
 //! of at each call site. One counts every write the operator sends by verb and resource
-//! (`renderfarm_api_writes_total`); the other refuses every write but the Lease's while this
+//! (`renderfarm_api_writes_total`); one refuses every write but the Lease's while this
 //! replica's lease is not current ([`Fence`]), so a leader frozen mid-reconcile (SIGSTOP, a
-//! paused VM) sends nothing of what it had left to do when it wakes after another took over.
-//! [`create`] is a create that waits out admission webhooks which have not seen a new namespace.
+//! paused VM) sends nothing of what it had left to do when it wakes after another took over;
+//! and kube's retry of throttled and unavailable answers, moved above the fence so that every
+//! attempt passes it. [`create`] is a create that waits out admission webhooks which have not
+//! seen a new namespace.
 
 use std::fmt::Debug;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures::TryFutureExt;
-use futures::future::{Either, ErrInto, Ready, ready};
+use futures::future::BoxFuture;
 use http::{Method, Request, header};
 use kube::api::PostParams;
+use kube::client::retry::RetryPolicy;
 use kube::client::{Body, ClientBuilder};
 use kube::{Api, Client, Config};
+use parking_lot::Mutex;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tower::util::MapRequestLayer;
+use tower::layer::util::Identity;
+use tower::retry::RetryLayer;
+use tower::util::{Either, MapRequestLayer};
 use tower::{BoxError, Layer, Service};
 
 use crate::Result;
@@ -27,11 +32,24 @@ use crate::metrics::Metrics;
 
 /// A client for `config` whose writes are counted in `metrics` and, with a `fence`, sent only
 /// while this replica leads.
-pub fn new(config: Config, metrics: Arc<Metrics>, fence: Option<Arc<Fence>>) -> Result<Client> {
+///
+/// The stack, outermost first: counting, kube's retry (when `config` asks for it), the fence,
+/// then kube's own (base URI, auth, the `requesting` trace line, hyper). The fence sits under
+/// the retry so a retry that fires after a freeze is checked like a first attempt, and right
+/// above kube's stack so that its check, kube's `requesting` line and hyper taking the request
+/// happen in one poll, with no await between them that a freeze could fall into.
+pub fn new(mut config: Config, metrics: Arc<Metrics>, fence: Option<Arc<Fence>>) -> Result<Client> {
+    let retry = std::mem::replace(&mut config.default_retry, false);
     Ok(ClientBuilder::try_from(config)?
         .with_layer(&FenceLayer(fence))
+        .with_layer(&retrying(retry))
         .with_layer(&counting(metrics))
         .build())
+}
+
+/// kube's default retry (429, 503 and 504 answers, with backoff), or none.
+pub fn retrying(on: bool) -> Either<RetryLayer<RetryPolicy>, Identity> {
+    tower::util::option_layer(on.then(|| RetryLayer::new(RetryPolicy::server_retry())))
 }
 
 /// The layer that refuses writes while the [`Fence`] is not current (none: never).
@@ -43,39 +61,77 @@ impl<S> Layer<S> for FenceLayer {
 
     fn layer(&self, inner: S) -> Fenced<S> {
         Fenced {
-            inner,
+            inner: Arc::new(Mutex::new(inner)),
             fence: self.0.clone(),
         }
     }
 }
 
-#[derive(Clone)]
+/// The fence as a service. The fence is checked when the request's future is first polled,
+/// not when it is made: kube's client makes the future in one task (its buffer's) and polls it
+/// in another, and a freeze in between would otherwise send a write checked before it.
+///
+/// The service underneath is shared behind a lock, not cloned: kube's stack is a boxed service
+/// that cannot be cloned. At the first poll the fence is checked, then, under the lock, the
+/// service is polled ready and called at once, so readiness and call stay one (tower's
+/// contract); a poll that finds it not ready checks the fence again at the next.
 pub struct Fenced<S> {
-    inner: S,
+    inner: Arc<Mutex<S>>,
     fence: Option<Arc<Fence>>,
+}
+
+impl<S> Clone for Fenced<S> {
+    fn clone(&self) -> Self {
+        Fenced {
+            inner: self.inner.clone(),
+            fence: self.fence.clone(),
+        }
+    }
 }
 
 impl<S, B> Service<Request<B>> for Fenced<S>
 where
-    S: Service<Request<B>>,
+    S: Service<Request<B>> + Send + 'static,
+    S::Future: Send + 'static,
     S::Error: Into<BoxError>,
+    B: Send + 'static,
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = Either<ErrInto<S::Future, BoxError>, Ready<Result<S::Response, BoxError>>>;
+    type Future = BoxFuture<'static, Result<S::Response, BoxError>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+    /// Always ready: the service underneath is polled ready at the request's first poll.
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        if let Some(fence) = &self.fence
-            && write_of(&req).is_some_and(|(_, resource)| resource != "leases")
-            && let Err(e) = fence.check()
-        {
-            return Either::Right(ready(Err(Box::new(e))));
-        }
-        Either::Left(self.inner.call(req).err_into())
+        let inner = self.inner.clone();
+        let fence = self
+            .fence
+            .clone()
+            .filter(|_| write_of(&req).is_some_and(|(_, resource)| resource != "leases"));
+        let mut req = Some(req);
+        Box::pin(async move {
+            let sent = futures::future::poll_fn(|cx| {
+                if let Some(fence) = &fence
+                    && let Err(e) = fence.check()
+                {
+                    return Poll::Ready(Err(BoxError::from(e)));
+                }
+                let mut svc = inner.lock();
+                if let Err(e) = futures::ready!(svc.poll_ready(cx)) {
+                    return Poll::Ready(Err(e.into()));
+                }
+                match req.take() {
+                    Some(req) => Poll::Ready(Ok(svc.call(req))),
+                    // poll_fn is not polled again once ready: not reached.
+                    None => Poll::Ready(Err(BoxError::from("fenced request polled after sending"))),
+                }
+            })
+            .await?;
+            sent.await.map_err(Into::into)
+        })
     }
 }
 
@@ -294,6 +350,109 @@ mod tests {
         drop(svc);
         let seen = server.await.expect("mock server");
         assert_eq!(seen, [format!("GET {job}"), format!("PUT {lease}")]);
+    }
+
+    type Mock = tower_test::mock::Mock<Request<Body>, http::Response<Body>>;
+    /// What a mock API server received, `METHOD path` each, once every client is gone.
+    type Received = tokio::task::JoinHandle<Vec<String>>;
+
+    /// A mock API server that answers every request 200.
+    fn mock_server() -> (Mock, Received) {
+        let (mock, mut handle) = tower_test::mock::pair::<Request<Body>, http::Response<Body>>();
+        let server = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while let Some((req, send)) = handle.next_request().await {
+                seen.push(format!("{} {}", req.method(), req.uri().path()));
+                send.send_response(http::Response::new(Body::empty()));
+            }
+            seen
+        });
+        (mock, server)
+    }
+
+    fn delete_job() -> Request<Body> {
+        Request::delete("/apis/batch/v1/namespaces/ns/jobs/shot-0007")
+            .body(Body::empty())
+            .expect("request")
+    }
+
+    #[tokio::test]
+    async fn the_fence_is_checked_when_the_request_is_first_polled_not_when_it_is_made() {
+        use crate::leader::testing::{fence, lease};
+        let fence = Arc::new(fence());
+        let (mock, server) = mock_server();
+        let mut svc = FenceLayer(Some(fence.clone())).layer(mock);
+
+        // Made while this replica leads, first polled once another does (a freeze between
+        // the two, as kube's buffer makes a request's future in one task and polls it in
+        // another): refused, and never handed to the service underneath.
+        fence.observe(Some(&lease("me", 0)));
+        let made_while_leading = svc.ready().await.expect("ready").call(delete_job());
+        fence.observe(Some(&lease("other", 0)));
+        let got = made_while_leading.await;
+        let err = got.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            err.contains("not current"),
+            "sent after the lease was lost: {err:?}"
+        );
+
+        // And the other way round: made while not leading, polled once leading again.
+        let made_while_not = svc.ready().await.expect("ready").call(delete_job());
+        fence.observe(Some(&lease("me", 0)));
+        made_while_not.await.expect("sent while leading");
+
+        drop(svc);
+        let seen = server.await.expect("mock server");
+        assert_eq!(
+            seen,
+            ["DELETE /apis/batch/v1/namespaces/ns/jobs/shot-0007"],
+            "only the request polled while leading reached the API server"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_retry_due_after_the_lease_ran_out_is_not_sent() {
+        use crate::leader::testing::{fence, lease};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let fence = Arc::new(fence());
+        fence.observe(Some(&lease("me", 0)));
+        // An API server that answers the first request 503, which kube retries; by the time
+        // of the retry another replica holds the lease.
+        let (lapse, received) = (fence.clone(), Arc::new(AtomicUsize::new(0)));
+        let count = received.clone();
+        let app = axum::Router::new().fallback(move || {
+            let first = count.fetch_add(1, Ordering::SeqCst) == 0;
+            lapse.observe(Some(&lease("other", 0)));
+            async move {
+                match first {
+                    true => http::StatusCode::SERVICE_UNAVAILABLE,
+                    false => http::StatusCode::OK,
+                }
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let config = Config::new(url.parse().expect("url"));
+        assert!(
+            config.default_retry,
+            "kube retries by default: what this checks"
+        );
+
+        let client = new(config, Arc::new(Metrics::default()), Some(fence)).expect("client");
+        let got = client.send(delete_job()).await;
+        let err = got.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            err.contains("not current"),
+            "the retry was not fenced: {err:?}"
+        );
+        assert_eq!(
+            received.load(Ordering::SeqCst),
+            1,
+            "the retry reached the API server"
+        );
     }
 
     #[test]

@@ -13,7 +13,9 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Event as CoreEvent;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
+use kube::api::{
+    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy,
+};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -28,7 +30,9 @@ use crate::cache::{self, BatchJob, BatchPod, Disruptions};
 use crate::client::webhook_lags_namespace;
 use crate::crd::{RenderJob, RenderJobStatus};
 use crate::events::Note;
-use crate::job::{JobConfig, MANAGED_BY, MANAGED_BY_LABEL, PAUSED_ANNOTATION, STOPPED_ANNOTATION};
+use crate::job::{
+    self, JobConfig, MANAGED_BY, MANAGED_BY_LABEL, PAUSED_ANNOTATION, STOPPED_ANNOTATION,
+};
 use crate::metrics::Metrics;
 use crate::owners::ByRender;
 use crate::ranges::encode_ranges;
@@ -396,6 +400,7 @@ async fn reconcile_with(rj: &RenderJob, ctx: &Context, state: &mut RenderState) 
         .partition(|j| reconcile::owned_by(j, &uid));
     let mut pods = ctx.pod_index.lookup(&key, &ctx.pods);
     pods.retain(|p| reconcile::pod_of(p, &ns, &name));
+    read_back(ctx, rj, (&jobs, &taken), state).await?;
     let input = Input {
         rj,
         jobs: &jobs,
@@ -412,7 +417,7 @@ async fn reconcile_with(rj: &RenderJob, ctx: &Context, state: &mut RenderState) 
         Instant::now(),
         &Time(Timestamp::now()),
     )?;
-    if carry_out(rj, &ns, &fx, state, ctx).await? == Refused::Yes {
+    if carry_out(rj, &ns, &fx, &jobs, state, ctx).await? == Refused::Yes {
         // Look again at once: the refusal holds creation back and shows in status.
         return Ok(Action::requeue(Duration::from_millis(100)));
     }
@@ -425,6 +430,68 @@ async fn reconcile_with(rj: &RenderJob, ctx: &Context, state: &mut RenderState) 
         Some(after) => Action::requeue(after),
         None => Action::await_change(),
     })
+}
+
+/// Logged when a Job whose apply went unanswered is read back and is not there: one more
+/// apply of it follows, the only one after an apply that got no answer.
+pub const UNANSWERED_ABSENT: &str = "an unanswered Job apply left no Job: applying it again";
+/// Logged when such a Job is there after all: created, and not applied again.
+pub const UNANSWERED_CREATED: &str = "an unanswered Job apply created its Job";
+
+/// Settles the Job applies that went unanswered (see [`RenderState::unanswered`]) before the
+/// pass decides: a Job the cache shows, or a read by name finds, owned by this RenderJob, was
+/// created; one not there loses its mark and is applied again by this pass. `cached` is this
+/// RenderJob's Jobs and those of a predecessor of the same name. A read that fails fails the
+/// pass, marks kept, so nothing is applied blind.
+async fn read_back(
+    ctx: &Context,
+    rj: &RenderJob,
+    cached: (&[Arc<BatchJob>], &[Arc<BatchJob>]),
+    state: &mut RenderState,
+) -> Result<()> {
+    if state.unanswered.is_empty() && !state.preview_unanswered {
+        return Ok(());
+    }
+    let (name, ns) = (rj.name_any(), rj.namespace().unwrap_or_default());
+    let uid = rj.uid().unwrap_or_default();
+    let api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
+    let batches = state
+        .unanswered
+        .iter()
+        .map(|i| (Some(*i), job::job_name(&name, *i)));
+    let preview = state
+        .preview_unanswered
+        .then(|| (None, job::preview_job_name(&name)));
+    let wanted: Vec<(Option<u32>, String)> = batches.chain(preview).collect();
+    let now = Instant::now();
+    for (index, job_name) in wanted {
+        let in_cache = |jobs: &[Arc<BatchJob>]| jobs.iter().any(|j| j.name == job_name);
+        let ours = if in_cache(cached.0) {
+            true
+        } else if in_cache(cached.1) {
+            false
+        } else {
+            match api.get_opt(&job_name).await? {
+                Some(job) => reconcile::owned_by(&BatchJob::from(job), &uid),
+                None => {
+                    info!(renderjob = %name, job = %job_name, "{UNANSWERED_ABSENT}");
+                    false
+                }
+            }
+        };
+        match index {
+            Some(i) => state.read_back(i, ours, now),
+            None => state.read_back_preview(ours, now),
+        }
+        if ours {
+            info!(renderjob = %name, job = %job_name, "{UNANSWERED_CREATED}");
+            if let Some(i) = index {
+                ctx.metrics.batch("created", 1);
+                state.created.add([i]);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Whether the API server refused a Job apply.
@@ -440,6 +507,7 @@ async fn carry_out(
     rj: &RenderJob,
     ns: &str,
     fx: &Effects,
+    cached: &[Arc<BatchJob>],
     state: &mut RenderState,
     ctx: &Context,
 ) -> Result<Refused> {
@@ -465,32 +533,7 @@ async fn carry_out(
     if let Some(e) = failed {
         return Err(e.into());
     }
-    for (names, suspend) in [(&fx.suspend, true), (&fx.resume, false)] {
-        for job_name in names {
-            // The annotation marks the suspension as the operator's: the only kind it lifts.
-            let paused = suspend.then_some("true");
-            let patch = serde_json::json!({
-                "metadata": {"annotations": {PAUSED_ANNOTATION: paused}},
-                "spec": {"suspend": suspend},
-            });
-            jobs.patch(job_name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await?;
-        }
-    }
-    for job_name in &fx.delete {
-        delete_job(&jobs, job_name).await?;
-    }
-    for (job_name, why) in &fx.stop {
-        // A deadline already past makes the Job controller fail the Job and stop its pod; the
-        // annotation says why (the status reads it).
-        let patch = serde_json::json!({
-            "metadata": {"annotations": {STOPPED_ANNOTATION: why}},
-            "spec": {"activeDeadlineSeconds": 1},
-        });
-        warn!(renderjob = %rj.name_any(), job = %job_name, why, "stopping a batch");
-        jobs.patch(job_name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
-    }
+    change_jobs(rj, fx, &jobs, cached).await?;
     if let Some(note) = created_note {
         publish(ctx, rj, &note).await;
     }
@@ -529,6 +572,44 @@ async fn carry_out(
     Ok(Refused::No)
 }
 
+/// Suspends, resumes, deletes and stops the Jobs `fx` names; `cached` is how the reconcile
+/// saw them.
+async fn change_jobs(
+    rj: &RenderJob,
+    fx: &Effects,
+    jobs: &Api<Job>,
+    cached: &[Arc<BatchJob>],
+) -> Result<()> {
+    for (names, suspend) in [(&fx.suspend, true), (&fx.resume, false)] {
+        for job_name in names {
+            // The annotation marks the suspension as the operator's: the only kind it lifts.
+            let paused = suspend.then_some("true");
+            let patch = serde_json::json!({
+                "metadata": {"annotations": {PAUSED_ANNOTATION: paused}},
+                "spec": {"suspend": suspend},
+            });
+            jobs.patch(job_name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+        }
+    }
+    for job_name in &fx.delete {
+        let seen = cached.iter().find(|j| &j.name == job_name);
+        delete_job(jobs, job_name, seen.map(Arc::as_ref)).await?;
+    }
+    for (job_name, why) in &fx.stop {
+        // A deadline already past makes the Job controller fail the Job and stop its pod; the
+        // annotation says why (the status reads it).
+        let patch = serde_json::json!({
+            "metadata": {"annotations": {STOPPED_ANNOTATION: why}},
+            "spec": {"activeDeadlineSeconds": 1},
+        });
+        warn!(renderjob = %rj.name_any(), job = %job_name, why, "stopping a batch");
+        jobs.patch(job_name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+    }
+    Ok(())
+}
+
 /// Applies the Jobs, a few at once; how each went, and the first error.
 async fn apply_jobs(
     jobs: &Api<Job>,
@@ -539,7 +620,7 @@ async fn apply_jobs(
         field_manager: Some(MANAGER.to_string()),
         ..Default::default()
     };
-    let results: Vec<(u32, kube::Result<Job>)> = futures::stream::iter(manifests)
+    let results: Vec<(u32, String, kube::Result<Job>)> = futures::stream::iter(manifests)
         .map(|(index, manifest)| {
             let (ssa, post) = (&ssa, &post);
             async move {
@@ -561,7 +642,7 @@ async fn apply_jobs(
                 } else {
                     jobs.patch(&name, ssa, &Patch::Apply(&manifest)).await
                 };
-                (index, result)
+                (index, name, result)
             }
         })
         .buffer_unordered(CREATE_CONCURRENCY)
@@ -570,7 +651,7 @@ async fn apply_jobs(
     let mut failed = None;
     let outcomes = results
         .into_iter()
-        .map(|(index, result)| {
+        .map(|(index, name, result)| {
             let outcome = match &result {
                 Ok(_) => Applied::Created,
                 // A webhook that has not seen a new namespace yet refuses for a moment only.
@@ -580,6 +661,9 @@ async fn apply_jobs(
                 Err(kube::Error::Api(_)) => Applied::ServerError,
                 Err(_) => Applied::Unknown,
             };
+            if let Err(e) = &result {
+                debug!(job = %name, outcome = ?outcome, error = %e, "Job apply not taken");
+            }
             // A refusal is shown in status (see `Effects::settle`); anything else is retried.
             if let Err(e) = result
                 && matches!(outcome, Applied::Unknown | Applied::ServerError)
@@ -616,14 +700,27 @@ async fn failed_create(ctx: &Context, ns: &str, job: &str) -> Option<String> {
     }
 }
 
-async fn delete_job(jobs: &Api<Job>, name: &str) -> Result<()> {
+/// Deletes Job `name` as it was `seen` in the cache: the server refuses the delete (409) if
+/// the Job changed since, or another took its name, so a replica acting on a stale view (a
+/// leader that lost its lease without knowing yet) cannot delete what it has not seen.
+async fn delete_job(jobs: &Api<Job>, name: &str, seen: Option<&BatchJob>) -> Result<()> {
     let dp = DeleteParams {
         propagation_policy: Some(PropagationPolicy::Background),
+        preconditions: seen.map(|j| Preconditions {
+            uid: j.uid.clone(),
+            resource_version: j.resource_version.clone(),
+        }),
         ..Default::default()
     };
     match jobs.delete(name, &dp).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        // Not an error to show: the change that made the view stale comes as a watch
+        // event, and the pass it triggers decides again on the fresh Job.
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            debug!(job = name, error = %e.message, "not deleting a Job changed since it was seen");
+            Ok(())
+        }
         Err(e) => Err(e.into()),
     }
 }

@@ -74,7 +74,8 @@ impl Fence {
         }
     }
 
-    fn observe(&self, lease: Option<&Lease>) {
+    /// Takes in the lease as the watch shows it (`None`: there is none).
+    pub(crate) fn observe(&self, lease: Option<&Lease>) {
         let spec = lease.and_then(|l| l.spec.as_ref());
         let seen = spec.map(|s| {
             (
@@ -176,12 +177,14 @@ where
     }
 }
 
+/// A fence and leases to show it, for tests here and in [`crate::client`].
 #[cfg(test)]
-mod tests {
+pub(crate) mod testing {
     use super::*;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 
-    fn fence() -> Fence {
+    /// The fence of replica "me" on a 15 s lease, which has seen no lease yet.
+    pub fn fence() -> Fence {
         Fence::new(&LeaderSettings {
             lease_name: "l".into(),
             namespace: "n".into(),
@@ -190,7 +193,8 @@ mod tests {
         })
     }
 
-    fn lease(holder: &str, renewed_secs_ago: i64) -> Lease {
+    /// The lease held by `holder`, renewed `renewed_secs_ago`.
+    pub fn lease(holder: &str, renewed_secs_ago: i64) -> Lease {
         let renewed = Timestamp::now()
             .checked_sub(k8s_openapi::jiff::SignedDuration::from_secs(
                 renewed_secs_ago,
@@ -203,6 +207,11 @@ mod tests {
         }))
         .expect("lease")
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{fence, lease};
 
     #[test]
     fn writes_only_while_the_lease_seen_is_ours_and_current() {

@@ -1,7 +1,7 @@
 //! What the operator remembers of each RenderJob between reconciles, in one map keyed by UID
 //! and pruned in one place when a RenderJob is gone.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -22,6 +22,11 @@ pub struct RenderState {
     /// Batches whose Job was sent but not seen in the cache yet, and until when they count as
     /// running, so a stale cache never starts a batch twice.
     pub in_flight: BTreeMap<u32, Instant>,
+    /// Of those, the batches whose apply got no answer (the connection dropped, the request
+    /// timed out): their Job may exist or not. Such a batch keeps its mark until the cache
+    /// shows its Job or a read of it by name says whether it exists ([`Self::read_back`]); a
+    /// second apply sent blind would be a second write for a Job that is most often there.
+    pub unanswered: BTreeSet<u32>,
     /// Of those, the followers started ahead, and the batch each follows: until the cache
     /// shows their Jobs (and their `renderfarm.io/after`), this is how they count as waiting
     /// and their batch as followed.
@@ -45,6 +50,8 @@ pub struct RenderState {
     /// Until when the preview Job, sent but not seen in the cache yet, counts as running: as
     /// for batches, a stale cache must not send a second one.
     pub preview_in_flight: Option<Instant>,
+    /// The preview Job's apply got no answer: as [`Self::unanswered`] for a batch.
+    pub preview_unanswered: bool,
     /// Why the API server refused the preview Job (it is not sent again).
     pub preview_refused: Option<String>,
     /// When the last full reconcile began, and whether it left batches to create (see
@@ -81,18 +88,51 @@ impl RenderState {
         self.in_flight.insert(index, now + IN_FLIGHT_TTL);
     }
 
-    /// Drops the in-flight marks of batches now seen, and of those run out.
+    /// Drops the in-flight marks of batches now seen, and of those run out but for the
+    /// unanswered ones: those end only when seen or [`Self::read_back`].
     pub fn expire_in_flight(&mut self, seen: impl Fn(u32) -> bool, now: Instant) {
-        self.in_flight.retain(|i, until| !seen(*i) && now < *until);
+        let unanswered = &self.unanswered;
+        self.in_flight
+            .retain(|i, until| !seen(*i) && (now < *until || unanswered.contains(i)));
         let flying = &self.in_flight;
         self.in_flight_after.retain(|i, _| flying.contains_key(i));
+        self.unanswered.retain(|i| flying.contains_key(i));
     }
 
-    /// Drops the preview Job's in-flight mark once it is seen, or run out.
+    /// Drops the preview Job's in-flight mark once it is seen, or run out (unless its apply
+    /// went unanswered: then once seen or read back).
     pub fn expire_preview(&mut self, seen: bool, now: Instant) {
-        if seen || self.preview_in_flight.is_some_and(|until| now >= until) {
+        let ran_out = self.preview_in_flight.is_some_and(|until| now >= until);
+        if seen || (ran_out && !self.preview_unanswered) {
             self.preview_in_flight = None;
+            self.preview_unanswered = false;
         }
+    }
+
+    /// Marks batch `index`, in flight, as unanswered.
+    pub fn mark_unanswered(&mut self, index: u32) {
+        if self.in_flight.contains_key(&index) {
+            self.unanswered.insert(index);
+        }
+    }
+
+    /// Takes in what a read by name found of unanswered batch `index`'s Job: one that exists
+    /// counts as running for [`IN_FLIGHT_TTL`] more, until the cache shows it; one that does
+    /// not loses its mark, so the next decision applies it again.
+    pub fn read_back(&mut self, index: u32, exists: bool, now: Instant) {
+        self.unanswered.remove(&index);
+        if exists {
+            self.mark_in_flight(index, now);
+        } else {
+            self.in_flight.remove(&index);
+            self.in_flight_after.remove(&index);
+        }
+    }
+
+    /// [`Self::read_back`] for the preview Job.
+    pub fn read_back_preview(&mut self, exists: bool, now: Instant) {
+        self.preview_unanswered = false;
+        self.preview_in_flight = exists.then_some(now + IN_FLIGHT_TTL);
     }
 
     /// The refusal that holds Job creation back at `now`, if any.
@@ -172,6 +212,51 @@ mod tests {
             s.in_flight_expiry(t0 + IN_FLIGHT_TTL),
             Some(Duration::from_secs(30) + Duration::from_millis(100))
         );
+    }
+
+    #[test]
+    fn an_unanswered_apply_keeps_its_mark_until_seen_or_read_back() {
+        let t0 = Instant::now();
+        let mut s = RenderState::default();
+        for i in [1, 2, 3] {
+            s.mark_in_flight(i, t0);
+        }
+        s.in_flight_after.insert(2, 1);
+        s.mark_unanswered(2);
+        s.mark_unanswered(3);
+        s.mark_unanswered(9);
+        assert_eq!(
+            s.unanswered,
+            BTreeSet::from([2, 3]),
+            "only batches in flight"
+        );
+        // Past the in-flight time: 1 runs out, the unanswered ones wait for a read.
+        let later = t0 + IN_FLIGHT_TTL;
+        s.expire_in_flight(|_| false, later);
+        assert_eq!(s.in_flight.keys().copied().collect::<Vec<_>>(), [2, 3]);
+        // Its Job is there: in flight again for the full time, no longer unanswered.
+        s.read_back(2, true, later);
+        assert_eq!(s.in_flight.get(&2), Some(&(later + IN_FLIGHT_TTL)));
+        assert_eq!(s.in_flight_after.get(&2), Some(&1));
+        // Its Job is not there: the mark goes, so the batch is applied again.
+        s.read_back(3, false, later);
+        assert!(!s.in_flight.contains_key(&3));
+        assert!(s.unanswered.is_empty());
+        // Seen in the cache: the unanswered mark goes with the in-flight one.
+        s.mark_in_flight(4, later);
+        s.mark_unanswered(4);
+        s.expire_in_flight(|i| i == 4, later);
+        assert!(s.unanswered.is_empty() && !s.in_flight.contains_key(&4));
+
+        s.preview_in_flight = Some(t0 + IN_FLIGHT_TTL);
+        s.preview_unanswered = true;
+        s.expire_preview(false, later);
+        assert!(
+            s.preview_in_flight.is_some(),
+            "an unanswered preview waits for its read"
+        );
+        s.read_back_preview(false, later);
+        assert_eq!((s.preview_in_flight, s.preview_unanswered), (None, false));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use kube::client::{Body, ClientBuilder};
 use kube::runtime::reflector::store::Writer;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
+use std::collections::BTreeSet;
 use tower_test::mock;
 
 use crate::crd::RenderJobSpec;
@@ -76,15 +77,23 @@ fn job(index: u32, failed: bool) -> Job {
     serde_json::from_value(v).expect("job")
 }
 
+/// Which requests the mock answers with no answer at all: the connection drops.
+type Cut = Box<dyn Fn(&Sent) -> bool + Send + Sync>;
+
 /// The mock API server: records every request and answers with `answer`.
 fn world(jobs: Vec<Job>, answer: Answer) -> World {
+    world_cutting(jobs, answer, Box::new(|_| false))
+}
+
+/// [`world`], where the requests `cut` picks get no answer.
+fn world_cutting(jobs: Vec<Job>, answer: Answer, cut: Cut) -> World {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let metrics = Arc::new(Metrics::default());
     let client = ClientBuilder::new(service, "default")
         .with_layer(&crate::client::counting(metrics.clone()))
         .build();
     let sent = Arc::new(Mutex::new(Vec::new()));
-    tokio::spawn(serve(handle, answer, sent.clone()));
+    tokio::spawn(serve(handle, answer, cut, sent.clone()));
 
     let (job_store, mut jw) = reflector::store::<BatchJob>();
     let (pod_store, mut pw) = reflector::store::<BatchPod>();
@@ -124,6 +133,7 @@ fn world(jobs: Vec<Job>, answer: Answer) -> World {
 async fn serve(
     handle: mock::Handle<Request<Body>, Response<Body>>,
     answer: Answer,
+    cut: Cut,
     sent: Arc<Mutex<Vec<Sent>>>,
 ) {
     let mut handle = std::pin::pin!(handle);
@@ -146,6 +156,12 @@ async fn serve(
                 .to_string(),
             body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
         };
+        if cut(&s) {
+            sent.lock().push(s);
+            let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+            respond.send_error(reset);
+            continue;
+        }
         let (code, reply) = answer(&s);
         let reply = match reply {
             Some(v) => v,
@@ -435,4 +451,155 @@ async fn pause_and_resume_patches_mark_the_suspension_as_ours() {
         patch.body["metadata"]["annotations"][crate::job::PAUSED_ANNOTATION],
         json!("true")
     );
+}
+
+/// Two passes over a render of 3 batches, 2 at a time, whose first apply of batch 1 gets no
+/// answer; a read of batch 1's Job finds it when `exists`. What the mock received in each.
+async fn unanswered_then_read(exists: bool) -> (World, Vec<Sent>, Vec<Sent>) {
+    let first_try = std::sync::atomic::AtomicBool::new(true);
+    let cut: Cut = Box::new(move |s: &Sent| {
+        s.is("PATCH", "/jobs/shot-0001") && first_try.swap(false, Ordering::Relaxed)
+    });
+    let read: Answer = Box::new(move |s: &Sent| {
+        if s.is("GET", "/jobs/shot-0001") {
+            if !exists {
+                let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                    "message": "jobs.batch \"shot-0001\" not found", "reason": "NotFound",
+                    "code": 404});
+                return (StatusCode::NOT_FOUND, Some(status));
+            }
+            let job = serde_json::to_value(job(1, false)).expect("job");
+            return (StatusCode::OK, Some(job));
+        }
+        accept_all()(s)
+    });
+    let w = world_cutting(vec![], read, cut);
+    let rj = renderjob(3, 2);
+    let err = w.reconcile(&rj).await;
+    assert!(err.is_err(), "an unanswered apply fails the pass: {err:?}");
+    assert_eq!(w.ctx.states.get(UID).unanswered, BTreeSet::from([1]));
+    let first = w.sent();
+    w.clear();
+    w.reconcile(&rj).await.expect("second pass");
+    let second = w.sent();
+    assert!(w.ctx.states.get(UID).unanswered.is_empty());
+    (w, first, second)
+}
+
+fn job_requests(sent: &[Sent]) -> Vec<String> {
+    sent.iter()
+        .filter(|s| s.path.contains("/jobs/"))
+        .map(|s| {
+            format!(
+                "{} {}",
+                s.method,
+                s.path.rsplit('/').next().unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_unanswered_apply_is_read_back_and_its_job_if_there_not_applied_again() {
+    let (w, first, second) = unanswered_then_read(true).await;
+    assert_eq!(
+        job_requests(&first),
+        ["PATCH shot-0000", "PATCH shot-0001"],
+        "{first:#?}"
+    );
+    assert_eq!(
+        job_requests(&second),
+        ["GET shot-0001"],
+        "read back, and there: not applied again"
+    );
+    // It counts as created, as an answered apply would have.
+    let text = w.ctx.metrics.encode();
+    let created = "renderfarm_batches_total{result=\"created\"} 2";
+    assert!(text.lines().any(|l| l == created), "{text}");
+    // In flight until the cache shows it; never read again.
+    assert!(w.ctx.states.get(UID).in_flight.contains_key(&1));
+    w.clear();
+    w.reconcile(&renderjob(3, 2)).await.expect("third pass");
+    assert_eq!(job_requests(&w.sent()), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn an_unanswered_apply_whose_job_is_not_there_is_applied_once_more() {
+    let (w, _, second) = unanswered_then_read(false).await;
+    assert_eq!(
+        job_requests(&second),
+        ["GET shot-0001", "PATCH shot-0001"],
+        "read back, not there: applied again, once"
+    );
+    let text = w.ctx.metrics.encode();
+    for line in [
+        // Three sent, the one cut off included; two created.
+        "renderfarm_api_writes_total{verb=\"apply\",resource=\"jobs\"} 3",
+        "renderfarm_batches_total{result=\"created\"} 2",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn an_unanswered_apply_is_not_applied_again_while_it_cannot_be_read() {
+    let first_try = std::sync::atomic::AtomicBool::new(true);
+    // The API server goes away after the first apply of batch 1: nothing is answered.
+    let cut: Cut = Box::new(move |s: &Sent| {
+        s.path.ends_with("shot-0001")
+            && (s.method == "GET" || first_try.swap(false, Ordering::Relaxed))
+    });
+    let w = world_cutting(vec![], accept_all(), cut);
+    let rj = renderjob(3, 2);
+    assert!(w.reconcile(&rj).await.is_err());
+    w.clear();
+    // Long after the in-flight time, still no answer to the read: no apply either.
+    w.ctx.states.update(UID, |s| {
+        for until in s.in_flight.values_mut() {
+            *until = Instant::now();
+        }
+    });
+    assert!(w.reconcile(&rj).await.is_err(), "the read failed");
+    assert_eq!(job_requests(&w.sent()), ["GET shot-0001"]);
+    assert_eq!(w.ctx.states.get(UID).unanswered, BTreeSet::from([1]));
+}
+
+/// A batch Job of "shot" that succeeded.
+fn done_job(index: u32) -> Job {
+    let mut j = serde_json::to_value(job(index, false)).expect("job");
+    j["status"] = json!({"succeeded": 1, "startTime": "2026-11-23T11:02:09Z",
+        "completionTime": "2026-11-23T11:02:11Z",
+        "conditions": [{"type": "Complete", "status": "True"}]});
+    serde_json::from_value(j).expect("job")
+}
+
+#[tokio::test]
+async fn a_job_is_deleted_only_as_it_was_seen_and_a_conflict_waits_for_the_next_pass() {
+    for conflict in [false, true] {
+        let answer: Answer = Box::new(move |s: &Sent| {
+            if conflict && s.method == "DELETE" {
+                return (StatusCode::CONFLICT, None);
+            }
+            accept_all()(s)
+        });
+        let w = world(vec![done_job(0)], answer);
+        let mut rj = renderjob(1, 1);
+        rj.spec.cleanup.policy = crate::crd::CleanupPolicy::DeleteSucceeded;
+        // The first pass records the success; the next deletes the Job.
+        w.reconcile(&rj).await.expect("first pass");
+        let got = w.reconcile(&rj).await;
+        assert!(got.is_ok(), "a 409 is no error: {got:?}");
+        let sent = w.sent();
+        let delete = sent
+            .iter()
+            .find(|s| s.is("DELETE", "/jobs/shot-0000"))
+            .expect("a delete");
+        assert_eq!(
+            delete.body["preconditions"],
+            json!({"uid": "09337701-0a9c-4937-8cdf-ec15072d9597", "resourceVersion": "4687"}),
+            "{:#?}",
+            delete.body
+        );
+        assert_eq!(delete.body["propagationPolicy"], json!("Background"));
+    }
 }

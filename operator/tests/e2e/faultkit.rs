@@ -217,18 +217,14 @@ impl Replica {
     /// Requests other than reads the process that was running at byte `from` of its log sent
     /// after that, leases apart: `METHOD path` each.
     pub fn writes_logged_since(&self, from: u64) -> Result<Vec<String>> {
-        let text = std::fs::read(&self.log)?;
-        let tail = String::from_utf8_lossy(text.get(from as usize..).unwrap_or_default());
-        // Up to where the next process starts (a start marker right at `from` is this one's).
-        let tail = tail
-            .get(1..)
-            .and_then(|t| t.find("{\"replica\":"))
-            .map_or(&tail[..], |end| &tail[..end + 1]);
-        Ok(requests_in_log(tail)
-            .into_iter()
-            .filter(|(m, url)| m != "GET" && !url.contains("/leases/"))
-            .map(|(m, url)| format!("{m} {url}"))
-            .collect())
+        writes_logged_since(&self.log, from)
+    }
+
+    /// The same writes the process that was running at byte `to` of its log sent before that,
+    /// from its start: what [`Replica::writes_logged_since`] would count of it, had it been
+    /// asked then.
+    pub fn writes_logged_before(&self, to: u64) -> Result<Vec<String>> {
+        writes_logged_before(&self.log, to)
     }
 
     /// Lines of the log after byte `from` that contain `needle`.
@@ -349,6 +345,38 @@ impl Drop for Replica {
         }
         self.kill();
     }
+}
+
+/// [`Replica::writes_logged_since`] of the log at `path`.
+fn writes_logged_since(path: &std::path::Path, from: u64) -> Result<Vec<String>> {
+    let text = std::fs::read(path)?;
+    let tail = String::from_utf8_lossy(text.get(from as usize..).unwrap_or_default());
+    // Up to where the next process starts (a start marker right at `from` is this one's).
+    let tail = tail
+        .get(1..)
+        .and_then(|t| t.find(START_MARKER))
+        .map_or(&tail[..], |end| &tail[..end + 1]);
+    Ok(writes_in_log(tail))
+}
+
+/// [`Replica::writes_logged_before`] of the log at `path`.
+fn writes_logged_before(path: &std::path::Path, to: u64) -> Result<Vec<String>> {
+    let text = std::fs::read(path)?;
+    let head = String::from_utf8_lossy(text.get(..to as usize).unwrap_or(&text));
+    let start = head.rfind(START_MARKER).unwrap_or(0);
+    Ok(writes_in_log(&head[start..]))
+}
+
+/// How [`Replica::spawn`] marks where each process of a replica starts in its log.
+const START_MARKER: &str = "{\"replica\":";
+
+/// The requests other than reads in `log`, leases apart: `METHOD path` each.
+fn writes_in_log(log: &str) -> Vec<String> {
+    requests_in_log(log)
+        .into_iter()
+        .filter(|(m, url)| m != "GET" && !url.contains("/leases/"))
+        .map(|(m, url)| format!("{m} {url}"))
+        .collect()
 }
 
 /// (method, URL) of every request kube's client logged in `log`.
@@ -1056,4 +1084,49 @@ pub async fn poke(env: &Env, name: &str) -> Result<()> {
 
 pub fn ms(d: Duration) -> u128 {
     d.as_millis()
+}
+
+/// A replica's log cut at an offset, as the split-brain test cuts it at SIGCONT (runs without
+/// a cluster).
+#[test]
+fn writes_are_counted_on_each_side_of_an_offset_for_one_process() -> Result<()> {
+    let request = |method: &str, url: &str| {
+        json!({"timestamp": "2026-11-23T11:02:09.1Z", "level": "DEBUG", "message": "requesting",
+               "target": "kube_client::client::builder",
+               "spans": [{"http.method": method, "http.url": url, "name": "HTTP"}]})
+        .to_string()
+    };
+    let job = "https://127.0.0.1:6443/apis/batch/v1/namespaces/ns/jobs/split-0007";
+    let lease = "https://127.0.0.1:6443/apis/coordination.k8s.io/v1/namespaces/ns/leases/l";
+    let marker = |n: u32| format!("{{\"replica\":\"replica-a\",\"start\":{n},\"port\":1}}");
+    let first = [
+        marker(1),
+        request("DELETE", job),
+        request("PATCH", job),
+        request("PUT", lease),
+        request("GET", job),
+    ];
+    let second = [marker(2), request("PATCH", job), request("POST", job)];
+    let before_cut = [marker(1), request("DELETE", job)].join("\n") + "\n";
+    let log = [&first[..], &second[..]].concat().join("\n") + "\n";
+    let path = std::env::temp_dir().join(format!("rf-faultkit-{}.log", unique()));
+    std::fs::write(&path, &log)?;
+    let cut = before_cut.len() as u64;
+    let (before, since) = (
+        writes_logged_before(&path, cut)?,
+        writes_logged_since(&path, cut)?,
+    );
+    // Reads and the lease are not writes; the next process's are not this one's.
+    assert_eq!(before, [format!("DELETE {job}")]);
+    assert_eq!(since, [format!("PATCH {job}")]);
+    let second_start = (first.join("\n").len() + 1) as u64;
+    let end = log.len() as u64;
+    assert_eq!(
+        writes_logged_before(&path, end)?.len(),
+        2,
+        "the second process's"
+    );
+    assert_eq!(writes_logged_since(&path, second_start)?.len(), 2);
+    std::fs::remove_file(&path)?;
+    Ok(())
 }

@@ -19,9 +19,11 @@ use anyhow::{Context as _, Result, bail, ensure};
 use futures::TryStreamExt;
 use kube::api::{Api, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
+use renderfarm::controller;
 use renderfarm::crd::RenderJob;
 use serde_json::json;
 
+use crate::faultkit::{rerun_batches, watch_pods};
 use crate::harness::{Env, JobUids, Metrics, cluster_state_dir, kubectl, status, wait_until};
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -251,6 +253,91 @@ async fn count_transitions(
     Ok(task)
 }
 
+/// What the operator's log says of its Job applies beyond one per batch.
+#[derive(Debug, Default)]
+struct Resent {
+    /// Reads of a Job whose apply went unanswered that found no Job: each is followed by one
+    /// apply more, the only kind there may be.
+    absent: usize,
+    /// Such reads (or the cache) that found the Job created after all: no apply more.
+    created: usize,
+    /// Applies answered with an error (refused, 5xx): `job outcome` each.
+    refused: Vec<String>,
+}
+
+/// [`Resent`] from the operator's JSON log.
+fn resent(log: &str) -> Resent {
+    let mut r = Resent::default();
+    for line in log.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let field = |k: &str| v.get(k).and_then(|m| m.as_str()).unwrap_or_default();
+        match field("message") {
+            m if m == controller::UNANSWERED_ABSENT => r.absent += 1,
+            m if m == controller::UNANSWERED_CREATED => r.created += 1,
+            "Job apply not taken" if field("outcome") != "Unknown" => {
+                r.refused
+                    .push(format!("{} {}", field("job"), field("outcome")))
+            }
+            _ => {}
+        }
+    }
+    r
+}
+
+/// Kills the API server, moves etcd's revision on while it is away, and starts it again:
+/// how long it was away, and how long it took to be ready.
+async fn cut_every_watch(env: &Env, apiserver: &mut ApiServer) -> Result<(Duration, Duration)> {
+    apiserver.kill();
+    let cut = Instant::now();
+    let cms: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+        kube::Api::namespaced(env.client.clone(), &env.ns);
+    cms.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "while-away"}}))?,
+    )
+    .await?;
+    // Away for a moment, as an API server that crashed and is restarted.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let restart = apiserver.start().await?;
+    Ok((cut.elapsed(), restart))
+}
+
+/// The batches exact across the cut: no Job created twice, no batch rendered twice, one Job
+/// created per batch, and one apply per batch plus one for each apply the cut left unanswered
+/// whose read then found no Job: never one sent blind.
+fn check_batches(idle: &Metrics, log: &str, seen: usize, duplicates: &[String], rerun: &[u32]) {
+    let job_applies = idle.value(WRITES, &JOB_APPLIES);
+    let resent = resent(log);
+    println!(
+        "watch 410: Job applies {job_applies} for {BATCHES} batches: {} after a read of an \
+         unanswered apply found no Job, {} such applies found created; applies refused: {:?}; \
+         Jobs created twice: {duplicates:?}; batches rendered twice: {rerun:?}",
+        resent.absent, resent.created, resent.refused
+    );
+    assert!(
+        duplicates.is_empty(),
+        "batches created twice: {duplicates:?}"
+    );
+    assert!(rerun.is_empty(), "batches rendered twice: {rerun:?}");
+    assert_eq!(seen as i64, BATCHES);
+    assert_eq!(
+        created(idle),
+        BATCHES as f64,
+        "batch Jobs the operator created"
+    );
+    assert_eq!(
+        job_applies,
+        (BATCHES as usize + resent.absent) as f64,
+        "Job applies ({}) beyond one per batch must each follow a read that found no Job ({} \
+         did); applies refused: {:?}",
+        writes_by_kind(idle),
+        resent.absent,
+        resent.refused
+    );
+}
+
 #[tokio::test]
 #[ignore = "needs the local cluster (hack/cluster.sh): runs a second kube-apiserver on its etcd"]
 async fn closed_and_expired_watches_lose_nothing() -> Result<()> {
@@ -274,6 +361,7 @@ async fn closed_and_expired_watches_lose_nothing() -> Result<()> {
         ],
     )?;
     observer.synced().await?;
+    let pods = watch_pods(&env).await?;
     let transitions = count_transitions(env.rjs(), "gone").await?;
     let started = Instant::now();
     env.create(
@@ -290,20 +378,8 @@ async fn closed_and_expired_watches_lose_nothing() -> Result<()> {
     let steady = env.metrics()?;
 
     // Cut every watch; while the API server is away the render goes on (the Job controller
-    // and kwok use the main one) and this write moves etcd's revision on for certain.
-    apiserver.kill();
-    let cut = Instant::now();
-    let cms: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
-        kube::Api::namespaced(env.client.clone(), &env.ns);
-    cms.create(
-        &PostParams::default(),
-        &serde_json::from_value(json!({"metadata": {"name": "while-away"}}))?,
-    )
-    .await?;
-    // Away for a moment, as an API server that crashed and is restarted.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let restart = apiserver.start().await?;
-    let downtime = cut.elapsed();
+    // and kwok use the main one). Applies in flight then get no answer.
+    let (downtime, restart) = cut_every_watch(&env, &mut apiserver).await?;
 
     let rj = env.wait_phase("gone", "Succeeded", 2 * MINUTE).await?;
     let took = started.elapsed();
@@ -364,18 +440,7 @@ async fn closed_and_expired_watches_lose_nothing() -> Result<()> {
     );
     // Three watches (RenderJobs, Jobs, pods), one relist each; more is a relist loop.
     assert!(gone.len() <= 6, "{} 410s: a relist loop?", gone.len());
-    assert!(
-        duplicates.is_empty(),
-        "batches created twice: {duplicates:?}"
-    );
-    assert_eq!(seen as i64, BATCHES);
-    assert_eq!(
-        created(&idle),
-        BATCHES as f64,
-        "batch Jobs the operator created"
-    );
-    // One Job apply per batch, none retried or repeated across the cut.
-    assert_eq!(job_applies, BATCHES as f64, "Job applies: {kinds}");
+    check_batches(&idle, &log, seen, &duplicates, &pods.with(rerun_batches));
     assert_eq!(
         (
             s.batches.total,
@@ -392,4 +457,33 @@ async fn closed_and_expired_watches_lose_nothing() -> Result<()> {
         took.as_secs_f64()
     );
     Ok(())
+}
+
+/// The operator's log as [`resent`] reads it (runs without a cluster).
+#[test]
+fn applies_resent_are_read_from_the_operators_log() {
+    let line = |v: serde_json::Value| v.to_string();
+    let log = [
+        line(
+            json!({"level": "INFO", "message": controller::UNANSWERED_ABSENT,
+                    "renderjob": "gone", "job": "gone-0017", "target": "renderfarm::controller"}),
+        ),
+        line(
+            json!({"level": "INFO", "message": controller::UNANSWERED_CREATED,
+                    "renderjob": "gone", "job": "gone-0018", "target": "renderfarm::controller"}),
+        ),
+        line(
+            json!({"level": "DEBUG", "message": "Job apply not taken", "job": "gone-0017",
+                    "outcome": "Unknown", "error": "connection reset"}),
+        ),
+        line(
+            json!({"level": "DEBUG", "message": "Job apply not taken", "job": "gone-0019",
+                    "outcome": "ServerError", "error": "etcdserver: request timed out"}),
+        ),
+        "not json".to_string(),
+    ]
+    .join("\n");
+    let r = resent(&log);
+    assert_eq!((r.absent, r.created), (1, 1));
+    assert_eq!(r.refused, ["gone-0019 ServerError"]);
 }
