@@ -11,6 +11,8 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use render_contract::MissingFiles;
+
 use crate::crd::{FailedBatch, Phase, PreviewState, RenderJobStatus};
 use crate::job::job_name;
 use crate::plan::Plan;
@@ -121,9 +123,10 @@ impl Note {
 }
 
 /// The Events for what changed between the status last written and the one written now: a
-/// rejected Job, a resume, and the render's new phase. (Failed batches are gathered by
-/// [`Coalesce`] and worded by [`failed_note`].)
-pub fn on_change(old: &RenderJobStatus, new: &RenderJobStatus) -> Vec<Note> {
+/// rejected Job, files the scene lacks (worded by the render's `missingFiles` policy), a
+/// resume, and the render's new phase. (Failed batches are gathered by [`Coalesce`] and worded
+/// by [`failed_note`].)
+pub fn on_change(old: &RenderJobStatus, new: &RenderJobStatus, policy: MissingFiles) -> Vec<Note> {
     let mut notes = Vec::new();
     let progressing = |s: &RenderJobStatus| {
         s.conditions
@@ -145,17 +148,7 @@ pub fn on_change(old: &RenderJobStatus, new: &RenderJobStatus) -> Vec<Note> {
             note: message,
         });
     }
-    if new.missing_files_count > old.missing_files_count && new.phase != Phase::Failed {
-        let n = new.missing_files_count.unwrap_or(0);
-        notes.push(Note::warning(
-            "MissingFiles",
-            cut(format!(
-                "{n} external file(s) the scene uses are not in the volume; rendering anyway \
-                 (missingFiles: Warn): {}",
-                new.missing_files.join(", ")
-            )),
-        ));
-    }
+    notes.extend(on_missing_files(old, new, policy));
     // Leaving Suspended is a resume whatever comes next: the pods may not have started yet
     // (Pending), or the last batches may have finished meanwhile (Succeeded).
     if old.phase == Phase::Suspended && new.phase != Phase::Suspended {
@@ -166,6 +159,36 @@ pub fn on_change(old: &RenderJobStatus, new: &RenderJobStatus) -> Vec<Note> {
     }
     notes.extend(on_preview(old, new));
     notes
+}
+
+/// `MissingFiles` when the batch pods found more external files missing than before, saying
+/// what `policy` makes of them: under `Fail` the batches that find them fail as bad input (the
+/// Event names the files even when the render has already ended for it); under `Warn` they
+/// render without them.
+fn on_missing_files(
+    old: &RenderJobStatus,
+    new: &RenderJobStatus,
+    policy: MissingFiles,
+) -> Option<Note> {
+    if new.missing_files_count <= old.missing_files_count {
+        return None;
+    }
+    let n = new.missing_files_count.unwrap_or(0);
+    let files = new.missing_files.join(", ");
+    let note = match policy {
+        MissingFiles::Fail => format!(
+            "{n} external file(s) the scene uses are not in the volume: its batches fail as bad \
+             input, which ends the render (missingFiles: Fail; put them in the volume, or set \
+             missingFiles: Warn to render without them): {files}"
+        ),
+        // A render that failed for another reason is not "rendering anyway".
+        MissingFiles::Warn if new.phase == Phase::Failed => return None,
+        MissingFiles::Warn => format!(
+            "{n} external file(s) the scene uses are not in the volume; rendering anyway, \
+             without them (missingFiles: Warn; missing images come out magenta): {files}"
+        ),
+    };
+    Some(Note::warning("MissingFiles", cut(note)))
 }
 
 /// `PreviewReady` or `PreviewFailed` when the preview step finished.
@@ -450,7 +473,7 @@ mod tests {
         let note = failed_note(&BTreeSet::from([500, 501]), &many.failed_batches);
         assert_eq!(note.note, "2 batches failed (500-501)");
         assert!(
-            on_change(&status(Phase::Running, &[]), &many).is_empty(),
+            on_change(&status(Phase::Running, &[]), &many, MissingFiles::Fail).is_empty(),
             "not per change"
         );
     }
@@ -474,19 +497,88 @@ mod tests {
         );
     }
 
+    /// `status` with `n` external files missing, two of them listed.
+    fn missing(phase: Phase, n: i64) -> RenderJobStatus {
+        RenderJobStatus {
+            missing_files: vec!["/data/tex/wood.png".into(), "/data/lib/props.blend".into()],
+            missing_files_count: Some(n),
+            ..status(phase, &[])
+        }
+    }
+
     #[test]
-    fn missing_files_rendered_anyway_warn_once() {
+    fn missing_files_say_what_each_policy_does_once() {
         let before = status(Phase::Running, &[]);
-        let mut after = status(Phase::Running, &[]);
-        after.missing_files = vec!["/data/tex/wood.png".into()];
-        after.missing_files_count = Some(1);
-        let notes = on_change(&before, &after);
-        assert_eq!(reasons(&notes), ["MissingFiles"]);
+        let listed = ": /data/tex/wood.png, /data/lib/props.blend";
+        let cases = [
+            (
+                MissingFiles::Fail,
+                "3 external file(s) the scene uses are not in the volume: its batches fail as \
+                 bad input, which ends the render (missingFiles: Fail; put them in the volume, \
+                 or set missingFiles: Warn to render without them)",
+            ),
+            (
+                MissingFiles::Warn,
+                "3 external file(s) the scene uses are not in the volume; rendering anyway, \
+                 without them (missingFiles: Warn; missing images come out magenta)",
+            ),
+        ];
+        for (policy, said) in cases {
+            let after = missing(Phase::Running, 3);
+            let notes = on_change(&before, &after, policy);
+            assert_eq!(
+                notes,
+                [Note::warning("MissingFiles", format!("{said}{listed}"))],
+                "{policy:?}"
+            );
+            assert!(
+                on_change(&after, &after, policy).is_empty(),
+                "{policy:?}: once"
+            );
+            assert_eq!(
+                reasons(&on_change(&after, &missing(Phase::Running, 4), policy)),
+                ["MissingFiles"],
+                "{policy:?}: more found"
+            );
+        }
+    }
+
+    #[test]
+    fn missing_files_are_worded_for_every_policy_the_crd_allows() {
+        use kube::CustomResourceExt as _;
+        let crd = serde_json::to_value(crate::crd::RenderJob::crd()).expect("crd");
+        let allowed = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+            ["properties"]["missingFiles"]["enum"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert!(allowed.len() >= 2, "{allowed:?}");
+        for value in allowed {
+            let policy: MissingFiles = serde_json::from_value(value.clone()).expect("a policy");
+            let notes = on_change(
+                &status(Phase::Running, &[]),
+                &missing(Phase::Running, 1),
+                policy,
+            );
+            assert_eq!(reasons(&notes), ["MissingFiles"], "{value}");
+            let named = format!("(missingFiles: {};", value.as_str().unwrap_or_default());
+            assert!(notes[0].note.contains(&named), "{value}: {}", notes[0].note);
+        }
+    }
+
+    #[test]
+    fn missing_files_that_ended_the_render_are_named_and_not_rendered_anyway() {
+        let before = status(Phase::Running, &[]);
+        let failed = missing(Phase::Failed, 1);
+        let notes = on_change(&before, &failed, MissingFiles::Fail);
+        assert_eq!(reasons(&notes), ["MissingFiles", "RenderFailed"]);
         assert!(
-            notes[0].warning && notes[0].note.contains("/data/tex/wood.png"),
+            notes[0].note.contains("fail as bad input") && notes[0].note.contains("wood.png"),
             "{notes:?}"
         );
-        assert!(on_change(&after, &after).is_empty());
+        // Failed for another reason: Warn's "rendering anyway" would not be true.
+        let notes = on_change(&before, &failed, MissingFiles::Warn);
+        assert_eq!(reasons(&notes), ["RenderFailed"]);
     }
 
     #[test]
@@ -503,10 +595,10 @@ mod tests {
                 "2026-11-23T12:00:00Z".parse().expect("time"),
             ),
         );
-        let notes = on_change(&status(Phase::Running, &[]), &held);
+        let notes = on_change(&status(Phase::Running, &[]), &held, MissingFiles::Fail);
         assert_eq!(reasons(&notes), ["JobRejected"]);
         assert!(notes[0].warning && notes[0].note.contains("exceeded quota"));
-        assert!(on_change(&held, &held).is_empty());
+        assert!(on_change(&held, &held, MissingFiles::Fail).is_empty());
     }
 
     #[test]
@@ -523,10 +615,14 @@ mod tests {
             (Running, Running, &[]),
         ];
         for (from, to, want) in cases {
-            let got = on_change(&status(from, &[]), &status(to, &[]));
+            let got = on_change(&status(from, &[]), &status(to, &[]), MissingFiles::Fail);
             assert_eq!(reasons(&got), want, "{from:?} -> {to:?}");
         }
-        let failed = on_change(&status(Running, &[]), &status(Failed, &[]));
+        let failed = on_change(
+            &status(Running, &[]),
+            &status(Failed, &[]),
+            MissingFiles::Fail,
+        );
         assert!(failed[0].warning);
     }
 }

@@ -464,7 +464,7 @@ pub fn decide(
     if old != new && fx.status_due.is_none() {
         fx.newly_failed = newly_failed(&old, &new);
         fx.status = Some(StatusWrite {
-            events: events::on_change(&old, &new),
+            events: events::on_change(&old, &new, rj.spec.missing_files),
             progress: progress(&old, &new, &seen, &states),
             status: new,
         });
@@ -651,10 +651,10 @@ impl Effects {
     }
 
     /// Takes in how the Job applies went: a refused batch is no longer in flight (a timeout or
-    /// a 5xx keeps the mark: the Job may exist) and holds creation back for a while (see
-    /// [`Rejection::retry_at`]); created batches wait for their Event. Returns the
-    /// `BatchesCreated` Event when one is due; none while an apply failed, since the reconcile
-    /// is retried.
+    /// a 5xx keeps the mark: the Job may exist; one unanswered is read back before it is
+    /// applied again) and holds creation back for a while (see [`Rejection::retry_at`]);
+    /// created batches wait for their Event. Returns the `BatchesCreated` Event when one is
+    /// due; none while an apply failed, since the reconcile is retried.
     pub fn settle(
         &self,
         state: &mut RenderState,
@@ -684,7 +684,8 @@ impl Effects {
                         *until = (*until).min(now + IN_FLIGHT_AFTER_5XX);
                     }
                 }
-                Applied::Unknown => {}
+                // Read back before it is applied again (see `RenderState::unanswered`).
+                Applied::Unknown => state.mark_unanswered(*index),
             }
         }
         let failed = outcomes.iter().any(|(_, o)| *o != Applied::Created);
@@ -708,10 +709,11 @@ impl Effects {
 
     /// Takes in how the preview Job's apply went: a refusal is kept and shown (the preview
     /// fails, the render does not) and the Job is not sent again; a 5xx keeps the mark only
-    /// briefly, a timeout for its full time (the Job may exist).
+    /// briefly, a timeout until the Job is seen or read back (it may exist).
     pub fn settle_preview(&self, state: &mut RenderState, outcome: &Applied, now: Instant) {
         match outcome {
-            Applied::Created | Applied::Unknown => {}
+            Applied::Created => {}
+            Applied::Unknown => state.preview_unanswered = state.preview_in_flight.is_some(),
             Applied::Refused(message) => {
                 state.preview_in_flight = None;
                 state.preview_refused = Some(message.clone());
@@ -1131,6 +1133,15 @@ mod tests {
         let later = t0 + IN_FLIGHT_AFTER_5XX;
         let fx = effects(&rj, &[], &[], &mut state, later);
         assert_eq!(fx.apply.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [0]);
+        // Unanswered, batch 1 is never applied again blind, however long: only once a read
+        // found no Job.
+        assert_eq!(state.unanswered, BTreeSet::from([1]));
+        let much_later = t0 + crate::state::IN_FLIGHT_TTL * 3;
+        let fx = effects(&rj, &[], &[], &mut state, much_later);
+        assert!(fx.apply.iter().all(|(i, _)| *i != 1), "{:?}", fx.apply);
+        state.read_back(1, false, much_later);
+        let fx = effects(&rj, &[], &[], &mut state, much_later);
+        assert!(fx.apply.iter().any(|(i, _)| *i == 1), "{:?}", fx.apply);
     }
 
     #[test]
