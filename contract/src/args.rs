@@ -1,6 +1,9 @@
 //! `render-node`'s command line: parsed by `render-node`, built by the operator.
 
+use std::fmt;
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::str::FromStr;
 
 use clap::{Parser, ValueEnum};
 use schemars::JsonSchema;
@@ -10,6 +13,52 @@ use crate::frames::FrameSet;
 
 /// Where `render-node` writes its termination message by default (read by the kubelet).
 pub const DEFAULT_TERMINATION_LOG: &str = "/dev/termination-log";
+
+/// The environment variable that sets [`RenderArgs::wait_isolated`]. The operator sets it on
+/// the batch pods of namespaces whose NetworkPolicy isolates them: a variable, not a flag, so
+/// that an image older than it (a RenderJob's `spec.image`) still starts.
+pub const WAIT_ISOLATED_ENV: &str = "RENDER_NODE_WAIT_ISOLATED";
+
+/// What `render-node` connects to, to learn that its pod's NetworkPolicy is in force: an
+/// address the policy blocks, which answers where nothing blocks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IsolationProbe {
+    /// `api-server`: the API server's Service, from `KUBERNETES_SERVICE_HOST` and
+    /// `KUBERNETES_SERVICE_PORT`, which the kubelet sets in every container.
+    ApiServer,
+    /// `IP:PORT` (`[IPv6]:PORT`). No names: resolving one could itself be what is blocked.
+    Addr(SocketAddr),
+}
+
+impl IsolationProbe {
+    /// The value that names the API server's Service.
+    pub const API_SERVER: &'static str = "api-server";
+}
+
+impl FromStr for IsolationProbe {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == Self::API_SERVER {
+            return Ok(IsolationProbe::ApiServer);
+        }
+        s.parse().map(IsolationProbe::Addr).map_err(|_| {
+            format!(
+                "{s:?} is neither {} nor an address IP:PORT",
+                Self::API_SERVER
+            )
+        })
+    }
+}
+
+impl fmt::Display for IsolationProbe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IsolationProbe::ApiServer => f.write_str(Self::API_SERVER),
+            IsolationProbe::Addr(addr) => write!(f, "{addr}"),
+        }
+    }
+}
 
 /// Blender render engine (`blender -E`).
 #[derive(
@@ -306,6 +355,15 @@ pub struct RenderArgs {
     /// renders in that batch's place, never beside it.
     #[arg(long, value_name = "NAME")]
     pub after: Option<String>,
+
+    /// Before Blender starts, wait until a TCP connection to ADDR is blocked: the pod's
+    /// NetworkPolicy is then in force (a network plugin may learn a new pod's address only
+    /// after its container started). ADDR is IP:PORT, or `api-server` for the API server's
+    /// Service; it must be an address the policy blocks. At most 10 s: past that, Blender
+    /// starts and the termination message says isolation was not confirmed. Set by the
+    /// operator through the environment only ([`RenderArgs::to_args`] leaves it out).
+    #[arg(long, value_name = "ADDR", env = WAIT_ISOLATED_ENV)]
+    pub wait_isolated: Option<IsolationProbe>,
 }
 
 impl RenderArgs {
@@ -331,12 +389,14 @@ impl RenderArgs {
             blender_version: None,
             marker: None,
             after: None,
+            wait_isolated: None,
         }
     }
 
     /// The command-line arguments (without the program name) that parse back into `self`.
     /// Defaults that belong to the image (Blender's path and version, the termination log) are
     /// left out, and so are flags at their default, so that an older image still takes them.
+    /// `wait_isolated` is left out too: the operator sets it as [`WAIT_ISOLATED_ENV`].
     pub fn to_args(&self) -> Vec<String> {
         let mut args = vec![
             "--blend-file".to_string(),
@@ -525,6 +585,47 @@ mod tests {
         let args = warn.to_args();
         let at = args.iter().position(|x| x == "--missing-files");
         assert_eq!(at.map(|i| args[i + 1].as_str()), Some("warn"));
+    }
+
+    #[test]
+    fn isolation_probes_parse_and_print_back() {
+        for text in ["api-server", "10.96.0.1:443", "[fd00::1]:6443"] {
+            let probe: IsolationProbe = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(probe.to_string(), text);
+        }
+        assert_eq!("api-server".parse(), Ok(IsolationProbe::ApiServer));
+        for bad in [
+            "",
+            "10.96.0.1",
+            "kubernetes.default:443",
+            "fd00::1:443",
+            "api-server:443",
+        ] {
+            assert!(bad.parse::<IsolationProbe>().is_err(), "{bad:?} parsed");
+        }
+    }
+
+    #[test]
+    fn wait_isolated_is_a_flag_but_never_built_into_one() {
+        let base = [
+            "rn",
+            "--blend-file",
+            "/d/s.blend",
+            "--frames",
+            "1",
+            "--output",
+            "/d/f",
+        ];
+        let mut argv = base.to_vec();
+        argv.extend(["--wait-isolated", "api-server"]);
+        let parsed = RenderArgs::try_parse_from(argv).expect("parses");
+        assert_eq!(parsed.wait_isolated, Some(IsolationProbe::ApiServer));
+        // An older image would refuse the flag: the operator sets the variable instead.
+        assert!(!parsed.to_args().iter().any(|a| a.contains("isolat")));
+        let help = <RenderArgs as clap::CommandFactory>::command()
+            .render_long_help()
+            .to_string();
+        assert!(help.contains(WAIT_ISOLATED_ENV), "{help}");
     }
 
     proptest! {

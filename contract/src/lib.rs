@@ -11,7 +11,7 @@ pub mod preview;
 pub mod progress;
 pub mod termination;
 
-pub use args::{Device, Engine, MissingFiles, OutputFormat, RenderArgs};
+pub use args::{Device, Engine, IsolationProbe, MissingFiles, OutputFormat, RenderArgs};
 pub use frames::{FrameSet, FrameSetError};
 pub use preview::{PreviewArgs, PreviewCodec, PreviewReport};
 pub use progress::{MissingFile, ProgressEvent};

@@ -16,6 +16,15 @@ pub enum ProgressEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         file_version: Option<String>,
     },
+    /// Blender may start: the pod's NetworkPolicy is in force (`--wait-isolated`). A connection
+    /// to `probe` was `blocked` (`timed out`, `refused`, ...) after `through` connections got
+    /// through, `waited_seconds` after render-node began to wait.
+    Isolated {
+        probe: String,
+        through: u32,
+        blocked: String,
+        waited_seconds: f64,
+    },
     /// Started ahead of its turn (`--after`): Blender loads the scene, then waits for the
     /// batch whose marker is `after` to be done before it renders.
     Waiting { after: String },

@@ -6,6 +6,7 @@
 mod blend;
 mod blender;
 mod check;
+mod isolation;
 mod node;
 mod parse;
 mod report;

@@ -10,7 +10,7 @@ use crate::blend::{self, Version};
 use crate::blender::{self, Stop};
 use crate::report::{self, Facts};
 use crate::thumbs::Thumbnailer;
-use crate::{check, tracker};
+use crate::{check, isolation, tracker};
 use render_node::handoff;
 
 pub async fn run(args: RenderArgs, mut stop: Stop) -> i32 {
@@ -73,6 +73,19 @@ pub async fn run(args: RenderArgs, mut stop: Stop) -> i32 {
         return report::finish(&log, &msg, &scene);
     }
 
+    // Blender runs the scene: not before the pod's NetworkPolicy holds.
+    let isolation = match isolation::before_blender(args.wait_isolated, &mut stop).await {
+        Ok(warning) => warning,
+        Err(signal) => {
+            let mut msg = report::plain(
+                Outcome::Terminated,
+                format!("stopped by {signal} before Blender started"),
+            );
+            msg.frames_skipped = skipped.len() as u32;
+            msg.frames_missing = todo.iter().map(|(f, _)| *f).collect();
+            return report::finish(&log, &msg, &scene);
+        }
+    };
     let oom_before = report::oom_kills();
     let thumbs = thumbs();
     let rendered = blender::render(&args, &todo, &mut stop, &thumbs).await;
@@ -100,7 +113,10 @@ pub async fn run(args: RenderArgs, mut stop: Stop) -> i32 {
         thumbs.finish().await;
     }
     let clean = ended.status.success() && ended.stopped_by.is_none();
-    let mut warnings = tracker.warnings.clone();
+    let mut warnings: Vec<String> = isolation
+        .into_iter()
+        .chain(tracker.warnings.clone())
+        .collect();
     if !clean {
         // File times come from a coarse clock that can lag the one read before spawning
         // Blender by a few milliseconds: allow for it.

@@ -1,20 +1,21 @@
 //! Batch → Job manifest: a pure function, so the same batch always yields the same Job.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::batch::v1::{
     Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement,
     PodFailurePolicyOnPodConditionsPattern, PodFailurePolicyRule,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, PersistentVolumeClaimVolumeSource,
+    Capabilities, Container, EmptyDirVolumeSource, EnvVar, PersistentVolumeClaimVolumeSource,
     PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile,
     SecurityContext, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
-use render_contract::{Device, FrameSet, PreviewArgs, RenderArgs, exit};
+use render_contract::args::WAIT_ISOLATED_ENV;
+use render_contract::{Device, FrameSet, IsolationProbe, PreviewArgs, RenderArgs, exit};
 use sha2::{Digest, Sha256};
 
 use crate::crd::RenderJob;
@@ -53,6 +54,11 @@ pub const MAX_DISRUPTIONS: usize = 5;
 /// none; the preview carries no [`BATCH_LABEL`], so nothing counts it as a batch.
 pub const STEP_LABEL: &str = "renderfarm.io/step";
 pub const PREVIEW_STEP: &str = "preview";
+/// What a Job or pod of a render is: a batch ([`BATCH_COMPONENT`]) or the preview step
+/// ([`PREVIEW_COMPONENT`]).
+pub const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
+pub const BATCH_COMPONENT: &str = "render-batch";
+pub const PREVIEW_COMPONENT: &str = "render-preview";
 /// The preview step's program, on the node image's `PATH`.
 pub const PREVIEW_COMMAND: &str = "render-preview";
 /// Retries of a failed preview pod: ffmpeg on frames that are on disk seldom fails twice for
@@ -83,6 +89,25 @@ pub struct JobConfig {
     pub default_version: String,
     /// Disruptions a batch may have before it fails as `Evicted`.
     pub max_disruptions: usize,
+    /// Where batch pods wait, before Blender starts, until their NetworkPolicy is in force.
+    pub isolation: Option<Isolation>,
+}
+
+/// The namespaces whose batch pods a NetworkPolicy isolates (`*`: every namespace), and what
+/// render-node connects to there to learn that the policy is in force for its pod (an address
+/// the policy blocks): a network plugin may judge a new pod's connections only a moment after
+/// its container started.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Isolation {
+    pub namespaces: BTreeSet<String>,
+    pub probe: IsolationProbe,
+}
+
+impl Isolation {
+    /// Whether batch pods in `namespace` wait.
+    pub fn covers(&self, namespace: &str) -> bool {
+        self.namespaces.contains("*") || self.namespaces.contains(namespace)
+    }
 }
 
 /// The Blender version the operator renders with when not told otherwise.
@@ -97,6 +122,7 @@ impl JobConfig {
             images: BTreeMap::new(),
             default_version: DEFAULT_BLENDER_VERSION.to_string(),
             max_disruptions: MAX_DISRUPTIONS,
+            isolation: None,
         }
     }
 
@@ -272,18 +298,16 @@ fn tolerations(rj: &RenderJob) -> Option<Vec<Toleration>> {
     (!tolerations.is_empty()).then_some(tolerations)
 }
 
-/// Labels every Job and pod of `rj` carries, batch or preview: the component label is what the
-/// chart's NetworkPolicy for batch pods selects.
-fn common_labels(rj: &RenderJob) -> BTreeMap<String, String> {
+/// Labels every Job and pod of `rj` carries, batch or preview, with `component` the one of
+/// [`BATCH_COMPONENT`] and [`PREVIEW_COMPONENT`] it is: the chart's NetworkPolicy for batch pods
+/// selects both.
+fn common_labels(rj: &RenderJob, component: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         (
             "app.kubernetes.io/name".to_string(),
             "renderfarm".to_string(),
         ),
-        (
-            "app.kubernetes.io/component".to_string(),
-            "render-batch".to_string(),
-        ),
+        (COMPONENT_LABEL.to_string(), component.to_string()),
         (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
         (RENDERJOB_LABEL.to_string(), renderjob_label(&rj.name_any())),
     ])
@@ -291,7 +315,7 @@ fn common_labels(rj: &RenderJob) -> BTreeMap<String, String> {
 
 /// Labels every batch Job and pod of `rj` carries.
 pub fn labels(rj: &RenderJob, batch: &Batch) -> BTreeMap<String, String> {
-    let mut labels = common_labels(rj);
+    let mut labels = common_labels(rj, BATCH_COMPONENT);
     labels.extend([
         (BATCH_LABEL.to_string(), batch.index.to_string()),
         (
@@ -304,7 +328,7 @@ pub fn labels(rj: &RenderJob, batch: &Batch) -> BTreeMap<String, String> {
 
 /// Labels of the preview Job and its pod: no batch label.
 pub fn preview_labels(rj: &RenderJob) -> BTreeMap<String, String> {
-    let mut labels = common_labels(rj);
+    let mut labels = common_labels(rj, PREVIEW_COMPONENT);
     labels.insert(STEP_LABEL.to_string(), PREVIEW_STEP.to_string());
     labels
 }
@@ -398,7 +422,8 @@ pub fn build_after(
             annotations.insert(AFTER_ANNOTATION.to_string(), h.to_string());
         }
     }
-    let container = container(rj, config, None, args.to_args(), resources(rj));
+    let mut container = container(rj, config, None, args.to_args(), resources(rj));
+    container.env = isolation_env(rj, config);
     let template = PodTemplateSpec {
         metadata: Some(pod_metadata(rj, &labels, &annotations)),
         spec: Some(pod_spec(rj, container)),
@@ -421,6 +446,21 @@ pub fn build_after(
             ..Default::default()
         }),
         status: None,
+    })
+}
+
+/// render-node's [`WAIT_ISOLATED_ENV`] in a namespace whose batch pods a NetworkPolicy
+/// isolates. A variable, not a flag: an older image (`spec.image`) ignores it instead of
+/// refusing to start.
+fn isolation_env(rj: &RenderJob, config: &JobConfig) -> Option<Vec<EnvVar>> {
+    let isolation = config.isolation.as_ref()?;
+    let namespace = rj.namespace()?;
+    isolation.covers(&namespace).then(|| {
+        vec![EnvVar {
+            name: WAIT_ISOLATED_ENV.to_string(),
+            value: Some(isolation.probe.to_string()),
+            value_from: None,
+        }]
     })
 }
 
@@ -907,8 +947,8 @@ mod tests {
             labels
                 .get("app.kubernetes.io/component")
                 .map(String::as_str),
-            Some("render-batch"),
-            "the batch pods' NetworkPolicy covers it"
+            Some("render-preview"),
+            "a component of its own: nothing that selects batch pods takes it for one"
         );
         assert!(!labels.contains_key(BATCH_LABEL) && !labels.contains_key(FRAMES_LABEL));
         let owner = &job.metadata.owner_references.as_ref().expect("owner")[0];
@@ -929,6 +969,10 @@ mod tests {
         assert_eq!(
             template_labels.get(STEP_LABEL).map(String::as_str),
             Some("preview")
+        );
+        assert_eq!(
+            template_labels.get(COMPONENT_LABEL).map(String::as_str),
+            Some("render-preview")
         );
         assert!(!template_labels.contains_key(BATCH_LABEL));
         let annotations = spec
@@ -983,6 +1027,63 @@ mod tests {
         assert_eq!(pod.tolerations, None);
         assert_eq!(preview_job_name(&"x".repeat(80)).len(), 63);
         assert!(preview_job_name(&"x".repeat(80)).ends_with("-preview"));
+    }
+
+    /// Whether `selector` (a NetworkPolicy's `podSelector`) selects a pod with `labels`.
+    fn selects(
+        selector: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+        labels: &BTreeMap<String, String>,
+    ) -> bool {
+        let exact = selector
+            .match_labels
+            .iter()
+            .flatten()
+            .all(|(k, v)| labels.get(k) == Some(v));
+        let expressions = selector.match_expressions.iter().flatten().all(|e| {
+            let value = labels.get(&e.key);
+            let listed = value.is_some_and(|v| e.values.iter().flatten().any(|x| x == v));
+            match e.operator.as_str() {
+                "In" => listed,
+                "NotIn" => !listed,
+                "Exists" => value.is_some(),
+                "DoesNotExist" => value.is_none(),
+                other => panic!("operator {other}"),
+            }
+        });
+        exact && expressions
+    }
+
+    #[test]
+    fn batch_and_preview_pods_are_components_of_their_own_both_isolated_by_the_chart() {
+        let rj = renderjob("shot", Device::Cpu);
+        let batch_labels = labels(&rj, &batch(&rj, 0));
+        let preview_labels = preview_labels(&rj);
+        let component = |l: &BTreeMap<String, String>| l.get(COMPONENT_LABEL).cloned();
+        assert_eq!(component(&batch_labels).as_deref(), Some("render-batch"));
+        assert_eq!(
+            component(&preview_labels).as_deref(),
+            Some("render-preview")
+        );
+        // The chart's podSelector is plain YAML between the templating around it.
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../charts/renderfarm/templates/batch-networkpolicy.yaml"
+        );
+        let template = std::fs::read_to_string(path).expect("the chart's batch NetworkPolicy");
+        let block = template
+            .split_once("  podSelector:\n")
+            .and_then(|(_, rest)| rest.split_once("  policyTypes:"))
+            .map(|(block, _)| block)
+            .expect("a podSelector before policyTypes");
+        let selector = serde_yaml::from_str(block).expect("the podSelector is a LabelSelector");
+        assert!(selects(&selector, &batch_labels), "{selector:?}");
+        assert!(
+            selects(&selector, &preview_labels),
+            "the preview pod reads the same claim and must be isolated too: {selector:?}"
+        );
+        // kubectl render's reader pods are no batch.
+        let reader = BTreeMap::from([(COMPONENT_LABEL.to_string(), "reader".to_string())]);
+        assert!(!selects(&selector, &reader), "{selector:?}");
     }
 
     #[test]
@@ -1228,5 +1329,49 @@ mod tests {
         assert_eq!(spec.suspend, Some(true));
         let pod = spec.template.spec.expect("pod");
         assert_eq!(pod.priority_class_name.as_deref(), Some("urgent"));
+    }
+
+    #[test]
+    fn batch_pods_wait_for_isolation_only_where_a_policy_isolates_them() {
+        let env_of = |job: Job| {
+            let pod = job.spec.and_then(|s| s.template.spec).expect("pod");
+            pod.containers[0].env.clone().unwrap_or_default()
+        };
+        let rj = renderjob("shot", Device::Cpu);
+        let mut config = config();
+        assert!(env_of(build(&rj, &batch(&rj, 0), &config, false).expect("job")).is_empty());
+        for namespaces in [vec!["studio"], vec!["other", "studio"], vec!["*"]] {
+            config.isolation = Some(Isolation {
+                namespaces: namespaces.iter().map(|n| n.to_string()).collect(),
+                probe: IsolationProbe::ApiServer,
+            });
+            let env = env_of(build(&rj, &batch(&rj, 1), &config, false).expect("job"));
+            assert_eq!(env.len(), 1, "{namespaces:?}: {env:?}");
+            assert_eq!(env[0].name, WAIT_ISOLATED_ENV);
+            let value = env[0].value.as_deref().unwrap_or_default();
+            assert_eq!(value.parse(), Ok(IsolationProbe::ApiServer), "{value}");
+            // Not as a flag: an older image would refuse it.
+            let args = args_of(build(&rj, &batch(&rj, 1), &config, false).expect("job"));
+            assert!(!args.iter().any(|a| a.contains("isolat")), "{args:?}");
+        }
+        let addr = "192.0.2.7:8443".parse().expect("address");
+        config.isolation = Some(Isolation {
+            namespaces: ["other".to_string()].into(),
+            probe: IsolationProbe::Addr(addr),
+        });
+        assert!(env_of(build(&rj, &batch(&rj, 0), &config, false).expect("job")).is_empty());
+        config.isolation = Some(Isolation {
+            namespaces: ["studio".to_string()].into(),
+            probe: IsolationProbe::Addr(addr),
+        });
+        let env = env_of(build(&rj, &batch(&rj, 0), &config, false).expect("job"));
+        assert_eq!(env[0].value.as_deref(), Some("192.0.2.7:8443"));
+        // The preview runs ffmpeg on frames, no scene: it does not wait.
+        assert!(env_of(build_preview(&rj, &config).expect("preview")).is_empty());
+    }
+
+    fn args_of(job: Job) -> Vec<String> {
+        let pod = job.spec.and_then(|s| s.template.spec).expect("pod");
+        pod.containers[0].args.clone().unwrap_or_default()
     }
 }

@@ -5,9 +5,10 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use clap::{Parser, Subcommand};
+use render_contract::IsolationProbe;
 use renderfarm::controller::{self, Settings};
 use renderfarm::http::{self, Health};
-use renderfarm::job::JobConfig;
+use renderfarm::job::{Isolation, JobConfig};
 use renderfarm::leader::{self, LeaderSettings};
 use renderfarm::metrics::Metrics;
 use renderfarm::telemetry::{self, LogFormat};
@@ -53,6 +54,15 @@ struct RunArgs {
     /// Evicted.
     #[arg(long, env = "RENDERFARM_MAX_DISRUPTIONS", default_value_t = renderfarm::job::MAX_DISRUPTIONS as u64, value_parser = clap::value_parser!(u64).range(1..=1000))]
     max_disruptions: u64,
+    /// Namespaces whose batch pods a NetworkPolicy isolates (`*`: every one): there render-node
+    /// waits, before Blender starts, until the policy is in force for its pod. The chart lists
+    /// the namespaces it gives its batch NetworkPolicy.
+    #[arg(long, env = "RENDERFARM_ISOLATED_NAMESPACES", value_delimiter = ',')]
+    isolated_namespaces: Vec<String>,
+    /// What render-node connects to in those namespaces to learn that: an address the policy
+    /// blocks (IP:PORT), or `api-server`, the API server's Service.
+    #[arg(long, env = "RENDERFARM_ISOLATION_PROBE", default_value = IsolationProbe::API_SERVER)]
+    isolation_probe: IsolationProbe,
     /// Pull policy for the render-node image (Always, IfNotPresent, Never).
     #[arg(long, env = "RENDERFARM_NODE_IMAGE_PULL_POLICY")]
     node_image_pull_policy: Option<String>,
@@ -87,6 +97,16 @@ fn parse_version_image(s: &str) -> Result<(String, String), String> {
         }
         _ => Err(format!("{s:?} is not VERSION=IMAGE")),
     }
+}
+
+/// The batch pods' isolation, if any namespace has it (an empty list item is no namespace).
+fn isolation(namespaces: Vec<String>, probe: IsolationProbe) -> Option<Isolation> {
+    let namespaces: std::collections::BTreeSet<String> = namespaces
+        .into_iter()
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty())
+        .collect();
+    (!namespaces.is_empty()).then_some(Isolation { namespaces, probe })
 }
 
 #[tokio::main]
@@ -142,6 +162,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             images: args.node_images.into_iter().collect(),
             default_version: args.blender_version,
             max_disruptions: usize::try_from(args.max_disruptions).unwrap_or(usize::MAX),
+            isolation: isolation(args.isolated_namespaces, args.isolation_probe),
         },
         namespace: args.namespace,
         instance: args.instance,
@@ -160,4 +181,34 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         res = work => res?,
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn isolated_namespaces_from_the_chart() {
+        let probe = IsolationProbe::ApiServer;
+        let list = |s: &[&str]| s.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        // The chart sets the variable to a comma list; an empty one isolates nowhere.
+        assert_eq!(isolation(list(&[""]), probe), None);
+        assert_eq!(isolation(vec![], probe), None);
+        let got = isolation(list(&["studio", " fx ", ""]), probe).expect("isolation");
+        assert_eq!(got.namespaces, ["fx", "studio"].map(String::from).into());
+        assert!(got.covers("fx") && !got.covers("other"));
+        let cli = Cli::try_parse_from([
+            "renderfarm-operator",
+            "--isolated-namespaces",
+            "a,b",
+            "--isolation-probe",
+            "10.0.0.9:8443",
+        ])
+        .expect("parses");
+        let got = isolation(cli.run.isolated_namespaces, cli.run.isolation_probe);
+        assert_eq!(
+            got.map(|i| i.probe.to_string()).as_deref(),
+            Some("10.0.0.9:8443")
+        );
+    }
 }
