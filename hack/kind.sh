@@ -2,7 +2,8 @@
 # The kind lane: renderfarm on a kind cluster whose pods run real Blender. See hack/README.md.
 #
 #   hack/kind.sh up           dockerd, the kind node image, the cluster from kind-config.yaml,
-#                             the operator and render-node images (docker build + kind load),
+#                             the operator and render-node images (docker build + kind load;
+#                             a render-node image per further Blender version, below),
 #                             NetworkPolicy enforcement (hack/kind/network-policies.sh),
 #                             and the chart (helm upgrade --install) with hostPath storage;
 #                             idempotent, prints the time each step took
@@ -15,8 +16,14 @@
 # binaries built from Go modules (hack/kind/node.Dockerfile, images.Dockerfile), the way
 # `kind build node-image` assembles one. KIND_NODE_IMAGE names an image to use instead.
 #
+# Further Blender versions: the chart's default (4.5) renders with renderfarm/render-node:dev;
+# each bpy release in KIND_BLENDER_VERSIONS (default 5.0.1; empty: none) gets an image of its
+# own, renderfarm/render-node:dev-blenderMAJOR.MINOR, offered through the chart's blender.images
+# (a RenderJob asks for it with spec.blenderVersion: "5.0").
+#
 # Environment: KIND_CLUSTER (default renderfarm), IMAGE_PROFILE (cargo profile of the images'
-# binaries: debug, the default, or release), KIND_NODE_IMAGE, RENDERFARM_CACHE.
+# binaries: debug, the default, or release), KIND_NODE_IMAGE, KIND_BLENDER_VERSIONS,
+# RENDERFARM_CACHE.
 # BIN_* come from load_bins' eval; most functions run through step, which shellcheck cannot follow.
 # shellcheck disable=SC2154,SC2317
 set -euo pipefail
@@ -33,6 +40,8 @@ RELEASE_NS=renderfarm-system
 TAG=dev
 OPERATOR_IMAGE=renderfarm/operator:$TAG
 NODE_IMAGE_RENDER=renderfarm/render-node:$TAG
+# bpy releases, space-separated; node-image/blender/requirements-MAJOR.MINOR.txt pins each.
+BLENDER_VERSIONS=${KIND_BLENDER_VERSIONS-5.0.1}
 
 log() { printf '[kind %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() {
@@ -165,6 +174,16 @@ PY
   printf '%s' "$out"
 }
 
+# blender_image VERSION: the render-node image of bpy VERSION (5.0.1: ...:dev-blender5.0).
+blender_image() { printf 'renderfarm/render-node:%s-blender%s' "$TAG" "${1%.*}"; }
+
+# The render-node images: the default one, then one per further Blender version.
+render_images() {
+  local v
+  printf '%s\n' "$NODE_IMAGE_RENDER"
+  for v in $BLENDER_VERSIONS; do blender_image "$v" && echo; done
+}
+
 cluster_exists() { "$BIN_kind" get clusters 2>/dev/null | grep -qx "$CLUSTER"; }
 
 create_cluster() {
@@ -197,18 +216,36 @@ images() {
     -t "$OPERATOR_IMAGE" -f "$ROOT/operator/Dockerfile" "$ROOT" >/dev/null
   "$HACK/docker.sh" build -q "${secret[@]}" --build-arg BUILDER=prebuilt --build-arg "PROFILE=$PROFILE" \
     -t "$NODE_IMAGE_RENDER" -f "$ROOT/node-image/Dockerfile" "$ROOT" >/dev/null
+  # The same Dockerfile and binaries: the Debian layers are shared, the bpy wheel is installed
+  # once per version (then cached), and a changed render-node rebuilds only the last layers.
+  local v
+  for v in $BLENDER_VERSIONS; do
+    step "render-node image, Blender $v" \
+      "$HACK/docker.sh" build -q "${secret[@]}" --build-arg BUILDER=prebuilt \
+      --build-arg "PROFILE=$PROFILE" --build-arg "BLENDER_VERSION=$v" \
+      -t "$(blender_image "$v")" -f "$ROOT/node-image/Dockerfile" "$ROOT" >/dev/null
+  done
 }
 
 load_images() {
-  local workers
+  local workers image renders
   # Only workers run renderfarm's pods (the control plane is tainted); kind skips nodes that
-  # already hold the same image ID.
+  # already hold the same image ID. One image per call: given several, kind sends all of them
+  # to a node that lacks any one, and each render-node image is over a gigabyte.
   workers=$("$BIN_kind" get nodes --name "$CLUSTER" | grep -v -- -control-plane | paste -sd,)
-  "$BIN_kind" load docker-image --name "$CLUSTER" --nodes "$workers" "$OPERATOR_IMAGE" "$NODE_IMAGE_RENDER"
+  mapfile -t renders < <(render_images)
+  for image in "$OPERATOR_IMAGE" "${renders[@]}"; do
+    "$BIN_kind" load docker-image --name "$CLUSTER" --nodes "$workers" "$image"
+  done
 }
 
 install_chart() {
-  local id
+  local id v series offered=()
+  # blender.images."5.0": Helm reads a dot in a --set key as nesting unless escaped.
+  for v in $BLENDER_VERSIONS; do
+    series=${v%.*}
+    offered+=(--set-string "blender.images.${series//./\\.}=$(blender_image "$v")")
+  done
   # Helm installs CRDs only once and never upgrades them: apply this checkout's CRD first, so an
   # upgraded operator never writes status fields the API server does not know.
   "$BIN_kubectl" --kubeconfig "$KUBECONFIG_FILE" apply --server-side --force-conflicts \
@@ -217,7 +254,7 @@ install_chart() {
   id=$(docker image inspect --format '{{.Id}}' "$OPERATOR_IMAGE" | cut -c8-19)
   "$BIN_helm" upgrade --install "$RELEASE" "$ROOT/charts/renderfarm" --kubeconfig "$KUBECONFIG_FILE" \
     --namespace "$RELEASE_NS" --create-namespace \
-    --set image.tag="$TAG" --set nodeImage.tag="$TAG" \
+    --set image.tag="$TAG" --set nodeImage.tag="$TAG" "${offered[@]}" \
     --set-string podAnnotations.renderfarm\\.io/image-id="$id" \
     --set storage.create=true --set storage.namespace=default --set storage.hostPath=/renders \
     --wait --timeout 300s

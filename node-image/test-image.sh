@@ -1,17 +1,25 @@
 #!/usr/bin/env bash
 # Builds the node image and renders with it as a batch Job would run it: read-only root
 # filesystem, /tmp as the only writable place, uid 1000, the render storage at /data. Checks
-# the frames (Cycles and EEVEE, by Blender 4.5), their thumbnails (PNG and EXR), the
+# the frames (Cycles and EEVEE, by the image's Blender), their thumbnails (PNG and EXR), the
 # termination message, render-preview's video and contact sheet (read by the image's ffprobe),
 # bad input (exit 64: a missing file, a file saved by a newer Blender) and `docker stop` (exit
 # 143), and prints the timings. Needs a running dockerd (hack/docker.sh up) and cargo.
 #
 #   node-image/test-image.sh            build and test renderfarm/render-node:dev
 #   IMAGE=name:tag node-image/test-image.sh
+#   BLENDER_VERSION=5.0.1 node-image/test-image.sh
+#                                       the same with Blender 5.0 (the Dockerfile's build arg),
+#                                       as renderfarm/render-node:dev-blender5.0
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-IMAGE=${IMAGE:-renderfarm/render-node:dev}
+BLENDER_VERSION=${BLENDER_VERSION:-}
+if [[ -n $BLENDER_VERSION ]]; then
+  IMAGE=${IMAGE:-renderfarm/render-node:dev-blender${BLENDER_VERSION%.*}}
+else
+  IMAGE=${IMAGE:-renderfarm/render-node:dev}
+fi
 # release (default) or debug: which cargo build goes into the image.
 PROFILE=${IMAGE_PROFILE:-release}
 say() { printf '[test-image] %s\n' "$*" >&2; }
@@ -35,9 +43,11 @@ t_cargo=$(($(now_ms) - t0))
 secret=()
 CA=/etc/ssl/certs/ca-certificates.crt
 [[ -s $CA ]] && secret=(--secret "id=ca-certificates,src=$CA")
+blender_arg=()
+[[ -n $BLENDER_VERSION ]] && blender_arg=(--build-arg "BLENDER_VERSION=$BLENDER_VERSION")
 t0=$(now_ms)
-hack/docker.sh build "${secret[@]}" --build-arg BUILDER=prebuilt --build-arg "PROFILE=$PROFILE" \
-  -t "$IMAGE" -f node-image/Dockerfile .
+hack/docker.sh build "${secret[@]}" "${blender_arg[@]}" --build-arg BUILDER=prebuilt \
+  --build-arg "PROFILE=$PROFILE" -t "$IMAGE" -f node-image/Dockerfile .
 t_build=$(($(now_ms) - t0))
 version=$(docker image inspect "$IMAGE" --format '{{index .Config.Labels "io.renderfarm.blender-version"}}')
 size=$(docker image inspect "$IMAGE" --format '{{.Size}}')
@@ -67,11 +77,12 @@ run "$IMAGE" --blend-file /data/scene.blend --frames 1..3 --output '/data/out/fr
 t_render=$(($(now_ms) - t0))
 
 # Three 160×90 PNGs, not blank, all different; the message says 3 rendered on the CPU by the
-# image's Blender, from a file Blender 4.5 saved.
+# image's Blender, from a file the same Blender saved (its major.minor).
 python3 - "$DATA" "$version" <<'EOF'
 import json, pathlib, struct, sys, zlib
 
 data, version = pathlib.Path(sys.argv[1]), sys.argv[2]
+series = ".".join(version.split(".")[:2])
 pictures = []
 for f in (1, 2, 3):
     png = (data / "out" / f"frame_{f:04}.png").read_bytes()
@@ -90,7 +101,7 @@ for f in (1, 2, 3):
 assert pictures[0] != pictures[1] != pictures[2], "frames do not differ"
 msg = json.loads((data / "term.json").read_text())
 assert (msg["outcome"], msg["framesRendered"], msg["device"]) == ("Succeeded", 3, "CPU"), msg
-assert (msg["blenderVersion"], msg["fileVersion"]) == (version, "4.5"), msg
+assert (msg["blenderVersion"], msg["fileVersion"]) == (version, series), msg
 events = [json.loads(line) for line in (data / "progress.jsonl").read_text().splitlines()]
 saved = [e["frame"] for e in events if e["event"] == "frame_saved"]
 assert saved == [1, 2, 3], saved
@@ -148,12 +159,18 @@ bad() {
   grep -qF "$want" "$DATA/$name.json" || fail "$name: the message does not say $want: $(cat "$DATA/$name.json")"
 }
 bad missing /data/nope.blend "cannot read blend file"
-# A file saved by Blender 5.0 (zstd, header BLENDER17-01v0500): refused before Blender opens it,
-# with the version the image's Blender has (RENDER_NODE_BLENDER_VERSION, not asked).
+# A file saved by a newer Blender (zstd; 5.0's header BLENDER17-01v0500, or for a 5.x image
+# 5.x+1's): refused before Blender opens it, with the version the image's Blender has
+# (RENDER_NODE_BLENDER_VERSION, not asked).
+major=${version%%.*}
+minor=${version#*.}
+minor=${minor%%.*}
+if ((major < 5)); then newer=5.0; else newer=$major.$((minor + 1)); fi
+header=$(printf 'BLENDER17-01v%02d%02d' "${newer%.*}" "${newer#*.}")
 run --entrypoint /opt/blender/bin/python "$IMAGE" -c \
-  "import zstandard; open('/data/v50.blend', 'wb').write(zstandard.compress(b'BLENDER17-01v0500' + bytes(4096)))"
-bad newer /data/v50.blend "saved by Blender 5.0, newer than this image's Blender $version"
-grep -q '"fileVersion":"5.0"' "$DATA/newer.json" || fail "no fileVersion 5.0: $(cat "$DATA/newer.json")"
+  "import zstandard; open('/data/newer.blend', 'wb').write(zstandard.compress(b'$header' + bytes(4096)))"
+bad newer /data/newer.blend "saved by Blender $newer, newer than this image's Blender $version"
+grep -q "\"fileVersion\":\"$newer\"" "$DATA/newer.json" || fail "no fileVersion $newer: $(cat "$DATA/newer.json")"
 
 # `docker stop` (SIGTERM to render-node as PID 1, as the kubelet does): exit 143, promptly.
 docker run -d --name render-node-test-stop --read-only --tmpfs /tmp --user 1000:1000 \

@@ -1,8 +1,11 @@
 //! Reads a .blend's own render settings (frame range, fps, resolution, engine, output format)
 //! from its blocks, the way Blender does: the file's DNA (`DNA1`) describes every struct's
-//! layout, so the fields are found by name, whatever version wrote the file.
+//! layout, so the fields are found by name, whatever version wrote the file. Compressed files
+//! (zstd, which Blender 5.0 writes by default and 3.0 on when asked; gzip before 3.0) are
+//! decompressed first.
 
 use std::collections::HashMap;
+use std::io::Read as _;
 use std::path::Path;
 
 use render_contract::{Engine, OutputFormat};
@@ -12,6 +15,8 @@ use render_contract::{Engine, OutputFormat};
 pub struct SceneInfo {
     /// Blender version that saved the file (`3.4`).
     pub version: String,
+    /// How the file was compressed (`zstd`, `gzip`), if it was.
+    pub compression: Option<&'static str>,
     pub frame_start: i32,
     pub frame_end: i32,
     pub frame_step: i32,
@@ -54,8 +59,11 @@ impl SceneInfo {
 pub enum BlendError {
     #[error("not a .blend file")]
     NotBlend,
-    #[error("a compressed .blend ({0}); save it uncompressed to read its frame range")]
-    Compressed(&'static str),
+    #[error("decompressing the .blend ({format}): {reason}")]
+    Decompress {
+        format: &'static str,
+        reason: String,
+    },
     #[error("truncated or damaged .blend ({0})")]
     Damaged(&'static str),
     #[error("no scene in the file")]
@@ -64,9 +72,7 @@ pub enum BlendError {
 
 /// True when the bytes start like a .blend (plain or compressed), checked before an upload.
 pub fn looks_like_blend(head: &[u8]) -> bool {
-    head.starts_with(b"BLENDER")
-        || head.starts_with(&[0x1f, 0x8b])
-        || head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
+    head.starts_with(b"BLENDER") || head.starts_with(&GZIP_MAGIC) || head.starts_with(&ZSTD_MAGIC)
 }
 
 pub fn read(path: &Path) -> std::io::Result<Result<SceneInfo, BlendError>> {
@@ -88,13 +94,77 @@ struct Block<'a> {
     data: &'a [u8],
 }
 
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// The scene settings of a .blend, plain or compressed.
 pub fn parse(bytes: &[u8]) -> Result<SceneInfo, BlendError> {
-    if bytes.starts_with(&[0x1f, 0x8b]) {
-        return Err(BlendError::Compressed("gzip"));
+    if bytes.starts_with(&GZIP_MAGIC) {
+        let mut info = parse_plain(&gunzip(bytes)?)?;
+        info.compression = Some("gzip");
+        Ok(info)
+    } else if bytes.starts_with(&ZSTD_MAGIC) {
+        let mut info = parse_plain(&unzstd(bytes)?)?;
+        info.compression = Some("zstd");
+        Ok(info)
+    } else {
+        parse_plain(bytes)
     }
-    if bytes.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        return Err(BlendError::Compressed("zstd"));
+}
+
+fn gunzip(bytes: &[u8]) -> Result<Vec<u8>, BlendError> {
+    let mut out = Vec::new();
+    // MultiGzDecoder: a gzip file may hold several members, read one after another.
+    flate2::read::MultiGzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .map_err(|e| BlendError::Decompress {
+            format: "gzip",
+            reason: e.to_string(),
+        })?;
+    Ok(out)
+}
+
+/// Every zstd frame in turn. Blender writes its file as a series of frames, then a seek table
+/// in a skippable frame, so a single-frame decoder would stop at the first.
+fn unzstd(mut input: &[u8]) -> Result<Vec<u8>, BlendError> {
+    use ruzstd::decoding::errors::{FrameDecoderError, ReadFrameHeaderError};
+    use ruzstd::decoding::{BlockDecodingStrategy, FrameDecoder};
+    let bad = |reason: String| BlendError::Decompress {
+        format: "zstd",
+        reason,
+    };
+    let mut out = Vec::new();
+    let mut decoder = FrameDecoder::new();
+    while !input.is_empty() {
+        match decoder.reset(&mut input) {
+            Ok(()) => {}
+            Err(FrameDecoderError::ReadFrameHeaderError(ReadFrameHeaderError::SkipFrame {
+                length,
+                ..
+            })) => {
+                input = input
+                    .get(length as usize..)
+                    .ok_or_else(|| bad("a skippable frame runs past the end".into()))?;
+                continue;
+            }
+            Err(e) => return Err(bad(e.to_string())),
+        }
+        while !decoder.is_finished() {
+            decoder
+                .decode_blocks(&mut input, BlockDecodingStrategy::UptoBytes(1 << 20))
+                .map_err(|e| bad(e.to_string()))?;
+            decoder
+                .collect_to_writer(&mut out)
+                .map_err(|e| bad(e.to_string()))?;
+        }
+        decoder
+            .collect_to_writer(&mut out)
+            .map_err(|e| bad(e.to_string()))?;
     }
+    Ok(out)
+}
+
+fn parse_plain(bytes: &[u8]) -> Result<SceneInfo, BlendError> {
     let (layout, version, mut pos) = header(bytes)?;
     let mut blocks = Vec::new();
     let mut dna = None;
@@ -143,6 +213,7 @@ pub fn parse(bytes: &[u8]) -> Result<SceneInfo, BlendError> {
     let image_type = int(&["r", "im_format", "imtype"]).map(|t| t as u8);
     Ok(SceneInfo {
         version,
+        compression: None,
         frame_start,
         frame_end,
         frame_step,
@@ -464,10 +535,6 @@ mod tests {
             header(b"PK\x03\x04zipfile!!").err(),
             Some(BlendError::NotBlend)
         );
-        assert_eq!(
-            parse(&[0x28, 0xb5, 0x2f, 0xfd, 0, 0]).err(),
-            Some(BlendError::Compressed("zstd"))
-        );
         assert!(looks_like_blend(b"BLENDER-v304"));
         assert!(!looks_like_blend(b"\x89PNG"));
     }
@@ -483,5 +550,104 @@ mod tests {
             parse(b"BLENDER-v304"),
             Err(BlendError::Damaged(_))
         ));
+    }
+
+    /// A plain .blend as small as the reader accepts: a DNA with `Scene { RenderData r }` and
+    /// `RenderData { int sfra, efra, frame_step }`, one scene, ENDB.
+    fn tiny_blend(start: i32, end: i32, step: i32) -> Vec<u8> {
+        let block = |out: &mut Vec<u8>, code: &[u8; 4], sdna: u32, data: &[u8]| {
+            out.extend_from_slice(code);
+            out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            out.extend_from_slice(&0x1000u64.to_le_bytes());
+            out.extend_from_slice(&sdna.to_le_bytes());
+            out.extend_from_slice(&1u32.to_le_bytes());
+            out.extend_from_slice(data);
+        };
+        let mut dna = b"SDNANAME".to_vec();
+        let strings = |dna: &mut Vec<u8>, list: &[&str]| {
+            dna.extend_from_slice(&(list.len() as u32).to_le_bytes());
+            for s in list {
+                dna.extend_from_slice(s.as_bytes());
+                dna.push(0);
+            }
+            dna.resize(dna.len().next_multiple_of(4), 0);
+        };
+        strings(&mut dna, &["sfra", "efra", "frame_step", "r"]);
+        dna.extend_from_slice(b"TYPE");
+        strings(&mut dna, &["int", "RenderData", "Scene"]);
+        dna.extend_from_slice(b"TLEN");
+        // Type sizes, then the structs as (type, member count, then (type, name) pairs).
+        let u16s = |dna: &mut Vec<u8>, v: &[u16]| {
+            v.iter()
+                .for_each(|x| dna.extend_from_slice(&x.to_le_bytes()))
+        };
+        u16s(&mut dna, &[4, 12, 12, 0]);
+        dna.extend_from_slice(b"STRC");
+        dna.extend_from_slice(&2u32.to_le_bytes());
+        u16s(&mut dna, &[1, 3, 0, 0, 0, 1, 0, 2]);
+        u16s(&mut dna, &[2, 1, 1, 3]);
+        let mut out = b"BLENDER-v405".to_vec();
+        let scene: Vec<u8> = [start, end, step]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        block(&mut out, b"SC\0\0", 1, &scene);
+        block(&mut out, b"DNA1", 0, &dna);
+        block(&mut out, b"ENDB", 0, &[]);
+        out
+    }
+
+    fn zstd(bytes: &[u8]) -> Vec<u8> {
+        ruzstd::encoding::compress_to_vec(bytes, ruzstd::encoding::CompressionLevel::Fastest)
+    }
+
+    #[test]
+    fn compressed_files_are_read_like_plain_ones() {
+        let plain = tiny_blend(7, 42, 3);
+        let info = parse(&plain).expect("plain");
+        let range = |i: &SceneInfo| (i.frame_start, i.frame_end, i.frame_step);
+        assert_eq!((range(&info), info.compression), ((7, 42, 3), None));
+
+        // As Blender 5.0 writes it: several zstd frames, then a seek table in a skippable frame.
+        let (a, b) = plain.split_at(plain.len() / 3);
+        let mut file = zstd(a);
+        file.extend(zstd(b));
+        file.extend_from_slice(&0x184D_2A5Eu32.to_le_bytes());
+        file.extend_from_slice(&9u32.to_le_bytes());
+        file.extend_from_slice(&[0; 9]);
+        assert!(looks_like_blend(&file));
+        let info = parse(&file).expect("zstd");
+        assert_eq!((range(&info), info.compression), ((7, 42, 3), Some("zstd")));
+
+        // As Blender before 3.0 wrote it.
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &plain).expect("gzip");
+        let file = gz.finish().expect("gzip");
+        assert!(looks_like_blend(&file));
+        let info = parse(&file).expect("gzip");
+        assert_eq!((range(&info), info.compression), ((7, 42, 3), Some("gzip")));
+    }
+
+    #[test]
+    fn a_damaged_compressed_file_is_an_error_naming_its_format() {
+        let file = zstd(&tiny_blend(1, 2, 1));
+        let cut = parse(&file[..file.len() - 4]).expect_err("a cut zstd file");
+        assert!(
+            matches!(cut, BlendError::Decompress { format: "zstd", .. }),
+            "{cut}"
+        );
+        assert!(
+            cut.to_string()
+                .starts_with("decompressing the .blend (zstd): "),
+            "{cut}"
+        );
+        let err = parse(&[0x1f, 0x8b, 8, 0, 0]).expect_err("a cut gzip file");
+        assert!(
+            matches!(err, BlendError::Decompress { format: "gzip", .. }),
+            "{err}"
+        );
+        // A compressed file that is not a .blend inside.
+        let err = parse(&zstd(b"PK\x03\x04 not a blend")).expect_err("zstd of a zip");
+        assert_eq!(err, BlendError::NotBlend);
     }
 }

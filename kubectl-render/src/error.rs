@@ -53,7 +53,8 @@ pub enum Error {
     #[error("render {name} failed: {reason}")]
     RenderFailed { name: String, reason: String },
     #[error(
-        "--pack needs blender-asset-tracer's `bat` command, which is not installed: pip install blender-asset-tracer==2.2.1 (it needs Python 3.13; on older Python: pip install 'blender-asset-tracer<2')"
+        "--pack needs blender-asset-tracer's `bat` command, which is not installed: pip install blender-asset-tracer=={} (Python 3.11 or newer; its 2.x versions need Python 3.13 and Blender 5.1)",
+        crate::pack::BAT_VERSION
     )]
     BatMissing,
     #[error("bat pack failed: {0}")]

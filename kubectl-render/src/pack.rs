@@ -7,6 +7,11 @@ use std::process::Command;
 use crate::error::{Error, Result};
 use crate::upload::Bundle;
 
+/// The blender-asset-tracer `--pack` is tested with (`install_bat` in hack/test.sh), which the
+/// hint names when `bat` is missing. It reads .blend files itself and installs on Python 3.11
+/// or newer; the 2.x versions need Blender 5.1 and Python 3.13.
+pub const BAT_VERSION: &str = "1.23";
+
 /// A packed scene: the bundle and the folder it lives in, removed on drop.
 pub struct Packed {
     pub bundle: Bundle,
@@ -74,5 +79,31 @@ pub fn pack(blend: &Path) -> Result<Packed> {
             let _ = std::fs::remove_dir_all(&dir);
             Err(e)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hint_names_the_version_the_tests_install() {
+        let hint = Error::BatMissing.to_string();
+        assert!(
+            hint.contains(&format!("pip install blender-asset-tracer=={BAT_VERSION} ")),
+            "{hint}"
+        );
+        let test_sh =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../hack/test.sh"))
+                .expect("hack/test.sh");
+        let install_bat = test_sh
+            .split_once("\ninstall_bat() {\n")
+            .and_then(|(_, body)| body.split_once("\n}\n"))
+            .map(|(body, _)| body)
+            .expect("install_bat in hack/test.sh");
+        assert!(
+            install_bat.contains(&format!("local version={BAT_VERSION}\n")),
+            "hack/test.sh installs another blender-asset-tracer than the hint names:\n{install_bat}"
+        );
     }
 }

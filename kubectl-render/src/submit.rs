@@ -134,8 +134,13 @@ fn read_scene(path: &Path) -> Result<(PathBuf, std::result::Result<SceneInfo, bl
 }
 
 fn describe(i: &SceneInfo) -> String {
+    // Compressed files are read as well as plain ones; saying so shows which was read.
+    let compressed = i
+        .compression
+        .map(|c| format!(", {c}-compressed"))
+        .unwrap_or_default();
     let mut out = format!(
-        "scene (Blender {}): frames {}-{}",
+        "scene (Blender {}{compressed}): frames {}-{}",
         i.version, i.frame_start, i.frame_end
     );
     if i.frame_step > 1 {
@@ -294,6 +299,30 @@ mod tests {
         assert!(check_name("Shot").is_err());
         assert!(check_name("-shot").is_err());
         assert!(check_name("").is_err());
+    }
+
+    #[test]
+    fn a_compressed_scene_is_described_as_such() {
+        let info = SceneInfo {
+            version: "5.0".into(),
+            compression: Some("zstd"),
+            frame_start: 1,
+            frame_end: 8,
+            frame_step: 1,
+            fps: Some(24.0),
+            resolution: Some((160, 90, 100)),
+            engine: Some("CYCLES".into()),
+            image_type: Some(17),
+        };
+        assert_eq!(
+            describe(&info),
+            "scene (Blender 5.0, zstd-compressed): frames 1-8, 24 fps, 160x90, CYCLES, PNG"
+        );
+        let plain = SceneInfo {
+            compression: None,
+            ..info
+        };
+        assert!(describe(&plain).starts_with("scene (Blender 5.0): frames 1-8"));
     }
 
     #[test]

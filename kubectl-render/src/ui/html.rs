@@ -184,7 +184,7 @@ fn bar(id: Option<&str>, rendered: i64, total: i64, phase: Phase) -> String {
 /// The list page's rows, one per render.
 pub fn list_rows(renders: &[Render], now: Timestamp) -> String {
     if renders.is_empty() {
-        return "<tr><td colspan=\"5\" class=\"empty\">No RenderJobs in this namespace yet: <code>kubectl render submit SCENE.blend</code></td></tr>".into();
+        return "<tr><td colspan=\"6\" class=\"empty\">No RenderJobs in this namespace yet: <code>kubectl render submit SCENE.blend</code></td></tr>".into();
     }
     let mut out = String::new();
     for r in renders {
@@ -202,7 +202,7 @@ pub fn list_rows(renders: &[Render], now: Timestamp) -> String {
             .unwrap_or("-");
         let _ = write!(
             out,
-            "<tr data-name=\"{n}\"><td><a href=\"/r/{u}\">{n}</a></td><td><span class=\"phase {cls}\">{phase}</span></td><td class=\"wide\">{bar}</td><td>{bs}/{bt} batches{failed}</td><td>{eta}</td><td>{preview}</td></tr>",
+            "<tr data-name=\"{n}\"><td class=\"name\"><a href=\"/r/{u}\" title=\"{n}\">{n}</a></td><td><span class=\"phase {cls}\">{phase}</span></td><td class=\"wide\">{bar}</td><td>{bs}/{bt} batches{failed}</td><td>{eta}</td><td>{preview}</td></tr>",
             n = esc(&name),
             u = url_segment(&name),
             cls = phase_class(s.phase),
@@ -352,7 +352,7 @@ pub fn list_page(namespace: &str, rows: &str) -> String {
     page(
         &format!("Renders in {namespace}"),
         &format!(
-            "<h1>Renders <small>namespace {ns}</small></h1><table class=\"renders\"><thead><tr><th>Name</th><th>Phase</th><th>Progress</th><th>Batches</th><th>ETA</th><th>Preview</th></tr></thead><tbody id=\"rows\">{rows}</tbody></table>",
+            "<h1>Renders <small>namespace {ns}</small></h1><table class=\"renders\"><thead><tr><th class=\"name\">Name</th><th>Phase</th><th>Progress</th><th>Batches</th><th>ETA</th><th>Preview</th></tr></thead><tbody id=\"rows\">{rows}</tbody></table>",
             ns = esc(namespace)
         ),
         "data-page=\"list\"",
@@ -467,14 +467,49 @@ mod tests {
         );
         let rows = list_rows(&[r], Timestamp::now());
         assert!(
-            rows.contains("<a href=\"/r/shot%3C1%3E\">shot&lt;1&gt;</a>"),
+            rows.contains(
+                "<td class=\"name\"><a href=\"/r/shot%3C1%3E\" title=\"shot&lt;1&gt;\">shot&lt;1&gt;</a></td>"
+            ),
             "{rows}"
         );
         assert!(
             rows.contains("width:100.0%") && rows.contains(">Ready<"),
             "{rows}"
         );
-        assert!(list_rows(&[], Timestamp::now()).contains("No RenderJobs"));
+        let empty = list_rows(&[], Timestamp::now());
+        assert!(empty.contains("No RenderJobs"), "{empty}");
+        let columns = list_page("default", "").matches("</th>").count();
+        assert!(
+            empty.contains(&format!("colspan=\"{columns}\"")),
+            "{columns} columns: {empty}"
+        );
+    }
+
+    #[test]
+    fn a_long_name_is_whole_in_its_title_and_the_cell_the_stylesheet_cuts() {
+        let name = format!("shot-{}", "a".repeat(248));
+        let r = Render::from_json(json!({
+            "apiVersion": "renderfarm.io/v1alpha1", "kind": "RenderJob",
+            "metadata": {"name": name},
+            "spec": {"blendFile": "a.blend", "frames": {"start": 1, "end": 2},
+                     "storage": {"claimName": "c"}},
+        }))
+        .expect("render");
+        let rows = list_rows(&[r], Timestamp::now());
+        assert!(
+            rows.contains(&format!(
+                "<td class=\"name\"><a href=\"/r/{name}\" title=\"{name}\">{name}</a>"
+            )),
+            "{rows}"
+        );
+        // What keeps the other columns on screen (tests/browser.rs checks it in chromium).
+        assert!(
+            STYLE.contains(".renders .name{width:100%}")
+                && STYLE.contains(
+                    ".renders td.name a{display:block;contain:inline-size;overflow:hidden;text-overflow:ellipsis}"
+                ),
+            "ui.css lost the rules that keep a long name from pushing the other columns off screen"
+        );
     }
 
     #[test]
