@@ -172,13 +172,18 @@ wait_build_kind() {
   return "$rc"
 }
 
-# blender-asset-tracer (`bat`) for kubectl render --pack, in a venv of its own (2.x needs a
-# newer Python than bookworm's 3.11).
+# blender-asset-tracer (`bat`) for kubectl render --pack, in a venv of its own: the version
+# kubectl render's hint names when bat is missing (BAT_VERSION in kubectl-render/src/pack.rs,
+# whose unit test reads this line). 2.x needs Python 3.13 (bookworm has 3.11) and Blender 5.1.
 install_bat() {
+  local version=1.23
   local cache=${RENDERFARM_CACHE:-$HOME/.cache/renderfarm}
   local venv=$cache/bat
-  [[ -x $venv/bin/bat ]] || {
-    python3 -m venv "$venv" && "$venv/bin/pip" install -q 'blender-asset-tracer==1.23'
+  # A venv of another version is made again.
+  local installed="$venv/lib/python3*/site-packages/blender_asset_tracer-$version.dist-info"
+  [[ -x $venv/bin/bat ]] && compgen -G "$installed" >/dev/null || {
+    rm -rf "$venv" && python3 -m venv "$venv" &&
+      "$venv/bin/pip" install -q "blender-asset-tracer==$version"
   } || return
   # Only `bat` on PATH: the venv's python3 must not shadow the system's (PyYAML, ...).
   mkdir -p "$cache/bin/bat-only" && ln -sf "$venv/bin/bat" "$cache/bin/bat-only/bat" || return
