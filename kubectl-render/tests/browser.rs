@@ -297,3 +297,264 @@ async fn ui_shows_a_real_render_in_chromium() -> Result<()> {
     }
     Ok(())
 }
+
+/// The namespace of the stand-in API server's RenderJobs.
+const LAYOUT_NS: &str = "studio";
+/// Window widths the list must fit: a laptop's, and a narrow window.
+const WIDTHS: [u32; 2] = [1280, 800];
+
+/// `kubectl render ui` against a stand-in API server (no cluster) that lists two RenderJobs,
+/// one named with 253 characters and nothing to break them at: in chromium at 1280 and 800 px,
+/// every column of its row (phase and progress among them) stays inside the window, the name is
+/// cut with the whole of it in its title, and the page does not scroll sideways; the render's
+/// own page wraps its title. Screenshots: `target/ui-screenshots/*-long-name-*.png`. Run:
+/// `cargo test -p kubectl-render --test browser -- --ignored --nocapture long_names`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium and Playwright: hack/browser.sh (the test runs it)"]
+async fn long_names_keep_the_list_columns_on_screen_in_chromium() -> Result<()> {
+    let python = tokio::task::spawn_blocking(playwright_python).await??;
+    let name = format!("long-{}", "a".repeat(248));
+    ensure!(name.len() == 253, "{} characters", name.len());
+    let server = fake_api_server(vec![
+        fake_renderjob(&name, "Running", 5),
+        fake_renderjob("demo", "Succeeded", 12),
+    ])
+    .await?;
+    let dir = std::env::temp_dir().join(format!("kubectl-render-layout-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(&kubeconfig, fake_kubeconfig(&server)?)?;
+    // Blocking reads and waits off the runtime: the stand-in API server answers on it.
+    let (ui, url) = tokio::task::spawn_blocking(move || start_ui(&kubeconfig)).await??;
+    let shots = repo_root().join("target/ui-screenshots");
+    let mut browser = Command::new(&python);
+    browser
+        .arg(repo_root().join("kubectl-render/tests/browser/layout_check.py"))
+        .args([url.as_str(), name.as_str(), &shots.to_string_lossy()])
+        .args(WIDTHS.map(|w| w.to_string()))
+        .stderr(Stdio::inherit());
+    let checked = tokio::task::spawn_blocking(move || browser.output()).await?;
+    let ui_err = tokio::task::spawn_blocking(move || stop_ui(ui)).await??;
+    let _ = std::fs::remove_dir_all(&dir);
+    let checked = checked.context("running the browser")?;
+    let seen: Value = serde_json::from_slice(&checked.stdout).with_context(|| {
+        format!(
+            "browser output (exit {:?}): {}\nui stderr: {ui_err}",
+            checked.status.code(),
+            String::from_utf8_lossy(&checked.stdout)
+        )
+    })?;
+    println!("browser: {}", serde_json::to_string_pretty(&seen)?);
+    for width in WIDTHS {
+        let at = &seen["widths"][width.to_string()];
+        check_list(&at["list"], width, &name)?;
+        check_render_page(&at["render"], width)?;
+    }
+    Ok(())
+}
+
+/// A RenderJob as the API server lists it: `rendered` of 12 frames, one batch of 4 failed.
+fn fake_renderjob(name: &str, phase: &str, rendered: i64) -> Value {
+    serde_json::json!({
+        "apiVersion": "renderfarm.io/v1alpha1", "kind": "RenderJob",
+        "metadata": {"name": name, "namespace": LAYOUT_NS, "uid": format!("uid-{}", name.len()),
+                     "resourceVersion": "1", "generation": 1},
+        "spec": {"blendFile": "scenes/shot.blend", "frames": {"start": 1, "end": 12},
+                 "batchSize": 3, "storage": {"claimName": "render-storage"}},
+        "status": {"phase": phase, "frames": {"total": 12, "rendered": rendered},
+                   "batches": {"total": 4, "pending": 1, "active": 1, "succeeded": 1,
+                               "failed": 1}},
+    })
+}
+
+fn json_reply(code: axum::http::StatusCode, body: &Value) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let json = [(axum::http::header::CONTENT_TYPE, "application/json")];
+    (code, json, body.to_string()).into_response()
+}
+
+/// An API server that answers only what the ui's pages ask (renderfarm's API group, the
+/// RenderJobs, their batch Jobs: none) from `renders`, and 404 to anything else (the reader
+/// pod the render page would start). Returns its URL.
+async fn fake_api_server(renders: Vec<Value>) -> Result<String> {
+    use axum::extract::Path;
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    let resources = serde_json::json!({
+        "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "renderfarm.io/v1alpha1",
+        "resources": [{"name": "renderjobs", "singularName": "renderjob", "namespaced": true,
+                       "kind": "RenderJob", "verbs": ["get", "list", "watch"]}],
+    });
+    let list = serde_json::json!({
+        "apiVersion": "renderfarm.io/v1alpha1", "kind": "RenderJobList",
+        "metadata": {"resourceVersion": "1"}, "items": renders,
+    });
+    let jobs = serde_json::json!({
+        "apiVersion": "batch/v1", "kind": "JobList", "metadata": {"resourceVersion": "1"},
+        "items": [],
+    });
+    let not_found = |what: &str| {
+        serde_json::json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                           "status": "Failure", "reason": "NotFound", "code": 404,
+                           "message": format!("{what} not found")})
+    };
+    let one = {
+        let list = list.clone();
+        move |Path((_, name)): Path<(String, String)>| async move {
+            match list["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|r| r["metadata"]["name"].as_str() == Some(name.as_str()))
+            {
+                Some(rj) => json_reply(StatusCode::OK, rj),
+                None => json_reply(StatusCode::NOT_FOUND, &not_found(&name)),
+            }
+        }
+    };
+    let group = "/apis/renderfarm.io/v1alpha1";
+    let app = axum::Router::new()
+        .route(
+            group,
+            get(move || async move { json_reply(StatusCode::OK, &resources) }),
+        )
+        .route(
+            &format!("{group}/namespaces/{{ns}}/renderjobs"),
+            get(move || async move { json_reply(StatusCode::OK, &list) }),
+        )
+        .route(
+            &format!("{group}/namespaces/{{ns}}/renderjobs/{{name}}"),
+            get(one),
+        )
+        .route(
+            "/apis/batch/v1/namespaces/{ns}/jobs",
+            get(move || async move { json_reply(StatusCode::OK, &jobs) }),
+        )
+        .fallback(move |uri: axum::http::Uri| async move {
+            json_reply(StatusCode::NOT_FOUND, &not_found(uri.path()))
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            eprintln!("the stand-in API server stopped: {e}");
+        }
+    });
+    Ok(format!("http://{addr}"))
+}
+
+/// A kubeconfig for `server`, in [`LAYOUT_NS`], without credentials.
+fn fake_kubeconfig(server: &str) -> Result<String> {
+    Ok(serde_yaml::to_string(&serde_json::json!({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "fake", "cluster": {"server": server}}],
+        "users": [{"name": "fake", "user": {}}],
+        "contexts": [{"name": "fake",
+                      "context": {"cluster": "fake", "user": "fake", "namespace": LAYOUT_NS}}],
+        "current-context": "fake",
+    }))?)
+}
+
+/// `kubectl render ui --port 0` with `kubeconfig`, and the URL it serves at.
+fn start_ui(kubeconfig: &std::path::Path) -> Result<(std::process::Child, String)> {
+    let mut ui = common::plugin()
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["-n", LAYOUT_NS, "ui", "--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting kubectl render ui")?;
+    let mut first = String::new();
+    BufReader::new(ui.stdout.take().context("ui stdout")?).read_line(&mut first)?;
+    println!("ui: {}", first.trim_end());
+    let url = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://127.0.0.1:"))
+        .map(str::to_string);
+    match url {
+        Some(url) => Ok((ui, url)),
+        None => {
+            let _ = ui.kill();
+            let out = ui.wait_with_output()?;
+            bail!(
+                "no URL in {first:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        }
+    }
+}
+
+/// Stops the ui as Ctrl-C does; its stderr.
+fn stop_ui(ui: std::process::Child) -> Result<String> {
+    Command::new("kill")
+        .args(["-INT", &ui.id().to_string()])
+        .status()?;
+    let out = ui.wait_with_output()?;
+    Ok(String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// The list at `width` px: every cell of the long-named row inside the window, the page not
+/// wider than the window, the name cut and whole in its title.
+fn check_list(list: &Value, width: u32, name: &str) -> Result<()> {
+    ensure!(
+        list["error"].as_str() == Some(""),
+        "{width} px: the page could not fetch its rows: {list}"
+    );
+    let window = list["clientWidth"].as_f64().context("clientWidth")?;
+    let cells = list["cells"]
+        .as_array()
+        .with_context(|| format!("{width} px: no row for the long name: {list}"))?;
+    let columns = list["columns"].as_array().context("columns")?;
+    ensure!(cells.len() == columns.len(), "{width} px: {list}");
+    for (cell, column) in cells.iter().zip(columns) {
+        let (left, right) = (
+            cell["left"].as_f64().unwrap_or(f64::NAN),
+            cell["right"].as_f64().unwrap_or(f64::NAN),
+        );
+        ensure!(
+            left >= 0.0 && right <= window + 0.5,
+            "{width} px: the {column} column spans {left:.0}..{right:.0} px, outside the \
+             {window:.0} px window"
+        );
+    }
+    let cell_width = |i: usize| cells[i]["width"].as_f64().unwrap_or(0.0);
+    ensure!(
+        cell_width(2) >= 160.0,
+        "{width} px: the progress column is {:.0} px wide",
+        cell_width(2)
+    );
+    ensure!(
+        cell_width(0) >= 64.0,
+        "{width} px: the name column is {:.0} px wide",
+        cell_width(0)
+    );
+    let scroll = list["scrollWidth"].as_f64().unwrap_or(f64::NAN);
+    ensure!(
+        scroll <= window,
+        "{width} px: the page scrolls sideways ({scroll:.0} px wide in a {window:.0} px window)"
+    );
+    ensure!(
+        list["title"].as_str() == Some(name),
+        "{width} px: the link's title is not the whole name: {}",
+        list["title"]
+    );
+    ensure!(
+        list["cut"] == Value::Bool(true),
+        "{width} px: the name is not cut: {list}"
+    );
+    Ok(())
+}
+
+/// The render's own page at `width` px: its title wraps inside the window.
+fn check_render_page(render: &Value, width: u32) -> Result<()> {
+    let window = render["clientWidth"].as_f64().context("clientWidth")?;
+    let right = render["title"]["right"].as_f64().unwrap_or(f64::NAN);
+    let scroll = render["scrollWidth"].as_f64().unwrap_or(f64::NAN);
+    ensure!(
+        right <= window + 0.5 && scroll <= window,
+        "{width} px: the render page's title ends at {right:.0} px and the page is \
+         {scroll:.0} px wide, in a {window:.0} px window"
+    );
+    Ok(())
+}

@@ -15,6 +15,7 @@ use anyhow::{Context as _, Result, bail, ensure};
 use common::kind::Storage;
 use common::{png_mean, repo_root, text, textured_scene};
 use kube::Client;
+use renderfarm_testkit::frame::check_png;
 use sha2::{Digest as _, Sha256};
 
 const FRAMES: u32 = 6;
@@ -27,27 +28,6 @@ fn sha256(path: &Path) -> Result<String> {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect())
-}
-
-/// Decode a PNG, check its size and that it is not one flat colour.
-fn check_png(path: &Path) -> Result<()> {
-    let file = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
-    let mut reader = png::Decoder::new(std::io::BufReader::new(file)).read_info()?;
-    let mut buf = vec![0; reader.output_buffer_size()];
-    let info = reader.next_frame(&mut buf)?;
-    ensure!(
-        (info.width, info.height) == (WIDTH, HEIGHT),
-        "{}: {}x{}",
-        path.display(),
-        info.width,
-        info.height
-    );
-    let pixels = &buf[..info.buffer_size()];
-    let (lo, hi) = pixels
-        .iter()
-        .fold((u8::MAX, u8::MIN), |(lo, hi), &p| (lo.min(p), hi.max(p)));
-    ensure!(hi - lo > 16, "{} is blank", path.display());
-    Ok(())
 }
 
 fn run(mut cmd: Command, what: &str) -> Result<(String, f64)> {
@@ -136,7 +116,7 @@ async fn submit_watch_fetch_real_frames() -> Result<()> {
     let want: Vec<String> = (1..=FRAMES).map(|n| format!("frame_{n:04}.png")).collect();
     ensure!(names == want, "frames here: {names:?}");
     for name in &names {
-        check_png(&frames.join(name))?;
+        check_png(&frames.join(name), WIDTH, HEIGHT)?;
         let pods_wrote = st.dir.join("renders/plugin").join(name);
         ensure!(
             std::fs::read(frames.join(name))? == std::fs::read(&pods_wrote)?,
@@ -159,7 +139,7 @@ async fn submit_watch_fetch_real_frames() -> Result<()> {
         out.contains("fetched 1 frame, ") && out.contains("(5 were here already)"),
         "{out}"
     );
-    check_png(&frames.join("frame_0003.png"))?;
+    check_png(&frames.join("frame_0003.png"), WIDTH, HEIGHT)?;
 
     // The same file again: nothing is uploaded, the claim's copy is untouched.
     let (out, _) = run(
@@ -216,9 +196,16 @@ async fn submit_watch_fetch_real_frames() -> Result<()> {
     Ok(())
 }
 
+/// Where render-node in a batch pod looks for the texture of [`textured_scene`] sent bare.
+/// Blender saves the scene's paths relative to it: `project/scene.blend` uses
+/// `//../textures/green.png`. Sent bare, the .blend alone lands in `scenes/<its SHA-256, 16
+/// hex digits>/` of the claim, mounted at `/data` (the RenderJob's default), and render-node
+/// lists the missing path normalised (node-image/src/prepare.py), without that folder.
+const BARE_TEXTURE: &str = "/data/scenes/textures/green.png";
+
 /// `--pack` on real pods: a scene whose texture lives outside its folder renders with the
-/// texture when packed; sent bare, it fails as bad input naming the missing file (or, with a
-/// render-node that does not check external files, renders without the texture).
+/// texture when packed; sent bare, the batch fails as bad input naming the missing texture
+/// before any frame (render-node checks a scene's external files: `missingFiles: Fail`).
 #[tokio::test]
 #[ignore = "needs the kind lane and blender-asset-tracer's bat: hack/kind.sh up"]
 async fn packed_scene_renders_with_its_texture_on_kind() -> Result<()> {
@@ -237,26 +224,24 @@ async fn packed_scene_renders_with_its_texture_on_kind() -> Result<()> {
         out.status.code(),
         bare.trim_end()
     );
-    // A render-node that checks a scene's external files fails the batch as bad input; one
-    // that does not renders Blender's missing-texture magenta. Either way no texture.
     match out.status.code() {
-        Some(2) => ensure!(
-            bare.contains("FAILED batch 0 (frames 1): BadInput") && bare.contains("green.png"),
-            "bare scene failed, but not for its missing texture: {bare}"
+        Some(2) => {}
+        Some(0) => bail!(
+            "the bare scene rendered without its texture {BARE_TEXTURE}: no missing-files check \
+             failed it (render-node's default is missingFiles: Fail, exit 2):\n{bare}"
         ),
-        Some(0) => {
-            let dir = st.scratch.join("bare");
-            let dir_arg = dir.to_string_lossy().into_owned();
-            run(st.plugin(&["fetch", "bare", &dir_arg]), "fetch bare")?;
-            let (r, g, b) = png_mean(&dir.join("frame_0001.png"))?;
-            println!("kind: bare scene rendered mean rgb {r:.0} {g:.0} {b:.0}");
-            ensure!(
-                r > 150.0 && b > 150.0 && g < 60.0,
-                "bare scene is not magenta: {r} {g} {b}"
-            );
+        other => {
+            bail!("submit bare exited {other:?}, want 2 (a batch failed as bad input): {bare}")
         }
-        other => bail!("submit bare exited {other:?}: {bare}"),
     }
+    let failed = bare
+        .lines()
+        .find(|l| l.contains("FAILED batch 0 (frames 1): BadInput"))
+        .with_context(|| format!("no `FAILED batch 0 (frames 1): BadInput` line: {bare}"))?;
+    ensure!(
+        failed.contains(&format!("image {BARE_TEXTURE}")),
+        "the bad input is not the missing texture image {BARE_TEXTURE}: {failed}"
+    );
 
     let (out, secs) = run(
         st.plugin(&["submit", &blend, "--name", "packed", "--pack", "--watch"]),
@@ -273,6 +258,84 @@ async fn packed_scene_renders_with_its_texture_on_kind() -> Result<()> {
     ensure!(
         g > 150.0 && r < 60.0 && b < 60.0,
         "packed scene is not green: {r} {g} {b}"
+    );
+    Ok(())
+}
+
+/// A scene Blender 5.0 saved as it saves by default (zstd-compressed), with its own frame range
+/// 3-6, submitted without `--frames` and with `--blender 5.0`: the plugin reads the range
+/// through the compression, and the render on the chart's 5.0 image (`hack/kind.sh up` builds
+/// it) Succeeds with those four frames, not blank.
+#[tokio::test]
+#[ignore = "needs the kind lane (hack/kind.sh up, with its 5.0 image) and hack/blender.sh 5.0"]
+async fn a_compressed_blender_5_0_scene_renders_its_own_frame_range() -> Result<()> {
+    use anyhow::{Context as _, ensure};
+    let client = kube::Client::try_default()
+        .await
+        .context("no cluster: `hack/kind.sh up` and `eval \"$(hack/kind.sh env)\"`")?;
+    let st = common::kind::Storage::new(client.clone()).await?;
+    let out = std::process::Command::new(common::repo_root().join("hack/blender.sh"))
+        .args(["path", "5.0"])
+        .output()?;
+    let blender = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    // make-scene.py's range starts at 1: the expression moves it and saves again, as Blender 5.0
+    // saves by default.
+    let scene = st.scratch.join("five.blend");
+    let made = std::process::Command::new(&blender)
+        .args(["-b", "--factory-startup", "--python"])
+        .arg(common::repo_root().join("node-image/scripts/make-scene.py"))
+        .args(["--python-expr", "import bpy; s = bpy.context.scene; s.frame_start = 3; s.frame_end = 6; bpy.ops.wm.save_mainfile()"])
+        .arg("--")
+        .arg(&scene)
+        .args(["6".to_string(), WIDTH.to_string(), HEIGHT.to_string(), "4".into()])
+        .output()
+        .with_context(|| format!("running {blender:?} (hack/blender.sh 5.0 installs it)"))?;
+    ensure!(scene.is_file(), "no scene: {}", common::text(&made));
+    ensure!(
+        std::fs::read(&scene)?.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]),
+        "Blender 5.0 saved {} uncompressed",
+        scene.display()
+    );
+
+    let scene_arg = scene.to_string_lossy().into_owned();
+    let (out, secs) = run(
+        st.plugin(&[
+            "submit",
+            &scene_arg,
+            "--blender",
+            "5.0",
+            "--batch",
+            "2",
+            "--parallelism",
+            "2",
+            "--watch",
+        ]),
+        "kubectl render submit (a compressed Blender 5.0 scene) --watch",
+    )?;
+    ensure!(
+        out.contains("scene (Blender 5.0, zstd-compressed): frames 3-6"),
+        "{out}"
+    );
+    ensure!(
+        out.contains("renderjob.renderfarm.io/five created: frames 3-6 (4 frames) in 2 batches of 2, 2 at a time"),
+        "{out}"
+    );
+    ensure!(out.contains("five Succeeded: 4/4 frames in "), "{out}");
+    for n in 3..=6 {
+        let png = st.dir.join(format!("renders/five/frame_{n:04}.png"));
+        renderfarm_testkit::frame::check_png(&png, WIDTH, HEIGHT)?;
+    }
+    let rjs: kube::Api<renderfarm::crd::RenderJob> = kube::Api::namespaced(client, &st.ns);
+    let s = rjs.get("five").await?.status.context("no status")?;
+    ensure!(s.file_version.as_deref() == Some("5.0"), "{s:?}");
+    ensure!(
+        s.blender_version
+            .as_deref()
+            .is_some_and(|v| v == "5.0" || v.starts_with("5.0.")),
+        "{s:?}"
+    );
+    println!(
+        "kind: a compressed Blender 5.0 scene, its frames 3-6, submitted and rendered in {secs:.1}s"
     );
     Ok(())
 }

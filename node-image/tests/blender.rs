@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use render_contract::{Outcome, ProgressEvent, TerminationMessage, TerminationReport, exit};
+use renderfarm_testkit::frame::{Frame, check_png, decode_png};
 
 mod common;
 use common::{blender, blender_of};
@@ -224,16 +225,22 @@ fn saved(events: &[ProgressEvent]) -> Vec<i32> {
         .collect()
 }
 
-/// Decode a PNG: (width, height, pixels).
-fn decode(path: &Path) -> (u32, u32, Vec<u8>) {
-    let decoder = png::Decoder::new(
-        std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
-    );
-    let mut reader = decoder.read_info().expect("png header");
-    let mut buf = vec![0; reader.output_buffer_size()];
-    let info = reader.next_frame(&mut buf).expect("png data");
-    buf.truncate(info.buffer_size());
-    (info.width, info.height, buf)
+/// A rendered frame: decoded, `WIDTH`x`HEIGHT` and not blank; panics (at the caller) naming
+/// what is wrong.
+#[track_caller]
+fn check_frame(path: &Path) {
+    if let Err(e) = check_png(path, WIDTH, HEIGHT) {
+        panic!("{e:#}");
+    }
+}
+
+/// A frame decoded to RGB; panics (at the caller) naming the file when it cannot be.
+#[track_caller]
+fn decode(path: &Path) -> Frame {
+    match decode_png(path) {
+        Ok(frame) => frame,
+        Err(e) => panic!("{e:#}"),
+    }
 }
 
 #[test]
@@ -245,17 +252,9 @@ fn renders_three_frames_and_reports_them() {
     assert_nothing_left(&dir.join("tmp"));
     let mut images = Vec::new();
     for f in 1..=3 {
-        let (w, h, pixels) = decode(&dir.join(format!("out/frame_{f:04}.png")));
-        assert_eq!((w, h), (WIDTH, HEIGHT), "frame {f}");
-        let distinct = pixels
-            .iter()
-            .collect::<std::collections::BTreeSet<_>>()
-            .len();
-        assert!(
-            distinct > 20,
-            "frame {f} looks blank ({distinct} distinct values)"
-        );
-        images.push(pixels);
+        let path = dir.join(format!("out/frame_{f:04}.png"));
+        check_frame(&path);
+        images.push(decode(&path).rgb);
     }
     // The cube moves: no two frames are the same picture.
     assert!(
@@ -516,7 +515,7 @@ fn workbench_renders_without_frame_lines() {
         (2, Some("OPENGL"))
     );
     assert_eq!(saved(&events(&out)), [1, 2]);
-    assert_eq!(decode(&dir.join("out/frame_0002.png")).0, WIDTH);
+    check_frame(&dir.join("out/frame_0002.png"));
 }
 
 #[test]
@@ -535,15 +534,7 @@ fn eevee_is_this_blenders_eevee() {
         "{}",
         stdout(&out)
     );
-    let (w, _, pixels) = decode(&dir.join("out/frame_0001.png"));
-    let distinct = pixels
-        .iter()
-        .collect::<std::collections::BTreeSet<_>>()
-        .len();
-    assert!(
-        w == WIDTH && distinct > 20,
-        "EEVEE frame looks blank ({distinct} distinct values)"
-    );
+    check_frame(&dir.join("out/frame_0001.png"));
 }
 
 /// Processes whose parent is `pid`.
@@ -770,8 +761,7 @@ fn sigterm_stops_blender_and_leaves_no_process() {
         if msg.frames_missing.contains(&f) {
             assert!(!path.exists(), "frame {f} is reported missing but on disk");
         } else {
-            let (w, h, _) = decode(&path);
-            assert_eq!((w, h), (WIDTH, HEIGHT), "frame {f}");
+            check_frame(&path);
         }
     }
 }
@@ -791,10 +781,8 @@ fn blender_dies_with_render_node_even_on_sigkill() {
 
 /// The RGB of pixel (x, y) of a PNG, top-left origin.
 fn pixel(path: &Path, x: u32, y: u32) -> [u8; 3] {
-    let (w, h, buf) = decode(path);
-    let channels = buf.len() / (w * h) as usize;
-    let i = ((y * w + x) as usize) * channels;
-    [buf[i], buf[i + 1], buf[i + 2]]
+    let frame = decode(path);
+    frame.rgb[(y * frame.width + x) as usize]
 }
 
 #[test]

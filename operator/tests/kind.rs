@@ -7,7 +7,7 @@
 //! The kwok failure-injection tests (`--test e2e`) need kwok's Stages and stay on the local
 //! control plane; this suite checks what only real pods can show.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +19,7 @@ use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, PersistentVolumeCl
 use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
 use kube::{Client, ResourceExt};
 use renderfarm::crd::{Phase, RenderJob};
+use renderfarm_testkit::frame::{MIN_COLOURS, check_png};
 use serde_json::{Value, json};
 
 // The e2e harness's waits (kube's await_condition, watches) and paths, shared.
@@ -310,59 +311,6 @@ fn set_mode(path: &Path, mode: u32) -> Result<()> {
         .with_context(|| format!("chmod {}", path.display()))
 }
 
-/// Fewest distinct colours a rendered frame has: the test scene's shaded objects give hundreds;
-/// a blank frame (one colour, whatever its alpha) has one.
-const MIN_COLOURS: usize = 16;
-
-/// Decode a PNG and check its size and that it is not blank: at least [`MIN_COLOURS`]
-/// distinct RGB values, alpha not counted (an opaque black RGBA frame has one).
-fn check_png(path: &Path) -> Result<usize> {
-    let file = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
-    let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
-    // 8 bits per channel, palettes and grey expanded: every pixel is grey, grey+alpha, RGB or
-    // RGBA bytes.
-    decoder.set_transformations(png::Transformations::normalize_to_color8());
-    let mut reader = decoder.read_info()?;
-    let mut buf = vec![0; reader.output_buffer_size()];
-    let info = reader.next_frame(&mut buf)?;
-    ensure!(
-        (info.width, info.height) == (WIDTH, HEIGHT),
-        "{}: {}x{}, want {WIDTH}x{HEIGHT}",
-        path.display(),
-        info.width,
-        info.height
-    );
-    let colours = distinct_rgb(&buf[..info.buffer_size()], info.color_type)?;
-    ensure!(
-        colours >= MIN_COLOURS,
-        "{} is blank: {colours} distinct colours",
-        path.display()
-    );
-    Ok(colours)
-}
-
-/// Distinct RGB values among 8-bit pixels of `colour` type.
-fn distinct_rgb(pixels: &[u8], colour: png::ColorType) -> Result<usize> {
-    let rgb = |p: &[u8]| -> [u8; 3] {
-        match p.len() {
-            1 | 2 => [p[0]; 3],
-            _ => [p[0], p[1], p[2]],
-        }
-    };
-    let channels = match colour {
-        png::ColorType::Grayscale => 1,
-        png::ColorType::GrayscaleAlpha => 2,
-        png::ColorType::Rgb => 3,
-        png::ColorType::Rgba => 4,
-        png::ColorType::Indexed => bail!("palette not expanded"),
-    };
-    Ok(pixels
-        .chunks_exact(channels)
-        .map(rgb)
-        .collect::<BTreeSet<_>>()
-        .len())
-}
-
 fn frames_in(events: &[Value], kind: &str) -> Vec<i64> {
     events
         .iter()
@@ -461,7 +409,7 @@ async fn real_frames_from_real_pods() -> Result<()> {
     assert!(eta_seen, "no estimated completion time while rendering");
     let mut colours = Vec::new();
     for n in 1..=FRAMES {
-        colours.push(check_png(&st.frame(n))?);
+        colours.push(check_png(&st.frame(n), WIDTH, HEIGHT)?);
     }
     println!("kind: distinct colours per frame {colours:?} (blank below {MIN_COLOURS})");
     // Per-frame progress in every batch pod's log, and every frame saved exactly once.
@@ -499,7 +447,7 @@ async fn real_frames_from_real_pods() -> Result<()> {
     let rewall = t.elapsed().as_secs_f64();
     let s2 = rj.status.ok_or_else(|| anyhow!("no status"))?;
     assert_eq!(s2.frames.rendered, i64::from(FRAMES), "{s2:?}");
-    check_png(&st.frame(3))?;
+    check_png(&st.frame(3), WIDTH, HEIGHT)?;
     for n in (1..=FRAMES).filter(|&n| n != 3) {
         let m = std::fs::metadata(st.frame(n))?.modified()?;
         assert_eq!(m, mtimes[n as usize - 1], "frame {n} was rendered again");
@@ -549,7 +497,7 @@ async fn batches_started_ahead_render_in_turn() -> Result<()> {
     st.wait_complete("ahead").await?;
     let wall = t.elapsed().as_secs_f64();
     for n in 1..=FRAMES {
-        check_png(&st.frame(n))?;
+        check_png(&st.frame(n), WIDTH, HEIGHT)?;
     }
     let progress = st.timed_progress("ahead").await?;
     ensure!(
@@ -800,7 +748,7 @@ async fn a_render_queued_through_kueue() -> Result<()> {
         "{s:?}"
     );
     for n in 1..=FRAMES {
-        check_png(&st.frame(n))?;
+        check_png(&st.frame(n), WIDTH, HEIGHT)?;
     }
     let gvk = kube::core::GroupVersionKind::gvk("kueue.x-k8s.io", "v1beta2", "Workload");
     let workloads: Api<kube::api::DynamicObject> = Api::namespaced_with(
@@ -1016,46 +964,306 @@ async fn warning_note(
     bail!("no {reason} Warning Event")
 }
 
-/// The blank-frame check itself: one colour fails whatever the alpha, a rendered-looking frame
-/// passes (runs without a cluster).
-#[test]
-fn blank_frames_fail_the_png_check() -> Result<()> {
-    let dir = tempdir()?.join("png-check");
-    std::fs::create_dir_all(&dir)?;
-    let write = |name: &str, colour: png::ColorType, pixel: &dyn Fn(u32, u32) -> Vec<u8>| {
-        let path = dir.join(name);
-        let file = std::fs::File::create(&path)?;
-        let mut enc = png::Encoder::new(std::io::BufWriter::new(file), WIDTH, HEIGHT);
-        enc.set_color(colour);
-        enc.set_depth(png::BitDepth::Eight);
-        let mut data = Vec::new();
-        for y in 0..HEIGHT {
-            for x in 0..WIDTH {
-                data.extend(pixel(x, y));
-            }
-        }
-        enc.write_header()?.write_image_data(&data)?;
-        anyhow::Ok(path)
-    };
-    let black_rgba = write("black-rgba.png", png::ColorType::Rgba, &|_, _| {
-        vec![0, 0, 0, 255]
-    })?;
-    let grey = write("grey.png", png::ColorType::Grayscale, &|_, _| vec![128])?;
-    let two = write("two.png", png::ColorType::Rgb, &|x, _| {
-        if x < WIDTH / 2 {
-            vec![0, 0, 0]
-        } else {
-            vec![255, 255, 255]
-        }
-    })?;
-    let shaded = write("shaded.png", png::ColorType::Rgba, &|x, y| {
-        vec![(x * 255 / WIDTH) as u8, (y * 255 / HEIGHT) as u8, 64, 255]
-    })?;
-    for blank in [&black_rgba, &grey, &two] {
-        let err = check_png(blank).expect_err("a blank frame passed");
-        assert!(err.to_string().contains("is blank"), "{err}");
+/// The namespace `hack/kind.sh up` installs the chart, and so the operator, in.
+const OPERATOR_NAMESPACE: &str = "renderfarm-system";
+
+/// The operator killed while the preview Job's pod runs, with real pods: the Deployment's next
+/// operator pod records the preview Ready, one preview Job was ever made, one `preview.mp4`
+/// lies beside the frames, and ffprobe reads it as the render's frames at the preview's fps.
+/// The pods get a quarter of a CPU, so that render-preview runs for seconds: long enough to be
+/// seen running, and to be killed during.
+#[tokio::test]
+#[ignore = "needs the kind lane: hack/kind.sh up"]
+async fn an_operator_killed_during_the_preview_makes_one_preview_on_kind() -> Result<()> {
+    use renderfarm::crd::PreviewState;
+    let client = Client::try_default()
+        .await
+        .context("no cluster: `hack/kind.sh up` and `eval \"$(hack/kind.sh env)\"`")?;
+    let st = Storage::new(client.clone()).await?;
+    st.make_scene().await?;
+    let uids = harness::JobUids::watch(Api::namespaced(client.clone(), &st.ns));
+    uids.synced().await?;
+    let fps = 12;
+    st.apply_renderjob_with(
+        "crash",
+        json!({"preview": {"fps": fps, "width": 1920, "codec": "H264"},
+               "resources": {"requests": {"cpu": "250m", "memory": "512Mi"},
+                             "limits": {"cpu": "250m", "memory": "2Gi"}}}),
+    )
+    .await?;
+    let (pod, phase) = preview_pod_started(&st, "crash").await?;
+    let state = |rj: RenderJob| rj.status.and_then(|s| s.preview).map(|p| p.state);
+    let before = state(st.rjs().get("crash").await?);
+    ensure!(
+        before != Some(PreviewState::Ready),
+        "the preview was Ready before the operator could be killed: nothing would be tested"
+    );
+    let killed = kill_operator(&client).await?;
+    let after = state(st.rjs().get("crash").await?);
+    println!(
+        "kind: operator {killed:?} killed while preview pod {pod} was {phase} (preview \
+         {before:?}, once it was gone {after:?})"
+    );
+    let t = Instant::now();
+    let rj = await_object(
+        st.rjs(),
+        "crash",
+        Duration::from_secs(600),
+        "the preview Ready or Failed",
+        |rj: Option<&RenderJob>| {
+            rj.and_then(|rj| rj.status.as_ref()?.preview.as_ref())
+                .is_some_and(|p| matches!(p.state, PreviewState::Ready | PreviewState::Failed))
+        },
+    )
+    .await?
+    .context("the RenderJob is gone")?;
+    let p = rj
+        .status
+        .and_then(|s| s.preview)
+        .context("no status.preview")?;
+    ensure!(
+        p.state == PreviewState::Ready,
+        "preview {:?}: {}",
+        p.state,
+        p.message.unwrap_or_default()
+    );
+    println!(
+        "kind: the next operator recorded the preview Ready {:.1}s after the kill",
+        t.elapsed().as_secs_f64()
+    );
+    // Stragglers: a second preview Job would follow the first operator event of the new one.
+    let seen = uids.stop_after(Duration::from_secs(10)).await?;
+    let name = renderfarm::job::preview_job_name("crash");
+    let previews: Vec<_> = seen.iter().filter(|j| j.name == name).collect();
+    ensure!(previews.len() == 1, "preview Jobs made: {previews:#?}");
+    let seconds = one_preview_video(&st, fps)?;
+    for n in 1..=FRAMES {
+        check_png(&st.frame(n), WIDTH, HEIGHT)?;
     }
-    check_png(&shaded)?;
-    std::fs::remove_dir_all(&dir)?;
+    println!("kind: one preview Job, one preview.mp4: {FRAMES} frames at {fps} fps, {seconds}s");
+    Ok(())
+}
+
+/// The one video beside the render's frames is `preview.mp4`, of every frame at `fps`; its
+/// duration in seconds.
+fn one_preview_video(st: &Storage, fps: i32) -> Result<f64> {
+    let dir = st
+        .frame(1)
+        .parent()
+        .context("no frames directory")?
+        .to_path_buf();
+    let mut videos = Vec::new();
+    for entry in std::fs::read_dir(&dir)? {
+        let file = entry?.file_name().to_string_lossy().to_string();
+        if file.ends_with(".mp4") || file.contains("preview") {
+            videos.push(file);
+        }
+    }
+    ensure!(
+        videos == ["preview.mp4"],
+        "in {}: {videos:?}",
+        dir.display()
+    );
+    let video = dir.join("preview.mp4");
+    let info = ffprobe(&video)?;
+    // ffprobe writes both as strings.
+    let counted = info["nb_read_frames"].as_str();
+    ensure!(counted == Some(FRAMES.to_string().as_str()), "{info}");
+    ensure!(
+        info["r_frame_rate"].as_str() == Some(format!("{fps}/1").as_str()),
+        "{info}"
+    );
+    let seconds = video_seconds(&video)?;
+    let want = f64::from(FRAMES) / f64::from(fps);
+    ensure!(
+        (seconds - want).abs() <= 1.0 / f64::from(fps),
+        "{seconds}s, want {want}s"
+    );
+    Ok(seconds)
+}
+
+/// Wait until the preview Job's pod of `name` runs (or has run: a pod that ends within the
+/// kubelet's status period may never show `Running`); its name and phase.
+async fn preview_pod_started(st: &Storage, name: &str) -> Result<(String, String)> {
+    let selector = [
+        (renderfarm::job::STEP_LABEL, renderfarm::job::PREVIEW_STEP),
+        (renderfarm::job::RENDERJOB_LABEL, name),
+    ];
+    let started = |p: &Pod| {
+        let status = p.status.as_ref();
+        let phase = status.and_then(|s| s.phase.clone()).unwrap_or_default();
+        let ran = status
+            .and_then(|s| s.container_statuses.as_ref())
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.state.as_ref())
+            .any(|s| s.running.is_some() || s.terminated.is_some());
+        (phase == "Running" || ran).then_some(phase)
+    };
+    watch_until(
+        st.pods(),
+        Duration::from_secs(900),
+        "the preview Job's pod running",
+        |all: &[&Pod]| {
+            all.iter()
+                .filter(|p| {
+                    selector
+                        .iter()
+                        .all(|(k, v)| p.labels().get(*k).map(String::as_str) == Some(*v))
+                })
+                .find_map(|p| Some((p.name_any(), started(p)?)))
+        },
+    )
+    .await
+}
+
+/// Delete the operator's pods (the chart's Deployment makes a new one) and wait until they are
+/// gone, their processes ended; their names.
+async fn kill_operator(client: &Client) -> Result<Vec<String>> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
+    let lp = ListParams::default()
+        .labels("app.kubernetes.io/name=renderfarm,app.kubernetes.io/component=operator");
+    let old: BTreeMap<String, String> = pods
+        .list(&lp)
+        .await?
+        .items
+        .iter()
+        .map(|p| (p.uid().unwrap_or_default(), p.name_any()))
+        .collect();
+    ensure!(
+        !old.is_empty(),
+        "no operator pod in {OPERATOR_NAMESPACE}: `hack/kind.sh up` installs the chart there"
+    );
+    // A second's grace, then SIGKILL; the pod object goes once the process has.
+    let now = DeleteParams {
+        grace_period_seconds: Some(1),
+        ..DeleteParams::default()
+    };
+    for name in old.values() {
+        pods.delete(name, &now).await?;
+    }
+    watch_until(
+        pods,
+        Duration::from_secs(120),
+        "the killed operator pods gone",
+        |all: &[&Pod]| {
+            (!all
+                .iter()
+                .any(|p| p.uid().is_some_and(|u| old.contains_key(&u))))
+            .then_some(())
+        },
+    )
+    .await?;
+    Ok(old.into_values().collect())
+}
+
+/// A video's duration in seconds, as ffprobe reads its container.
+fn video_seconds(path: &Path) -> Result<f64> {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .context("running ffprobe (hack/test.sh installs ffmpeg)")?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    ensure!(
+        out.status.success(),
+        "ffprobe {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text.parse()
+        .with_context(|| format!("ffprobe {}: duration {text:?}", path.display()))
+}
+
+/// The render-node image `hack/kind.sh up` builds with Blender 5.0 and offers through the chart's
+/// `blender.images`.
+const BLENDER_5_0_IMAGE: &str = "renderfarm/render-node:dev-blender5.0";
+
+/// Blender 5.0 for real: a scene Blender 5.0 saved (zstd-compressed, as it saves by default;
+/// made on this machine with the 5.0 wheel) renders with `blenderVersion: "5.0"`. Every frame
+/// decodes and is not blank, the batch pods ran the chart's 5.0 image, and status names 5.0 as
+/// both the Blender that rendered and the file's.
+#[tokio::test]
+#[ignore = "needs the kind lane (hack/kind.sh up, with its 5.0 image) and hack/blender.sh 5.0"]
+async fn a_scene_from_blender_5_0_renders_with_blender_version_5_0() -> Result<()> {
+    use anyhow::{Context as _, anyhow, ensure};
+    let client = Client::try_default()
+        .await
+        .context("no cluster: `hack/kind.sh up` and `eval \"$(hack/kind.sh env)\"`")?;
+    let st = Storage::new(client).await?;
+    let out = Command::new(repo_root().join("hack/blender.sh"))
+        .args(["path", "5.0"])
+        .output()?;
+    let blender = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let (frames, scene): (i32, _) = (4, st.dir.join("scenes/v5.blend"));
+    let made = Command::new(&blender)
+        .args(["-b", "--factory-startup", "--python"])
+        .arg(repo_root().join("node-image/scripts/make-scene.py"))
+        .arg("--")
+        .arg(&scene)
+        .args([
+            frames.to_string(),
+            WIDTH.to_string(),
+            HEIGHT.to_string(),
+            "4".into(),
+        ])
+        .output()
+        .with_context(|| format!("running {blender:?} (hack/blender.sh 5.0 installs it)"))?;
+    ensure!(
+        scene.is_file(),
+        "Blender 5.0 wrote no scene: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    ensure!(
+        std::fs::read(&scene)?.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]),
+        "{} is not zstd-compressed, as Blender 5.0 saves by default",
+        scene.display()
+    );
+    let t = Instant::now();
+    st.apply_renderjob_with(
+        "v5",
+        json!({"blendFile": "scenes/v5.blend", "frames": {"start": 1, "end": frames},
+               "output": {"path": "renders/v5/frame_####", "format": "PNG"},
+               "blenderVersion": "5.0", "preview": {"enabled": false}}),
+    )
+    .await?;
+    let (rj, _) = st.wait_complete("v5").await?;
+    let s = rj.status.ok_or_else(|| anyhow!("no status"))?;
+    ensure!(s.phase == Phase::Succeeded, "{s:?}");
+    ensure!(s.frames.rendered == i64::from(frames), "{s:?}");
+    for n in 1..=frames {
+        let png = st.dir.join(format!("renders/v5/frame_{n:04}.png"));
+        renderfarm_testkit::frame::check_png(&png, WIDTH, HEIGHT)?;
+    }
+    // The file's version from its header, and the Blender the pods reported (`5.0.1`).
+    let rendered_by = s.blender_version.clone().unwrap_or_default();
+    ensure!(
+        s.file_version.as_deref() == Some("5.0") && rendered_by.starts_with("5.0."),
+        "status.fileVersion and status.blenderVersion: {s:?}"
+    );
+    // The operator picked the image by spec.blenderVersion: the chart's 5.0 entry.
+    let lp = ListParams::default().labels("renderfarm.io/renderjob=v5,renderfarm.io/batch");
+    let pods = st.pods().list(&lp).await?;
+    ensure!(!pods.items.is_empty(), "no batch pods to look at");
+    for pod in &pods {
+        let container = pod.spec.as_ref().and_then(|s| s.containers.first());
+        let image = container.and_then(|c| c.image.as_deref());
+        ensure!(
+            image == Some(BLENDER_5_0_IMAGE),
+            "{}: image {image:?}",
+            pod.name_any()
+        );
+    }
+    println!(
+        "kind: a Blender 5.0 scene, {frames} frames with blenderVersion 5.0 (Blender {rendered_by}): {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
     Ok(())
 }

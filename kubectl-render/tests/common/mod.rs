@@ -7,7 +7,7 @@ pub mod kind;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail, ensure};
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, PersistentVolumeClaim};
@@ -16,6 +16,7 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, ResourceExt as _};
 use renderfarm::crd::RenderJob;
+use renderfarm_testkit::frame::decode_png;
 use serde_json::{Value, json};
 
 pub const STORAGE: &str = "render-storage";
@@ -38,26 +39,8 @@ pub fn text(out: &Output) -> String {
     )
 }
 
-/// Poll `check` until it returns `Some`, or fail naming `what`.
-pub async fn wait_until<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<Option<T>>>,
-{
-    let deadline = Instant::now() + timeout;
-    let mut last = None;
-    loop {
-        match check().await {
-            Ok(Some(v)) => return Ok(v),
-            Ok(None) => {}
-            Err(e) => last = Some(e),
-        }
-        if Instant::now() > deadline {
-            bail!("timed out after {timeout:?} waiting for {what} (last error: {last:?})");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
+// Every test crate's poll; the tests and common/kind.rs take it from here.
+pub use renderfarm_testkit::wait::wait_until;
 
 pub struct Env {
     pub client: Client,
@@ -359,15 +342,7 @@ bpy.ops.wm.save_as_mainfile(filepath={blend:?}, relative_remap=True, compress=Fa
 
 /// Mean (r, g, b) of a PNG, 0..255.
 pub fn png_mean(png: &Path) -> Result<(f64, f64, f64)> {
-    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(png)?));
-    let mut reader = decoder.read_info()?;
-    let mut buf = vec![0; reader.output_buffer_size()];
-    let info = reader.next_frame(&mut buf)?;
-    let channels = info.color_type.samples();
-    let px = &buf[..info.buffer_size()];
-    let n = (px.len() / channels) as f64;
-    let mean = |c: usize| px.chunks(channels).map(|p| f64::from(p[c])).sum::<f64>() / n;
-    Ok((mean(0), mean(1), mean(2)))
+    Ok(decode_png(png)?.mean())
 }
 
 /// `kubectl render ui --port 0` started from `cmd`: the process and its base URL

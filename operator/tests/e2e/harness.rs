@@ -17,11 +17,10 @@ use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, PersistentVolumeCl
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
-use kube::runtime::wait::{Condition, await_condition, conditions};
+use kube::runtime::wait::conditions;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use renderfarm::crd::RenderJob;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
@@ -77,122 +76,10 @@ async fn ensure_crd(client: &Client) -> Result<()> {
     .map(|_| ())
 }
 
-/// Wait, with kube's [`await_condition`] (a watch of the one object), until `cond` holds for
-/// the object `name`; fail naming `what` after `timeout`. A watch cut off (an API server
-/// restart) is started again until the time is up. Returns the object (`None`: it is gone).
-pub async fn await_object<K>(
-    api: Api<K>,
-    name: &str,
-    timeout: Duration,
-    what: &str,
-    cond: impl Condition<K>,
-) -> Result<Option<K>>
-where
-    K: Clone + Debug + Send + DeserializeOwned + Resource + 'static,
-{
-    let deadline = Instant::now() + timeout;
-    let mut last_err = None;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let holds = |obj: Option<&K>| cond.matches_object(obj);
-        match tokio::time::timeout(left, await_condition(api.clone(), name, holds)).await {
-            Ok(Ok(obj)) => return Ok(obj),
-            Ok(Err(e)) => last_err = Some(e),
-            Err(_) => {
-                bail!("timed out after {timeout:?} waiting for {what} (last error: {last_err:?})")
-            }
-        }
-        if Instant::now() >= deadline {
-            bail!("timed out after {timeout:?} waiting for {what} (last error: {last_err:?})");
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-/// Watch every object of `api` (a namespace's Jobs, pods, ...) and return as soon as `check`,
-/// called with all of them after the first list and after every change, returns `Some`; fail
-/// naming `what` after `timeout`. The watch lives through API server restarts.
-pub async fn watch_until<K, T>(
-    api: Api<K>,
-    timeout: Duration,
-    what: &str,
-    mut check: impl FnMut(&[&K]) -> Option<T>,
-) -> Result<T>
-where
-    K: Clone + Debug + Send + DeserializeOwned + Resource + 'static,
-{
-    let mut last_err = None;
-    let mut last_seen = 0;
-    let run = async {
-        let stream = watcher(api, watcher::Config::default()).default_backoff();
-        futures::pin_mut!(stream);
-        let key = |o: &K| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any());
-        let (mut objects, mut listing) = (BTreeMap::new(), None::<BTreeMap<String, K>>);
-        let mut synced = false;
-        loop {
-            match stream.try_next().await {
-                Ok(Some(watcher::Event::Init)) => listing = Some(BTreeMap::new()),
-                Ok(Some(watcher::Event::InitApply(o))) => {
-                    listing.get_or_insert_default().insert(key(&o), o);
-                }
-                Ok(Some(watcher::Event::InitDone)) => {
-                    objects = listing.take().unwrap_or_default();
-                    synced = true;
-                }
-                Ok(Some(watcher::Event::Apply(o))) => {
-                    objects.insert(key(&o), o);
-                }
-                Ok(Some(watcher::Event::Delete(o))) => {
-                    objects.remove(&key(&o));
-                }
-                Ok(None) => return Err(anyhow!("the watch ended")),
-                Err(e) => {
-                    last_err = Some(e);
-                    continue;
-                }
-            }
-            if synced && listing.is_none() {
-                let all: Vec<&K> = objects.values().collect();
-                last_seen = all.len();
-                if let Some(v) = check(&all) {
-                    return Ok(v);
-                }
-            }
-        }
-    };
-    match tokio::time::timeout(timeout, run).await {
-        Ok(result) => result,
-        Err(_) => bail!(
-            "timed out after {timeout:?} waiting for {what} ({last_seen} objects at the end; \
-             last watch error: {last_err:?})"
-        ),
-    }
-}
-
-/// Poll `check` until it returns `Some`, or fail naming `what`. For what no watch shows (an
-/// HTTP endpoint, a file); objects are better waited for with [`await_object`] or
-/// [`watch_until`].
-pub async fn wait_until<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<Option<T>>>,
-{
-    let deadline = Instant::now() + timeout;
-    let mut last_err = None;
-    loop {
-        match check().await {
-            Ok(Some(v)) => return Ok(v),
-            Ok(None) => {}
-            Err(e) => last_err = Some(e),
-        }
-        if Instant::now() > deadline {
-            return Err(anyhow!(
-                "timed out after {timeout:?} waiting for {what} (last error: {last_err:?})"
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
+// The waits every test crate shares: for one object, for a set of objects, for anything else.
+// Not all of them in every test binary that includes this module (tests/kind.rs does too).
+#[allow(unused_imports)]
+pub use renderfarm_testkit::wait::{await_object, wait_until, watch_until};
 
 /// How long the operator must do nothing to count as idle ([`Env::wait_idle`]): more than its
 /// one-second status pacing and the time a watch event takes to arrive.

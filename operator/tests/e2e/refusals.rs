@@ -446,3 +446,120 @@ async fn a_batch_evicted_again_and_again_fails_as_evicted() -> Result<()> {
     );
     Ok(())
 }
+
+/// render-node's report for a batch whose scene uses a texture that is not in the volume.
+fn missing_texture_report(outcome: &str, frames_rendered: u32) -> serde_json::Value {
+    let mut report = json!({
+        "outcome": outcome, "framesRendered": frames_rendered, "framesSkipped": 0,
+        "missingFiles": ["/data/tex/wood.png"], "missingFilesCount": 1,
+    });
+    if outcome == "BadInput" {
+        report["message"] = json!(
+            "1 external files the scene uses are missing or unreadable: image /data/tex/wood.png"
+        );
+    }
+    report
+}
+
+/// The scenario's batch pods end after 500 ms with `exit_code`, pod phase `phase` and `report`
+/// as their termination message.
+async fn stage_reports(
+    env: &mut Env,
+    exit_code: i32,
+    phase: &str,
+    report: &serde_json::Value,
+) -> Result<()> {
+    let scenario = env.ns.clone();
+    env.stage(
+        "batch-report.yaml",
+        &format!("{scenario}-report"),
+        &vars(&[
+            ("SCENARIO", &scenario),
+            ("DELAY_MS", "500"),
+            ("EXIT_CODE", &exit_code.to_string()),
+            ("PHASE", phase),
+            ("MESSAGE", &report.to_string()),
+        ]),
+    )
+    .await
+}
+
+/// The notes of RenderJob `name`'s `MissingFiles` Warning Events, once there is one.
+async fn missing_files_warnings(env: &Env, name: &str) -> Result<Vec<String>> {
+    crate::harness::wait_until(SOON, "a MissingFiles Warning Event", || async {
+        let notes = warnings(env, name, "MissingFiles").await?;
+        Ok((!notes.is_empty()).then_some(notes))
+    })
+    .await
+}
+
+/// Under the default `missingFiles: Fail`, the Event about the missing texture says what
+/// happens: the batches fail as bad input (not "rendering anyway"), naming the file.
+#[tokio::test]
+#[ignore = "needs a cluster: hack/test.sh"]
+async fn missing_files_under_fail_say_the_batches_fail_as_bad_input() -> Result<()> {
+    let mut env = Env::new("missingfail").await?;
+    let report = missing_texture_report("BadInput", 0);
+    stage_reports(
+        &mut env,
+        render_contract::exit::BAD_INPUT,
+        "Failed",
+        &report,
+    )
+    .await?;
+    env.start_operator()?;
+    env.create(
+        "textureless",
+        json!({"frames": {"start": 1, "end": 8}, "batchSize": 2, "parallelism": 2,
+               "podMetadata": {"labels": {SCENARIO_LABEL: env.ns.clone()}}}),
+    )
+    .await?;
+    let rj = env.wait_phase("textureless", "Failed", 2 * MINUTE).await?;
+    let failed = condition(&rj, "Failed").expect("Failed");
+    assert_eq!(failed.reason, "BadInput", "{failed:?}");
+    let s = status(&rj);
+    assert_eq!(s.missing_files, ["/data/tex/wood.png"], "{s:?}");
+    let notes = missing_files_warnings(&env, "textureless").await?;
+    println!("MissingFiles Events under Fail: {notes:?}");
+    for note in &notes {
+        assert!(
+            note.contains("its batches fail as bad input")
+                && note.contains("missingFiles: Fail")
+                && note.contains("/data/tex/wood.png")
+                && !note.contains("rendering anyway"),
+            "{note}"
+        );
+    }
+    Ok(())
+}
+
+/// Under `missingFiles: Warn` the batches render without the texture, and the Event says so.
+#[tokio::test]
+#[ignore = "needs a cluster: hack/test.sh"]
+async fn missing_files_under_warn_say_the_render_goes_on() -> Result<()> {
+    let mut env = Env::new("missingwarn").await?;
+    let report = missing_texture_report("Succeeded", 2);
+    stage_reports(&mut env, 0, "Succeeded", &report).await?;
+    env.start_operator()?;
+    env.create(
+        "magenta",
+        json!({"frames": {"start": 1, "end": 4}, "batchSize": 2, "missingFiles": "Warn",
+               "podMetadata": {"labels": {SCENARIO_LABEL: env.ns.clone()}}}),
+    )
+    .await?;
+    let rj = env.wait_phase("magenta", "Succeeded", 2 * MINUTE).await?;
+    let s = status(&rj);
+    assert_eq!(s.missing_files, ["/data/tex/wood.png"], "{s:?}");
+    let notes = missing_files_warnings(&env, "magenta").await?;
+    println!("MissingFiles Events under Warn: {notes:?}");
+    for note in &notes {
+        assert!(
+            note.contains("rendering anyway")
+                && note.contains("missingFiles: Warn")
+                && note.contains("/data/tex/wood.png")
+                && !note.contains("bad input"),
+            "{note}"
+        );
+    }
+    Ok(())
+}
