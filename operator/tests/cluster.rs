@@ -8,7 +8,7 @@
 use std::cell::RefCell;
 use std::fmt::Debug;
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
 use futures::TryStreamExt;
@@ -41,8 +41,7 @@ impl Scope {
         let client = Client::try_default().await.context(
             "no cluster: start one with `hack/cluster.sh up` and `eval \"$(hack/cluster.sh env)\"`",
         )?;
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH)?.subsec_nanos();
-        let ns = format!("rf-cluster-{test}-{:05x}", nanos & 0xfffff);
+        let ns = renderfarm_testkit::unique_name(&format!("rf-cluster-{test}"));
         let namespace: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}}))?;
         Api::<Namespace>::all(client.clone())
             .create(&PostParams::default(), &namespace)

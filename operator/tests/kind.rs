@@ -48,10 +48,7 @@ struct Storage {
 
 impl Storage {
     async fn new(client: Client) -> Result<Storage> {
-        let nanos = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)?
-            .subsec_nanos();
-        let ns = format!("rf-kind-{:05}", nanos % 100_000);
+        let ns = renderfarm_testkit::unique_name("rf-kind");
         let root = host_storage();
         ensure!(
             root.is_dir(),

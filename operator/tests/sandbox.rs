@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
 use k8s_openapi::api::batch::v1::Job;
@@ -57,10 +57,7 @@ async fn client() -> Result<Client> {
 }
 
 fn unique(prefix: &str) -> Result<String> {
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)?
-        .subsec_nanos();
-    Ok(format!("{prefix}-{:05}", nanos % 100_000))
+    Ok(renderfarm_testkit::unique_name(prefix))
 }
 
 /// A namespace of this test, deleted (with its volume and host folder) when dropped.

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::{Context as _, Result, ensure};
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, PersistentVolumeClaim};
@@ -28,10 +28,7 @@ pub struct Storage {
 
 impl Storage {
     pub async fn new(client: Client) -> Result<Storage> {
-        let nanos = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)?
-            .subsec_nanos();
-        let ns = format!("rf-plugin-kind-{:05}", nanos % 100_000);
+        let ns = renderfarm_testkit::unique_name("rf-plugin-kind");
         let root = host_storage();
         ensure!(
             root.is_dir(),

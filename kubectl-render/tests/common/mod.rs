@@ -57,10 +57,7 @@ impl Env {
             .await
             .context("no cluster: `hack/cluster.sh up` and `eval \"$(hack/cluster.sh env)\"`")?;
         ensure_crd(&client).await?;
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .subsec_nanos();
-        let ns = format!("rf-plugin-{test}-{:05}", nanos % 100_000);
+        let ns = renderfarm_testkit::unique_name(&format!("rf-plugin-{test}"));
         Api::<Namespace>::all(client.clone())
             .create(
                 &PostParams::default(),

@@ -100,10 +100,7 @@ impl Env {
     pub async fn new(test: &str) -> Result<Env> {
         let client = client().await?;
         ensure_crd(&client).await?;
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .subsec_nanos();
-        let ns = format!("rf-{test}-{:05}", nanos % 100_000);
+        let ns = renderfarm_testkit::unique_name(&format!("rf-{test}"));
         let nss: Api<Namespace> = Api::all(client.clone());
         nss.create(
             &PostParams::default(),
