@@ -624,7 +624,7 @@ async fn batch_pods_reach_nothing_unless_allowed() -> Result<()> {
     check(&allow, "client", "batch pod", &ip, PORT, false)?;
     ensure!(failures.is_empty(), "{failures:#?}");
 
-    start_up_window(&deny, &server_ip).await
+    start_up_window(&deny, &server_ip, &api).await
 }
 
 /// The start-up window, and render-node closing it. Measured, not asserted: how long after its
@@ -633,7 +633,7 @@ async fn batch_pods_reach_nothing_unless_allowed() -> Result<()> {
 /// has no NRI to tell it sooner). Asserted: in batch pods as the operator builds them for a
 /// namespace its policy isolates, render-node starts Blender only once a connection is
 /// blocked, and no connection Blender tries from its first moment gets out.
-async fn start_up_window(deny: &Ns, server_ip: &str) -> Result<()> {
+async fn start_up_window(deny: &Ns, server_ip: &str, api: &str) -> Result<()> {
     let open_for = window_without_waiting(deny, server_ip).await?;
     println!(
         "sandbox: start-up window, last connection that got out, seconds after the container \
@@ -643,7 +643,7 @@ async fn start_up_window(deny: &Ns, server_ip: &str) -> Result<()> {
     );
     let mut failures = Vec::new();
     let mut waits = Vec::new();
-    for (pod, log) in window_after_waiting(deny, server_ip).await? {
+    for (pod, log) in window_after_waiting(deny, server_ip, api).await? {
         match WaitedPod::read(&log) {
             Ok(w) => {
                 println!(
@@ -708,16 +708,23 @@ print('never' if last is None else f'{{last:.2f}}')\n"
 const WINDOW_LINE: &str = "RF-WINDOW";
 
 /// Batch pods running render-node with a stand-in for Blender that connects to the server
-/// pod every 50 ms for 2 s from its first moment, and says how many connections got out; each
-/// pod's log.
-async fn window_after_waiting(deny: &Ns, server_ip: &str) -> Result<Vec<(String, String)>> {
+/// pod and to the API server's Service every 50 ms for 2 s from its first moment, and says how
+/// many connections got out; each pod's log. The API server's Service is where the window
+/// shows on kind (render-node's own probe gets through there at first): without the wait the
+/// stand-in's first connections get out.
+async fn window_after_waiting(
+    deny: &Ns,
+    server_ip: &str,
+    api: &str,
+) -> Result<Vec<(String, String)>> {
     let blender = format!(
         "#!/usr/bin/env python3\n\
 import socket, time\n\
 t0 = time.monotonic(); tried = 0; out = []\n\
-while time.monotonic() - t0 < 2:\n    t = time.monotonic() - t0; tried += 1\n    try:\n        \
-socket.create_connection(('{server_ip}', {PORT}), 0.25).close(); out.append(f'{{t:.2f}}')\n    \
-except OSError:\n        pass\n    time.sleep(0.05)\n\
+while time.monotonic() - t0 < 2:\n    t = time.monotonic() - t0\n    \
+for addr in (('{server_ip}', {PORT}), ('{api}', 443)):\n        tried += 1\n        try:\n            \
+socket.create_connection(addr, 0.25).close(); out.append(f'{{t:.2f}}')\n        \
+except OSError:\n            pass\n    time.sleep(0.05)\n\
 print(f'{WINDOW_LINE} tried={{tried}} got_out={{len(out)}} at={{\",\".join(out) or \"-\"}}', flush=True)\n"
     );
     // The scratch space is the only writable place: the stand-in and a .blend header there.
