@@ -59,12 +59,41 @@ pub fn prepare_script(args: &RenderArgs) -> String {
         )
 }
 
+/// Blender 5.0 logs its render progress (`Fra: N | … | Sample 3/8`, `Time: …`) only with the
+/// `render` log category at the INFO level, which the bpy module offers no way to ask for. It
+/// hands the same text to `render_stats` handlers: this one prints it as 5.0 would log it, behind
+/// a marker, with the frame `render_pre` saw. Before 5.0 Blender prints these lines itself.
+const STATS: &str = r#"import bpy
+
+def render_node_stats():
+    if bpy.app.version < (5, 0, 0):
+        return
+    frame = 0
+
+    @bpy.app.handlers.persistent
+    def pre(scene, *_):
+        nonlocal frame
+        frame = scene.frame_current
+
+    @bpy.app.handlers.persistent
+    def stats(text, *_):
+        if isinstance(text, str):
+            if not text.startswith("Time: "):
+                text = "Fra: %d | %s" % (frame, text)
+            print("RENDER_NODE:STATS " + text, flush=True)
+
+    bpy.app.handlers.render_pre.append(pre)
+    bpy.app.handlers.render_stats.append(stats)
+
+render_node_stats()
+"#;
+
 /// Run after the prepare script when the batch waits for another: blocks until a line comes.
 const HOLD: &str = "import sys; print('RENDER_NODE:HELD', flush=True); sys.stdin.readline()";
 
 /// Blender's arguments. Order matters: Blender applies them left to right, so auto-run is off
-/// before the file loads, and the output, format, engine, threads and prepare script come
-/// before `-f`, which renders; what follows `--` is for Cycles.
+/// before the file loads, and the output, format, engine, threads, prepare script and progress
+/// handler come before `-f`, which renders; what follows `--` is for Cycles.
 pub fn command_line(args: &RenderArgs, frames: &[i32]) -> Vec<String> {
     let mut argv: Vec<String> = vec![
         // Image sequences have no sound; skipping audio spares probing PulseAudio/ALSA.
@@ -90,6 +119,8 @@ pub fn command_line(args: &RenderArgs, frames: &[i32]) -> Vec<String> {
         "1".into(),
         "--python-expr".into(),
         prepare_script(args),
+        "--python-expr".into(),
+        STATS.into(),
     ]);
     if args.after.is_some() {
         // Started ahead: the scene is loaded and checked; hold here until render-node says
@@ -356,6 +387,10 @@ mod tests {
         ] {
             assert!(at(flag) < at("-f"), "{flag} must come before -f: {argv:?}");
         }
+        assert!(
+            argv[..at("-f")].iter().any(|x| x == STATS),
+            "the progress handler must come before -f: {argv:?}"
+        );
         assert_eq!(argv[at("-f") + 1], "1,3..4");
         assert_eq!(argv[at("-t") + 1], "4");
         assert_eq!(&argv[at("-f") + 2..], ["--", "--cycles-device", "CUDA"]);

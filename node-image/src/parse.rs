@@ -1,12 +1,19 @@
 //! One line of Blender's output → what it says. Pure; tested on logs captured from Blender 3.4
-//! (Debian bookworm) and Blender 4.2 (see `testdata/`).
+//! (Debian bookworm), Blender 4.2 and Blender 5.0 (see `testdata/`).
+//!
+//! Blender 5.0 prints much of its output through its logging system (CLOG): a timestamp and a
+//! category column come before the message (`00:00.773  render           | Saved: '…'`), and
+//! errors and warnings say their level (`00:00.419  image            | ERROR Couldn't …`).
+//! Such a line is read by its message, as the line 4.x printed. 5.0 logs its render progress
+//! (`Fra:`, `Time:`) only when the `render` category is at the INFO level; render-node has it
+//! printed behind `RENDER_NODE:STATS` instead (see `blender.rs`).
 
 /// What one line of Blender output says.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Line {
     /// `Blender 3.4.1` (3.x) or `Blender 4.2.3 LTS (hash … built …)` (4.x): the first line.
     Version(String),
-    /// A `Fra:N …` status line, with sample progress when it has some.
+    /// A `Fra:N …` status line (`Fra: N | …` in 5.0), with sample progress when it has some.
     Frame {
         frame: i32,
         samples: Option<(u32, u32)>,
@@ -125,7 +132,87 @@ fn marker(rest: &str) -> Option<Marker> {
     })
 }
 
+/// A line of Blender 5.0's log: its category, its level when below INFO (`ERROR`, `WARNING`,
+/// `FATAL`), and its message.
+#[derive(Debug, PartialEq)]
+struct Logged<'a> {
+    category: &'a str,
+    level: Option<&'a str>,
+    message: &'a str,
+}
+
+/// CLOG's `[[hh:]mm:ss.mmm  ]category<padding>| [LEVEL ]message`, the category padded with
+/// spaces to 16 columns and one more. The padding is checked exactly, so that another line
+/// with a `|` in it is not taken for one.
+fn logged(line: &str) -> Option<Logged<'_>> {
+    let line = line.trim_end();
+    let rest = match line.split_once("  ") {
+        Some((stamp, rest)) if is_timestamp(stamp) => rest,
+        _ => line,
+    };
+    let (category, after) = rest.split_once(' ')?;
+    let named = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if category.is_empty() || !category.chars().all(named) {
+        return None;
+    }
+    let message = after.trim_start_matches(' ');
+    let spaces = 1 + after.len() - message.len();
+    if spaces != 16usize.saturating_sub(category.len()) + 1 {
+        return None;
+    }
+    let message = message.strip_prefix("| ")?;
+    let level = ["ERROR ", "WARNING ", "FATAL "]
+        .into_iter()
+        .find_map(|l| Some((l.trim_end(), message.strip_prefix(l)?)));
+    Some(Logged {
+        category,
+        level: level.map(|(l, _)| l),
+        message: level.map_or(message, |(_, m)| m),
+    })
+}
+
+/// `mm:ss.mmm` or `hh:mm:ss.mmm`.
+fn is_timestamp(s: &str) -> bool {
+    let parts: Vec<&str> = s.split(':').collect();
+    let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    matches!(parts.len(), 2 | 3)
+        && parts[..parts.len() - 1].iter().all(|p| digits(p))
+        && parts[parts.len() - 1]
+            .split_once('.')
+            .is_some_and(|(s, ms)| digits(s) && digits(ms))
+}
+
+/// What a line says, without Blender 5.0's log columns: the message of a logged line, else the
+/// line itself, trimmed.
+pub fn text(line: &str) -> &str {
+    logged(line).map_or(line.trim(), |l| l.message.trim())
+}
+
 pub fn parse(line: &str) -> Line {
+    match logged(line) {
+        Some(Logged {
+            category,
+            level: Some("ERROR" | "FATAL"),
+            message,
+        }) => Line::Error(format!("Error: {category}: {}", message.trim())),
+        // 4.x printed these without a level, and nothing read them.
+        Some(Logged { level: Some(_), .. }) => Line::Other,
+        Some(logged) => message(logged.message),
+        None => message(line),
+    }
+}
+
+/// `RENDER_NODE:STATS <line>`: the progress line Blender 5.0 logs at the INFO level (`Fra: N |
+/// …` or `Time: …`), printed by render-node's handler inside Blender.
+fn stats(line: &str) -> Line {
+    match message(line) {
+        l @ (Line::Frame { .. } | Line::FrameTime(_)) => l,
+        _ => Line::Other,
+    }
+}
+
+/// A line as Blender 4.x prints it, or the message of a 5.0 log line.
+fn message(line: &str) -> Line {
     let trimmed = line.trim();
     if let Some(rest) = trimmed.strip_prefix("Fra:") {
         let frame = rest.split_whitespace().next().and_then(|f| f.parse().ok());
@@ -152,6 +239,9 @@ pub fn parse(line: &str) -> Line {
     if let Some(rest) = trimmed.strip_prefix("Time: ") {
         let t = rest.split_whitespace().next().and_then(clock);
         return t.map(Line::FrameTime).unwrap_or(Line::Other);
+    }
+    if let Some(rest) = trimmed.strip_prefix("RENDER_NODE:STATS ") {
+        return stats(rest);
     }
     if let Some(rest) = trimmed.strip_prefix("RENDER_NODE:") {
         return marker(rest).map(Line::Marker).unwrap_or(Line::Other);
@@ -208,6 +298,12 @@ mod tests {
     const WORKBENCH_42: &str = include_str!("../testdata/blender-4.2-workbench.log");
     const ERRORS_34: &str = include_str!("../testdata/blender-3.4-errors.log");
     const CANNOT_SAVE_34: &str = include_str!("../testdata/blender-3.4-cannot-save.log");
+    const CYCLES_50: &str = include_str!("../testdata/blender-5.0-cycles.log");
+    const CYCLES_50_LOG_RENDER: &str =
+        include_str!("../testdata/blender-5.0-cycles-log-render.log");
+    const EEVEE_50: &str = include_str!("../testdata/blender-5.0-eevee.log");
+    const WORKBENCH_50: &str = include_str!("../testdata/blender-5.0-workbench.log");
+    const ERRORS_50: &str = include_str!("../testdata/blender-5.0-errors.log");
 
     fn interesting(log: &str) -> Vec<Line> {
         log.lines()
@@ -403,5 +499,186 @@ mod tests {
             }))
         );
         assert_eq!(parse("RENDER_NODE:MISSING_FILES {not json"), Line::Other);
+    }
+
+    /// Frames saved, frame times and frame 1's samples, in order.
+    fn progress(lines: &[Line]) -> (Vec<&str>, Vec<f64>, Vec<(u32, u32)>) {
+        let saved = lines
+            .iter()
+            .filter_map(|l| match l {
+                Line::Saved(p) => Some(p.as_str()),
+                _ => None,
+            })
+            .collect();
+        let times = lines
+            .iter()
+            .filter_map(|l| match l {
+                Line::FrameTime(t) => Some(*t),
+                _ => None,
+            })
+            .collect();
+        let frame1 = lines
+            .iter()
+            .filter_map(|l| match l {
+                Line::Frame { frame: 1, samples } => *samples,
+                _ => None,
+            })
+            .collect();
+        (saved, times, frame1)
+    }
+
+    #[test]
+    fn blender_5_0_log_lines_are_read_by_their_message() {
+        let saved = "00:00.303  render           | Saved: '/data/out/frame_0001.png'";
+        assert_eq!(text(saved), "Saved: '/data/out/frame_0001.png'");
+        assert_eq!(parse(saved), Line::Saved("/data/out/frame_0001.png".into()));
+        // Past an hour the timestamp has hours; a category of 16 or more is followed by one space.
+        assert_eq!(
+            parse("01:02:03.456  render           | Time: 00:00.09 (Saving: 00:00.05)"),
+            Line::FrameTime(0.09)
+        );
+        assert_eq!(
+            parse("00:00.002  a.category.of.sixteen | Saved: '/x.png'"),
+            Line::Saved("/x.png".into())
+        );
+        assert_eq!(
+            parse("00:00.263  blend            | Read blend: \"/data/scene.blend\""),
+            Line::Other
+        );
+        assert_eq!(
+            parse("00:00.415  image            | ERROR Couldn't create directory for file /data/afile/sub/f_0001.png: Not a directory"),
+            Line::Error("Error: image: Couldn't create directory for file /data/afile/sub/f_0001.png: Not a directory".into())
+        );
+        assert_eq!(
+            parse(
+                "00:00.206  cycles           | WARNING CUEW initialization failed: Error opening the library"
+            ),
+            Line::Other
+        );
+        // Not logged lines: 4.x's, Blender's reports, other libraries', a padding that is off.
+        for line in [
+            "Fra:1 Mem:8.41M (Peak 8.41M) | Time:00:00.00 | Mem:0.00M, Peak:0.00M | Scene, ViewLayer | Sample 1/4",
+            "Error: Render error (Not a directory) cannot save: '/data/afile/sub/f_0001.png'",
+            "EGL Error (0x3009): EGL_BAD_MATCH: Arguments are inconsistent",
+            "  File \"<expr>\", line 1, in <module>",
+            "00:00.303  render | Saved: '/data/out/frame_0001.png'",
+            "Info: Read library: '/data/ext/lib.blend', '//lib.blend', parent '<direct>'",
+        ] {
+            assert_eq!(logged(line), None, "{line}");
+        }
+        assert_eq!(
+            text("Fra:1 Mem:8.41M | Sample 1/4 "),
+            "Fra:1 Mem:8.41M | Sample 1/4"
+        );
+    }
+
+    #[test]
+    fn blender_5_0_cycles_log() {
+        let lines = interesting(CYCLES_50);
+        assert_eq!(lines[0], Line::Version("5.0.1".into()));
+        assert_eq!(
+            progress(&lines),
+            (
+                vec!["/data/out/frame_0001.png", "/data/out/frame_0002.png"],
+                vec![0.09, 0.04],
+                vec![(0, 4), (1, 4), (4, 4)]
+            )
+        );
+        assert!(lines.contains(&Line::Frame {
+            frame: 2,
+            samples: Some((4, 4))
+        }));
+        assert!(
+            !lines
+                .iter()
+                .any(|l| matches!(l, Line::Error(_) | Line::Traceback))
+        );
+        // Only what render-node's handler prints is read from a marker.
+        assert_eq!(parse("RENDER_NODE:STATS Mem: 2M | Sample 1/4"), Line::Other);
+        assert_eq!(parse("RENDER_NODE:STATS Saved: '/x.png'"), Line::Other);
+    }
+
+    #[test]
+    fn blender_5_0_logs_what_the_handler_prints() {
+        // With the `render` category at INFO, Blender 5.0 logs its progress itself: the same
+        // lines, behind its log columns instead of render-node's marker.
+        let logged = interesting(CYCLES_50_LOG_RENDER);
+        let printed = interesting(CYCLES_50);
+        let (saved, times, frame1) = progress(&logged);
+        assert_eq!(saved, progress(&printed).0);
+        assert_eq!((times.len(), frame1), (2, vec![(0, 4), (1, 4), (4, 4)]));
+        let frames = |lines: &[Line]| -> Vec<(i32, Option<(u32, u32)>)> {
+            lines
+                .iter()
+                .filter_map(|l| match l {
+                    Line::Frame { frame, samples } => Some((*frame, *samples)),
+                    _ => None,
+                })
+                .collect()
+        };
+        assert_eq!(frames(&logged), frames(&printed));
+    }
+
+    #[test]
+    fn blender_5_0_eevee_and_workbench() {
+        let eevee = interesting(EEVEE_50);
+        assert_eq!(
+            progress(&eevee),
+            (
+                vec!["/data/out/frame_0001.png", "/data/out/frame_0002.png"],
+                vec![2.91, 2.4],
+                vec![(1, 4), (4, 4)]
+            )
+        );
+        let workbench = interesting(WORKBENCH_50);
+        assert!(!workbench.iter().any(|l| matches!(l, Line::Frame { .. })));
+        let (saved, times, _) = progress(&workbench);
+        assert_eq!((saved.len(), times), (2, vec![0.15, 0.02]));
+        // Software OpenGL complaints are not errors.
+        assert!(
+            !eevee
+                .iter()
+                .chain(&workbench)
+                .any(|l| matches!(l, Line::Error(_)))
+        );
+    }
+
+    #[test]
+    fn blender_5_0_errors_and_their_class() {
+        let errors: Vec<(Class, String)> = ERRORS_50
+            .lines()
+            .filter_map(|l| match parse(l) {
+                Line::Error(e) => Some((classify(&e), e)),
+                _ => None,
+            })
+            .collect();
+        let short: Vec<(Class, &str)> = errors
+            .iter()
+            .map(|(c, e)| (*c, &e[..e.len().min(40)]))
+            .collect();
+        assert_eq!(
+            short,
+            [
+                (Class::BadInput, "Error: Cannot read file \"/data/nope.blen"),
+                (Class::BadInput, "Error: File format is not supported in f"),
+                (
+                    Class::BadInput,
+                    "Error: Loading \"/data/trunc.blend\" faile"
+                ),
+                (Class::Retry, "Error: image: Couldn't create directory "),
+                (Class::BadInput, "Error: Render error (Not a directory) ca"),
+                (Class::BadInput, "Error: Found no Cycles device of the spe"),
+                (Class::BadInput, "Error: Found no Cycles device of the spe"),
+                (Class::BadInput, "Error: engine not found 'NOPE' (bpy_stru"),
+                (Class::Retry, "Error: cycles: Image file '/data/ext/tex"),
+            ]
+        );
+        assert!(ERRORS_50.lines().any(|l| parse(l) == Line::Traceback));
+        // The frame rendered all the same (its image magenta).
+        assert!(
+            ERRORS_50
+                .lines()
+                .any(|l| parse(l) == Line::Saved("/data/out/t_0001.png".into()))
+        );
     }
 }

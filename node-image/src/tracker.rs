@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use render_contract::ProgressEvent;
 
-use crate::parse::{Class, Line, Marker, classify, parse};
+use crate::parse::{Class, Line, Marker, classify, parse, text};
 
 /// Longest error text kept (Blender echoes whole Python expressions in some errors).
 const MAX_ERROR: usize = 300;
@@ -80,9 +80,9 @@ impl Tracker {
     }
 
     /// Whether a raw line is worth passing on to stderr (progress lines and render-node's own
-    /// markers become events instead).
+    /// markers become events instead), Blender 5.0's logged lines read by their message.
     pub fn echo(line: &str) -> bool {
-        let t = line.trim();
+        let t = text(line);
         !(t.is_empty()
             || t.starts_with("Fra:")
             || t.starts_with("RENDER_NODE:")
@@ -414,5 +414,101 @@ mod tests {
         );
         assert_eq!(shorten(&long).chars().count(), MAX_ERROR + 1);
         assert!(!shorten(&long).contains('\n'));
+    }
+
+    #[test]
+    fn blender_5_0_batches() {
+        let mut t = Tracker::new(Instant::now(), "CPU", &todo(&[1, 2]));
+        let log = format!(
+            "RENDER_NODE:SCENE 1 12 5.0.1\nRENDER_NODE:DEVICE CPU\n{}",
+            include_str!("../testdata/blender-5.0-cycles.log")
+        );
+        assert_eq!(
+            kinds(&feed(&mut t, &log)),
+            [
+                "rendering",
+                "device CPU",
+                "start 1",
+                "samples 1 1/4",
+                "samples 1 4/4",
+                "saved 1 Some(0.09)",
+                "start 2",
+                "samples 2 1/4",
+                "samples 2 4/4",
+                "saved 2 Some(0.04)",
+            ]
+        );
+        assert_eq!(t.seconds_per_frame(), Some(0.065));
+        assert!(t.errors.is_empty() && t.warnings.is_empty());
+
+        for (log, seconds) in [
+            (
+                include_str!("../testdata/blender-5.0-eevee.log"),
+                [2.91, 2.4],
+            ),
+            (
+                include_str!("../testdata/blender-5.0-workbench.log"),
+                [0.15, 0.02],
+            ),
+        ] {
+            let mut t = Tracker::new(Instant::now(), "CPU", &todo(&[1, 2]));
+            let events = feed(&mut t, log);
+            assert_eq!(
+                (t.saved.clone(), t.frame_seconds.clone()),
+                (vec![1, 2], seconds.to_vec()),
+                "{events:?}"
+            );
+            assert!(t.errors.is_empty(), "{:?}", t.errors);
+        }
+    }
+
+    #[test]
+    fn blender_5_0_progress_lines_are_not_echoed() {
+        let hidden = [
+            "00:00.303  render           | Saved: '/data/out/frame_0001.png'",
+            "00:00.392  render           | Time: 00:00.12 (Saving: 00:00.06)",
+            "00:00.290  render           | Fra: 1 | Remaining: 00:00.04 | Mem: 2M | Sample 1/4",
+            "RENDER_NODE:STATS Fra: 1 | Mem: 2M | Sample 4/4",
+            "Fra:1 Mem:9.04M (Peak 9.04M) | Time:00:00.03 | Sample 4/4",
+            "Saved: '/data/out/frame_0001.png'",
+        ];
+        let shown = [
+            "00:00.199  blend            | Read blend: \"/data/scene.blend\"",
+            "00:00.213  cycles           | WARNING CUEW initialization failed: Error opening the library",
+            "00:00.415  image            | ERROR Couldn't create directory for file /data/f_0001.png: Not a directory",
+            "Blender 5.0.1 (hash a3db93c5b259 built 2025-12-16 14:26:17)",
+        ];
+        for line in hidden {
+            assert!(!Tracker::echo(line), "echoed: {line}");
+        }
+        for line in shown {
+            assert!(Tracker::echo(line), "not echoed: {line}");
+        }
+    }
+
+    #[test]
+    fn blender_5_0_errors() {
+        let mut t = Tracker::new(Instant::now(), "CUDA", &todo(&[1]));
+        feed(&mut t, include_str!("../testdata/blender-5.0-errors.log"));
+        let errors: Vec<(Class, &str)> = t
+            .errors
+            .iter()
+            .map(|(c, e)| (*c, &e[..e.len().min(30)]))
+            .collect();
+        assert_eq!(
+            errors,
+            [
+                (Class::BadInput, "Error: Cannot read file \"/data"),
+                (Class::BadInput, "Error: File format is not supp"),
+                (Class::BadInput, "Error: Loading \"/data/trunc.bl"),
+                (Class::Retry, "Error: image: Couldn't create "),
+                (Class::BadInput, "Error: Render error (Not a dir"),
+                (Class::BadInput, "Error: Found no Cycles device "),
+                (Class::BadInput, "Error: Found no Cycles device "),
+                (Class::Retry, "Python error: RuntimeError: bo"),
+                (Class::BadInput, "Error: engine not found 'NOPE'"),
+                (Class::Retry, "Error: cycles: Image file '/da"),
+            ]
+        );
     }
 }

@@ -1254,6 +1254,11 @@ async fn a_scene_from_blender_5_0_renders_with_blender_version_5_0() -> Result<(
         s.file_version.as_deref() == Some("5.0") && rendered_by.starts_with("5.0."),
         "status.fileVersion and status.blenderVersion: {s:?}"
     );
+    // Blender 5.0 logs its frames through CLOG: render-node still times each one.
+    ensure!(
+        s.seconds_per_frame.is_some_and(|t| t > 0.0),
+        "no status.secondsPerFrame from Blender 5.0's log: {s:?}"
+    );
     // The operator picked the image by spec.blenderVersion: the chart's 5.0 entry.
     let lp = ListParams::default().labels("renderfarm.io/renderjob=v5,renderfarm.io/batch");
     let pods = st.pods().list(&lp).await?;
