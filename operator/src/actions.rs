@@ -2,9 +2,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::batch::BatchState;
 use crate::crd::{CleanupPolicy, RenderJob};
 use crate::index;
-use crate::status::BatchState;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Actions {
@@ -61,7 +61,7 @@ pub fn decide(
     // A follower not in the cache yet is known from what this operator sent (`in_flight`);
     // its Job's annotation counts once seen.
     let follows = |i: u32| {
-        crate::ahead::follows_unfinished(jobs, i, unfinished)
+        jobs.follows_unfinished(i, unfinished)
             .or_else(|| ahead.in_flight?.get(&i).copied().filter(|h| unfinished(*h)))
     };
     let active = states

@@ -4,17 +4,17 @@
 //! `--after`), so the refill round trip, pod start, Blender's start and the scene load all
 //! overlap rendering. Which batches follow which is on the Jobs (`renderfarm.io/after`);
 //! [`crate::actions::decide`] counts a follower as waiting, not rendering, while the batch it
-//! follows is unfinished.
+//! follows is unfinished ([`crate::index::Jobs::follows_unfinished`]).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use crate::batch::BatchState;
 use crate::cache::PodPhase;
 use crate::index;
 use crate::plan::Plan;
-use crate::status::BatchState;
 
 /// How long before a batch's predicted end its follower is created: time enough for the Job
 /// controller, the scheduler and the kubelet to start a pod and for Blender to start and load
@@ -64,18 +64,6 @@ pub fn due(
         }
     }
     (due, next)
-}
-
-/// The batch that batch `batch` was started ahead to follow (its Job's `renderfarm.io/after`),
-/// while that batch is `unfinished`: `batch` then waits, loaded, rather than renders.
-pub fn follows_unfinished(
-    jobs: &index::Jobs<'_>,
-    batch: u32,
-    unfinished: impl Fn(u32) -> bool,
-) -> Option<u32> {
-    jobs.get(&batch)
-        .and_then(|j| j.after)
-        .filter(|h| unfinished(*h))
 }
 
 #[cfg(test)]
@@ -163,23 +151,5 @@ mod tests {
         );
         let (due_now, _) = due(&plan(), &[Succeeded], &jobs, &pods, Some(1.0), &at(1));
         assert!(due_now.is_empty());
-    }
-
-    #[test]
-    fn a_follower_follows_its_batch_only_while_that_batch_is_unfinished() {
-        let head = job(0, 0);
-        let follower = BatchJob {
-            after: Some(0),
-            ..job(1, 0)
-        };
-        let jobs = index::Jobs::from_iter([(0, &head), (1, &follower)]);
-        assert_eq!(follows_unfinished(&jobs, 1, |i| i == 0), Some(0));
-        assert_eq!(follows_unfinished(&jobs, 1, |_| false), None, "0 done");
-        assert_eq!(
-            follows_unfinished(&jobs, 0, |_| true),
-            None,
-            "0 follows none"
-        );
-        assert_eq!(follows_unfinished(&jobs, 2, |_| true), None, "no Job for 2");
     }
 }

@@ -59,6 +59,14 @@ impl<'a> Jobs<'a> {
     pub fn values(&self) -> impl Iterator<Item = &&'a BatchJob> + '_ {
         self.iter().map(|(_, job)| job)
     }
+
+    /// The batch that batch `batch` was started ahead to follow (its Job's `renderfarm.io/after`),
+    /// while that batch is `unfinished`: `batch` then waits, loaded, rather than renders.
+    pub fn follows_unfinished(&self, batch: u32, unfinished: impl Fn(u32) -> bool) -> Option<u32> {
+        self.get(&batch)
+            .and_then(|j| j.after)
+            .filter(|h| unfinished(*h))
+    }
 }
 
 impl<'a> FromIterator<(u32, &'a BatchJob)> for Jobs<'a> {
@@ -211,5 +219,29 @@ mod tests {
         assert_eq!(jobs.keys().copied().collect::<Vec<_>>(), [1, 5]);
         assert_eq!(jobs.len(), 2);
         assert!(jobs.contains_key(&1) && !jobs.contains_key(&0) && !jobs.contains_key(&9));
+    }
+
+    fn job(index: u32) -> BatchJob {
+        let job: k8s_openapi::api::batch::v1::Job = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": format!("shot-{index:04}"), "uid": format!("u{index}"),
+                         "labels": {"renderfarm.io/batch": index.to_string()}},
+            "spec": {"template": {}},
+        }))
+        .expect("job");
+        job.into()
+    }
+
+    #[test]
+    fn a_follower_follows_its_batch_only_while_that_batch_is_unfinished() {
+        let head = job(0);
+        let follower = BatchJob {
+            after: Some(0),
+            ..job(1)
+        };
+        let jobs = Jobs::from_iter([(0, &head), (1, &follower)]);
+        assert_eq!(jobs.follows_unfinished(1, |i| i == 0), Some(0));
+        assert_eq!(jobs.follows_unfinished(1, |_| false), None, "0 done");
+        assert_eq!(jobs.follows_unfinished(0, |_| true), None, "0 follows none");
+        assert_eq!(jobs.follows_unfinished(2, |_| true), None, "no Job for 2");
     }
 }

@@ -1,16 +1,16 @@
 //! renderfarm: renders Blender animations on Kubernetes, one Job per batch of frames.
 //!
 //! The core is pure and small: [`plan`] cuts frames into batches, [`job`] builds a batch's Job,
-//! [`status`] rolls Jobs and pods up into the RenderJob's status, [`actions`] decides what to
-//! change (with [`ahead`], which running batches get a follower started ahead), [`events`]
-//! what to tell the user, and [`reconcile`] puts them together into the
-//! effects of one reconcile (over the Jobs and pods [`index`]ed by batch), remembered per
-//! RenderJob in [`state`]. [`controller`] is the glue
-//! that watches (decoding only what [`cache`] keeps, [`watched`]) and carries the effects out
-//! through [`client`], which counts every write.
+//! [`status`] rolls Jobs and pods up into the RenderJob's status (each batch's [`batch`] state),
+//! [`actions`] decides what to change (with [`ahead`], which running batches get a follower
+//! started ahead), [`events`] what to tell the user, and [`reconcile`] puts them together into
+//! the effects of one reconcile (over the Jobs and pods [`index`]ed by batch), remembered per
+//! RenderJob in [`state`]. [`controller`] is the glue that watches (decoding only what [`cache`]
+//! keeps, [`watched`]) and carries the effects out through [`client`], which counts every write.
 
 pub mod actions;
 pub mod ahead;
+pub mod batch;
 pub mod cache;
 pub mod client;
 pub mod controller;

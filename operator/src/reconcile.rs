@@ -15,6 +15,7 @@ use kube::ResourceExt;
 use crate::Result;
 use crate::actions::{self, Actions};
 use crate::ahead;
+use crate::batch::BatchState;
 use crate::cache::{BatchJob, BatchPod};
 use crate::crd::{CleanupPolicy, Phase, PreviewState, RenderJob, RenderJobStatus};
 use crate::events::{self, Note};
@@ -26,7 +27,7 @@ use crate::plan::Plan;
 use crate::ranges::decode_ranges;
 use crate::state::{IN_FLIGHT_AFTER_5XX, Rejection, RenderState};
 use crate::status::preview::{self, PreviewSeen};
-use crate::status::{self, BatchState, Hold, Observed};
+use crate::status::{self, Hold, Observed};
 
 /// A status change that is not [`status::urgent`] (counts, progress, messages) waits until
 /// at least this long after the last status write, so a render writes its status about once a
@@ -797,8 +798,8 @@ impl Effects {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::batch::BatchState;
     use crate::crd::RenderJobSpec;
-    use crate::status::BatchState;
     use k8s_openapi::api::batch::v1::Job;
     use k8s_openapi::api::core::v1::Pod;
     use serde_json::{Value, json};

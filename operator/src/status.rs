@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
+use crate::batch::BatchState;
 use crate::cache::{BatchJob, BatchPod, Finished, PodPhase};
 use crate::crd::{
     BatchCounts, FailedBatch, FrameCounts, MAX_FAILED_BATCHES_LISTED, Phase, PodCounts, RenderJob,
@@ -25,17 +26,6 @@ pub const SUSPENDED: &str = "Suspended";
 pub const INVALID_SPEC: &str = "InvalidSpec";
 /// Most missing files the status lists.
 const MAX_MISSING_LISTED: usize = 20;
-
-/// Where one batch is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BatchState {
-    /// No Job yet.
-    Pending,
-    /// Job exists and has not finished (it may be suspended).
-    Active,
-    Succeeded,
-    Failed,
-}
 
 /// The batch Jobs of one RenderJob, by batch index (Jobs whose name is not the batch's
 /// deterministic name are ignored).
@@ -420,7 +410,7 @@ impl PodTally {
         for (index, batch_pods) in seen.pods.iter() {
             let active = unfinished(index);
             // Started ahead and the batch it follows not finished: it waits, loaded.
-            let waits = crate::ahead::follows_unfinished(seen.jobs, index, unfinished).is_some();
+            let waits = seen.jobs.follows_unfinished(index, unfinished).is_some();
             for pod in batch_pods {
                 if waits && pod.phase == PodPhase::Running {
                     tally.pods.waiting += 1;
