@@ -2,12 +2,13 @@
 //! [`Tracker`], and forwards SIGTERM/SIGINT to it.
 
 use std::io;
+use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use render_contract::{ProgressEvent, RenderArgs};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
-use tokio::process::Command;
+use tokio::process::{Child, ChildStdin, Command};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc;
 
@@ -218,17 +219,54 @@ pub async fn render(
     thumbs: &Thumbnailer,
 ) -> io::Result<(Tracker, Ended)> {
     let frames: Vec<i32> = todo.iter().map(|(f, _)| *f).collect();
-    let mut cmd = Command::new(&args.blender);
     let after = args
         .after
         .as_ref()
         .map(|name| (name.clone(), handoff::marker_path(&args.output, name)));
-    cmd.args(command_line(args, &frames))
-        .stdin(if after.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
+    let mut cmd = command(args, &frames, after.is_some());
+    let spawned_at = std::time::SystemTime::now();
+    let spawned = Instant::now();
+    let mut child = cmd.spawn()?;
+    let pgid = child.id().unwrap_or(0);
+    let mut rx = output_lines(&mut child);
+    let mut run = Running {
+        tracker: Tracker::new(spawned, args.device.as_str(), todo),
+        hold: child.stdin.take(),
+        waiting: after.is_some(),
+        held_at: None,
+        stopped_by: None,
+        killed: false,
+        pgid,
+    };
+    let gate = handoff_gate(&after);
+    tokio::pin!(gate);
+    let deadline = tokio::time::sleep(Duration::MAX / 4);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            (opened, name) = &mut gate, if run.waiting => {
+                run.handed_off(opened, name, &after, spawned).await;
+            }
+            line = rx.recv() => {
+                let Some(line) = line else { break };
+                run.line(&line, thumbs);
+            }
+            name = stop.recv(), if run.stopped_by.is_none() => {
+                run.stop(name);
+                deadline.as_mut().reset(tokio::time::Instant::now() + GRACE);
+            }
+            _ = &mut deadline, if !run.killed => run.kill(),
+        }
+    }
+    run.finish(child, thumbs, spawned_at).await
+}
+
+/// Blender's command: held on a piped stdin when started ahead (`--after`), in a process group
+/// of its own, and killed with render-node.
+fn command(args: &RenderArgs, frames: &[i32], held: bool) -> Command {
+    let mut cmd = Command::new(&args.blender);
+    cmd.args(command_line(args, frames))
+        .stdin(if held { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
@@ -243,113 +281,137 @@ pub async fn render(
             Ok(())
         });
     }
-    let spawned_at = std::time::SystemTime::now();
-    let spawned = Instant::now();
-    let mut child = cmd.spawn()?;
-    let pgid = child.id().unwrap_or(0);
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    cmd
+}
+
+/// Blender's stdout and stderr lines, on one channel that closes once both have ended.
+fn output_lines(child: &mut Child) -> mpsc::UnboundedReceiver<String> {
+    let (tx, rx) = mpsc::unbounded_channel();
     if let Some(out) = child.stdout.take() {
         forward_lines(out, tx.clone());
     }
     if let Some(err) = child.stderr.take() {
         forward_lines(err, tx.clone());
     }
-    drop(tx);
-    let mut hold = child.stdin.take();
-    let gate = async {
-        match &after {
-            Some((name, path)) => {
-                emit(&ProgressEvent::Waiting {
-                    after: name.clone(),
-                });
-                (handoff::wait(path).await, name.clone())
-            }
-            None => std::future::pending().await,
-        }
-    };
-    tokio::pin!(gate);
-    let mut waiting = after.is_some();
-    // When Blender reached the hold, the scene loaded.
-    let mut held_at: Option<Instant> = None;
+    rx
+}
 
-    let mut tracker = Tracker::new(spawned, args.device.as_str(), todo);
-    let mut stopped_by = None;
-    let mut killed = false;
-    let deadline = tokio::time::sleep(Duration::MAX / 4);
-    tokio::pin!(deadline);
-    loop {
-        tokio::select! {
-            (opened, name) = &mut gate, if waiting => {
-                waiting = false;
-                if let (handoff::Opened::Done, Some((_, path))) = (opened, &after) {
-                    // Its last reader: nothing else waits for a batch that is done.
-                    let _ = std::fs::remove_file(path);
-                }
-                let waited = spawned.elapsed();
-                emit(&ProgressEvent::Handoff {
-                    after: name,
-                    opened: opened.as_str().to_string(),
-                    waited_seconds: tracker::round3(waited.as_secs_f64()),
-                });
-                // Blender's start does not count the time it sat loaded, waiting.
-                tracker.held(held_at.map(|t| t.elapsed()).unwrap_or_default());
-                if let Some(mut stdin) = hold.take() {
-                    // Blender gone already (bad input): its exit says why, not this write.
-                    let _ = stdin.write_all(b"go\n").await;
-                }
-            }
-            line = rx.recv() => {
-                let Some(line) = line else { break };
-                if waiting && line.trim() == "RENDER_NODE:HELD" {
-                    held_at = Some(Instant::now());
-                }
-                for event in tracker.line(&line, Instant::now()) {
-                    emit(&event);
-                    if let ProgressEvent::FrameSaved { frame, .. } = event {
-                        thumbs.add(frame);
-                    }
-                }
-                if Tracker::echo(&line) {
-                    eprintln!("blender: {line}");
-                }
-            }
-            name = stop.recv(), if stopped_by.is_none() => {
-                eprintln!("render-node: {name} received, stopping Blender");
-                stopped_by = Some(name);
-                if pgid != 0 {
-                    signal_group(pgid, libc::SIGTERM);
-                }
-                deadline.as_mut().reset(tokio::time::Instant::now() + GRACE);
-            }
-            _ = &mut deadline, if !killed => {
-                eprintln!("render-node: Blender did not stop within {GRACE:?}; killing it");
-                killed = true;
-                if pgid != 0 {
-                    signal_group(pgid, libc::SIGKILL);
-                }
-            }
+/// Once the batch this one follows is done (or its marker says it will not be): the marker's
+/// verdict and the batch's name. Never, for a batch not started ahead.
+async fn handoff_gate(after: &Option<(String, PathBuf)>) -> (handoff::Opened, String) {
+    match after {
+        Some((name, path)) => {
+            emit(&ProgressEvent::Waiting {
+                after: name.clone(),
+            });
+            (handoff::wait(path).await, name.clone())
         }
+        None => std::future::pending().await,
     }
-    for event in tracker.finish(Instant::now()) {
+}
+
+/// Print `events`, asking for the thumbnail of each frame saved.
+fn emit_all(events: Vec<ProgressEvent>, thumbs: &Thumbnailer) {
+    for event in events {
         emit(&event);
         if let ProgressEvent::FrameSaved { frame, .. } = event {
             thumbs.add(frame);
         }
     }
-    let status = child.wait().await?;
-    // Anything left in Blender's group (it starts no helpers, but a scene's Python could).
-    if pgid != 0 {
-        signal_group(pgid, libc::SIGKILL);
+}
+
+/// Blender while it runs: its output read so far, its hold, and how it is being stopped.
+struct Running {
+    tracker: Tracker,
+    /// Blender's stdin while it is held (started ahead): a line on it lets it render.
+    hold: Option<ChildStdin>,
+    waiting: bool,
+    /// When Blender reached the hold, the scene loaded.
+    held_at: Option<Instant>,
+    stopped_by: Option<&'static str>,
+    killed: bool,
+    pgid: u32,
+}
+
+impl Running {
+    /// The batch followed is done: let Blender render.
+    async fn handed_off(
+        &mut self,
+        opened: handoff::Opened,
+        name: String,
+        after: &Option<(String, PathBuf)>,
+        spawned: Instant,
+    ) {
+        self.waiting = false;
+        if let (handoff::Opened::Done, Some((_, path))) = (opened, after) {
+            // Its last reader: nothing else waits for a batch that is done.
+            let _ = std::fs::remove_file(path);
+        }
+        let waited = spawned.elapsed();
+        emit(&ProgressEvent::Handoff {
+            after: name,
+            opened: opened.as_str().to_string(),
+            waited_seconds: tracker::round3(waited.as_secs_f64()),
+        });
+        // Blender's start does not count the time it sat loaded, waiting.
+        self.tracker
+            .held(self.held_at.map(|t| t.elapsed()).unwrap_or_default());
+        if let Some(mut stdin) = self.hold.take() {
+            // Blender gone already (bad input): its exit says why, not this write.
+            let _ = stdin.write_all(b"go\n").await;
+        }
     }
-    Ok((
-        tracker,
-        Ended {
-            status,
-            stopped_by,
-            killed,
-            spawned: spawned_at,
-        },
-    ))
+
+    fn line(&mut self, line: &str, thumbs: &Thumbnailer) {
+        if self.waiting && line.trim() == "RENDER_NODE:HELD" {
+            self.held_at = Some(Instant::now());
+        }
+        emit_all(self.tracker.line(line, Instant::now()), thumbs);
+        if Tracker::echo(line) {
+            eprintln!("blender: {line}");
+        }
+    }
+
+    fn stop(&mut self, name: &'static str) {
+        eprintln!("render-node: {name} received, stopping Blender");
+        self.stopped_by = Some(name);
+        if self.pgid != 0 {
+            signal_group(self.pgid, libc::SIGTERM);
+        }
+    }
+
+    fn kill(&mut self) {
+        eprintln!("render-node: Blender did not stop within {GRACE:?}; killing it");
+        self.killed = true;
+        if self.pgid != 0 {
+            signal_group(self.pgid, libc::SIGKILL);
+        }
+    }
+
+    /// Blender's output ended: the last events, its exit status, and no process of its group
+    /// left.
+    async fn finish(
+        mut self,
+        mut child: Child,
+        thumbs: &Thumbnailer,
+        spawned: std::time::SystemTime,
+    ) -> io::Result<(Tracker, Ended)> {
+        emit_all(self.tracker.finish(Instant::now()), thumbs);
+        let status = child.wait().await?;
+        // Anything left in Blender's group (it starts no helpers, but a scene's Python could).
+        if self.pgid != 0 {
+            signal_group(self.pgid, libc::SIGKILL);
+        }
+        Ok((
+            self.tracker,
+            Ended {
+                status,
+                stopped_by: self.stopped_by,
+                killed: self.killed,
+                spawned,
+            },
+        ))
+    }
 }
 
 #[cfg(test)]

@@ -7,10 +7,11 @@ use std::os::unix::process::ExitStatusExt;
 use render_contract::{Outcome, ProgressEvent, RenderArgs, SceneFacts, TerminationMessage};
 
 use crate::blend::{self, Version};
-use crate::blender::{self, Stop};
+use crate::blender::{self, Ended, Stop};
 use crate::report::{self, Facts};
 use crate::thumbs::Thumbnailer;
-use crate::{check, isolation, tracker};
+use crate::tracker::{self, Tracker};
+use crate::{check, isolation};
 use render_node::handoff;
 
 pub async fn run(args: RenderArgs, mut stop: Stop) -> i32 {
@@ -29,66 +30,26 @@ pub async fn run(args: RenderArgs, mut stop: Stop) -> i32 {
     };
     scene.file_version = Some(file_version.to_string());
     let (todo, skipped) = check::missing(&args);
-    println!(
-        "{}",
-        ProgressEvent::Start {
-            frames: args.frames.frames(),
-            to_render: todo.iter().map(|(f, _)| *f).collect(),
-            skipped: skipped.clone(),
-            device: args.device.as_str().to_string(),
-            file_version: scene.file_version.clone(),
-        }
-        .to_line()
-    );
-    // Frames on disk without a thumbnail (rendered by an older image, or before a crash) get
-    // one too.
-    let thumbs = || {
-        let t = Thumbnailer::start(&args.output, args.format);
-        for f in &skipped {
-            t.add_if_stale(*f);
-        }
-        t
-    };
-    if todo.is_empty() {
-        thumbs().finish().await;
-        let mut msg = report::plain(Outcome::Succeeded, "every frame was already on disk");
-        msg.frames_skipped = skipped.len() as u32;
-        msg.last_frame = skipped.iter().max().copied();
+    let work = Work { todo, skipped };
+    announce(&args, &work, &scene);
+    if work.todo.is_empty() {
+        return report::finish(&log, &all_on_disk(&args, &work).await, &scene);
+    }
+    let blender_version = blender_version(&args).await;
+    if let Some(msg) = too_new(&args, file_version, blender_version.as_deref(), &work) {
         return report::finish(&log, &msg, &scene);
     }
-
-    // The image says which Blender it has; elsewhere Blender is asked.
-    let blender_version = match &args.blender_version {
-        Some(v) => Some(v.clone()),
-        None => blender::version(&args.blender).await,
-    };
-    if let Some(full) = blender_version.as_deref()
-        && let Some(version) = Version::parse(full)
-        && let Some(why) = blend::too_new(&args.blend_file, file_version, version, full)
-    {
-        let mut msg = report::plain(Outcome::BadInput, why);
-        msg.blender_version = blender_version.clone();
-        msg.frames_skipped = skipped.len() as u32;
-        msg.frames_missing = todo.iter().map(|(f, _)| *f).collect();
-        return report::finish(&log, &msg, &scene);
-    }
-
     // Blender runs the scene: not before the pod's NetworkPolicy holds.
     let isolation = match isolation::before_blender(args.wait_isolated, &mut stop).await {
         Ok(warning) => warning,
         Err(signal) => {
-            let mut msg = report::plain(
-                Outcome::Terminated,
-                format!("stopped by {signal} before Blender started"),
-            );
-            msg.frames_skipped = skipped.len() as u32;
-            msg.frames_missing = todo.iter().map(|(f, _)| *f).collect();
-            return report::finish(&log, &msg, &scene);
+            let why = format!("stopped by {signal} before Blender started");
+            return report::finish(&log, &work.unrendered(Outcome::Terminated, why), &scene);
         }
     };
     let oom_before = report::oom_kills();
-    let thumbs = thumbs();
-    let rendered = blender::render(&args, &todo, &mut stop, &thumbs).await;
+    let thumbs = thumbnailer(&args, &work.skipped);
+    let rendered = blender::render(&args, &work.todo, &mut stop, &thumbs).await;
     // Thumbnails and checks take little CPU: the next batch renders meanwhile.
     if let Some(m) = marker.as_mut() {
         m.done();
@@ -98,20 +59,122 @@ pub async fn run(args: RenderArgs, mut stop: Stop) -> i32 {
         Err(e) => {
             thumbs.finish().await;
             let why = format!("cannot run Blender ({}): {e}", args.blender.display());
-            let mut msg = report::plain(Outcome::RenderFailed, why);
-            msg.frames_skipped = skipped.len() as u32;
-            msg.frames_missing = todo.iter().map(|(f, _)| *f).collect();
+            let mut msg = work.unrendered(Outcome::RenderFailed, why);
             msg.blender_version = blender_version;
-            msg.last_frame = skipped.iter().max().copied();
+            msg.last_frame = work.skipped.iter().max().copied();
             return report::finish(&log, &msg, &scene);
         }
     };
+    end_thumbnails(thumbs, &ended).await;
+    let warnings = warnings(isolation, &tracker, &ended, &work.todo);
+    let msg = ended_message(
+        &args,
+        &work,
+        &tracker,
+        &ended,
+        oom_before,
+        &warnings,
+        blender_version,
+    );
+    scene.missing_files = tracker.missing_files.clone();
+    scene.missing_files_count = tracker.missing_files_count;
+    report::finish(&log, &msg, &scene)
+}
+
+/// The batch's frames: those to render, each with its expected file, and those on disk.
+struct Work {
+    todo: Vec<(i32, String)>,
+    skipped: Vec<i32>,
+}
+
+impl Work {
+    fn to_render(&self) -> Vec<i32> {
+        self.todo.iter().map(|(f, _)| *f).collect()
+    }
+
+    /// A message for an end before Blender rendered anything: every frame to render missing.
+    fn unrendered(&self, outcome: Outcome, why: String) -> TerminationMessage {
+        let mut msg = report::plain(outcome, why);
+        msg.frames_skipped = self.skipped.len() as u32;
+        msg.frames_missing = self.to_render();
+        msg
+    }
+}
+
+/// The `start` event: what the batch renders and what it skips.
+fn announce(args: &RenderArgs, work: &Work, scene: &SceneFacts) {
+    println!(
+        "{}",
+        ProgressEvent::Start {
+            frames: args.frames.frames(),
+            to_render: work.to_render(),
+            skipped: work.skipped.clone(),
+            device: args.device.as_str().to_string(),
+            file_version: scene.file_version.clone(),
+        }
+        .to_line()
+    );
+}
+
+/// The thumbnail worker. Frames on disk without a thumbnail (rendered by an older image, or
+/// before a crash) get one too.
+fn thumbnailer(args: &RenderArgs, skipped: &[i32]) -> Thumbnailer {
+    let t = Thumbnailer::start(&args.output, args.format);
+    for f in skipped {
+        t.add_if_stale(*f);
+    }
+    t
+}
+
+/// Nothing to render: the batch succeeds once the thumbnails are made.
+async fn all_on_disk(args: &RenderArgs, work: &Work) -> TerminationMessage {
+    thumbnailer(args, &work.skipped).finish().await;
+    let mut msg = report::plain(Outcome::Succeeded, "every frame was already on disk");
+    msg.frames_skipped = work.skipped.len() as u32;
+    msg.last_frame = work.skipped.iter().max().copied();
+    msg
+}
+
+/// The image says which Blender it has; elsewhere Blender is asked.
+async fn blender_version(args: &RenderArgs) -> Option<String> {
+    match &args.blender_version {
+        Some(v) => Some(v.clone()),
+        None => blender::version(&args.blender).await,
+    }
+}
+
+/// A bad-input message when the file was saved by a newer Blender than this one.
+fn too_new(
+    args: &RenderArgs,
+    file_version: Version,
+    blender_version: Option<&str>,
+    work: &Work,
+) -> Option<TerminationMessage> {
+    let full = blender_version?;
+    let version = Version::parse(full)?;
+    let why = blend::too_new(&args.blend_file, file_version, version, full)?;
+    let mut msg = work.unrendered(Outcome::BadInput, why);
+    msg.blender_version = Some(full.to_string());
+    Some(msg)
+}
+
+async fn end_thumbnails(thumbs: Thumbnailer, ended: &Ended) {
     if ended.stopped_by.is_some() {
         // The kubelet's grace period is short: the batch's end comes first.
         thumbs.abort();
     } else {
         thumbs.finish().await;
     }
+}
+
+/// The isolation warning and Blender's warnings; after an unclean end, frames written but
+/// never reported saved are removed, and that is a warning too.
+fn warnings(
+    isolation: Option<String>,
+    tracker: &Tracker,
+    ended: &Ended,
+    todo: &[(i32, String)],
+) -> Vec<String> {
     let clean = ended.status.success() && ended.stopped_by.is_none();
     let mut warnings: Vec<String> = isolation
         .into_iter()
@@ -121,7 +184,7 @@ pub async fn run(args: RenderArgs, mut stop: Stop) -> i32 {
         // File times come from a coarse clock that can lag the one read before spawning
         // Blender by a few milliseconds: allow for it.
         let since = ended.spawned - std::time::Duration::from_secs(2);
-        let removed = check::remove_partial(&todo, &tracker.saved, since);
+        let removed = check::remove_partial(todo, &tracker.saved, since);
         if !removed.is_empty() {
             let text = format!(
                 "removed frames {removed:?}, written but never reported saved by Blender (possibly cut short)"
@@ -136,6 +199,19 @@ pub async fn run(args: RenderArgs, mut stop: Stop) -> i32 {
             warnings.push(text);
         }
     }
+    warnings
+}
+
+/// The termination message once Blender has ended.
+fn ended_message(
+    args: &RenderArgs,
+    work: &Work,
+    tracker: &Tracker,
+    ended: &Ended,
+    oom_before: Option<u64>,
+    warnings: &[String],
+    blender_version: Option<String>,
+) -> TerminationMessage {
     // The files are the truth.
     let missing: Vec<i32> = args
         .frames
@@ -143,7 +219,11 @@ pub async fn run(args: RenderArgs, mut stop: Stop) -> i32 {
         .into_iter()
         .filter(|f| !check::rendered(&args.output_file(*f)))
         .collect();
-    let rendered = todo.iter().filter(|(f, _)| !missing.contains(f)).count() as u32;
+    let rendered = work
+        .todo
+        .iter()
+        .filter(|(f, _)| !missing.contains(f))
+        .count() as u32;
     let last_frame = args
         .frames
         .frames()
@@ -158,24 +238,18 @@ pub async fn run(args: RenderArgs, mut stop: Stop) -> i32 {
         oom_killed: matches!((oom_before, report::oom_kills()), (Some(a), Some(b)) if b > a),
         bad_input: tracker.bad_input.as_deref(),
         errors: &tracker.errors,
-        warnings: &warnings,
+        warnings,
         missing: &missing,
     });
-    scene.missing_files = tracker.missing_files.clone();
-    scene.missing_files_count = tracker.missing_files_count;
-    report::finish(
-        &log,
-        &TerminationMessage {
-            outcome,
-            frames_rendered: rendered,
-            frames_skipped: skipped.len() as u32,
-            frames_missing: missing,
-            seconds_per_frame: tracker.seconds_per_frame().map(tracker::round3),
-            device: tracker.device.clone(),
-            blender_version: tracker.version.clone().or(blender_version),
-            last_frame,
-            message,
-        },
-        &scene,
-    )
+    TerminationMessage {
+        outcome,
+        frames_rendered: rendered,
+        frames_skipped: work.skipped.len() as u32,
+        frames_missing: missing,
+        seconds_per_frame: tracker.seconds_per_frame().map(tracker::round3),
+        device: tracker.device.clone(),
+        blender_version: tracker.version.clone().or(blender_version),
+        last_frame,
+        message,
+    }
 }

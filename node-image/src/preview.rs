@@ -212,34 +212,15 @@ pub async fn run(args: &PreviewArgs) -> Ended {
             args.fps, args.width
         ));
     }
-    let mut output = args.output.clone();
-    if Path::new(&output).is_relative() {
-        match std::env::current_dir() {
-            Ok(cwd) => output = cwd.join(&output).display().to_string(),
-            Err(e) => return bad_input(format!("cannot read the working directory: {e}")),
-        }
-    }
+    let output = match absolute(&args.output) {
+        Ok(output) => output,
+        Err(e) => return bad_input(format!("cannot read the working directory: {e}")),
+    };
     if let Some(prefix) = &args.markers {
-        // Leftovers only: a failure here is said, and the preview goes on.
-        match crate::handoff::remove_markers(&output, prefix) {
-            Ok(n) if n > 0 => eprintln!("render-preview: removed {n} start-ahead markers"),
-            Ok(_) => {}
-            Err(e) => eprintln!("render-preview: cannot remove the start-ahead markers: {e}"),
-        }
+        remove_markers(&output, prefix);
     }
     let frames = args.frames.frames();
-    let (mut present, mut missing) = (Vec::new(), Vec::new());
-    for f in &frames {
-        let path = output_file(&output, *f, args.format);
-        let on_disk = std::fs::metadata(&path)
-            .map(|m| m.is_file() && m.len() > 0)
-            .unwrap_or(false);
-        if on_disk {
-            present.push(PathBuf::from(path));
-        } else {
-            missing.push(*f);
-        }
-    }
+    let (present, missing) = on_disk(&output, &frames, args.format);
     if present.is_empty() {
         return bad_input(format!(
             "none of the {} frames is on disk (the first would be {})",
@@ -256,29 +237,22 @@ pub async fn run(args: &PreviewArgs) -> Ended {
         rows: grid.1,
         message: None,
     };
-    let mut notes = Vec::new();
-    if !missing.is_empty() {
-        notes.push(format!(
+    let notes = (!missing.is_empty()).then(|| {
+        format!(
             "not on disk: frames {}; the preview shows {} of {} frames",
             frame_list(&missing),
             present.len(),
             frames.len()
-        ));
-    }
+        )
+    });
 
     let scratch =
         Scratch(std::env::temp_dir().join(format!("render-preview-{}", std::process::id())));
     let _ = std::fs::remove_dir_all(&scratch.0);
-    let ext = args.format.extension();
-    let linked = link_sequence(&scratch.0.join("seq"), &present, ext)
-        .and_then(|seq| Ok((seq, link_sequence(&scratch.0.join("sheet"), &tiles, ext)?)));
-    let (seq, sheet) = match linked {
+    let (seq, sheet) = match link_frames(&scratch, &present, &tiles, args.format.extension()) {
         Ok(p) => p,
-        Err(e) => {
-            report.message = Some(format!(
-                "cannot link the frames under {}: {e}",
-                scratch.0.display()
-            ));
+        Err(why) => {
+            report.message = Some(why);
             return Ended {
                 code: exit::RENDER_FAILED,
                 report,
@@ -286,52 +260,18 @@ pub async fn run(args: &PreviewArgs) -> Ended {
         }
     };
     let input = media::input_options(&present[0], args.format);
-
     let mut failures = Vec::new();
-    let video = PathBuf::from(video_file(&output));
-    let temp = media::temp_beside(&video);
-    let started = Instant::now();
-    // A slow machine encodes a few frames a second at 640 px; this is far beyond that.
-    let timeout = Duration::from_secs(300 + 2 * present.len() as u64);
-    match media::write_atomically(
-        &video_args(args, &input, &seq, &temp),
-        &temp,
-        &video,
-        timeout,
-    )
-    .await
-    {
-        Ok(()) => eprintln!(
-            "render-preview: {} ({} frames, {} fps, {}) in {:.2}s",
-            video.display(),
-            present.len(),
-            args.fps,
-            args.codec.as_str(),
-            started.elapsed().as_secs_f64()
-        ),
-        Err(e) => failures.push(format!("preview video: {e}")),
-    }
-    let contact = PathBuf::from(contact_sheet_file(&output));
-    let temp = media::temp_beside(&contact);
-    let started = Instant::now();
-    match media::write_atomically(
-        &sheet_args(args.format, &input, &sheet, grid, &temp),
-        &temp,
-        &contact,
-        Duration::from_secs(300),
-    )
-    .await
-    {
-        Ok(()) => eprintln!(
-            "render-preview: {} ({}x{} of {} frames) in {:.2}s",
-            contact.display(),
-            grid.0,
-            grid.1,
-            tiles.len(),
-            started.elapsed().as_secs_f64()
-        ),
-        Err(e) => failures.push(format!("contact sheet: {e}")),
-    }
+    failures.extend(
+        write_video(args, &output, &input, &seq, present.len())
+            .await
+            .err(),
+    );
+    let sheet = Sheet {
+        pattern: &sheet,
+        grid,
+        tiles: tiles.len(),
+    };
+    failures.extend(write_sheet(args, &output, &input, &sheet).await.err());
     report.ok = failures.is_empty();
     failures.extend(notes);
     report.message = (!failures.is_empty()).then(|| shorten(failures.join("; ")));
@@ -342,6 +282,125 @@ pub async fn run(args: &PreviewArgs) -> Ended {
             exit::SUCCESS
         },
         report,
+    }
+}
+
+/// The video's frames and the contact sheet's tiles linked in `scratch`: ffmpeg's patterns.
+fn link_frames(
+    scratch: &Scratch,
+    present: &[PathBuf],
+    tiles: &[PathBuf],
+    ext: &str,
+) -> Result<(String, String), String> {
+    link_sequence(&scratch.0.join("seq"), present, ext)
+        .and_then(|seq| Ok((seq, link_sequence(&scratch.0.join("sheet"), tiles, ext)?)))
+        .map_err(|e| format!("cannot link the frames under {}: {e}", scratch.0.display()))
+}
+
+/// `output` made absolute against the working directory.
+fn absolute(output: &str) -> std::io::Result<String> {
+    if Path::new(output).is_relative() {
+        let cwd = std::env::current_dir()?;
+        return Ok(cwd.join(output).display().to_string());
+    }
+    Ok(output.to_string())
+}
+
+/// The start-ahead markers left beside the frames. Leftovers only: a failure here is said,
+/// and the preview goes on.
+fn remove_markers(output: &str, prefix: &str) {
+    match crate::handoff::remove_markers(output, prefix) {
+        Ok(n) if n > 0 => eprintln!("render-preview: removed {n} start-ahead markers"),
+        Ok(_) => {}
+        Err(e) => eprintln!("render-preview: cannot remove the start-ahead markers: {e}"),
+    }
+}
+
+/// The files of `frames` on disk (not empty), and the frames that are not.
+fn on_disk(output: &str, frames: &[i32], format: OutputFormat) -> (Vec<PathBuf>, Vec<i32>) {
+    let (mut present, mut missing) = (Vec::new(), Vec::new());
+    for f in frames {
+        let path = output_file(output, *f, format);
+        let on_disk = std::fs::metadata(&path)
+            .map(|m| m.is_file() && m.len() > 0)
+            .unwrap_or(false);
+        if on_disk {
+            present.push(PathBuf::from(path));
+        } else {
+            missing.push(*f);
+        }
+    }
+    (present, missing)
+}
+
+/// The preview video of the frames linked as `seq`; the failure as the report says it.
+async fn write_video(
+    args: &PreviewArgs,
+    output: &str,
+    input: &[String],
+    seq: &str,
+    frames: usize,
+) -> Result<(), String> {
+    let video = PathBuf::from(video_file(output));
+    let temp = media::temp_beside(&video);
+    let started = Instant::now();
+    // A slow machine encodes a few frames a second at 640 px; this is far beyond that.
+    let timeout = Duration::from_secs(300 + 2 * frames as u64);
+    match media::write_atomically(&video_args(args, input, seq, &temp), &temp, &video, timeout)
+        .await
+    {
+        Ok(()) => {
+            eprintln!(
+                "render-preview: {} ({} frames, {} fps, {}) in {:.2}s",
+                video.display(),
+                frames,
+                args.fps,
+                args.codec.as_str(),
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+        Err(e) => Err(format!("preview video: {e}")),
+    }
+}
+
+/// The contact sheet's frames as linked, and its grid.
+struct Sheet<'a> {
+    pattern: &'a str,
+    grid: (u32, u32),
+    tiles: usize,
+}
+
+/// The contact sheet; the failure as the report says it.
+async fn write_sheet(
+    args: &PreviewArgs,
+    output: &str,
+    input: &[String],
+    sheet: &Sheet<'_>,
+) -> Result<(), String> {
+    let contact = PathBuf::from(contact_sheet_file(output));
+    let temp = media::temp_beside(&contact);
+    let started = Instant::now();
+    match media::write_atomically(
+        &sheet_args(args.format, input, sheet.pattern, sheet.grid, &temp),
+        &temp,
+        &contact,
+        Duration::from_secs(300),
+    )
+    .await
+    {
+        Ok(()) => {
+            eprintln!(
+                "render-preview: {} ({}x{} of {} frames) in {:.2}s",
+                contact.display(),
+                sheet.grid.0,
+                sheet.grid.1,
+                sheet.tiles,
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+        Err(e) => Err(format!("contact sheet: {e}")),
     }
 }
 

@@ -133,51 +133,48 @@ impl Tracker {
     pub fn line(&mut self, raw: &str, now: Instant) -> Vec<ProgressEvent> {
         let mut out = Vec::new();
         if self.in_traceback {
-            let t = raw.trim_end();
-            if t.is_empty() || t.starts_with(char::is_whitespace) || t.starts_with("Traceback") {
-                return out;
-            }
-            self.in_traceback = false;
-            self.error(format!("Python error: {t}"), &mut out);
+            self.traceback(raw, &mut out);
             return out;
         }
         match parse(raw) {
             Line::Version(v) => {
                 self.version.get_or_insert(v);
             }
-            Line::Marker(Marker::Scene {
+            Line::Marker(marker) => self.marker(marker, now, &mut out),
+            Line::Frame { frame, samples } => self.frame(frame, samples, now, &mut out),
+            Line::Saved(path) => self.saved(path, now, &mut out),
+            Line::FrameTime(t) => self.flush(Some(t), now, &mut out),
+            Line::Traceback => self.in_traceback = true,
+            Line::Error(e) => self.error(e, &mut out),
+            Line::Other => {}
+        }
+        out
+    }
+
+    /// A line of a Python traceback: its last line is the error.
+    fn traceback(&mut self, raw: &str, out: &mut Vec<ProgressEvent>) {
+        let t = raw.trim_end();
+        if t.is_empty() || t.starts_with(char::is_whitespace) || t.starts_with("Traceback") {
+            return;
+        }
+        self.in_traceback = false;
+        self.error(format!("Python error: {t}"), out);
+    }
+
+    /// A line of render-node's own Python.
+    fn marker(&mut self, marker: Marker, now: Instant, out: &mut Vec<ProgressEvent>) {
+        match marker {
+            Marker::Scene {
                 start,
                 end,
                 version,
-            }) => {
-                if !version.is_empty() {
-                    self.version = Some(version);
-                }
-                let outside: Vec<String> = self
-                    .todo
-                    .iter()
-                    .filter(|f| **f < start || **f > end)
-                    .map(i32::to_string)
-                    .collect();
-                if !outside.is_empty() {
-                    let list = if outside.len() > 10 {
-                        format!("{},… ({} frames)", outside[..10].join(","), outside.len())
-                    } else {
-                        outside.join(",")
-                    };
-                    self.warn(
-                        format!("frames {list} are outside the scene's frame range {start}..{end}; Blender renders them anyway"),
-                        &mut out,
-                    );
-                }
-                self.started(now, &mut out);
-            }
-            Line::Marker(Marker::Fallback(text)) => {
+            } => self.scene(start, end, version, now, out),
+            Marker::Fallback(text) => {
                 self.fallback = true;
-                self.warn(text, &mut out);
+                self.warn(text, out);
             }
-            Line::Marker(Marker::Warning(text)) => self.warn(text, &mut out),
-            Line::Marker(Marker::Device { device, detail }) => {
+            Marker::Warning(text) => self.warn(text, out),
+            Marker::Device { device, detail } => {
                 self.device = Some(device.clone());
                 out.push(ProgressEvent::Device {
                     requested: self.requested.clone(),
@@ -186,7 +183,7 @@ impl Tracker {
                     fallback: self.fallback,
                 });
             }
-            Line::Marker(Marker::MissingFiles(m)) => {
+            Marker::MissingFiles(m) => {
                 self.missing_files = m.files.iter().map(|f| f.path.clone()).collect();
                 self.missing_files_count = m.count;
                 out.push(ProgressEvent::MissingFiles {
@@ -195,50 +192,88 @@ impl Tracker {
                     files: m.files,
                 });
             }
-            Line::Marker(Marker::BadInput(text)) => {
+            Marker::BadInput(text) => {
                 self.bad_input = Some(text.clone());
                 out.push(ProgressEvent::BlenderError { message: text });
             }
-            Line::Frame { frame, samples } => {
-                self.started(now, &mut out);
-                if self.current.map(|(f, _)| f) != Some(frame) {
-                    self.flush(None, now, &mut out);
-                    self.current = Some((frame, now));
-                    self.tenths = 0;
-                    out.push(ProgressEvent::FrameStarted { frame });
-                }
-                if let Some((done, total)) = samples.filter(|(_, t)| *t > 0) {
-                    let tenths = done.min(total) * 10 / total;
-                    if tenths > self.tenths {
-                        self.tenths = tenths;
-                        out.push(ProgressEvent::Samples { frame, done, total });
-                    }
-                }
-            }
-            Line::Saved(path) => {
-                self.started(now, &mut out);
-                self.flush(None, now, &mut out);
-                let frame = self
-                    .expected
-                    .get(&path)
-                    .copied()
-                    .or(self.current.map(|(f, _)| f));
-                if let Some(frame) = frame {
-                    if self.expected.contains_key(&path) {
-                        self.saved.push(frame);
-                    }
-                    let started = self.current.map(|(_, t)| t).unwrap_or(now);
-                    self.pending = Some((frame, path, started));
-                }
-                // A workbench render prints no `Fra:` lines: the next frame starts now.
-                self.current = None;
-            }
-            Line::FrameTime(t) => self.flush(Some(t), now, &mut out),
-            Line::Traceback => self.in_traceback = true,
-            Line::Error(e) => self.error(e, &mut out),
-            Line::Other => {}
         }
-        out
+    }
+
+    /// The scene loaded: its frame range (frames outside it are a warning) and Blender's
+    /// version. Rendering starts.
+    fn scene(
+        &mut self,
+        start: i32,
+        end: i32,
+        version: String,
+        now: Instant,
+        out: &mut Vec<ProgressEvent>,
+    ) {
+        if !version.is_empty() {
+            self.version = Some(version);
+        }
+        let outside: Vec<String> = self
+            .todo
+            .iter()
+            .filter(|f| **f < start || **f > end)
+            .map(i32::to_string)
+            .collect();
+        if !outside.is_empty() {
+            let list = if outside.len() > 10 {
+                format!("{},… ({} frames)", outside[..10].join(","), outside.len())
+            } else {
+                outside.join(",")
+            };
+            self.warn(
+                format!("frames {list} are outside the scene's frame range {start}..{end}; Blender renders them anyway"),
+                out,
+            );
+        }
+        self.started(now, out);
+    }
+
+    /// A progress line of `frame`: a new frame starts, or its samples reach another tenth.
+    fn frame(
+        &mut self,
+        frame: i32,
+        samples: Option<(u32, u32)>,
+        now: Instant,
+        out: &mut Vec<ProgressEvent>,
+    ) {
+        self.started(now, out);
+        if self.current.map(|(f, _)| f) != Some(frame) {
+            self.flush(None, now, out);
+            self.current = Some((frame, now));
+            self.tenths = 0;
+            out.push(ProgressEvent::FrameStarted { frame });
+        }
+        if let Some((done, total)) = samples.filter(|(_, t)| *t > 0) {
+            let tenths = done.min(total) * 10 / total;
+            if tenths > self.tenths {
+                self.tenths = tenths;
+                out.push(ProgressEvent::Samples { frame, done, total });
+            }
+        }
+    }
+
+    /// Blender saved `path`: its frame waits for its `Time:` line.
+    fn saved(&mut self, path: String, now: Instant, out: &mut Vec<ProgressEvent>) {
+        self.started(now, out);
+        self.flush(None, now, out);
+        let frame = self
+            .expected
+            .get(&path)
+            .copied()
+            .or(self.current.map(|(f, _)| f));
+        if let Some(frame) = frame {
+            if self.expected.contains_key(&path) {
+                self.saved.push(frame);
+            }
+            let started = self.current.map(|(_, t)| t).unwrap_or(now);
+            self.pending = Some((frame, path, started));
+        }
+        // A workbench render prints no `Fra:` lines: the next frame starts now.
+        self.current = None;
     }
 
     /// Blender's output ended.
