@@ -103,6 +103,19 @@ pub fn decide(
         }
     }
 
+    suspend_resume_delete(rj, states, jobs, recorded, &mut actions);
+    actions
+}
+
+/// The Jobs to suspend, resume and delete: a pause, its end, and the cleanup of succeeded
+/// batches.
+fn suspend_resume_delete(
+    rj: &RenderJob,
+    states: &[BatchState],
+    jobs: &index::Jobs<'_>,
+    recorded: &BTreeSet<u32>,
+    actions: &mut Actions,
+) {
     for (index, job) in jobs.iter() {
         let name = || job.name.clone();
         match states.get(*index as usize) {
@@ -131,7 +144,6 @@ pub fn decide(
             _ => {}
         }
     }
-    actions
 }
 
 #[cfg(test)]

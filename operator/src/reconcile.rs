@@ -381,20 +381,88 @@ pub fn decide(
         .map(|(s, _)| s.clone())
         .or_else(|| rj.status.clone())
         .unwrap_or_default();
-    let mut seen = Observation::new(&name, plan, &old, input.jobs, input.pods);
-    seen.taken = status::jobs_by_batch(&name, &plan, input.taken.iter().map(Arc::as_ref))
-        .keys()
-        .copied()
-        .collect();
     let write_every = status_every(input.active);
     state.created.pace(created_every(write_every));
-    state.expire_in_flight(|i| seen.jobs.contains_key(&i), now);
+    let seen = observe(input, state, &name, plan, &old, now);
     let in_flight: BTreeSet<u32> = state.in_flight.keys().copied().collect();
-    seen.ahead_in_flight = state.in_flight_after.clone();
-    seen.sharing = input.active > 1;
     let rejected = refusal(rj, &seen, state, &mut fx, now, wall);
     fx.stop = too_disrupted(&seen, input.disrupted, config.max_disruptions.max(1));
     let (todo, mut new, states) = seen.decide(rj, &old, &in_flight, rejected, wall);
+    create_jobs(rj, &plan, config, &todo, state, &mut fx, now)?;
+    fx.ahead_due = todo.ahead_due;
+    let Actions {
+        suspend,
+        resume,
+        mut delete,
+        create,
+        ..
+    } = todo;
+    let (preview_job, delete_preview) =
+        preview_step(input, state, config, &old, &mut new, now, wall)?;
+    fx.preview = preview_job;
+    delete.extend(delete_preview);
+    (fx.suspend, fx.resume, fx.delete) = (suspend, resume, delete);
+    fx.all_created = new.batches.pending == 0;
+    state.left_to_create = !fx.all_created;
+    fx.busy = busy(&new, !create.is_empty());
+    // Counts and messages wait for the next paced write (`status_every`); transitions do not.
+    fx.status_due = written_at
+        .map(|at| write_every.saturating_sub(now.saturating_duration_since(at)))
+        .filter(|wait| old != new && !wait.is_zero() && !status::urgent(&old, &new));
+    fx.terminal = matches!(new.phase, Phase::Succeeded | Phase::Failed);
+    if old != new && fx.status_due.is_none() {
+        fx.newly_failed = newly_failed(&old, &new);
+        fx.status = Some(StatusWrite {
+            events: events::on_change(&old, &new, rj.spec.missing_files),
+            progress: progress(&old, &new, &seen, &states),
+            status: new,
+        });
+    }
+    Ok(fx)
+}
+
+/// The render is still going: batches running or pending, Jobs being created, or the preview
+/// being made.
+fn busy(new: &RenderJobStatus, creating: bool) -> bool {
+    let previewing = new
+        .preview
+        .as_ref()
+        .is_some_and(|p| p.state == PreviewState::Running);
+    matches!(new.phase, Phase::Running | Phase::Pending) || creating || previewing
+}
+
+/// What this reconcile sees of the render, with the in-flight marks of `state` brought up to
+/// date against the cache.
+fn observe<'a>(
+    input: &Input<'a>,
+    state: &mut RenderState,
+    name: &str,
+    plan: Plan,
+    old: &RenderJobStatus,
+    now: Instant,
+) -> Observation<'a> {
+    let mut seen = Observation::new(name, plan, old, input.jobs, input.pods);
+    seen.taken = status::jobs_by_batch(name, &plan, input.taken.iter().map(Arc::as_ref))
+        .keys()
+        .copied()
+        .collect();
+    state.expire_in_flight(|i| seen.jobs.contains_key(&i), now);
+    seen.ahead_in_flight = state.in_flight_after.clone();
+    seen.sharing = input.active > 1;
+    seen
+}
+
+/// The batch Jobs to create, each marked in flight (and, started ahead, with the batch it
+/// follows) as its apply is queued.
+fn create_jobs(
+    rj: &RenderJob,
+    plan: &Plan,
+    config: &JobConfig,
+    todo: &Actions,
+    state: &mut RenderState,
+    fx: &mut Effects,
+    now: Instant,
+) -> Result<()> {
     for index in &todo.create {
         if let Some(batch) = plan.batch(*index) {
             let after = todo.after.get(index).copied();
@@ -406,16 +474,22 @@ pub fn decide(
             }
         }
     }
-    fx.ahead_due = todo.ahead_due;
-    let Actions {
-        suspend,
-        resume,
-        mut delete,
-        create,
-        ..
-    } = todo;
-    // The preview step: after the batches, in the same status.
-    let preview_name = job::preview_job_name(&name);
+    Ok(())
+}
+
+/// The preview step: after the batches, in the same status. The preview Job to apply, if it
+/// is due, and its name if it is to be deleted; `new` gets the preview's status.
+fn preview_step(
+    input: &Input<'_>,
+    state: &mut RenderState,
+    config: &JobConfig,
+    old: &RenderJobStatus,
+    new: &mut RenderJobStatus,
+    now: Instant,
+    wall: &Time,
+) -> Result<(Option<Job>, Option<String>)> {
+    let rj = input.rj;
+    let preview_name = job::preview_job_name(&rj.name_any());
     let is_preview = |j: &&BatchJob| j.batch.is_none() && j.name == preview_name;
     let preview_job = input.jobs.iter().map(Arc::as_ref).find(is_preview);
     state.expire_preview(preview_job.is_some(), now);
@@ -437,40 +511,17 @@ pub fn decide(
         refused: refused.as_deref(),
         taken: input.taken.iter().map(Arc::as_ref).any(|j| is_preview(&j)),
     };
-    if preview::wanted(rj, &old, &new, &seen_preview) {
-        fx.preview = Some(job::build_preview(rj, config)?);
+    let mut apply = None;
+    if preview::wanted(rj, old, new, &seen_preview) {
+        apply = Some(job::build_preview(rj, config)?);
         state.preview_in_flight = Some(now + crate::state::IN_FLIGHT_TTL);
         seen_preview.starting = true;
     }
-    if rj.spec.cleanup.policy == CleanupPolicy::DeleteSucceeded
-        && preview::deletable(&old, &seen_preview)
-    {
-        delete.push(preview_name.clone());
-    }
-    preview::roll_up(rj, &old, &mut new, &seen_preview, wall);
-    (fx.suspend, fx.resume, fx.delete) = (suspend, resume, delete);
-    fx.all_created = new.batches.pending == 0;
-    state.left_to_create = !fx.all_created;
-    let previewing = new
-        .preview
-        .as_ref()
-        .is_some_and(|p| p.state == PreviewState::Running);
-    fx.busy =
-        matches!(new.phase, Phase::Running | Phase::Pending) || !create.is_empty() || previewing;
-    // Counts and messages wait for the next paced write (`status_every`); transitions do not.
-    fx.status_due = written_at
-        .map(|at| write_every.saturating_sub(now.saturating_duration_since(at)))
-        .filter(|wait| old != new && !wait.is_zero() && !status::urgent(&old, &new));
-    fx.terminal = matches!(new.phase, Phase::Succeeded | Phase::Failed);
-    if old != new && fx.status_due.is_none() {
-        fx.newly_failed = newly_failed(&old, &new);
-        fx.status = Some(StatusWrite {
-            events: events::on_change(&old, &new, rj.spec.missing_files),
-            progress: progress(&old, &new, &seen, &states),
-            status: new,
-        });
-    }
-    Ok(fx)
+    let delete = (rj.spec.cleanup.policy == CleanupPolicy::DeleteSucceeded
+        && preview::deletable(old, &seen_preview))
+    .then(|| preview_name.clone());
+    preview::roll_up(rj, old, new, &seen_preview, wall);
+    Ok((apply, delete))
 }
 
 /// What holds creation back because the API server refused something: a Job apply (until

@@ -3,6 +3,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
+use render_contract::PreviewReport;
 use render_contract::args::output_file;
 use render_contract::preview::{
     contact_sheet_file, contact_sheet_grid, thumbnail_file, video_file,
@@ -142,12 +143,15 @@ fn making(job: &str, total: u32) -> String {
     format!("preview Job {job} is making the preview of {total} frames")
 }
 
-fn current(rj: &RenderJob, new: &RenderJobStatus, seen: &PreviewSeen<'_>) -> PreviewStatus {
-    let with = |state: PreviewState, message: String| PreviewStatus {
+fn with(state: PreviewState, message: String) -> PreviewStatus {
+    PreviewStatus {
         state,
         message: Some(message),
         ..PreviewStatus::default()
-    };
+    }
+}
+
+fn current(rj: &RenderJob, new: &RenderJobStatus, seen: &PreviewSeen<'_>) -> PreviewStatus {
     if !rj.spec.preview.enabled {
         return with(
             PreviewState::Disabled,
@@ -164,58 +168,9 @@ fn current(rj: &RenderJob, new: &RenderJobStatus, seen: &PreviewSeen<'_>) -> Pre
     let total = u32::try_from(new.frames.total).unwrap_or(u32::MAX);
     if let Some(job) = seen.job {
         return match &job.finished {
-            Some(Finished::Complete) if report.is_none_or(|r| r.ok) => {
-                let pattern = rj.output_path();
-                let frames = report.map_or(total, |r| r.frames);
-                let (columns, rows) = match report {
-                    Some(r) if r.columns > 0 && r.rows > 0 => (r.columns, r.rows),
-                    _ => contact_sheet_grid(frames),
-                };
-                PreviewStatus {
-                    state: PreviewState::Ready,
-                    video: Some(video_file(&pattern)),
-                    contact_sheet: Some(contact_sheet_file(&pattern)),
-                    frames: Some(i64::from(frames)),
-                    columns: Some(i64::from(columns)),
-                    rows: Some(i64::from(rows)),
-                    message: None,
-                }
-            }
-            Some(Finished::Complete) | Some(Finished::Failed(_)) => {
-                let failure = match &job.finished {
-                    Some(Finished::Failed(f)) => Some(f.as_ref()),
-                    _ => None,
-                };
-                let why = report
-                    .and_then(|r| r.message.clone())
-                    .or_else(|| {
-                        seen.pods
-                            .iter()
-                            .filter_map(|p| p.failure.as_deref())
-                            .find_map(|f| f.message.clone().or_else(|| Some(f.reason.clone())))
-                    })
-                    .or_else(|| {
-                        failure.and_then(|f| f.message.clone().or_else(|| f.reason.clone()))
-                    })
-                    .unwrap_or_else(|| "the preview Job failed".into());
-                with(
-                    PreviewState::Failed,
-                    short(&format!("preview Job {} failed: {why}", job.name)),
-                )
-            }
-            None => match seen.pods.iter().find_map(|p| p.stuck.as_deref()) {
-                // Shown, not acted on: the Job controller keeps trying, as for batches.
-                Some(stuck) => with(
-                    PreviewState::Running,
-                    short(&format!(
-                        "preview Job {}'s pod cannot start: {}: {}",
-                        job.name,
-                        stuck.reason,
-                        stuck.message.as_deref().unwrap_or_default()
-                    )),
-                ),
-                None => with(PreviewState::Running, making(&job.name, total)),
-            },
+            Some(Finished::Complete) if report.is_none_or(|r| r.ok) => ready(rj, report, total),
+            Some(Finished::Complete) | Some(Finished::Failed(_)) => failed(job, report, seen),
+            None => running(job, seen, total),
         };
     }
     if let Some(why) = seen.refused {
@@ -246,6 +201,65 @@ fn current(rj: &RenderJob, new: &RenderJobStatus, seen: &PreviewSeen<'_>) -> Pre
                 new.frames.rendered, new.frames.total
             ),
         ),
+    }
+}
+
+/// The preview Job succeeded: where the video and the contact sheet are, and the sheet's grid.
+fn ready(rj: &RenderJob, report: Option<&PreviewReport>, total: u32) -> PreviewStatus {
+    let pattern = rj.output_path();
+    let frames = report.map_or(total, |r| r.frames);
+    let (columns, rows) = match report {
+        Some(r) if r.columns > 0 && r.rows > 0 => (r.columns, r.rows),
+        _ => contact_sheet_grid(frames),
+    };
+    PreviewStatus {
+        state: PreviewState::Ready,
+        video: Some(video_file(&pattern)),
+        contact_sheet: Some(contact_sheet_file(&pattern)),
+        frames: Some(i64::from(frames)),
+        columns: Some(i64::from(columns)),
+        rows: Some(i64::from(rows)),
+        message: None,
+    }
+}
+
+/// The preview Job failed (or succeeded with a report that says it did not): why, from its
+/// pod's report, its pods' failures or the Job's own condition.
+fn failed(job: &BatchJob, report: Option<&PreviewReport>, seen: &PreviewSeen<'_>) -> PreviewStatus {
+    let failure = match &job.finished {
+        Some(Finished::Failed(f)) => Some(f.as_ref()),
+        _ => None,
+    };
+    let why = report
+        .and_then(|r| r.message.clone())
+        .or_else(|| {
+            seen.pods
+                .iter()
+                .filter_map(|p| p.failure.as_deref())
+                .find_map(|f| f.message.clone().or_else(|| Some(f.reason.clone())))
+        })
+        .or_else(|| failure.and_then(|f| f.message.clone().or_else(|| f.reason.clone())))
+        .unwrap_or_else(|| "the preview Job failed".into());
+    with(
+        PreviewState::Failed,
+        short(&format!("preview Job {} failed: {why}", job.name)),
+    )
+}
+
+/// The preview Job has not finished: its pod cannot start, or it is making the preview.
+fn running(job: &BatchJob, seen: &PreviewSeen<'_>, total: u32) -> PreviewStatus {
+    match seen.pods.iter().find_map(|p| p.stuck.as_deref()) {
+        // Shown, not acted on: the Job controller keeps trying, as for batches.
+        Some(stuck) => with(
+            PreviewState::Running,
+            short(&format!(
+                "preview Job {}'s pod cannot start: {}: {}",
+                job.name,
+                stuck.reason,
+                stuck.message.as_deref().unwrap_or_default()
+            )),
+        ),
+        None => with(PreviewState::Running, making(&job.name, total)),
     }
 }
 
