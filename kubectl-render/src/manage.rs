@@ -8,7 +8,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Api, ResourceExt as _};
-use renderfarm::crd::RenderJob;
+use renderfarm::crd::{RenderJob, RenderJobStatus};
 use renderfarm::job::{BATCH_LABEL, RENDERJOB_LABEL, renderjob_label};
 use serde_json::json;
 
@@ -184,78 +184,99 @@ pub fn preview_lines(r: &crate::preview::Render) -> Vec<String> {
 /// The readable summary `status` prints.
 pub fn describe(rj: &RenderJob, events: &[Event], now: Timestamp) -> String {
     let s = rj.status.clone().unwrap_or_default();
+    let mut out = spec_lines(rj);
+    out.extend(progress_lines(&s, now));
+    out.extend(failed_lines(&s));
+    out.extend(condition_lines(&s));
+    out.extend(event_lines(events, now));
+    out.join("\n")
+}
+
+/// `Key:` and its value, in the summary's column.
+fn kv(k: &str, v: String) -> String {
+    format!("{:<14}{v}", format!("{k}:"))
+}
+
+/// What the RenderJob asks for: its name, scene, frames and render settings.
+fn spec_lines(rj: &RenderJob) -> Vec<String> {
     let spec = &rj.spec;
-    let mut out = Vec::new();
-    let mut kv = |k: &str, v: String| out.push(format!("{:<14}{v}", format!("{k}:")));
-    kv("Name", rj.name_any());
-    kv("Namespace", rj.namespace().unwrap_or_default());
-    kv(
-        "Scene",
-        format!("{} (claim {})", spec.blend_file, spec.storage.claim_name),
-    );
     let count = frames::frames(&spec.frames).count();
-    kv(
-        "Frames",
-        format!(
-            "{} ({count} frames), batches of {}, {} at a time{}",
-            frames::display(&spec.frames),
-            spec.batch_size,
-            spec.parallelism,
-            if spec.suspend { ", paused" } else { "" }
+    vec![
+        kv("Name", rj.name_any()),
+        kv("Namespace", rj.namespace().unwrap_or_default()),
+        kv(
+            "Scene",
+            format!("{} (claim {})", spec.blend_file, spec.storage.claim_name),
         ),
-    );
-    kv(
-        "Render",
-        format!(
-            "{} on {}, {} to {}",
-            spec.engine.as_str(),
-            spec.device.as_str(),
-            spec.output.format.as_str(),
-            rj.output_path()
+        kv(
+            "Frames",
+            format!(
+                "{} ({count} frames), batches of {}, {} at a time{}",
+                frames::display(&spec.frames),
+                spec.batch_size,
+                spec.parallelism,
+                if spec.suspend { ", paused" } else { "" }
+            ),
         ),
-    );
-    kv("Phase", s.phase.as_str().to_string());
-    kv(
-        "Progress",
-        format!(
-            "{}/{} frames · {}",
-            s.frames.rendered,
-            s.frames.total,
-            progress::details(&s, now)
+        kv(
+            "Render",
+            format!(
+                "{} on {}, {} to {}",
+                spec.engine.as_str(),
+                spec.device.as_str(),
+                spec.output.format.as_str(),
+                rj.output_path()
+            ),
         ),
-    );
-    kv(
-        "Batches",
-        format!(
-            "{} succeeded, {} running, {} pending, {} failed, of {}",
-            s.batches.succeeded,
-            s.batches.active,
-            s.batches.pending,
-            s.batches.failed,
-            s.batches.total
+    ]
+}
+
+/// Where the render is: its phase, frames, batches, pods, time and how it rendered.
+fn progress_lines(s: &RenderJobStatus, now: Timestamp) -> Vec<String> {
+    let mut out = vec![
+        kv("Phase", s.phase.as_str().to_string()),
+        kv(
+            "Progress",
+            format!(
+                "{}/{} frames · {}",
+                s.frames.rendered,
+                s.frames.total,
+                progress::details(s, now)
+            ),
         ),
-    );
-    kv(
-        "Pods",
-        format!(
-            "{} running, {}{} pending, {} succeeded, {} failed",
-            s.pods.running,
-            match s.pods.waiting {
-                0 => String::new(),
-                n => format!("{n} started ahead (waiting), "),
-            },
-            s.pods.pending,
-            s.pods.succeeded,
-            s.pods.failed
+        kv(
+            "Batches",
+            format!(
+                "{} succeeded, {} running, {} pending, {} failed, of {}",
+                s.batches.succeeded,
+                s.batches.active,
+                s.batches.pending,
+                s.batches.failed,
+                s.batches.total
+            ),
         ),
-    );
-    if let Some(d) = progress::elapsed(&s, now) {
+        kv(
+            "Pods",
+            format!(
+                "{} running, {}{} pending, {} succeeded, {} failed",
+                s.pods.running,
+                match s.pods.waiting {
+                    0 => String::new(),
+                    n => format!("{n} started ahead (waiting), "),
+                },
+                s.pods.pending,
+                s.pods.succeeded,
+                s.pods.failed
+            ),
+        ),
+    ];
+    if let Some(d) = progress::elapsed(s, now) {
         let done = if s.completion_time.is_some() {
             "took"
         } else {
             "running for"
         };
-        kv("Time", format!("{done} {}", progress::duration(d)));
+        out.push(kv("Time", format!("{done} {}", progress::duration(d))));
     }
     let mut render = Vec::new();
     if let Some(spf) = s.seconds_per_frame {
@@ -268,8 +289,13 @@ pub fn describe(rj: &RenderJob, events: &[Event], now: Timestamp) -> String {
         render.push(format!("Blender {v}"));
     }
     if !render.is_empty() {
-        kv("Rendered", render.join(", "));
+        out.push(kv("Rendered", render.join(", ")));
     }
+    out
+}
+
+fn failed_lines(s: &RenderJobStatus) -> Vec<String> {
+    let mut out = Vec::new();
     if !s.failed_batches.is_empty() {
         out.push("Failed batches:".into());
         for f in &s.failed_batches {
@@ -282,6 +308,11 @@ pub fn describe(rj: &RenderJob, events: &[Event], now: Timestamp) -> String {
             ));
         }
     }
+    out
+}
+
+fn condition_lines(s: &RenderJobStatus) -> Vec<String> {
+    let mut out = Vec::new();
     if !s.conditions.is_empty() {
         out.push("Conditions:".into());
         for c in &s.conditions {
@@ -296,38 +327,42 @@ pub fn describe(rj: &RenderJob, events: &[Event], now: Timestamp) -> String {
             ));
         }
     }
-    out.push("Events:".into());
+    out
+}
+
+fn event_lines(events: &[Event], now: Timestamp) -> Vec<String> {
+    let mut out = vec!["Events:".to_string()];
     if events.is_empty() {
         out.push("  <none>".into());
-    } else {
-        let mut rows = vec![
-            ["AGE", "TYPE", "REASON", "MESSAGE"]
-                .map(String::from)
-                .to_vec(),
-        ];
-        for e in events {
-            let count = e
-                .series
-                .as_ref()
-                .and_then(|s| s.count)
-                .or(e.count)
-                .unwrap_or(1);
-            let mut message = e.message.clone().unwrap_or_default();
-            if count > 1 {
-                message.push_str(&format!(" (x{count})"));
-            }
-            rows.push(vec![
-                age(event_time(e), now),
-                e.type_.clone().unwrap_or_default(),
-                e.reason.clone().unwrap_or_default(),
-                message,
-            ]);
-        }
-        for line in table(&rows).lines() {
-            out.push(format!("  {line}"));
-        }
+        return out;
     }
-    out.join("\n")
+    let mut rows = vec![
+        ["AGE", "TYPE", "REASON", "MESSAGE"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for e in events {
+        let count = e
+            .series
+            .as_ref()
+            .and_then(|s| s.count)
+            .or(e.count)
+            .unwrap_or(1);
+        let mut message = e.message.clone().unwrap_or_default();
+        if count > 1 {
+            message.push_str(&format!(" (x{count})"));
+        }
+        rows.push(vec![
+            age(event_time(e), now),
+            e.type_.clone().unwrap_or_default(),
+            e.reason.clone().unwrap_or_default(),
+            message,
+        ]);
+    }
+    for line in table(&rows).lines() {
+        out.push(format!("  {line}"));
+    }
+    out
 }
 
 fn failed(job: &Job) -> bool {

@@ -17,6 +17,9 @@ use crate::pod::{TransferPod, interruptible};
 use crate::upload::{self, Bundle};
 use crate::{frames, pack, progress, watch};
 
+/// A scene file given on the command line, and its settings when they could be read.
+type Scene = (PathBuf, std::result::Result<SceneInfo, blend::BlendError>);
+
 pub async fn run(global: &Global, args: &Submit) -> Result<()> {
     // Everything local first: a bad file or range fails before any cluster call.
     let scene = match &args.scene {
@@ -24,26 +27,8 @@ pub async fn run(global: &Global, args: &Submit) -> Result<()> {
         None => None,
     };
     let info = scene.as_ref().and_then(|(_, i)| i.as_ref().ok());
-    let range = match (&args.frames, info) {
-        (Some(f), _) => frames::parse(f)?,
-        (None, Some(i)) => frames::parse(&format!(
-            "{}-{}:{}",
-            i.frame_start, i.frame_end, i.frame_step
-        ))?,
-        (None, None) => {
-            let why = match scene.as_ref().map(|(_, i)| i) {
-                Some(Err(e)) => format!(" (the scene's range could not be read: {e})"),
-                _ => String::new(),
-            };
-            return Err(Error::Usage(format!("pass --frames START-END{why}")));
-        }
-    };
-    let name = match (&args.name, &args.scene, &args.in_claim) {
-        (Some(n), _, _) => n.clone(),
-        (None, Some(p), _) => default_name(p),
-        (None, None, Some(p)) => default_name(Path::new(p)),
-        (None, None, None) => return Err(Error::Usage("pass SCENE.blend or --in-claim".into())),
-    };
+    let range = frame_range(args, scene.as_ref())?;
+    let name = render_name(args)?;
     check_name(&name)?;
     if args.batch < 1 || args.parallelism < 1 {
         return Err(Error::Usage(
@@ -55,45 +40,10 @@ pub async fn run(global: &Global, args: &Submit) -> Result<()> {
     }
 
     let ctx = Ctx::new(global).await?;
-    ctx.check_crd().await?;
-    if ctx
-        .rjs()
-        .get_opt(&name)
-        .await
-        .map_err(|e| ctx.unreachable(e))?
-        .is_some()
-    {
-        return Err(name_taken(&ctx, &name));
-    }
-    ctx.check_claim(&args.claim).await?;
-
-    let blend_file = match (&scene, &args.in_claim) {
-        (Some((path, _)), _) => {
-            let (bundle, _tmp) = if args.pack {
-                let packed = pack::pack(path)?;
-                (packed.bundle.clone(), Some(packed))
-            } else {
-                (Bundle::file(path)?, None)
-            };
-            send(&ctx, args, &bundle).await?;
-            bundle.blend_path()
-        }
-        (None, Some(p)) => p.trim_start_matches("./").to_string(),
-        (None, None) => return Err(Error::Usage("pass SCENE.blend or --in-claim".into())),
-    };
-
+    check_cluster(&ctx, args, &name).await?;
+    let blend_file = blend_file(&ctx, args, scene.as_ref()).await?;
     let rj = renderjob(&name, &blend_file, &range, args, info)?;
-    let created = ctx.rjs().create(&PostParams::default(), &rj).await;
-    match created {
-        Ok(_) => {}
-        Err(e) => match api_status(&e) {
-            Some((409, _, _)) => return Err(name_taken(&ctx, &name)),
-            Some((422, _, msg)) | Some((400, _, msg)) => {
-                return Err(Error::Invalid(msg.to_string()));
-            }
-            _ => return Err(ctx.unreachable(e)),
-        },
-    }
+    create(&ctx, &rj, &name).await?;
     let count = frames::frames(&range).count() as i32;
     let batches = (count + args.batch - 1) / args.batch;
     crate::out!(
@@ -112,8 +62,84 @@ pub async fn run(global: &Global, args: &Submit) -> Result<()> {
     }
 }
 
+/// `--frames`, else the scene's own range.
+fn frame_range(args: &Submit, scene: Option<&Scene>) -> Result<FrameRange> {
+    let info = scene.and_then(|(_, i)| i.as_ref().ok());
+    match (&args.frames, info) {
+        (Some(f), _) => frames::parse(f),
+        (None, Some(i)) => frames::parse(&format!(
+            "{}-{}:{}",
+            i.frame_start, i.frame_end, i.frame_step
+        )),
+        (None, None) => {
+            let why = match scene.map(|(_, i)| i) {
+                Some(Err(e)) => format!(" (the scene's range could not be read: {e})"),
+                _ => String::new(),
+            };
+            Err(Error::Usage(format!("pass --frames START-END{why}")))
+        }
+    }
+}
+
+/// `--name`, else one made from the scene's file name.
+fn render_name(args: &Submit) -> Result<String> {
+    match (&args.name, &args.scene, &args.in_claim) {
+        (Some(n), _, _) => Ok(n.clone()),
+        (None, Some(p), _) => Ok(default_name(p)),
+        (None, None, Some(p)) => Ok(default_name(Path::new(p))),
+        (None, None, None) => Err(Error::Usage("pass SCENE.blend or --in-claim".into())),
+    }
+}
+
+/// renderfarm is installed, the name is free and the claim is there.
+async fn check_cluster(ctx: &Ctx, args: &Submit, name: &str) -> Result<()> {
+    ctx.check_crd().await?;
+    if ctx
+        .rjs()
+        .get_opt(name)
+        .await
+        .map_err(|e| ctx.unreachable(e))?
+        .is_some()
+    {
+        return Err(name_taken(ctx, name));
+    }
+    ctx.check_claim(&args.claim).await?;
+    Ok(())
+}
+
+/// The scene's path in the claim: uploaded (packed with `--pack`) or, with `--in-claim`,
+/// already there.
+async fn blend_file(ctx: &Ctx, args: &Submit, scene: Option<&Scene>) -> Result<String> {
+    match (scene, &args.in_claim) {
+        (Some((path, _)), _) => {
+            let (bundle, _tmp) = if args.pack {
+                let packed = pack::pack(path)?;
+                (packed.bundle.clone(), Some(packed))
+            } else {
+                (Bundle::file(path)?, None)
+            };
+            send(ctx, args, &bundle).await?;
+            Ok(bundle.blend_path())
+        }
+        (None, Some(p)) => Ok(p.trim_start_matches("./").to_string()),
+        (None, None) => Err(Error::Usage("pass SCENE.blend or --in-claim".into())),
+    }
+}
+
+/// Create the RenderJob; the API server's refusal said as the user's error.
+async fn create(ctx: &Ctx, rj: &RenderJob, name: &str) -> Result<()> {
+    match ctx.rjs().create(&PostParams::default(), rj).await {
+        Ok(_) => Ok(()),
+        Err(e) => match api_status(&e) {
+            Some((409, _, _)) => Err(name_taken(ctx, name)),
+            Some((422, _, msg)) | Some((400, _, msg)) => Err(Error::Invalid(msg.to_string())),
+            _ => Err(ctx.unreachable(e)),
+        },
+    }
+}
+
 /// The path and, when readable, the scene's settings; an unreadable or foreign file fails.
-fn read_scene(path: &Path) -> Result<(PathBuf, std::result::Result<SceneInfo, blend::BlendError>)> {
+fn read_scene(path: &Path) -> Result<Scene> {
     let unreadable = |reason: String| Error::BlendUnreadable {
         path: path.to_path_buf(),
         reason,

@@ -176,52 +176,10 @@ pub async fn follow(ctx: &Ctx, name: &str, plain: bool, preview: bool) -> Result
     }
 
     let (tx, mut rx) = mpsc::channel::<Update>(256);
-    let rjs = ctx.rjs();
-    let cfg = watcher::Config::default().fields(&format!("metadata.name={name}"));
-    let rj_tx = tx.clone();
-    let rj_task = tokio::spawn(async move {
-        let stream = watcher(rjs, cfg).default_backoff();
-        futures::pin_mut!(stream);
-        while let Some(ev) = stream.next().await {
-            let update = match ev {
-                Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
-                    Update::Render(Some(Box::new(o)))
-                }
-                Ok(watcher::Event::Delete(_)) => Update::Render(None),
-                _ => continue,
-            };
-            if rj_tx.send(update).await.is_err() {
-                break;
-            }
-        }
-    });
+    let rj_task = watch_render(ctx, name, tx.clone());
     let pods: Api<Pod> = ctx.api();
-    let selector = format!("{RENDERJOB_LABEL}={}", renderjob_label(name));
-    let (store, writer) = reflector::store();
-    let pod_stream = reflector::reflector(
-        writer,
-        watcher(pods.clone(), watcher::Config::default().labels(&selector)).default_backoff(),
-    )
-    .touched_objects();
-    let pod_tx = tx.clone();
-    let pod_task = tokio::spawn(async move {
-        futures::pin_mut!(pod_stream);
-        while let Some(ev) = pod_stream.next().await {
-            if ev.is_ok() && pod_tx.send(Update::Pods).await.is_err() {
-                break;
-            }
-        }
-    });
-    let tick_tx = tx.clone();
-    let tick_task = tokio::spawn(async move {
-        let mut t = tokio::time::interval(Duration::from_secs(1));
-        loop {
-            t.tick().await;
-            if tick_tx.send(Update::Tick).await.is_err() {
-                break;
-            }
-        }
-    });
+    let (store, pod_task) = watch_pods(&pods, name, tx.clone());
+    let tick_task = tick(tx.clone());
     let mut logs: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
 
     let result = loop {
@@ -254,6 +212,65 @@ pub async fn follow(ctx: &Ctx, name: &str, plain: bool, preview: bool) -> Result
     tick_task.abort();
     view.close();
     result
+}
+
+/// The RenderJob `name`, watched: each change (or its deletion) as an update.
+fn watch_render(ctx: &Ctx, name: &str, tx: mpsc::Sender<Update>) -> tokio::task::JoinHandle<()> {
+    let rjs = ctx.rjs();
+    let cfg = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    tokio::spawn(async move {
+        let stream = watcher(rjs, cfg).default_backoff();
+        futures::pin_mut!(stream);
+        while let Some(ev) = stream.next().await {
+            let update = match ev {
+                Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
+                    Update::Render(Some(Box::new(o)))
+                }
+                Ok(watcher::Event::Delete(_)) => Update::Render(None),
+                _ => continue,
+            };
+            if tx.send(update).await.is_err() {
+                break;
+            }
+        }
+    })
+}
+
+/// The render's batch pods, kept in a store; each change is an update.
+fn watch_pods(
+    pods: &Api<Pod>,
+    name: &str,
+    tx: mpsc::Sender<Update>,
+) -> (Store<Pod>, tokio::task::JoinHandle<()>) {
+    let selector = format!("{RENDERJOB_LABEL}={}", renderjob_label(name));
+    let (store, writer) = reflector::store();
+    let pod_stream = reflector::reflector(
+        writer,
+        watcher(pods.clone(), watcher::Config::default().labels(&selector)).default_backoff(),
+    )
+    .touched_objects();
+    let task = tokio::spawn(async move {
+        futures::pin_mut!(pod_stream);
+        while let Some(ev) = pod_stream.next().await {
+            if ev.is_ok() && tx.send(Update::Pods).await.is_err() {
+                break;
+            }
+        }
+    });
+    (store, task)
+}
+
+/// An update every second, so times shown move on.
+fn tick(tx: mpsc::Sender<Update>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut t = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            t.tick().await;
+            if tx.send(Update::Tick).await.is_err() {
+                break;
+            }
+        }
+    })
 }
 
 /// Follow the logs of running batch pods (up to [`MAX_FOLLOWED`]); stop following finished ones.
