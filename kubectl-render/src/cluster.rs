@@ -3,7 +3,7 @@
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
-use renderfarm::crd::RenderJob;
+use renderfarm_api::crd::RenderJob;
 
 use crate::cli::Global;
 use crate::error::{Error, Result, api_status};

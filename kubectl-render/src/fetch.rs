@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use render_contract::args::output_file;
-use renderfarm::crd::RenderJob;
+use renderfarm_api::crd::RenderJob;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_util::io::SyncIoBridge;
 

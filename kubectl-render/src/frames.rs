@@ -1,6 +1,6 @@
 //! `--frames`: `START-END[:STEP]` (or `START..END[:STEP]`, or one frame `N`).
 
-use renderfarm::crd::{FrameRange, MAX_FRAME};
+use renderfarm_api::crd::{FrameRange, MAX_FRAME};
 
 use crate::error::{Error, Result};
 

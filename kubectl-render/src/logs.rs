@@ -6,7 +6,7 @@ use futures::{AsyncBufReadExt as _, StreamExt as _};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, LogParams};
 use kube::{Api, ResourceExt as _};
-use renderfarm::job::{BATCH_LABEL, CONTAINER, RENDERJOB_LABEL, renderjob_label};
+use renderfarm_api::names::{BATCH_LABEL, CONTAINER, RENDERJOB_LABEL, renderjob_label};
 use tokio::sync::mpsc;
 
 use crate::cli::{Global, Logs};

@@ -8,8 +8,8 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Api, ResourceExt as _};
-use renderfarm::crd::{RenderJob, RenderJobStatus};
-use renderfarm::job::{BATCH_LABEL, RENDERJOB_LABEL, renderjob_label};
+use renderfarm_api::crd::{RenderJob, RenderJobStatus};
+use renderfarm_api::names::{BATCH_LABEL, RENDERJOB_LABEL, renderjob_label};
 use serde_json::json;
 
 use crate::cli::{Delete, Global, List, Named, Retry};
@@ -430,7 +430,7 @@ pub async fn retry(global: &Global, args: &Retry) -> Result<()> {
         let name = args.name.clone();
         let cond = move |rj: Option<&RenderJob>| {
             rj.and_then(|r| r.status.as_ref())
-                .is_some_and(|s| s.phase != renderfarm::crd::Phase::Failed)
+                .is_some_and(|s| s.phase != renderfarm_api::crd::Phase::Failed)
         };
         let _ =
             tokio::time::timeout(Duration::from_secs(60), await_condition(api, &name, cond)).await;

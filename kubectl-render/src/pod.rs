@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 /// Where the claim is mounted in the transfer pod.
 pub const MOUNT: &str = "/data";
 /// The render pods' user: files the transfer pod writes are theirs.
-const UID: i64 = renderfarm::job::NODE_UID;
+const UID: i64 = renderfarm_api::names::NODE_UID;
 /// A transfer pod outlives a crashed client by at most this long.
 const DEADLINE_SECONDS: i64 = 3600;
 /// A reader pod lives at most this long; the ui starts a new one when it is gone.
@@ -96,7 +96,7 @@ impl TransferPod {
         });
         let pod: Pod = serde_json::from_value(spec)
             .map_err(|e| Error::Kube(format!("transfer pod manifest: {e}")))?;
-        let pod = renderfarm::client::create(&pods, &pod)
+        let pod = renderfarm_api::create::create(&pods, &pod)
             .await
             .map_err(|e| ctx.unreachable(e))?;
         let tp = TransferPod {

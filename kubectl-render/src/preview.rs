@@ -4,7 +4,7 @@
 
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::core::ApiResource;
-use renderfarm::crd::RenderJob;
+use renderfarm_api::crd::RenderJob;
 use serde::Deserialize;
 use serde_json::Value;
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use k8s_openapi::jiff::Timestamp;
-use renderfarm::crd::{FailedBatch, Phase, RenderJobStatus};
+use renderfarm_api::crd::{FailedBatch, Phase, RenderJobStatus};
 
 /// Bars only when stdout is a terminal; plain lines otherwise.
 pub fn is_terminal() -> bool {
@@ -180,7 +180,7 @@ pub fn failed_line(f: &FailedBatch) -> String {
 mod tests {
     use super::*;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-    use renderfarm::crd::{BatchCounts, FrameCounts};
+    use renderfarm_api::crd::{BatchCounts, FrameCounts};
 
     fn at(s: &str) -> Timestamp {
         s.parse().expect("valid time")

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use kube::api::PostParams;
-use renderfarm::crd::{FrameRange, RenderJob};
+use renderfarm_api::crd::{FrameRange, RenderJob};
 use serde_json::json;
 
 use crate::blend::{self, SceneInfo};

@@ -13,8 +13,8 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Api, ResourceExt as _};
 use render_contract::ProgressEvent;
-use renderfarm::crd::{Phase, PreviewState, RenderJob, RenderJobStatus};
-use renderfarm::job::{
+use renderfarm_api::crd::{Phase, PreviewState, RenderJob, RenderJobStatus};
+use renderfarm_api::names::{
     AFTER_ANNOTATION, BATCH_LABEL, CONTAINER, FRAMES_LABEL, RENDERJOB_LABEL, renderjob_label,
 };
 use tokio::sync::mpsc;
@@ -662,7 +662,7 @@ mod tests {
 
     #[test]
     fn watch_preview_waits_for_the_preview_and_says_what_became_of_it() {
-        use renderfarm::crd::PreviewStatus;
+        use renderfarm_api::crd::PreviewStatus;
         let mut view = View::new("shot", true);
         let mut s = RenderJobStatus {
             phase: Phase::Succeeded,

@@ -325,7 +325,7 @@ async fn a_compressed_blender_5_0_scene_renders_its_own_frame_range() -> Result<
         let png = st.dir.join(format!("renders/five/frame_{n:04}.png"));
         renderfarm_testkit::frame::check_png(&png, WIDTH, HEIGHT)?;
     }
-    let rjs: kube::Api<renderfarm::crd::RenderJob> = kube::Api::namespaced(client, &st.ns);
+    let rjs: kube::Api<renderfarm_api::crd::RenderJob> = kube::Api::namespaced(client, &st.ns);
     let s = rjs.get("five").await?.status.context("no status")?;
     ensure!(s.file_version.as_deref() == Some("5.0"), "{s:?}");
     ensure!(

@@ -14,7 +14,6 @@ pub mod batch;
 pub mod cache;
 pub mod client;
 pub mod controller;
-pub mod crd;
 pub mod events;
 pub mod http;
 pub mod index;
@@ -22,14 +21,16 @@ pub mod job;
 pub mod leader;
 pub mod metrics;
 pub mod owners;
-pub mod plan;
 pub mod pod;
-pub mod ranges;
 pub mod reconcile;
 pub mod state;
 pub mod status;
 pub mod telemetry;
 pub mod watched;
+
+// The RenderJob types, the frame plan and batch ranges live in renderfarm-api, which the
+// kubectl plugin shares; here they keep the paths the operator's code uses.
+pub use renderfarm_api::{crd, plan, ranges};
 
 use kube::CustomResourceExt;
 
@@ -71,4 +72,25 @@ impl Error {
 /// The CustomResourceDefinition as YAML, exactly as checked in at `crds/renderjob.yaml`.
 pub fn crd_yaml() -> Result<String> {
     Ok(serde_yaml::to_string(&crd::RenderJob::crd())?)
+}
+
+#[cfg(test)]
+mod tests {
+    /// The CRD checked in at `crds/renderjob.yaml`, and the chart's copy, must be what the Rust
+    /// types generate.
+    #[test]
+    fn checked_in_crds_match_the_types() {
+        let generated = crate::crd_yaml().expect("CRD serialises");
+        for path in [
+            "crds/renderjob.yaml",
+            "charts/renderfarm/crds/renderjob.yaml",
+        ] {
+            let full = format!("{}/../{path}", env!("CARGO_MANIFEST_DIR"));
+            let checked_in = std::fs::read_to_string(&full).unwrap_or_default();
+            assert!(
+                generated == checked_in,
+                "{path} is out of date: run `cargo run -p renderfarm -- crd | tee crds/renderjob.yaml > charts/renderfarm/crds/renderjob.yaml`"
+            );
+        }
+    }
 }

@@ -7,10 +7,10 @@ use std::fmt::Write as _;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt as _;
-use renderfarm::crd::{Phase, RenderJob};
-use renderfarm::job::BATCH_LABEL;
-use renderfarm::plan::Plan;
-use renderfarm::ranges::decode_ranges;
+use renderfarm_api::crd::{Phase, RenderJob};
+use renderfarm_api::names::BATCH_LABEL;
+use renderfarm_api::plan::Plan;
+use renderfarm_api::ranges::decode_ranges;
 
 use crate::preview::Render;
 use crate::progress;

@@ -24,7 +24,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{AttachedProcess, ListParams, LogParams};
 use kube::{Api, ResourceExt as _};
 use render_contract::preview::{THUMBS_DIR, output_dir};
-use renderfarm::job::{BATCH_LABEL, CONTAINER, RENDERJOB_LABEL, renderjob_label};
+use renderfarm_api::names::{BATCH_LABEL, CONTAINER, RENDERJOB_LABEL, renderjob_label};
 use serde_json::json;
 use tokio::sync::Mutex;
 

@@ -15,7 +15,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, ResourceExt as _};
-use renderfarm::crd::RenderJob;
+use renderfarm_api::crd::RenderJob;
 use renderfarm_testkit::frame::decode_png;
 use serde_json::{Value, json};
 
