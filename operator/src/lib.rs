@@ -8,29 +8,30 @@
 //! RenderJob in [`state`]. [`controller`] is the glue that watches (decoding only what [`cache`]
 //! keeps, [`watched`]) and carries the effects out through [`client`], which counts every write.
 
-pub mod actions;
-pub mod ahead;
-pub mod batch;
+pub(crate) mod actions;
+pub(crate) mod ahead;
+pub(crate) mod batch;
 pub mod cache;
 pub mod client;
 pub mod controller;
-pub mod events;
+pub(crate) mod events;
 pub mod http;
-pub mod index;
+pub(crate) mod index;
 pub mod job;
 pub mod leader;
 pub mod metrics;
-pub mod owners;
-pub mod pod;
+pub(crate) mod owners;
+pub(crate) mod pod;
 pub mod reconcile;
 pub mod state;
-pub mod status;
+pub(crate) mod status;
 pub mod telemetry;
 pub mod watched;
 
 // The RenderJob types, the frame plan and batch ranges live in renderfarm-api, which the
 // kubectl plugin shares; here they keep the paths the operator's code uses.
-pub use renderfarm_api::{crd, plan, ranges};
+pub(crate) use renderfarm_api::ranges;
+pub use renderfarm_api::{crd, plan};
 
 use kube::CustomResourceExt;
 
