@@ -275,7 +275,7 @@ async fn retry_reruns_only_the_failed_batch() -> Result<()> {
     let (code, _, list) = common::http_get(&base, "/", None)?;
     let list = String::from_utf8_lossy(&list);
     ensure!(
-        code == 200 && list.contains("<a href=\"/r/shot\">shot</a>"),
+        code == 200 && list.contains("<a href=\"/r/shot\" title=\"shot\">shot</a>"),
         "{list}"
     );
     ensure!(list.contains("1 failed"), "{list}");
