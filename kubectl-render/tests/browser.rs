@@ -325,7 +325,14 @@ async fn long_names_keep_the_list_columns_on_screen_in_chromium() -> Result<()> 
     let kubeconfig = dir.join("kubeconfig");
     std::fs::write(&kubeconfig, fake_kubeconfig(&server)?)?;
     // Blocking reads and waits off the runtime: the stand-in API server answers on it.
-    let (ui, url) = tokio::task::spawn_blocking(move || start_ui(&kubeconfig)).await??;
+    let (ui, url) = tokio::task::spawn_blocking(move || {
+        let mut cmd = common::plugin();
+        cmd.arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(["-n", LAYOUT_NS]);
+        common::start_ui(cmd)
+    })
+    .await??;
     let shots = repo_root().join("target/ui-screenshots");
     let mut browser = Command::new(&python);
     browser
@@ -453,36 +460,6 @@ fn fake_kubeconfig(server: &str) -> Result<String> {
                       "context": {"cluster": "fake", "user": "fake", "namespace": LAYOUT_NS}}],
         "current-context": "fake",
     }))?)
-}
-
-/// `kubectl render ui --port 0` with `kubeconfig`, and the URL it serves at.
-fn start_ui(kubeconfig: &std::path::Path) -> Result<(std::process::Child, String)> {
-    let mut ui = common::plugin()
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(["-n", LAYOUT_NS, "ui", "--port", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("starting kubectl render ui")?;
-    let mut first = String::new();
-    BufReader::new(ui.stdout.take().context("ui stdout")?).read_line(&mut first)?;
-    println!("ui: {}", first.trim_end());
-    let url = first
-        .split_whitespace()
-        .find(|w| w.starts_with("http://127.0.0.1:"))
-        .map(str::to_string);
-    match url {
-        Some(url) => Ok((ui, url)),
-        None => {
-            let _ = ui.kill();
-            let out = ui.wait_with_output()?;
-            bail!(
-                "no URL in {first:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        }
-    }
 }
 
 /// Stops the ui as Ctrl-C does; its stderr.

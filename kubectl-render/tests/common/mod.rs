@@ -358,9 +358,19 @@ pub fn start_ui(mut cmd: Command) -> Result<(Child, String)> {
     let url = first
         .split_whitespace()
         .find(|w| w.starts_with("http://127.0.0.1:"))
-        .with_context(|| format!("no URL in {first:?}"))?
-        .to_string();
-    Ok((ui, url))
+        .map(str::to_string);
+    match url {
+        Some(url) => Ok((ui, url)),
+        None => {
+            // It said something else: stop it, and say why it did not serve.
+            let _ = ui.kill();
+            let out = ui.wait_with_output()?;
+            anyhow::bail!(
+                "no URL in {first:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        }
+    }
 }
 
 /// Stop the ui as Ctrl-C does; its exit status and stderr.
