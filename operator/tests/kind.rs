@@ -32,6 +32,13 @@ const FRAMES: i32 = 6;
 const WIDTH: u32 = 160;
 const HEIGHT: u32 = 90;
 
+/// The kind lane's cluster, from `hack/kind.sh env`'s KUBECONFIG.
+async fn kind_client() -> Result<Client> {
+    Client::try_default()
+        .await
+        .context("no cluster: `hack/kind.sh up` and `eval \"$(hack/kind.sh env)\"`")
+}
+
 /// The host folder kind-config.yaml mounts at /renders in every node.
 fn host_storage() -> PathBuf {
     std::env::var_os("RENDERFARM_KIND_STORAGE")
@@ -374,9 +381,7 @@ fn tempdir() -> Result<PathBuf> {
 #[tokio::test]
 #[ignore = "needs the kind lane: hack/kind.sh up"]
 async fn real_frames_from_real_pods() -> Result<()> {
-    let client = Client::try_default()
-        .await
-        .context("no cluster: `hack/kind.sh up` and `eval \"$(hack/kind.sh env)\"`")?;
+    let client = kind_client().await?;
     let st = Storage::new(client).await?;
     let t = Instant::now();
     st.make_scene().await?;
@@ -479,9 +484,7 @@ async fn real_frames_from_real_pods() -> Result<()> {
 #[tokio::test]
 #[ignore = "needs the kind lane: hack/kind.sh up"]
 async fn batches_started_ahead_render_in_turn() -> Result<()> {
-    let client = Client::try_default()
-        .await
-        .context("no cluster: `hack/kind.sh up` and `eval \"$(hack/kind.sh env)\"`")?;
+    let client = kind_client().await?;
     let st = Storage::new(client).await?;
     st.make_scene().await?;
     let t = Instant::now();
@@ -604,9 +607,7 @@ fn ffprobe(path: &Path) -> Result<Value> {
 #[tokio::test]
 #[ignore = "needs the kind lane: hack/kind.sh up"]
 async fn a_real_render_gets_a_preview_video_and_contact_sheet() -> Result<()> {
-    let client = Client::try_default()
-        .await
-        .context("no cluster: `hack/kind.sh up` and `eval \"$(hack/kind.sh env)\"`")?;
+    let client = kind_client().await?;
     let st = Storage::new(client).await?;
     st.make_scene().await?;
     let fps = 12;
@@ -703,9 +704,7 @@ async fn a_real_render_gets_a_preview_video_and_contact_sheet() -> Result<()> {
 #[tokio::test]
 #[ignore = "needs the kind lane with Kueue: hack/kind.sh up && hack/kueue.sh kind"]
 async fn a_render_queued_through_kueue() -> Result<()> {
-    let client = Client::try_default()
-        .await
-        .context("no cluster: `hack/kind.sh up` and `eval \"$(hack/kind.sh env)\"`")?;
+    let client = kind_client().await?;
     let st = Storage::new(client.clone()).await?;
     st.make_scene().await?;
     let name = format!("rf-{}", st.ns);
@@ -815,9 +814,7 @@ impl Drop for ClusterObjects {
 #[tokio::test]
 #[ignore = "needs the kind lane: hack/kind.sh up"]
 async fn a_scene_from_a_newer_blender_fails_naming_both_versions() -> Result<()> {
-    let client = Client::try_default()
-        .await
-        .context("no cluster: `hack/kind.sh up` and `eval \"$(hack/kind.sh env)\"`")?;
+    let client = kind_client().await?;
     let st = Storage::new(client).await?;
     let out = Command::new(repo_root().join("hack/blender.sh"))
         .args(["path", "5.0"])
@@ -883,9 +880,7 @@ async fn a_scene_from_a_newer_blender_fails_naming_both_versions() -> Result<()>
 #[tokio::test]
 #[ignore = "needs the kind lane: hack/kind.sh up"]
 async fn missing_textures_with_warn_render_and_warn() -> Result<()> {
-    let client = Client::try_default()
-        .await
-        .context("no cluster: `hack/kind.sh up` and `eval \"$(hack/kind.sh env)\"`")?;
+    let client = kind_client().await?;
     let st = Storage::new(client.clone()).await?;
     let out = Command::new(repo_root().join("hack/blender.sh"))
         .args(["path", "4.5"])
@@ -973,9 +968,7 @@ const OPERATOR_NAMESPACE: &str = "renderfarm-system";
 #[ignore = "needs the kind lane: hack/kind.sh up"]
 async fn an_operator_killed_during_the_preview_makes_one_preview_on_kind() -> Result<()> {
     use renderfarm::crd::PreviewState;
-    let client = Client::try_default()
-        .await
-        .context("no cluster: `hack/kind.sh up` and `eval \"$(hack/kind.sh env)\"`")?;
+    let client = kind_client().await?;
     let st = Storage::new(client.clone()).await?;
     st.make_scene().await?;
     let uids = harness::JobUids::watch(Api::namespaced(client.clone(), &st.ns));
@@ -1200,9 +1193,7 @@ const BLENDER_5_0_IMAGE: &str = "renderfarm/render-node:dev-blender5.0";
 #[ignore = "needs the kind lane (hack/kind.sh up, with its 5.0 image) and hack/blender.sh 5.0"]
 async fn a_scene_from_blender_5_0_renders_with_blender_version_5_0() -> Result<()> {
     use anyhow::{Context as _, anyhow, ensure};
-    let client = Client::try_default()
-        .await
-        .context("no cluster: `hack/kind.sh up` and `eval \"$(hack/kind.sh env)\"`")?;
+    let client = kind_client().await?;
     let st = Storage::new(client).await?;
     let out = Command::new(repo_root().join("hack/blender.sh"))
         .args(["path", "5.0"])
