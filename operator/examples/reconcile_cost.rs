@@ -212,10 +212,10 @@ fn one_reconcile(w: &World) -> (reconcile::Effects, Option<RenderJobStatus>) {
         taken: &[],
         active: 1,
     };
-    let mut state = w.state.clone();
     let config = JobConfig::new("renderfarm/render-node:dev");
     let now = Time("2026-11-23T12:00:00Z".parse().expect("time"));
-    let fx = reconcile::decide(&input, &mut state, &config, Instant::now(), &now).expect("decide");
+    let decision = reconcile::decide(&input, &w.state, &config, Instant::now(), &now);
+    let fx = decision.expect("decide").effects;
     let status = fx.status.as_ref().map(|w| w.status.clone());
     (black_box(fx), status)
 }

@@ -410,13 +410,15 @@ async fn reconcile_with(rj: &RenderJob, ctx: &Context, state: &mut RenderState) 
         taken: &taken,
         active: ctx.active.load(Ordering::Relaxed),
     };
-    let fx = reconcile::decide(
+    let decision = reconcile::decide(
         &input,
         state,
         &ctx.settings.job,
         Instant::now(),
         &Time(Timestamp::now()),
     )?;
+    *state = decision.state;
+    let (fx, wake) = (decision.effects, decision.wake);
     if carry_out(rj, &ns, &fx, &jobs, state, ctx).await? == Refused::Yes {
         // Look again at once: the refusal holds creation back and shows in status.
         return Ok(Action::requeue(Duration::from_millis(100)));
@@ -426,7 +428,7 @@ async fn reconcile_with(rj: &RenderJob, ctx: &Context, state: &mut RenderState) 
     {
         return Ok(Action::requeue(Duration::from_millis(100)));
     }
-    Ok(match fx.requeue(state, Instant::now()) {
+    Ok(match wake.requeue(state, Instant::now()) {
         Some(after) => Action::requeue(after),
         None => Action::await_change(),
     })
