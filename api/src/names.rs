@@ -91,6 +91,35 @@ pub fn renderjob_label(renderjob: &str) -> String {
     short_name(renderjob, MAX_NAME)
 }
 
+/// Tells whether a name is [`job_name`] of a RenderJob and batch without building the name:
+/// a reconcile checks every Job of a render, 10,000 of them at most.
+pub struct JobNames<'a> {
+    renderjob: &'a str,
+    /// The name's head for 4-digit indexes (every index a valid plan has).
+    head: String,
+}
+
+impl<'a> JobNames<'a> {
+    pub fn new(renderjob: &'a str) -> Self {
+        JobNames {
+            renderjob,
+            head: short_name(renderjob, MAX_NAME - "-0000".len()),
+        }
+    }
+
+    /// `name == job_name(renderjob, index)`.
+    pub fn is(&self, name: &str, index: u32) -> bool {
+        if index > 9999 {
+            return name == job_name(self.renderjob, index);
+        }
+        let Some(suffix) = name.strip_prefix(self.head.as_str()) else {
+            return false;
+        };
+        let digits = [1000, 100, 10, 1].map(|d| b'0' + (index / d % 10) as u8);
+        suffix.len() == 5 && suffix.as_bytes()[0] == b'-' && suffix.as_bytes()[1..] == digits
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -107,7 +107,13 @@ pub fn decide(
         return Ok(d);
     };
     if let Err(why) = config.image_for(rj) {
-        d.effects = invalid(rj, d.effects, "UnknownBlenderVersion", &why, wall);
+        d.effects = invalid(
+            rj,
+            d.effects,
+            "UnknownBlenderVersion",
+            &why.to_string(),
+            wall,
+        );
         return Ok(d);
     }
     d.effects.about.plan = Some(plan);
