@@ -24,7 +24,7 @@ use kube::runtime::watcher::ExponentialBackoff;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, instrument, warn};
 
 use crate::cache::{self, BatchJob, BatchPod, Disruptions};
 use crate::client::webhook_lags_namespace;
@@ -39,7 +39,7 @@ use crate::ranges::encode_ranges;
 use crate::reconcile::{self, Applied, Effects, Input, Progress};
 use crate::state::{RenderState, States};
 use crate::watched::{WatchedJob, WatchedPod};
-use crate::{Error, Result};
+use crate::{Error, Result, api_error};
 
 /// The one field manager for everything the operator writes.
 pub const MANAGER: &str = "renderfarm-operator";
@@ -359,7 +359,14 @@ pub fn error_delay(n: u32) -> Duration {
         .unwrap_or(MAX_RETRY)
 }
 
-/// One pass: work out the effects, carry them out, remember what happened.
+/// One pass: work out the effects, carry them out, remember what happened. Every line it logs
+/// carries the RenderJob (the span's fields).
+#[instrument(skip_all, fields(
+    namespace = rj.namespace().as_deref().unwrap_or_default(),
+    renderjob = %rj.name_any(),
+    uid = rj.metadata.uid.as_deref().unwrap_or_default(),
+    generation = rj.metadata.generation.unwrap_or_default(),
+))]
 pub async fn reconcile(rj: Arc<RenderJob>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
     let uid = rj.uid().ok_or(Error::MissingObjectKey("metadata.uid"))?;
@@ -473,10 +480,11 @@ async fn read_back(
         } else if in_cache(cached.1) {
             false
         } else {
-            match api.get_opt(&job_name).await? {
+            let read = api.get_opt(&job_name).await;
+            match read.map_err(api_error("read back", job_ref(&api, &job_name)))? {
                 Some(job) => reconcile::owned_by(&BatchJob::from(job), &uid),
                 None => {
-                    info!(renderjob = %name, job = %job_name, "{UNANSWERED_ABSENT}");
+                    info!(job = %job_name, "{UNANSWERED_ABSENT}");
                     false
                 }
             }
@@ -486,7 +494,7 @@ async fn read_back(
             None => state.read_back_preview(ours, now),
         }
         if ours {
-            info!(renderjob = %name, job = %job_name, "{UNANSWERED_CREATED}");
+            info!(job = %job_name, "{UNANSWERED_CREATED}");
             if let Some(i) = index {
                 ctx.metrics.batch("created", 1);
                 state.created.add([i]);
@@ -529,18 +537,18 @@ async fn carry_out(
         .collect();
     if !created.is_empty() {
         ctx.metrics.batch("created", created.len() as u64);
-        info!(renderjob = %rj.name_any(), batches = %encode_ranges(&created), "created batch jobs");
+        info!(batches = %encode_ranges(&created), "created batch jobs");
     }
     let created_note = fx.settle(state, &outcomes, Instant::now());
     if let Some(e) = failed {
-        return Err(e.into());
+        return Err(e);
     }
-    change_jobs(rj, fx, &jobs, cached).await?;
+    change_jobs(fx, &jobs, cached).await?;
     if let Some(note) = created_note {
         publish(ctx, rj, &note).await;
     }
     if Effects::refused(&outcomes) {
-        warn!(renderjob = %rj.name_any(), "a Job was refused; showing it in status");
+        warn!("a Job was refused; showing it in status");
         return Ok(Refused::Yes);
     }
     if let Some(w) = &fx.status {
@@ -560,15 +568,15 @@ async fn carry_out(
             fx.settle_preview(state, outcome, Instant::now());
             preview_refused |= matches!(outcome, Applied::Refused(_));
             if *outcome == Applied::Created {
-                info!(renderjob = %rj.name_any(), "created the preview job");
+                info!("created the preview job");
             }
         }
         if let Some(e) = failed {
-            return Err(e.into());
+            return Err(e);
         }
     }
     if preview_refused {
-        warn!(renderjob = %rj.name_any(), "the preview Job was refused; showing it in status");
+        warn!("the preview Job was refused; showing it in status");
         return Ok(Refused::Yes);
     }
     Ok(Refused::No)
@@ -576,12 +584,7 @@ async fn carry_out(
 
 /// Suspends, resumes, deletes and stops the Jobs `fx` names; `cached` is how the reconcile
 /// saw them.
-async fn change_jobs(
-    rj: &RenderJob,
-    fx: &Effects,
-    jobs: &Api<Job>,
-    cached: &[Arc<BatchJob>],
-) -> Result<()> {
+async fn change_jobs(fx: &Effects, jobs: &Api<Job>, cached: &[Arc<BatchJob>]) -> Result<()> {
     for (names, suspend) in [(&fx.suspend, true), (&fx.resume, false)] {
         for job_name in names {
             // The annotation marks the suspension as the operator's: the only kind it lifts.
@@ -590,8 +593,10 @@ async fn change_jobs(
                 "metadata": {"annotations": {PAUSED_ANNOTATION: paused}},
                 "spec": {"suspend": suspend},
             });
+            let verb = if suspend { "suspend" } else { "resume" };
             jobs.patch(job_name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await?;
+                .await
+                .map_err(api_error(verb, job_ref(jobs, job_name)))?;
         }
     }
     for job_name in &fx.delete {
@@ -605,9 +610,10 @@ async fn change_jobs(
             "metadata": {"annotations": {STOPPED_ANNOTATION: why}},
             "spec": {"activeDeadlineSeconds": 1},
         });
-        warn!(renderjob = %rj.name_any(), job = %job_name, why, "stopping a batch");
+        warn!(job = %job_name, why, "stopping a batch");
         jobs.patch(job_name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
+            .await
+            .map_err(api_error("stop", job_ref(jobs, job_name)))?;
     }
     Ok(())
 }
@@ -616,7 +622,7 @@ async fn change_jobs(
 async fn apply_jobs(
     jobs: &Api<Job>,
     manifests: Vec<(u32, Job)>,
-) -> (Vec<(u32, Applied)>, Option<kube::Error>) {
+) -> (Vec<(u32, Applied)>, Option<Error>) {
     let ssa = PatchParams::apply(MANAGER).force();
     let post = PostParams {
         field_manager: Some(MANAGER.to_string()),
@@ -670,7 +676,7 @@ async fn apply_jobs(
             if let Err(e) = result
                 && matches!(outcome, Applied::Unknown | Applied::ServerError)
             {
-                failed.get_or_insert(e);
+                failed.get_or_insert_with(|| api_error("apply", job_ref(jobs, &name))(e));
             }
             (index, outcome)
         })
@@ -723,7 +729,7 @@ async fn delete_job(jobs: &Api<Job>, name: &str, seen: Option<&BatchJob>) -> Res
             debug!(job = name, error = %e.message, "not deleting a Job changed since it was seen");
             Ok(())
         }
-        Err(e) => Err(e.into()),
+        Err(e) => Err(api_error("delete", job_ref(jobs, name))(e)),
     }
 }
 
@@ -746,7 +752,10 @@ async fn write_status(ctx: &Context, rj: &RenderJob, status: &RenderJobStatus) -
         Ok(_) => Ok(()),
         // Deleted meanwhile: nothing left to report on.
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-        Err(e) => Err(e.into()),
+        Err(e) => {
+            let object = format!("the status of RenderJob {}/{}", ns_of(rj), rj.name_any());
+            Err(api_error("write", object)(e))
+        }
     }
 }
 
@@ -774,8 +783,20 @@ async fn publish(ctx: &Context, rj: &RenderJob, note: &Note) {
         secondary: None,
     };
     if let Err(e) = ctx.recorder.publish(&event, &rj.object_ref(&())).await {
-        warn!(renderjob = %rj.name_any(), error = %e, "could not publish event");
+        warn!(error = %e, "could not publish event");
     }
+}
+
+/// `Job namespace/name`, for errors.
+fn job_ref(jobs: &Api<Job>, name: &str) -> String {
+    match jobs.namespace() {
+        Some(ns) => format!("Job {ns}/{name}"),
+        None => format!("Job {name}"),
+    }
+}
+
+fn ns_of(rj: &RenderJob) -> String {
+    rj.namespace().unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -68,9 +68,7 @@ impl Fence {
         if current {
             Ok(())
         } else {
-            Err(Error::Leader(
-                "the lease this replica holds is not current: not writing".into(),
-            ))
+            Err(LeaderError::NotCurrent.into())
         }
     }
 
@@ -106,8 +104,23 @@ impl Fence {
     }
 }
 
-fn err(e: impl std::fmt::Display) -> Error {
-    Error::Leader(e.to_string())
+/// Why this replica may not, or no longer, act as the leader.
+#[derive(Debug, thiserror::Error)]
+pub enum LeaderError {
+    #[error("the lease this replica holds is not current: not writing")]
+    NotCurrent,
+    #[error("the watch of the lease ended")]
+    WatchEnded,
+    #[error("lost the lease")]
+    Lost,
+    #[error("could not {verb} the lease: {message}")]
+    Lease { verb: &'static str, message: String },
+}
+
+/// A lease manager's error (its own type is not `Send + Sync` in every version) as what it
+/// was doing.
+fn lease_error(verb: &'static str) -> impl FnOnce(String) -> Error {
+    move |message| LeaderError::Lease { verb, message }.into()
 }
 
 /// Wait until this instance holds the lease, then run `work`; return an error as soon as the
@@ -132,7 +145,7 @@ where
         .with_field_manager(format!("renderfarm-operator-lease-{}", settings.identity))
         .build()
         .await
-        .map_err(err)?;
+        .map_err(|e| lease_error("set up")(e.to_string()))?;
     let (mut leading, _task) = manager.watch().await;
     let fence_watch = fence.watch(client, settings);
     futures::pin_mut!(fence_watch);
@@ -140,7 +153,10 @@ where
     standby.store(true, Ordering::Relaxed);
     let lead = async {
         while !*leading.borrow_and_update() {
-            leading.changed().await.map_err(err)?;
+            leading
+                .changed()
+                .await
+                .map_err(|e| lease_error("follow")(e.to_string()))?;
         }
         // The watch shows the lease this replica just took within moments; work that
         // started earlier would only be refused its writes.
@@ -154,7 +170,7 @@ where
     };
     tokio::select! {
         res = lead => res?,
-        _ = &mut fence_watch => return Err(Error::Leader("lease watch ended".into())),
+        _ = &mut fence_watch => return Err(LeaderError::WatchEnded.into()),
     }
     standby.store(false, Ordering::Relaxed);
     info!(identity = %settings.identity, "became leader");
@@ -167,12 +183,12 @@ where
     };
     tokio::select! {
         res = work => res,
-        _ = fence_watch => Err(Error::Leader("lease watch ended".into())),
+        _ = fence_watch => Err(LeaderError::WatchEnded.into()),
         _ = lost => {
             error!("lost the lease; stopping");
             // Leave the watch task a moment to log, then exit through the error.
             tokio::time::sleep(Duration::from_millis(100)).await;
-            Err(Error::Leader("lost the lease".into()))
+            Err(LeaderError::Lost.into())
         }
     }
 }

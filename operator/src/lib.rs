@@ -40,6 +40,15 @@ use kube::CustomResourceExt;
 pub enum Error {
     #[error("Kubernetes API error: {0}")]
     Kube(#[from] kube::Error),
+    /// An API call on one object failed: which call, on what.
+    #[error("could not {verb} {object}: {source}")]
+    Api {
+        verb: &'static str,
+        /// Kind and name, with the namespace where there is one: `Job studio/shot-0001`.
+        object: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("could not serialise: {0}")]
     Json(#[from] serde_json::Error),
     #[error("could not write YAML: {0}")]
@@ -48,23 +57,33 @@ pub enum Error {
     MissingObjectKey(&'static str),
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
-    #[error("invalid configuration: {0}")]
-    Config(String),
     #[error("leader election: {0}")]
-    Leader(String),
+    Leader(#[from] leader::LeaderError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An API call's error as [`Error::Api`]: `verb` (`apply`, `delete`) on `object` (`Job ns/name`).
+pub(crate) fn api_error(
+    verb: &'static str,
+    object: impl Into<String>,
+) -> impl FnOnce(kube::Error) -> Error {
+    let object = object.into();
+    move |source| Error::Api {
+        verb,
+        object,
+        source,
+    }
+}
 
 impl Error {
     /// A short label for the reconcile error metric.
     pub fn metric_label(&self) -> &'static str {
         match self {
-            Error::Kube(_) => "kube",
+            Error::Kube(_) | Error::Api { .. } => "kube",
             Error::Json(_) | Error::Yaml(_) => "serialization",
             Error::MissingObjectKey(_) => "object",
             Error::Io(_) => "io",
-            Error::Config(_) => "config",
             Error::Leader(_) => "leader",
         }
     }
