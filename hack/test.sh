@@ -216,6 +216,9 @@ stage_unit() {
   ctest "cargo test --workspace" --workspace --locked --no-fail-fast
   # kubectl render --pack with real Blender and bat, no cluster.
   ctest "kubectl render --pack" -p kubectl-render --test pack --locked -- --ignored --nocapture
+  # The Blender add-on in bpy 4.5 and 5.0, before any cluster: install, panel, its errors.
+  ctest "Blender add-on (no cluster)" -p kubectl-render --test addon --locked -- --ignored \
+    --nocapture local::
 }
 
 stage_local_cluster() {
@@ -238,6 +241,8 @@ bare_cluster_test() {
   kc=$("${bare[@]}" bash -c 'eval "$(hack/cluster.sh env)" && echo "$KUBECONFIG"')
   KUBECONFIG=$kc ctest "kubectl render without renderfarm installed" -p kubectl-render \
     --test bare --locked -- --ignored --nocapture
+  KUBECONFIG=$kc ctest "Blender add-on without renderfarm installed" -p kubectl-render \
+    --test addon --locked -- --ignored --nocapture on_bare::
   "${bare[@]}" hack/cluster.sh down --purge >/dev/null 2>&1
 }
 
@@ -255,6 +260,8 @@ stage_e2e() {
     --skip restart::
   ctest "kubectl render on the local cluster" -p kubectl-render --test kwok --locked -- \
     --ignored --nocapture
+  ctest "Blender add-on on the local cluster" -p kubectl-render --test addon --locked -- \
+    --ignored --nocapture on_kwok::
   bare_cluster_test
   # Restarting the API server and etcd disturbs every other test: this one runs alone.
   ctest "e2e restart::" -p renderfarm --test e2e --locked -- --ignored --nocapture restart::
@@ -293,6 +300,8 @@ stage_kind() {
     --ignored --nocapture --exact an_operator_killed_during_the_preview_makes_one_preview_on_kind
   ctest "kind: sandboxed batch pods" -p renderfarm --test sandbox --locked -- --ignored --nocapture
   ctest "kind: kubectl render" -p kubectl-render --test kind --locked -- --ignored --nocapture
+  ctest "kind: Blender add-on" -p kubectl-render --test addon --locked -- --ignored \
+    --nocapture on_kind::
   # kubectl render ui in headless chromium (hack/browser.sh installs it and Playwright).
   check "chromium and Playwright" install_browser &&
     ctest "kind: kubectl render ui in a browser" -p kubectl-render --test browser --locked -- \

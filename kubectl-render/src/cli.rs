@@ -39,7 +39,7 @@ pub enum Command {
     Watch(Watch),
     Fetch(Fetch),
     List(List),
-    Status(Named),
+    Status(Status),
     Logs(Logs),
     Retry(Retry),
     Pause(Named),
@@ -169,6 +169,22 @@ pub struct List {
 #[derive(Debug, Args)]
 pub struct Named {
     pub name: String,
+}
+
+/// A render's status; `-o json` prints the RenderJob as the API server has it, for programs
+/// (the Blender add-on polls it).
+#[derive(Debug, Args)]
+pub struct Status {
+    pub name: String,
+    /// Output format: the summary for people (default) or `json`.
+    #[arg(long, short = 'o', value_enum, default_value_t = StatusOutput::Text)]
+    pub output: StatusOutput,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatusOutput {
+    Text,
+    Json,
 }
 
 /// Delete the failed batches' Jobs so the operator creates them again.

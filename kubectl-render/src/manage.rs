@@ -12,7 +12,7 @@ use renderfarm_api::crd::{RenderJob, RenderJobStatus};
 use renderfarm_api::names::{BATCH_LABEL, RENDERJOB_LABEL, renderjob_label};
 use serde_json::json;
 
-use crate::cli::{Delete, Global, List, Named, Retry};
+use crate::cli::{Delete, Global, List, Named, Retry, Status, StatusOutput};
 use crate::cluster::Ctx;
 use crate::error::{Error, Result};
 use crate::{frames, progress, watch};
@@ -105,8 +105,15 @@ pub async fn list(global: &Global, args: &List) -> Result<()> {
     Ok(())
 }
 
-pub async fn status(global: &Global, args: &Named) -> Result<()> {
+pub async fn status(global: &Global, args: &Status) -> Result<()> {
     let ctx = Ctx::new(global).await?;
+    if args.output == StatusOutput::Json {
+        let rj = ctx.renderjob(&args.name).await?;
+        let json = serde_json::to_string_pretty(&rj)
+            .map_err(|e| Error::Usage(format!("writing RenderJob {} as JSON: {e}", args.name)))?;
+        crate::out!("{json}");
+        return Ok(());
+    }
     let render = crate::preview::get(&ctx, &args.name).await?;
     let rj = &render.rj;
     let events: Api<Event> = ctx.api();
