@@ -23,15 +23,6 @@
 # RENDERFARM_PORT_OFFSET (added to every port; default 0, for a second cluster beside the first).
 set -euo pipefail
 
-# ---- versions: the only place they are set (hack/tools/*/go.mod must agree; build checks) ----
-K8S_VERSION=v1.37.2  # kube-apiserver, kube-controller-manager, kube-scheduler, kubectl
-ETCD_VERSION=v3.7.3  # go.etcd.io/etcd/server/v3 (Kubernetes 1.37's default etcd is 3.7)
-KWOK_VERSION=v0.8.0  # sigs.k8s.io/kwok: kwok and kwokctl
-HELM_VERSION=v3.22.0 # helm.sh/helm/v3
-KIND_VERSION=v0.33.0      # sigs.k8s.io/kind (the kind lane, hack/kind.sh)
-CRICTL_VERSION=v1.36.0    # sigs.k8s.io/cri-tools, as kind v0.33's base image has
-COREDNS_VERSION=v1.14.6   # github.com/coredns/coredns, the version kubeadm v1.37 deploys
-
 # ---- ports, all on 127.0.0.1; RENDERFARM_PORT_OFFSET shifts them all (a second cluster) ----
 OFFSET=${RENDERFARM_PORT_OFFSET:-0}
 ETCD_PORT=$((23790 + OFFSET))
@@ -44,15 +35,9 @@ KWOK_PORT=$((16446 + OFFSET))
 HACK=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE=$(realpath -m "${RENDERFARM_CACHE:-$HOME/.cache/renderfarm}")
 STATE=$(realpath -m "${RENDERFARM_CLUSTER_DIR:-$CACHE/cluster}")
-K8S_BIN=$CACHE/bin/k8s-$K8S_VERSION
-ETCD_BIN=$CACHE/bin/etcd-$ETCD_VERSION
-KWOK_BIN=$CACHE/bin/kwok-$KWOK_VERSION
-HELM_BIN=$CACHE/bin/helm-$HELM_VERSION
-KIND_BIN=$CACHE/bin/kind-$KIND_VERSION
-CRICTL_BIN=$CACHE/bin/crictl-$CRICTL_VERSION
-COREDNS_BIN=$CACHE/bin/coredns-$COREDNS_VERSION
 export GOMODCACHE=${RENDERFARM_GOMODCACHE:-$CACHE/gomod}
 export GOCACHE=${GOCACHE:-$HOME/.cache/go-build}
+export GOWORK=off # each wrapper module alone decides its versions, whatever go.work is around
 # Every binary static, as Kubernetes' own releases are: one cgo setting for all, so the kind
 # lane's kubelet, kubeadm and kube-proxy reuse the packages the control plane's build compiled
 # (a second setting compiles nearly every package again: the kubelet took 364 s cold, not ~60).
@@ -62,7 +47,7 @@ DIR=$STATE/clusters/renderfarm # kwokctl's directory of the cluster named render
 PKI=$DIR/pki
 KUBECONFIG_FILE=$DIR/kubeconfig.yaml
 COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok-controller)
-NODES=(kwok-node-0 kwok-node-1 kwok-node-2 kwok-gpu-0)
+NODES=(kwok-node-0 kwok-node-1 kwok-node-2 kwok-gpu-0) # made by register_nodes
 
 log() { printf '[cluster %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() {
@@ -72,17 +57,38 @@ die() {
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
-# ------------------------------------------------------------------------------------ build
+# ---- versions: each tool's is in the go.mod of its wrapper module, hack/tools/NAME (a `tool`
+# directive and its require; see hack/README.md); the binaries' directories are named for it ----
 
-# check_pin FILE MODULE VERSION: a wrapper go.mod must pin the version this script names.
-check_pin() {
-  grep -Eq "^[[:space:]]*(require[[:space:]]+)?$2 $3( |$)" "$1" ||
-    die "$1 does not require $2 $3: update it (go get $2@$3 && go mod tidy) or the version here"
+# mod_version NAME MODULE: the version of MODULE that hack/tools/NAME/go.mod selects.
+mod_version() {
+  (cd "$HACK/tools/$1" && go list -mod=readonly -m -f '{{.Version}}' "$2") ||
+    die "could not read the version of $2 from hack/tools/$1/go.mod"
 }
 
-# go_build NAME DIR MODULE_DIR ARGS...: build one binary unless DIR/NAME exists; print the time.
+command -v go >/dev/null || die "Go is required (1.26+)"
+K8S_VERSION=$(mod_version k8s k8s.io/kubernetes)             # kube-*, kubectl, kubelet, kubeadm
+ETCD_VERSION=$(mod_version etcd go.etcd.io/etcd/server/v3)  # Kubernetes 1.37's default is 3.7
+KWOK_VERSION=$(mod_version kwok sigs.k8s.io/kwok)           # kwok and kwokctl
+HELM_VERSION=$(mod_version helm helm.sh/helm/v3)
+KIND_VERSION=$(mod_version kind sigs.k8s.io/kind)            # the kind lane (hack/kind.sh)
+CRICTL_VERSION=$(mod_version crictl sigs.k8s.io/cri-tools)   # as kind's base image has
+COREDNS_VERSION=$(mod_version coredns github.com/coredns/coredns) # what kubeadm deploys
+K8S_BIN=$CACHE/bin/k8s-$K8S_VERSION
+ETCD_BIN=$CACHE/bin/etcd-$ETCD_VERSION
+KWOK_BIN=$CACHE/bin/kwok-$KWOK_VERSION
+HELM_BIN=$CACHE/bin/helm-$HELM_VERSION
+KIND_BIN=$CACHE/bin/kind-$KIND_VERSION
+CRICTL_BIN=$CACHE/bin/crictl-$CRICTL_VERSION
+COREDNS_BIN=$CACHE/bin/coredns-$COREDNS_VERSION
+
+# ------------------------------------------------------------------------------------ build
+
+# go_build NAME DIR TOOLS ARGS...: build one binary with `go build ARGS...` in the wrapper
+# module hack/tools/TOOLS (its go.mod and go.sum decide every module's version) unless DIR/NAME
+# exists; print the time.
 go_build() {
-  local name=$1 dir=$2 moddir=$3 t
+  local name=$1 dir=$2 moddir=$HACK/tools/$3 t
   shift 3
   [[ -x $dir/$name ]] && return 0
   mkdir -p "$dir"
@@ -90,20 +96,6 @@ go_build() {
   log "building $name ..."
   (cd "$moddir" && go build -mod=readonly -trimpath -o "$dir/.$name.tmp" "$@")
   mv "$dir/.$name.tmp" "$dir/$name"
-  log "built $name in $(since "$t")s"
-}
-
-# go_install NAME DIR PKG@VERSION LDFLAGS: `go install` a module that builds with its own go.mod.
-go_install() {
-  local name=$1 dir=$2 pkg=$3 ld=$4 t tmp
-  [[ -x $dir/$name ]] && return 0
-  mkdir -p "$dir"
-  tmp=$(mktemp -d "$dir/.gobin.XXXXXX")
-  t=$(now)
-  log "building $name ..."
-  (cd "$tmp" && GOBIN=$tmp GOFLAGS='' go install -trimpath -ldflags "$ld" "$pkg")
-  mv "$tmp/$name" "$dir/$name"
-  rmdir "$tmp"
   log "built $name in $(since "$t")s"
 }
 
@@ -124,19 +116,22 @@ build_kind() {
   build
   exec 9>"$CACHE/bin/.build.lock"
   flock 9
-  local t0 p
+  local t0 p src
   t0=$(now)
   for p in kubelet kubeadm kube-proxy; do
-    go_build "$p" "$K8S_BIN" "$HACK/tools/k8s" -ldflags "$(k8s_ldflags)" "k8s.io/kubernetes/cmd/$p"
+    go_build "$p" "$K8S_BIN" k8s -ldflags "$(k8s_ldflags)" "k8s.io/kubernetes/cmd/$p"
   done
-  go_install kind "$KIND_BIN" "sigs.k8s.io/kind@$KIND_VERSION" "-s -w"
-  go_build_module crictl "$CRICTL_BIN" "sigs.k8s.io/cri-tools@$CRICTL_VERSION" ./cmd/crictl \
-    "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION"
-  go_install coredns "$COREDNS_BIN" "github.com/coredns/coredns@$COREDNS_VERSION" "-s -w"
+  go_build kind "$KIND_BIN" kind -ldflags "-s -w" sigs.k8s.io/kind
+  go_build crictl "$CRICTL_BIN" crictl \
+    -ldflags "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION" \
+    sigs.k8s.io/cri-tools/cmd/crictl
+  go_build coredns "$COREDNS_BIN" coredns -ldflags "-s -w" github.com/coredns/coredns
   # kind's base image files (entrypoint, systemd units, containerd config) for the node image.
   if [[ ! -d $KIND_BIN/base-files ]]; then
-    (cd "$KIND_BIN" && GOFLAGS='' go mod download -json "sigs.k8s.io/kind@$KIND_VERSION" >/dev/null)
-    cp -r "$GOMODCACHE/sigs.k8s.io/kind@$KIND_VERSION/images/base/files" "$KIND_BIN/.base-files.tmp"
+    src=$(cd "$HACK/tools/kind" && go mod download sigs.k8s.io/kind &&
+      go list -mod=readonly -m -f '{{.Dir}}' sigs.k8s.io/kind)
+    [[ -d $src ]] || die "no module directory for sigs.k8s.io/kind (hack/tools/kind)"
+    cp -r "$src/images/base/files" "$KIND_BIN/.base-files.tmp"
     chmod -R u+w "$KIND_BIN/.base-files.tmp"
     mv "$KIND_BIN/.base-files.tmp" "$KIND_BIN/base-files"
   fi
@@ -156,47 +151,25 @@ bins() {
     kind_version "$KIND_VERSION"
 }
 
-# go_build_module NAME DIR MODULE@VERSION PKG LDFLAGS: build PKG inside a downloaded module, for
-# modules `go install` refuses (it reads the module's version list, which the proxy may not serve).
-go_build_module() {
-  local name=$1 dir=$2 mod=$3 pkg=$4 ld=$5 src t
-  [[ -x $dir/$name ]] && return 0
-  mkdir -p "$dir"
-  t=$(now)
-  log "building $name ..."
-  src=$(cd "$dir" && GOFLAGS='' go mod download -json "$mod" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
-  [[ -d $src ]] || die "could not download $mod"
-  (cd "$src" && GOFLAGS=-mod=mod go build -trimpath -ldflags "$ld" -o "$dir/.$name.tmp" "$pkg")
-  mv "$dir/.$name.tmp" "$dir/$name"
-  log "built $name in $(since "$t")s"
-}
-
 build() {
-  command -v go >/dev/null || die "Go is required (1.26+)"
   mkdir -p "$CACHE/bin"
   # One build at a time per cache: a second `build`/`up` waits for the first.
   exec 9>"$CACHE/bin/.build.lock"
   flock 9
   local t0 p
   t0=$(now)
-  check_pin "$HACK/tools/k8s/go.mod" k8s.io/kubernetes "$K8S_VERSION"
-  check_pin "$HACK/tools/etcd/go.mod" go.etcd.io/etcd/server/v3 "$ETCD_VERSION"
-
   # Kubernetes: through the wrapper module (see hack/README.md), with version ldflags.
   for p in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
-    go_build "$p" "$K8S_BIN" "$HACK/tools/k8s" -ldflags "$(k8s_ldflags)" "k8s.io/kubernetes/cmd/$p"
+    go_build "$p" "$K8S_BIN" k8s -ldflags "$(k8s_ldflags)" "k8s.io/kubernetes/cmd/$p"
   done
-
   # etcd: its server module's go.mod has replace directives, so a three-line wrapper main.
-  go_build etcd "$ETCD_BIN" "$HACK/tools/etcd" -ldflags "-s -w" .
-
+  go_build etcd "$ETCD_BIN" etcd -ldflags "-s -w" .
   for p in kwok kwokctl; do
-    go_install "$p" "$KWOK_BIN" "sigs.k8s.io/kwok/cmd/$p@$KWOK_VERSION" "-s -w"
+    go_build "$p" "$KWOK_BIN" kwok -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/$p"
   done
-
-  go_install helm "$HELM_BIN" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" \
-    "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
-
+  local hv=helm.sh/helm/v3/internal/version
+  go_build helm "$HELM_BIN" helm -ldflags "-s -w -X $hv.version=$HELM_VERSION -X $hv.gitTreeState=clean" \
+    helm.sh/helm/v3/cmd/helm
   flock -u 9
   exec 9>&-
   log "binaries ready ($(since "$t0")s): $K8S_BIN, $ETCD_BIN, $KWOK_BIN, $HELM_BIN"
@@ -324,48 +297,25 @@ $(arg manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake)
 EOF
 }
 
+# register_nodes: the kwok nodes, made by kwokctl from the template in hack/kwok/nodes.yaml
+# (NAME-0, NAME-1, ...; it makes only those missing, so a second run does nothing).
 register_nodes() {
-  local n extra_labels taints gpu
-  for n in "${NODES[@]}"; do
-    extra_labels='' taints='[]' gpu=''
-    if [[ $n == kwok-gpu-* ]]; then
-      extra_labels='    accelerator: nvidia'
-      taints='[{key: nvidia.com/gpu, value: present, effect: NoSchedule}]'
-      gpu=', nvidia.com/gpu: "4"'
-    fi
-    cat <<EOF
----
-apiVersion: v1
-kind: Node
-metadata:
-  name: $n
-  annotations:
-    kwok.x-k8s.io/node: fake
-    node.alpha.kubernetes.io/ttl: "0"
-  labels:
-    type: kwok
-    kubernetes.io/hostname: $n
-    kubernetes.io/os: linux
-    kubernetes.io/arch: amd64
-$extra_labels
-spec:
-  taints: $taints
-status:
-  allocatable: {cpu: "32", memory: 128Gi, pods: "110", ephemeral-storage: 1Ti$gpu}
-  capacity: {cpu: "32", memory: 128Gi, pods: "110", ephemeral-storage: 1Ti$gpu}
-EOF
-  done | kctl apply -f - >/dev/null
+  {
+    kwokctl -c "$HACK/kwok/nodes.yaml" scale node kwok-node --replicas 3 --serial-length 1 &&
+      kwokctl -c "$HACK/kwok/nodes.yaml" scale node kwok-gpu --replicas 1 --serial-length 1 \
+        --param '.gpus = 4'
+  } >>"$STATE/kwokctl.log" 2>&1 || fail_with_log kwokctl "$STATE/kwokctl.log"
 }
 
+# nodes_ready SECS: every node in NODES is Ready within SECS seconds (0: as they are now).
 nodes_ready() {
-  [[ $(kctl get nodes -l type=kwok -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' |
-    grep -c '^True$') -ge ${#NODES[@]} ]]
+  kctl wait --for condition=Ready --timeout "${1}s" "${NODES[@]/#/node/}" >/dev/null 2>&1
 }
 
 healthy() {
   local c
   for c in "${COMPONENTS[@]}"; do running "$c" || return 1; done
-  curl_admin "$SERVER/readyz" >/dev/null 2>&1 && nodes_ready 2>/dev/null
+  curl_admin "$SERVER/readyz" >/dev/null 2>&1 && nodes_ready 0
 }
 
 up() {
@@ -417,16 +367,17 @@ up() {
   kctl apply --server-side --force-conflicts -f "$HACK/kwok/stages.yaml" >/dev/null
   wait_for kube-controller-manager 120 curl -fsSk "https://127.0.0.1:$KCM_PORT/healthz"
   wait_for kube-scheduler 120 curl -fsSk "https://127.0.0.1:$SCHED_PORT/healthz"
-  wait_for kube-controller-manager 120 kctl -n default get serviceaccount default
+  kctl wait --for create --timeout 120s -n default serviceaccount/default >/dev/null ||
+    fail_with_log kube-controller-manager
   register_nodes
   # A kwok-controller that never starts its stage controllers (seen once on a fresh cluster:
   # its log stopped after "Starting HTTP server" and no node got Ready) is started again,
   # once, instead of failing the run after two minutes.
-  if ! settles 45 nodes_ready; then
-    log "kwok-controller: no node Ready after 45 s; starting it again (its log: $DIR/logs/kwok-controller.log)"
+  if ! nodes_ready 45; then
+    log "kwok-controller: not every node Ready after 45 s; starting it again (its log: $DIR/logs/kwok-controller.log)"
     restart_kwok
   fi
-  wait_for kwok-controller 120 nodes_ready
+  nodes_ready 120 || fail_with_log kwok-controller
   log "up: build $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')s, start $(since "$t1")s; API server $SERVER"
   log "  KUBECONFIG=$KUBECONFIG_FILE; eval \"\$(hack/cluster.sh env)\""
 }

@@ -17,8 +17,6 @@
 # RENDERFARM_PORT_OFFSET): Kueue runs beside the cluster those name.
 set -euo pipefail
 
-KUEUE_VERSION=v0.17.0 # sigs.k8s.io/kueue
-
 OFFSET=${RENDERFARM_PORT_OFFSET:-0}
 WEBHOOK_PORT=$((16447 + OFFSET))
 HEALTH_PORT=$((16448 + OFFSET))
@@ -27,10 +25,13 @@ METRICS_PORT=$((16449 + OFFSET))
 HACK=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE=$(realpath -m "${RENDERFARM_CACHE:-$HOME/.cache/renderfarm}")
 STATE=$(realpath -m "${RENDERFARM_CLUSTER_DIR:-$CACHE/cluster}")
-KUEUE_BIN=$CACHE/bin/kueue-$KUEUE_VERSION
 KDIR=$STATE/kueue # certificates, config, log, pid
+# The version is in hack/tools/kueue/go.mod (a `tool` directive and its require), like the
+# tools of hack/cluster.sh; its module cache and build cache too.
+MODDIR=$HACK/tools/kueue
 export GOMODCACHE=${RENDERFARM_GOMODCACHE:-$CACHE/gomod}
 export GOCACHE=${GOCACHE:-$HOME/.cache/go-build}
+export GOWORK=off # each wrapper module alone decides its versions, whatever go.work is around
 # Webhook configurations are cluster-wide: one name per Kueue (per port offset).
 HOOKS=renderfarm-kueue-$OFFSET
 
@@ -42,29 +43,33 @@ die() {
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
-# The module's source directory (downloaded into the module cache once).
+command -v go >/dev/null || die "Go is required (1.26+)"
+KUEUE_VERSION=$(cd "$MODDIR" && go list -mod=readonly -m -f '{{.Version}}' sigs.k8s.io/kueue) ||
+  die "could not read the version of sigs.k8s.io/kueue from hack/tools/kueue/go.mod"
+KUEUE_BIN=$CACHE/bin/kueue-$KUEUE_VERSION
+
+# The module's source directory (downloaded into the module cache once): CRDs, webhooks, chart.
 module_dir() {
-  mkdir -p "$KUEUE_BIN"
-  (cd "$KUEUE_BIN" && GOFLAGS='' go mod download -json "sigs.k8s.io/kueue@$KUEUE_VERSION" |
-    sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  local dir
+  dir=$(cd "$MODDIR" && go mod download sigs.k8s.io/kueue &&
+    go list -mod=readonly -m -f '{{.Dir}}' sigs.k8s.io/kueue)
+  [[ -d $dir ]] || die "could not download sigs.k8s.io/kueue $KUEUE_VERSION"
+  printf '%s' "$dir"
 }
 
-# build: like hack/cluster.sh's go_build_module, under the same build lock. Static (CGO off):
-# the binary also goes into an image of its own for kind.
+# build: as hack/cluster.sh builds its tools (go build in the wrapper module), under the same
+# build lock. Static (CGO off): the binary also goes into an image of its own for kind.
 build() {
-  command -v go >/dev/null || die "Go is required (1.26+)"
   [[ -x $KUEUE_BIN/kueue ]] && return 0
-  mkdir -p "$CACHE/bin"
+  mkdir -p "$KUEUE_BIN"
   exec 9>"$CACHE/bin/.build.lock"
   flock 9
   if [[ ! -x $KUEUE_BIN/kueue ]]; then
-    local src t
+    local t
     t=$(now)
     log "building kueue $KUEUE_VERSION ..."
-    src=$(module_dir)
-    [[ -d $src ]] || die "could not download sigs.k8s.io/kueue@$KUEUE_VERSION"
-    (cd "$src" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w" \
-      -o "$KUEUE_BIN/.kueue.tmp" ./cmd/kueue)
+    (cd "$MODDIR" && CGO_ENABLED=0 go build -mod=readonly -trimpath -ldflags "-s -w" \
+      -o "$KUEUE_BIN/.kueue.tmp" sigs.k8s.io/kueue/cmd/kueue)
     mv "$KUEUE_BIN/.kueue.tmp" "$KUEUE_BIN/kueue"
     log "built kueue in $(since "$t")s"
   fi
@@ -183,6 +188,8 @@ up() {
     for f in "$src"/config/components/crd/bases/kueue.x-k8s.io_*.yaml; do
       kube apply --server-side --force-conflicts -f "$f" >/dev/null
     done
+    # A hand-written wait, not `kubectl wait --for condition=Established`: that fails at once
+    # ("accessor error: <nil>") on a CRD created so recently that it has no conditions yet.
     local crd i
     for crd in workloads clusterqueues localqueues resourceflavors workloadpriorityclasses; do
       for i in $(seq 1 60); do

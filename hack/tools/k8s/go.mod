@@ -1,13 +1,14 @@
-// Wrapper module for hack/cluster.sh: builds kube-apiserver, kube-controller-manager,
-// kube-scheduler and kubectl from k8s.io/kubernetes. That module's go.mod points its k8s.io/*
-// staging modules at ./staging/..., which a module download does not contain, so the replace
-// block below maps each of them (the full list from its go.mod) to its published v0.37.2.
-// Bump: change K8S_VERSION in hack/cluster.sh, the require and the replaces, go mod tidy.
+// Wrapper module for hack/cluster.sh: the `tool` lines are the Kubernetes commands it builds
+// from k8s.io/kubernetes, whose require sets their version (and the binaries' directory,
+// k8s-VERSION). That module's go.mod points its k8s.io/* staging modules at ./staging/...,
+// which a module download does not contain, so the replace block below maps each of them (the
+// full list from its go.mod) to its published v0.37.2.
+// Bump: go get k8s.io/kubernetes@v1.37.N, every replace to v0.37.N, go mod tidy.
 module renderfarm.io/hack/tools/k8s
 
 go 1.26.0
 
-require k8s.io/kubernetes v1.37.2
+require k8s.io/kubernetes v1.37.2 // indirect
 
 require (
 	cel.dev/expr v0.25.1 // indirect
@@ -228,4 +229,14 @@ replace (
 	k8s.io/sample-cli-plugin => k8s.io/sample-cli-plugin v0.37.2
 	k8s.io/sample-controller => k8s.io/sample-controller v0.37.2
 	k8s.io/streaming => k8s.io/streaming v0.37.2
+)
+
+tool (
+	k8s.io/kubernetes/cmd/kube-apiserver
+	k8s.io/kubernetes/cmd/kube-controller-manager
+	k8s.io/kubernetes/cmd/kube-proxy
+	k8s.io/kubernetes/cmd/kube-scheduler
+	k8s.io/kubernetes/cmd/kubeadm
+	k8s.io/kubernetes/cmd/kubectl
+	k8s.io/kubernetes/cmd/kubelet
 )
