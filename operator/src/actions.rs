@@ -52,7 +52,7 @@ pub fn decide(
     states: &[BatchState],
     jobs: &index::Jobs<'_>,
     in_flight: &BTreeSet<u32>,
-    recorded: &BTreeSet<u32>,
+    recorded: &crate::index::Recorded,
     ahead: Ahead<'_>,
 ) -> Actions {
     let mut actions = Actions::default();
@@ -113,7 +113,7 @@ fn suspend_resume_delete(
     rj: &RenderJob,
     states: &[BatchState],
     jobs: &index::Jobs<'_>,
-    recorded: &BTreeSet<u32>,
+    recorded: &crate::index::Recorded,
     actions: &mut Actions,
 ) {
     for (index, job) in jobs.iter() {
@@ -169,7 +169,7 @@ mod tests {
             states,
             jobs,
             &BTreeSet::new(),
-            &BTreeSet::new(),
+            &index::Recorded::default(),
             Ahead::default(),
         )
     }
@@ -214,7 +214,7 @@ mod tests {
             &states,
             &index::Jobs::default(),
             &in_flight,
-            &BTreeSet::new(),
+            &index::Recorded::default(),
             Ahead::default(),
         );
         assert!(got.create.is_empty(), "{got:?}");
@@ -223,7 +223,7 @@ mod tests {
             &states,
             &index::Jobs::default(),
             &in_flight,
-            &BTreeSet::new(),
+            &index::Recorded::default(),
             Ahead::default(),
         );
         assert_eq!(got.create, vec![2]);
@@ -253,7 +253,14 @@ mod tests {
             due: Some(&due),
         };
         let in_flight = flying.keys().copied().collect();
-        decide(&spec, states, jobs, &in_flight, &BTreeSet::new(), ahead)
+        decide(
+            &spec,
+            states,
+            jobs,
+            &in_flight,
+            &index::Recorded::default(),
+            ahead,
+        )
     }
 
     #[test]
@@ -307,7 +314,14 @@ mod tests {
             due: Some(&due),
         };
         let (none, states) = (BTreeSet::new(), [Active, Pending]);
-        let got = decide(&spec, &states, &jobs, &none, &none, ahead);
+        let got = decide(
+            &spec,
+            &states,
+            &jobs,
+            &none,
+            &index::Recorded::default(),
+            ahead,
+        );
         assert!(got.create.is_empty() && got.after.is_empty(), "{got:?}");
     }
 
@@ -340,7 +354,7 @@ mod tests {
         let states = [Succeeded, Succeeded, Failed];
         let (a, b, c) = (job("a", false), job("b", false), job("c", false));
         let jobs = index::Jobs::from_iter([(0, &a), (1, &b), (2, &c)]);
-        let recorded = BTreeSet::from([0]);
+        let recorded = index::Recorded::from_iter([0]);
         let got = decide(
             &rj(5, false, "DeleteSucceeded"),
             &states,

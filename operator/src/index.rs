@@ -75,6 +75,42 @@ impl<'a> FromIterator<(u32, &'a BatchJob)> for Jobs<'a> {
     }
 }
 
+/// The batches a status records as succeeded, as a table by batch index: a reconcile asks it of
+/// every batch, and a set of thousands of entries built and dropped each pass cost more than the
+/// rest of the pass.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Recorded(Vec<bool>);
+
+impl Recorded {
+    /// From a status's `succeededBatches` ranges; indexes at or past `batches` are left out.
+    pub fn decode(ranges: &str, batches: u32) -> Self {
+        let mut table = vec![false; batches as usize];
+        for (a, b) in crate::ranges::ranges(ranges) {
+            let (a, b) = (a.min(batches), b.saturating_add(1).min(batches));
+            table[a as usize..b as usize].fill(true);
+        }
+        Recorded(table)
+    }
+
+    pub fn contains(&self, index: &u32) -> bool {
+        self.0.get(*index as usize).copied().unwrap_or(false)
+    }
+}
+
+impl FromIterator<u32> for Recorded {
+    fn from_iter<I: IntoIterator<Item = u32>>(iter: I) -> Self {
+        let mut table = Vec::new();
+        for i in iter {
+            let i = i as usize;
+            if table.len() <= i {
+                table.resize(i + 1, false);
+            }
+            table[i] = true;
+        }
+        Recorded(table)
+    }
+}
+
 /// The batch pods, by batch index: one flat list in batch order and where each batch's run of
 /// it starts (a counting sort).
 #[derive(Debug, Clone)]
@@ -170,6 +206,29 @@ impl<'a> Pods<'a> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    proptest! {
+        /// The table answers as the set the ranges decode to, inside the plan.
+        #[test]
+        fn recorded_is_the_decoded_set_within_the_plan(
+            set in proptest::collection::btree_set(0u32..300, 0..80),
+            batches in 0u32..320,
+        ) {
+            let text = crate::ranges::encode_ranges(&set);
+            let table = Recorded::decode(&text, batches);
+            for i in 0..330 {
+                prop_assert_eq!(table.contains(&i), i < batches && set.contains(&i), "batch {}", i);
+            }
+        }
+    }
+
+    #[test]
+    fn recorded_ignores_what_it_cannot_read() {
+        let table = Recorded::decode("2-4, x, 9-7, 6,", 10);
+        let got: Vec<u32> = (0..10).filter(|i| table.contains(i)).collect();
+        assert_eq!(got, [2, 3, 4, 6]);
+        assert!(!Recorded::decode("0-4000000000", 3).contains(&3));
+    }
 
     fn pod(name: &str) -> BatchPod {
         let pod: k8s_openapi::api::core::v1::Pod =

@@ -83,7 +83,7 @@ pub fn ended_at<'a>(job: &'a BatchJob, pods: &[&'a BatchPod]) -> Option<&'a Time
 pub fn batch_states(
     plan: &Plan,
     jobs: &index::Jobs<'_>,
-    recorded_succeeded: &BTreeSet<u32>,
+    recorded_succeeded: &index::Recorded,
 ) -> Vec<BatchState> {
     states_by(plan, jobs, recorded_succeeded, |_, job| job_state(job))
 }
@@ -99,7 +99,7 @@ pub fn rendered_states(slots: &[BatchState], pods: &index::Pods<'_>) -> Vec<Batc
 fn states_by(
     plan: &Plan,
     jobs: &index::Jobs<'_>,
-    recorded_succeeded: &BTreeSet<u32>,
+    recorded_succeeded: &index::Recorded,
     by_job: impl Fn(u32, &BatchJob) -> BatchState,
 ) -> Vec<BatchState> {
     (0..plan.len())

@@ -16,7 +16,6 @@ use crate::cache::{BatchJob, BatchPod};
 use crate::crd::{RenderJob, RenderJobStatus};
 use crate::index;
 use crate::plan::Plan;
-use crate::ranges::decode_ranges;
 use crate::state::RenderState;
 use crate::status::{self, Hold, Observed};
 
@@ -49,7 +48,7 @@ pub struct Observation<'a> {
     /// The batch pods, by batch index.
     pub pods: index::Pods<'a>,
     /// Batches the status last written records as succeeded.
-    pub recorded: BTreeSet<u32>,
+    pub recorded: index::Recorded,
     /// Batches whose Job name an earlier RenderJob's Job still holds: not created until it goes.
     pub taken: BTreeSet<u32>,
     /// Followers created but not seen in the cache yet, and the batch each follows.
@@ -81,7 +80,7 @@ impl<'a> Observation<'a> {
         let recorded = old
             .succeeded_batches
             .as_deref()
-            .map(decode_ranges)
+            .map(|r| index::Recorded::decode(r, plan.len()))
             .unwrap_or_default();
         Observation {
             plan,

@@ -93,7 +93,7 @@ impl World {
             .status
             .as_ref()
             .and_then(|s| s.succeeded_batches.as_deref())
-            .map(decode_ranges)
+            .map(|r| index::Recorded::decode(r, self.plan.len()))
             .unwrap_or_default();
         let kept_pods: BTreeMap<u32, Vec<BatchPod>> = self
             .pods
