@@ -157,6 +157,34 @@ impl MissingFiles {
     }
 }
 
+/// What a frame of one flat colour does to the batch. A fade to black is one, so by default it
+/// is only a warning.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema, ValueEnum,
+)]
+pub enum BlankFrames {
+    /// A warning event and a line in the termination message.
+    #[default]
+    #[serde(rename = "Warn")]
+    #[value(name = "warn")]
+    Warn,
+    /// The frame fails its check like a truncated one: rendered once more, then the batch
+    /// fails as `BadFrame`.
+    #[serde(rename = "Fail")]
+    #[value(name = "fail")]
+    Fail,
+}
+
+impl BlankFrames {
+    /// The value of `--blank-frames`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BlankFrames::Warn => "warn",
+            BlankFrames::Fail => "fail",
+        }
+    }
+}
+
 /// Output image format (`blender -F`).
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema, ValueEnum,
@@ -326,6 +354,29 @@ pub struct RenderArgs {
     #[arg(long, value_enum, default_value_t)]
     pub missing_files: MissingFiles,
 
+    /// The scene of the .blend file to render (default: the one the file has active). A name
+    /// the file does not have is bad input, listing those it has.
+    #[arg(long, value_name = "NAME")]
+    pub scene: Option<String>,
+
+    /// The camera object to render through (default: the scene's camera, or the one its
+    /// timeline markers bind at each frame).
+    #[arg(long, value_name = "NAME")]
+    pub camera: Option<String>,
+
+    /// A view layer to render (repeatable; default: those the file marks for rendering).
+    #[arg(long = "view-layer", value_name = "NAME")]
+    pub view_layers: Vec<String>,
+
+    /// A frame of one flat colour: `warn` (a warning) or `fail` (the frame fails its check).
+    #[arg(long, value_enum, default_value_t)]
+    pub blank_frames: BlankFrames,
+
+    /// Do not keep the scene's data (BVH, textures) between the frames of the batch
+    /// (Blender's persistent data, on by default for batches of more than one frame).
+    #[arg(long)]
+    pub no_persistent_data: bool,
+
     /// Where to write the JSON termination message.
     #[arg(long, value_name = "PATH", default_value = DEFAULT_TERMINATION_LOG)]
     pub termination_log: PathBuf,
@@ -384,6 +435,11 @@ impl RenderArgs {
             threads: 0,
             overwrite: false,
             missing_files: MissingFiles::default(),
+            scene: None,
+            camera: None,
+            view_layers: Vec::new(),
+            blank_frames: BlankFrames::default(),
+            no_persistent_data: false,
             termination_log: PathBuf::from(DEFAULT_TERMINATION_LOG),
             blender: PathBuf::from("blender"),
             blender_version: None,
@@ -427,6 +483,7 @@ impl RenderArgs {
                 self.missing_files.as_str().to_string(),
             ]);
         }
+        self.push_selection(&mut args);
         for (flag, value) in [("--marker", &self.marker), ("--after", &self.after)] {
             if let Some(value) = value {
                 args.extend([flag.to_string(), value.clone()]);
@@ -445,6 +502,28 @@ impl RenderArgs {
             args.extend(["--blender-version".to_string(), v.clone()]);
         }
         args
+    }
+
+    /// What to render and how to check it, each flag only when not at its default (an older
+    /// image refuses flags it does not know).
+    fn push_selection(&self, args: &mut Vec<String>) {
+        for (flag, value) in [("--scene", &self.scene), ("--camera", &self.camera)] {
+            if let Some(value) = value {
+                args.extend([flag.to_string(), value.clone()]);
+            }
+        }
+        for layer in &self.view_layers {
+            args.extend(["--view-layer".to_string(), layer.clone()]);
+        }
+        if self.blank_frames != BlankFrames::default() {
+            args.extend([
+                "--blank-frames".to_string(),
+                self.blank_frames.as_str().to_string(),
+            ]);
+        }
+        if self.no_persistent_data {
+            args.push("--no-persistent-data".to_string());
+        }
     }
 
     /// Parse arguments as built by [`RenderArgs::to_args`] (no program name).
@@ -540,6 +619,13 @@ mod tests {
                 prop::option::of("[a-z0-9][a-z0-9-]{0,39}"),
                 prop::option::of("[a-z0-9][a-z0-9-]{0,39}"),
             ),
+            (
+                prop::option::of("[A-Za-z][A-Za-z0-9 ._-]{0,20}"),
+                prop::option::of("[A-Za-z][A-Za-z0-9 ._-]{0,20}"),
+                prop::collection::vec("[A-Za-z][A-Za-z0-9 ._-]{0,20}", 0..3),
+                prop::sample::select(BlankFrames::value_variants().to_vec()),
+                any::<bool>(),
+            ),
         )
             .prop_map(
                 |(
@@ -551,6 +637,7 @@ mod tests {
                     out,
                     missing_files,
                     (marker, after),
+                    (scene, camera, view_layers, blank_frames, no_persistent_data),
                 )| {
                     let mut a = RenderArgs::new(
                         "/data/scene.blend",
@@ -570,6 +657,11 @@ mod tests {
                     a.missing_files = missing_files;
                     a.marker = marker;
                     a.after = after;
+                    a.scene = scene;
+                    a.camera = camera;
+                    a.view_layers = view_layers;
+                    a.blank_frames = blank_frames;
+                    a.no_persistent_data = no_persistent_data;
                     a
                 },
             )

@@ -16,6 +16,9 @@ pub enum Outcome {
     RenderFailed,
     /// Stopped by SIGTERM.
     Terminated,
+    /// Exit code [`crate::exit::BAD_FRAME`]: frames Blender saved failed their check twice
+    /// (see [`crate::checks::FrameChecks`]); worth a retry.
+    BadFrame,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

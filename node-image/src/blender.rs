@@ -60,6 +60,23 @@ pub fn prepare_script(args: &RenderArgs) -> String {
         )
 }
 
+const CHOOSE_SCRIPT: &str = include_str!("choose.py");
+
+/// The Python run right after the file loads (see `choose.py`): the scene, camera and view
+/// layers to render, and whether the scene's data stays loaded between the `frames` frames
+/// of this run (a batch of one frame gains nothing from it, and pays its memory).
+pub fn choose_script(args: &RenderArgs, frames: usize) -> String {
+    let choice = serde_json::json!({
+        "scene": args.scene,
+        "camera": args.camera,
+        "view_layers": args.view_layers,
+        "persistent": !args.no_persistent_data && frames > 1,
+    });
+    // A JSON string is a Python string literal too: the names arrive as they were given.
+    let literal = serde_json::to_string(&choice.to_string()).unwrap_or_default();
+    CHOOSE_SCRIPT.replace("@CHOICE@", &literal)
+}
+
 /// Blender 5.0 logs its render progress (`Fra: N | … | Sample 3/8`, `Time: …`) only with the
 /// `render` log category at the INFO level, which the bpy module offers no way to ask for. It
 /// hands the same text to `render_stats` handlers: this one prints it as 5.0 would log it, behind
@@ -103,6 +120,12 @@ pub fn command_line(args: &RenderArgs, frames: &[i32]) -> Vec<String> {
         // A scene is untrusted input: none of its Python runs (text blocks, drivers).
         "--disable-autoexec".into(),
         args.blend_file.display().to_string(),
+        // The scene chosen before `-o`, `-F` and `-E`, which set the current scene's; a
+        // Python error there ends Blender rather than render another scene.
+        "--python-exit-code".into(),
+        "1".into(),
+        "--python-expr".into(),
+        choose_script(args, frames.len()),
         "-o".into(),
         args.output.clone(),
         "-F".into(),
@@ -454,8 +477,36 @@ mod tests {
             "the progress handler must come before -f: {argv:?}"
         );
         assert_eq!(argv[at("-f") + 1], "1,3..4");
+        let choose = argv.iter().position(|x| x.contains("CHOICE = json.loads("));
+        assert!(
+            choose.is_some_and(|c| c > 3 && c < at("-o")),
+            "the scene is chosen before -o: {argv:?}"
+        );
         assert_eq!(argv[at("-t") + 1], "4");
         assert_eq!(&argv[at("-f") + 2..], ["--", "--cycles-device", "CUDA"]);
+    }
+
+    #[test]
+    fn choose_script_carries_names_as_given() {
+        let mut a = RenderArgs::new("/d/s.blend", FrameSet::List(vec![1]), "/d/o/f_####");
+        a.scene = Some("Shot \"10\"\n'b'".into());
+        a.view_layers = vec!["Beauty".into(), "Shadow ✓".into()];
+        let script = choose_script(&a, 8);
+        assert!(!script.contains("@CHOICE@"));
+        let line = script
+            .lines()
+            .find(|l| l.starts_with("CHOICE = json.loads("))
+            .expect("CHOICE line");
+        let literal = &line["CHOICE = json.loads(".len()..line.len() - 1];
+        let json: String = serde_json::from_str(literal).expect("a string literal");
+        let choice: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+        assert_eq!(choice["scene"], "Shot \"10\"\n'b'");
+        assert_eq!(choice["camera"], serde_json::Value::Null);
+        assert_eq!(choice["view_layers"][1], "Shadow ✓");
+        assert_eq!(choice["persistent"], true);
+        assert!(choose_script(&a, 1).contains(r#"\"persistent\":false"#));
+        a.no_persistent_data = true;
+        assert!(choose_script(&a, 8).contains(r#"\"persistent\":false"#));
     }
 
     #[test]

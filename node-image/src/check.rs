@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use render_contract::RenderArgs;
 
 use crate::blend::{self, HeaderError, Version};
+use crate::verify;
 
 /// Relative paths made absolute (against the working directory), so that Blender, which
 /// resolves some paths against the .blend file's folder, and render-node agree on every file.
@@ -75,13 +76,19 @@ pub fn rendered(path: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// (frames to render with their files, frames already on disk), in order.
+/// (frames to render with their files, frames already on disk), in order. A frame on disk
+/// counts only if it decodes (a file cut short by a lost node is rendered again); its size
+/// is checked once Blender says what it should be, after rendering.
 pub fn missing(args: &RenderArgs) -> (Vec<(i32, String)>, Vec<i32>) {
     let mut todo = Vec::new();
     let mut skipped = Vec::new();
     for f in args.frames.frames() {
         let path = args.output_file(f);
-        if args.overwrite || !rendered(&path) {
+        let decodes = || {
+            std::panic::catch_unwind(|| verify::frame(Path::new(&path), args.format, None))
+                .is_ok_and(|r| r.is_ok())
+        };
+        if args.overwrite || !rendered(&path) || !decodes() {
             todo.push((f, path));
         } else {
             skipped.push(f);
@@ -189,14 +196,17 @@ mod tests {
         let dir = scratch("missing");
         let mut args = batch(&dir, "1..3");
         fs::create_dir_all(dir.join("out")).unwrap();
-        fs::write(dir.join("out/f_0002.png"), b"png").unwrap();
+        let png = verify::tests::png_bytes(4, 2, |x, _| [x as u8 * 60, 0, 0]);
+        fs::write(dir.join("out/f_0002.png"), &png).unwrap();
         fs::write(dir.join("out/f_0003.png"), b"").unwrap(); // empty: not rendered
+        fs::write(dir.join("out/f_0004.png"), &png[..png.len() - 20]).unwrap(); // cut short
+        args.frames = "1..4".parse().unwrap();
         let (todo, skipped) = missing(&args);
-        assert_eq!(todo.iter().map(|(f, _)| *f).collect::<Vec<_>>(), [1, 3]);
+        assert_eq!(todo.iter().map(|(f, _)| *f).collect::<Vec<_>>(), [1, 3, 4]);
         assert_eq!(todo[0].1, format!("{}/out/f_0001.png", dir.display()));
         assert_eq!(skipped, [2]);
         args.overwrite = true;
-        assert_eq!(missing(&args).0.len(), 3);
+        assert_eq!(missing(&args).0.len(), 4);
     }
 
     #[test]

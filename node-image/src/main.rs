@@ -6,12 +6,15 @@
 mod blend;
 mod blender;
 mod check;
+mod fault;
 mod isolation;
 mod node;
 mod parse;
 mod report;
+mod retry;
 mod thumbs;
 mod tracker;
+mod verify;
 
 use std::process::ExitCode;
 

@@ -9,9 +9,10 @@ use render_contract::{Outcome, ProgressEvent, RenderArgs, SceneFacts, Terminatio
 use crate::blend::{self, Version};
 use crate::blender::{self, Ended, Stop};
 use crate::report::{self, Facts};
+use crate::retry::{self, Rendered};
 use crate::thumbs::Thumbnailer;
 use crate::tracker::{self, Tracker};
-use crate::{check, isolation};
+use crate::{check, fault, isolation};
 use render_node::handoff;
 
 pub async fn run(args: RenderArgs, mut stop: Stop) -> i32 {
@@ -23,6 +24,10 @@ pub async fn run(args: RenderArgs, mut stop: Stop) -> i32 {
         .as_ref()
         .map(|name| handoff::Marker::start(handoff::marker_path(&args.output, name)));
     let mut scene = SceneFacts::default();
+    // The storage first: read-only or lost on this node is the node's fault, not the input's.
+    if let Some((code, why)) = fault::probe(&args) {
+        return fault::finish(&log, code, why);
+    }
     let checked = check::absolute(args).and_then(|a| check::input(&a).map(|v| (a, v)));
     let (args, file_version) = match checked {
         Ok(checked) => checked,
@@ -49,12 +54,12 @@ pub async fn run(args: RenderArgs, mut stop: Stop) -> i32 {
     };
     let oom_before = report::oom_kills();
     let thumbs = thumbnailer(&args, &work.skipped);
-    let rendered = blender::render(&args, &work.todo, &mut stop, &thumbs).await;
+    let rendered = retry::render_checked(&args, &work.todo, &mut stop, &thumbs).await;
     // Thumbnails and checks take little CPU: the next batch renders meanwhile.
     if let Some(m) = marker.as_mut() {
         m.done();
     }
-    let (tracker, ended) = match rendered {
+    let done = match rendered {
         Ok(done) => done,
         Err(e) => {
             thumbs.finish().await;
@@ -65,20 +70,15 @@ pub async fn run(args: RenderArgs, mut stop: Stop) -> i32 {
             return report::finish(&log, &msg, &scene);
         }
     };
-    end_thumbnails(thumbs, &ended).await;
-    let warnings = warnings(isolation, &tracker, &ended, &work.todo);
-    let msg = ended_message(
-        &args,
-        &work,
-        &tracker,
-        &ended,
-        oom_before,
-        &warnings,
-        blender_version,
-    );
-    scene.missing_files = tracker.missing_files.clone();
-    scene.missing_files_count = tracker.missing_files_count;
-    report::finish(&log, &msg, &scene)
+    end_thumbnails(thumbs, &done.ended).await;
+    let mut warnings = warnings(isolation, &done.tracker, &done.ended, &work.todo);
+    warnings.extend(done.checks.blank_warning());
+    let msg = ended_message(&args, &work, &done, oom_before, &warnings, blender_version);
+    scene.missing_files = done.tracker.missing_files.clone();
+    scene.missing_files_count = done.tracker.missing_files_count;
+    let code = report::finish_checked(&log, &msg, &scene, &done.checks.to_contract());
+    // Blender killed by the machine (not by render-node or the OOM killer) is the node's fault.
+    fault::after_blender(code, &done.ended, oom_before)
 }
 
 /// The batch's frames: those to render, each with its expected file, and those on disk.
@@ -206,12 +206,12 @@ fn warnings(
 fn ended_message(
     args: &RenderArgs,
     work: &Work,
-    tracker: &Tracker,
-    ended: &Ended,
+    done: &Rendered,
     oom_before: Option<u64>,
     warnings: &[String],
     blender_version: Option<String>,
 ) -> TerminationMessage {
+    let (tracker, ended) = (&done.tracker, &done.ended);
     // The files are the truth.
     let missing: Vec<i32> = args
         .frames
@@ -240,6 +240,7 @@ fn ended_message(
         errors: &tracker.errors,
         warnings,
         missing: &missing,
+        bad_frames: &done.checks.bad,
     });
     TerminationMessage {
         outcome,

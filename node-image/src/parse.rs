@@ -54,6 +54,8 @@ pub enum Marker {
     Warning(String),
     /// `MISSING_FILES <json>`: external files the scene uses that are not readable.
     MissingFiles(Missing),
+    /// `RESOLUTION <width> <height>`: the size of every frame the scene renders.
+    Resolution(usize, usize),
 }
 
 /// The external files a scene uses that are not readable, as `prepare.py` reports them.
@@ -128,6 +130,10 @@ fn marker(rest: &str) -> Option<Marker> {
         "BAD_INPUT" => Marker::BadInput(text.to_string()),
         "WARNING" => Marker::Warning(text.to_string()),
         "MISSING_FILES" => Marker::MissingFiles(serde_json::from_str(text).ok()?),
+        "RESOLUTION" => {
+            let (w, h) = text.split_once(' ')?;
+            Marker::Resolution(w.trim().parse().ok()?, h.trim().parse().ok()?)
+        }
         _ => return None,
     })
 }
@@ -484,6 +490,11 @@ mod tests {
             Line::Marker(Marker::BadInput("no CUDA".into()))
         );
         assert_eq!(parse("RENDER_NODE:NONSENSE x"), Line::Other);
+        assert_eq!(
+            parse("RENDER_NODE:RESOLUTION 1920 1080"),
+            Line::Marker(Marker::Resolution(1920, 1080))
+        );
+        assert_eq!(parse("RENDER_NODE:RESOLUTION 1920"), Line::Other);
         assert_eq!(
             parse(
                 r#"RENDER_NODE:MISSING_FILES {"action": "fail", "count": 3, "files": [{"kind": "image", "name": "wood", "path": "/data/tex/wood grain.png"}]}"#

@@ -40,6 +40,11 @@ def refuse(text):
 
 
 say("SCENE", "%d %d %s" % (scene.frame_start, scene.frame_end, "%d.%d.%d" % bpy.app.version))
+# The size every frame must have (render-node checks each saved frame); Blender's own integer
+# arithmetic. A render cropped to its border has the border's size: not said, not checked.
+if not (scene.render.use_border and scene.render.use_crop_to_border):
+    say("RESOLUTION", "%d %d" % (scene.render.resolution_x * scene.render.resolution_percentage // 100,
+                                 scene.render.resolution_y * scene.render.resolution_percentage // 100))
 
 # --- Python in the file
 if bpy.app.autoexec_fail:

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use render_contract::{
-    Outcome, ProgressEvent, SceneFacts, TerminationMessage, TerminationReport, exit,
+    FrameChecks, Outcome, ProgressEvent, SceneFacts, TerminationMessage, TerminationReport, exit,
 };
 
 use crate::parse::Class;
@@ -27,6 +27,8 @@ pub struct Facts<'a> {
     pub warnings: &'a [String],
     /// Frames of the batch not on disk afterwards.
     pub missing: &'a [i32],
+    /// Frames that failed their check twice (among `missing`), each with why.
+    pub bad_frames: &'a [(i32, String)],
 }
 
 fn signal_name(sig: i32) -> String {
@@ -69,6 +71,16 @@ pub fn verdict(f: &Facts) -> (Outcome, Option<String>) {
     }
     if let Some(text) = f.bad_input {
         return (Outcome::BadInput, Some(text.to_string()));
+    }
+    if let Some((_, why)) = f.bad_frames.first() {
+        let frames: Vec<i32> = f.bad_frames.iter().map(|(frame, _)| *frame).collect();
+        return (
+            Outcome::BadFrame,
+            Some(format!(
+                "frames {} failed their check rendered twice: {why}",
+                frame_list(&frames)
+            )),
+        );
     }
     if f.missing.is_empty() {
         let mut notes: Vec<String> = f.warnings.to_vec();
@@ -129,6 +141,7 @@ pub fn exit_code(outcome: Outcome) -> i32 {
         Outcome::BadInput => exit::BAD_INPUT,
         Outcome::RenderFailed => exit::RENDER_FAILED,
         Outcome::Terminated => exit::TERMINATED,
+        Outcome::BadFrame => exit::BAD_FRAME,
     }
 }
 
@@ -151,6 +164,16 @@ pub fn plain(outcome: Outcome, text: impl Into<String>) -> TerminationMessage {
 /// message with what is known of the scene in `log` (a warning if it cannot be written).
 /// Returns the exit code.
 pub fn finish(log: &Path, msg: &TerminationMessage, scene: &SceneFacts) -> i32 {
+    finish_checked(log, msg, scene, &FrameChecks::default())
+}
+
+/// [`finish`], with what the frame checks found beside the report.
+pub fn finish_checked(
+    log: &Path,
+    msg: &TerminationMessage,
+    scene: &SceneFacts,
+    checks: &FrameChecks,
+) -> i32 {
     let code = exit_code(msg.outcome);
     if let Some(m) = &msg.message {
         eprintln!("render-node: {m}");
@@ -169,7 +192,8 @@ pub fn finish(log: &Path, msg: &TerminationMessage, scene: &SceneFacts) -> i32 {
         message: msg.clone(),
         scene: scene.clone(),
     };
-    if let Err(e) = std::fs::write(log, report.to_json_bounded()) {
+    let json = render_contract::checks::to_json_bounded(&report, checks);
+    if let Err(e) = std::fs::write(log, json) {
         eprintln!(
             "render-node: warning: cannot write the termination message to {}: {e}",
             log.display()
@@ -320,5 +344,40 @@ mod tests {
             )
         );
         assert_eq!(exit_code(Outcome::RenderFailed), 75);
+    }
+
+    #[test]
+    fn frames_failing_twice_are_a_bad_frame_naming_them() {
+        let bad = [
+            (
+                2,
+                "frame /o/f_0002.png holds 3 NaN or infinite values in R".to_string(),
+            ),
+            (
+                5,
+                "frame /o/f_0005.png is 8x8, the scene renders 16x9".to_string(),
+            ),
+        ];
+        let f = Facts {
+            exit_code: Some(0),
+            missing: &[2, 5],
+            bad_frames: &bad,
+            ..Facts::default()
+        };
+        let (outcome, text) = verdict(&f);
+        assert_eq!(outcome, Outcome::BadFrame);
+        assert_eq!(
+            text.as_deref(),
+            Some(
+                "frames 2,5 failed their check rendered twice: frame /o/f_0002.png holds 3 NaN or infinite values in R"
+            )
+        );
+        assert_eq!(exit_code(outcome), exit::BAD_FRAME);
+        // A stop still says it was stopped.
+        let stopped = Facts {
+            stopped_by: Some("SIGTERM"),
+            ..f
+        };
+        assert_eq!(verdict(&stopped).0, Outcome::Terminated);
     }
 }

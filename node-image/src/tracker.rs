@@ -51,6 +51,8 @@ pub struct Tracker {
     /// External files the scene uses that are not readable (the first ones), and how many.
     pub missing_files: Vec<String>,
     pub missing_files_count: u32,
+    /// The size of the frames, as the scene says (none when it crops to a border).
+    pub resolution: Option<(usize, usize)>,
 }
 
 impl Tracker {
@@ -76,6 +78,7 @@ impl Tracker {
             frame_seconds: Vec::new(),
             missing_files: Vec::new(),
             missing_files_count: 0,
+            resolution: None,
         }
     }
 
@@ -192,6 +195,7 @@ impl Tracker {
                     files: m.files,
                 });
             }
+            Marker::Resolution(w, h) => self.resolution = Some((w, h)),
             Marker::BadInput(text) => {
                 self.bad_input = Some(text.clone());
                 out.push(ProgressEvent::BlenderError { message: text });
@@ -281,6 +285,17 @@ impl Tracker {
         let mut out = Vec::new();
         self.flush(None, now, &mut out);
         out
+    }
+
+    /// What a second run of Blender (the frames that failed their check, rendered again) saw,
+    /// added to this one's.
+    pub fn absorb(&mut self, again: Tracker) {
+        self.errors.extend(again.errors);
+        self.warnings.extend(again.warnings);
+        self.saved.extend(again.saved);
+        self.frame_seconds.extend(again.frame_seconds);
+        self.bad_input = self.bad_input.take().or(again.bad_input);
+        self.resolution = self.resolution.or(again.resolution);
     }
 
     /// Mean render seconds per saved frame.

@@ -19,6 +19,19 @@ fn workdir(name: &str) -> PathBuf {
     dir
 }
 
+/// A whole PNG frame (2×2), as Blender would leave it: frames are decoded before they count.
+fn png_frame() -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut enc = png::Encoder::new(&mut out, 2, 2);
+    enc.set_color(png::ColorType::Rgb);
+    let mut writer = enc.write_header().expect("png header");
+    writer
+        .write_image_data(&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11])
+        .expect("png data");
+    drop(writer);
+    out
+}
+
 /// A stand-in Blender: a shell script with `body`.
 fn fake_blender(dir: &Path, body: &str) -> PathBuf {
     let path = dir.join("blender");
@@ -71,19 +84,22 @@ fn exit_0_without_the_frames_is_a_retryable_failure() {
 }
 
 #[test]
-fn a_crash_is_retryable_and_its_partial_file_removed() {
+fn a_crash_is_a_node_fault_and_its_partial_file_removed() {
     let dir = workdir("crash");
     let out_dir = dir.join("out").display().to_string();
+    std::fs::write(dir.join("frame.png"), png_frame()).expect("frame");
+    let frame = dir.join("frame.png").display().to_string();
     // Frame 1 saved, frame 2 half-written when Blender crashes.
     let blender = fake_blender(
         &dir,
         &format!(
-            "printf 'png' > {out_dir}/f_0001.png\necho \"Saved: '{out_dir}/f_0001.png'\"\necho ' Time: 00:00.50 (Saving: 00:00.01)'\n\
+            "cp {frame} {out_dir}/f_0001.png\necho \"Saved: '{out_dir}/f_0001.png'\"\necho ' Time: 00:00.50 (Saving: 00:00.01)'\n\
              printf 'pn' > {out_dir}/f_0002.png\nkill -SEGV $$"
         ),
     );
     let (out, msg) = run(&dir, &blender, &[]);
-    assert_eq!(out.status.code(), Some(exit::RENDER_FAILED));
+    // Killed by a signal: the node's fault (retried on another node), not the scene's.
+    assert_eq!(out.status.code(), Some(exit::NODE_BLENDER_KILLED));
     assert_eq!(
         (msg.outcome, msg.frames_rendered),
         (Outcome::RenderFailed, 1)
@@ -157,7 +173,7 @@ fn a_missing_blender_is_reported() {
 fn an_unwritable_termination_log_only_warns() {
     let dir = workdir("termlog");
     for f in 1..=3 {
-        std::fs::write(dir.join(format!("out/f_{f:04}.png")), b"png").expect("frame");
+        std::fs::write(dir.join(format!("out/f_{f:04}.png")), png_frame()).expect("frame");
     }
     let out = Command::new(BIN)
         .arg("--blend-file")
