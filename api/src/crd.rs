@@ -8,9 +8,11 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
-use render_contract::{Device, Engine, MissingFiles, OutputFormat, PreviewCodec};
+use render_contract::{BlankFrames, Device, Engine, MissingFiles, OutputFormat, PreviewCodec};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+use crate::nodes::{BlockedNode, NodeFault, UnblockedNode};
 
 /// Blender's largest frame number (`MAXFRAME`); Blender's frame range starts at 0.
 pub const MAX_FRAME: i32 = 1_048_574;
@@ -81,7 +83,8 @@ pub const MAX_FAILED_BATCHES_LISTED: usize = 20;
 // Keep the number in step with MAX_BATCHES (a test checks).
 #[x_kube(validation = Rule::new(
     // Guarded: a zero step or batch size has its own message and must not divide by zero here.
-    "self.frames.step <= 0 || self.batchSize <= 0 || ((self.frames.end - self.frames.start) / self.frames.step + self.batchSize) / self.batchSize <= 10000"
+    // A list's batches are counted by the operator, which plans it (none past 10000).
+    "has(self.frames.list) || self.frames.step <= 0 || self.batchSize <= 0 || ((self.frames.end - self.frames.start) / self.frames.step + self.batchSize) / self.batchSize <= 10000"
 ).message("this frame range and batchSize would make more than 10000 batches (one Job each); raise batchSize")
 .field_path(".batchSize"))]
 #[serde(rename_all = "camelCase")]
@@ -161,6 +164,53 @@ pub struct RenderJobSpec {
     #[serde(default)]
     pub missing_files: MissingFiles,
 
+    /// The scene of the .blend file to render (default: the one the file has active). A
+    /// scene the file does not have fails the render as bad input, listing those it has
+    /// (`kubectl render submit --list FILE` shows them). Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("scene is immutable"))]
+    pub scene: Option<String>,
+
+    /// The camera object to render through (default: the scene's camera; timeline markers
+    /// bound to cameras are then ignored). Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("camera is immutable"))]
+    pub camera: Option<String>,
+
+    /// The view layers to render (default: those the file marks for rendering). With
+    /// `OPEN_EXR_MULTILAYER` each layer's passes go into the frame's file. Immutable.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 64),
+        extend(
+            "x-kubernetes-list-type" = "set",
+            "items" = {"type": "string", "minLength": 1, "maxLength": 255}
+        )
+    )]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("viewLayers are immutable"))]
+    pub view_layers: Vec<String>,
+
+    /// How each saved frame is checked before it counts (it must decode, have the scene's
+    /// size and, in EXR, hold no NaN or Inf in Combined; a frame failing twice fails its
+    /// batch as `BadFrame`).
+    #[serde(default, skip_serializing_if = "Verify::is_default")]
+    pub verify: Verify,
+
+    /// Keep the scene's data (BVH, textures) loaded between the frames of a batch (Blender's
+    /// persistent data): later frames skip the scene sync, at the cost of the memory it
+    /// holds. Used for batches of more than one frame.
+    #[serde(default = "default_true")]
+    pub persistent_data: bool,
+
+    /// Frames of the finished render to render again in place, overwriting them, without
+    /// touching the others (`kubectl render rerender NAME --frames 12,40-42`). Each request
+    /// (`serial`) is rendered once, by one Job, once no batch is running; `status.rerenders`
+    /// says when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rerender: Option<Rerender>,
+
     /// Node image override (defaults to the operator's configured render-node image).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 512))]
@@ -238,6 +288,19 @@ pub struct RenderJobSpec {
     #[schemars(range(min = 1, max = 10000))]
     pub max_failed_batches: i32,
 
+    /// Batch failures a node may cause (its storage read-only or unreachable, a GPU asked for
+    /// and not usable, Blender killed by a signal, a frame failing its checks twice) before the
+    /// render's later batches keep off it. A batch that failed so is retried on another node.
+    #[serde(default = "default_node_failure_limit")]
+    #[schemars(range(min = 1, max = 100))]
+    pub node_failure_limit: i32,
+
+    /// Nodes let back in after they were blocked (`kubectl render unblock NAME NODE`), each
+    /// with the failures forgiven.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1000))]
+    pub unblocked_nodes: Vec<UnblockedNode>,
+
     /// The preview made once every batch succeeded: one more Job on the node image writes
     /// `preview.mp4` and `contact.jpg` beside the frames. A failed preview never fails the
     /// render.
@@ -278,6 +341,63 @@ impl Default for Preview {
     }
 }
 
+/// A request to render frames again.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Rerender {
+    /// The frames, `12,40-42`: frames of the render.
+    #[schemars(length(min = 1, max = 4096))]
+    pub frames: String,
+    /// Which request this is: a new request takes the next number (the plugin counts).
+    #[schemars(range(min = 1))]
+    pub serial: i64,
+}
+
+/// A request to render frames again, and how it went.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RerenderStatus {
+    /// `spec.rerender.serial` of the request.
+    pub serial: i64,
+    /// Its frames, `12,40-42`.
+    pub frames: String,
+    pub state: RerenderState,
+    /// When its Job was made, and when it finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+    /// Why it failed, or what it waits for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Where a request to render frames again is.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum RerenderState {
+    /// Waits for the render's batches to finish.
+    Waiting,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+/// How saved frames are checked.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Verify {
+    /// A frame of one flat colour: `Warn` (default; a fade to black is one) publishes a
+    /// Warning Event `BlankFrame`; `Fail` fails the frame's check.
+    #[serde(default)]
+    pub blank_frames: BlankFrames,
+}
+
+impl Verify {
+    fn is_default(&self) -> bool {
+        *self == Verify::default()
+    }
+}
+
 /// An inclusive frame range.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[x_kube(validation = Rule::new("self.end >= self.start").message("frames.end must be greater than or equal to frames.start"))]
@@ -293,6 +413,14 @@ pub struct FrameRange {
     #[serde(default = "default_step")]
     #[schemars(range(min = 1, max = 1048574))]
     pub step: i32,
+    /// Explicit frames instead of every step-th from `start` to `end`: frame numbers and
+    /// strings of frames and ranges, `["1-10,15,20-30"]` or `[1, 2, "20-30"]`, rendered in
+    /// increasing order, each once, planned into batches of `batchSize` as a range is. They
+    /// must lie between `start` and `end` (`kubectl render submit --frames 1-10,15` sets
+    /// both); `step` is not used.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10000))]
+    pub list: Vec<crate::frames::FrameItem>,
 }
 
 /// Where and how frames are written.
@@ -392,6 +520,9 @@ fn default_parallelism() -> i32 {
 }
 fn default_backoff_limit() -> i32 {
     3
+}
+fn default_node_failure_limit() -> i32 {
+    2
 }
 fn default_max_failed_batches() -> i32 {
     10
@@ -510,12 +641,28 @@ pub struct RenderJobStatus {
     pub missing_files: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub missing_files_count: Option<i64>,
+    /// The passes the first frame checked holds (`ViewLayer.Pass`, multilayer EXR only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub passes: Vec<String>,
+    /// Frames of one flat colour (a Warning Event `BlankFrame` says so; at most 50 listed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blank_frames: Vec<i32>,
+    /// Frames rendered again (`spec.rerender`), the latest request last (at most 20 kept).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rerenders: Vec<RerenderStatus>,
     /// The highest frame of the batch that finished most recently, and its thumbnail.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_frame: Option<LastFrame>,
     /// The preview video and contact sheet made after the frames.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preview: Option<PreviewStatus>,
+    /// Nodes the render's later batches keep off: `spec.nodeFailureLimit` batch failures
+    /// were theirs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blocked_nodes: Vec<BlockedNode>,
+    /// Batch failures attributed to the node they ran on, oldest first (at most 200).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub node_faults: Vec<NodeFault>,
 }
 
 /// A rendered frame and its thumbnail, paths relative to the storage mount.

@@ -6,6 +6,8 @@
 
 pub mod crd;
 pub mod create;
+pub mod frames;
 pub mod names;
+pub mod nodes;
 pub mod plan;
 pub mod ranges;

@@ -86,6 +86,16 @@ pub fn preview_job_name(renderjob: &str) -> String {
     format!("{}{suffix}", short_name(renderjob, MAX_NAME - suffix.len()))
 }
 
+/// The [`STEP_LABEL`] of the Job that renders frames of a finished render again.
+pub const RERENDER_STEP: &str = "rerender";
+
+/// The Job that renders frames again for `spec.rerender.serial` `serial`:
+/// `<renderjob>-rerender-<serial>`, at most 63 characters. No batch Job's name ends so.
+pub fn rerender_job_name(renderjob: &str, serial: i64) -> String {
+    let suffix = format!("-rerender-{serial}");
+    format!("{}{suffix}", short_name(renderjob, MAX_NAME - suffix.len()))
+}
+
 /// The value of [`RENDERJOB_LABEL`] for a RenderJob.
 pub fn renderjob_label(renderjob: &str) -> String {
     short_name(renderjob, MAX_NAME)

@@ -211,6 +211,7 @@ fn one_reconcile(w: &World) -> (reconcile::Effects, Option<RenderJobStatus>) {
         disrupted: &|_| 0,
         taken: &[],
         active: 1,
+        nodes: None,
     };
     let config = JobConfig::new("renderfarm/render-node:dev");
     let now = Time("2026-11-23T12:00:00Z".parse().expect("time"));

@@ -109,6 +109,7 @@ mod tests {
             start: 1,
             end: 100,
             step: 1,
+            list: vec![],
         };
         Plan::new(&range, 10).expect("plan")
     }

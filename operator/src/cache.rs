@@ -107,6 +107,8 @@ pub struct RenderReport {
     pub missing_files_count: u32,
     /// The highest frame the batch saved.
     pub last_frame: Option<i32>,
+    /// What the checks of its frames found (passes, flat frames, frames rendered again).
+    pub checks: render_contract::FrameChecks,
 }
 
 /// A batch pod as the operator keeps it.
@@ -130,6 +132,9 @@ pub struct BatchPod {
     pub finished_at: Option<Time>,
     /// It carries a true `DisruptionTarget` condition (evicted, preempted, node lost).
     pub disruption: bool,
+    /// The node it was bound to (`spec.nodeName`): a node fault counts against it. Boxed: a
+    /// cache holds every batch pod.
+    pub node: Option<Box<str>>,
     pub report: Option<Box<RenderReport>>,
     /// On the preview Job's pod: `render-preview`'s report.
     pub preview: Option<Box<render_contract::PreviewReport>>,
@@ -248,6 +253,7 @@ impl From<Pod> for BatchPod {
                 missing_files: scene.missing_files,
                 missing_files_count: scene.missing_files_count,
                 last_frame: m.last_frame,
+                checks: pod::frame_checks(&pod),
             })
         });
         let meta = &pod.metadata;
@@ -269,6 +275,10 @@ impl From<Pod> for BatchPod {
             failure: pod::failure_reason(&pod).map(Box::new),
             finished_at: pod::finished_at(&pod).map(Time),
             disruption: pod::is_disruption(&pod),
+            node: pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_name.as_deref().map(Box::from)),
             report,
             preview,
             name: pod.metadata.name.unwrap_or_default(),
@@ -461,6 +471,7 @@ mod tests {
                 failure: None,
                 finished_at: time("2026-11-23T11:02:10Z"),
                 disruption: false,
+                node: Some("kwok-node-0".into()),
                 report: None,
                 preview: None,
             }
@@ -495,6 +506,7 @@ mod tests {
                 missing_files: vec![],
                 missing_files_count: 0,
                 last_frame: Some(12),
+                checks: render_contract::FrameChecks::default(),
             })
         );
         // The scene's facts beside the render's, as render-node 4.5 writes them.

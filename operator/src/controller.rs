@@ -34,6 +34,7 @@ use crate::job::{
     self, JobConfig, MANAGED_BY, MANAGED_BY_LABEL, PAUSED_ANNOTATION, STOPPED_ANNOTATION,
 };
 use crate::metrics::Metrics;
+use crate::nodewatch::{self, Nodes};
 use crate::owners::ByRender;
 use crate::ranges::encode_ranges;
 use crate::reconcile::{self, Applied, Effects, Input, Progress};
@@ -75,6 +76,8 @@ pub struct Context {
     /// RenderJobs still going (neither finished nor being deleted), counted every second:
     /// they share the status write budget (see [`reconcile::status_every`]).
     pub active: AtomicUsize,
+    /// The cluster's nodes (see [`crate::nodewatch`]).
+    pub nodes: Arc<Nodes>,
 }
 
 impl Context {
@@ -101,6 +104,7 @@ impl Context {
             active: AtomicUsize::new(0),
             job_index: Arc::default(),
             pod_index: Arc::default(),
+            nodes: Arc::default(),
         }
     }
 }
@@ -225,6 +229,7 @@ pub async fn run(
     let mut ctx = Context::new(client, settings, jobs, pods, metrics);
     ctx.disruptions = disruptions;
     (ctx.job_index, ctx.pod_index) = (job_index, pod_index);
+    tokio::spawn(nodewatch::watch(ctx.client.clone(), ctx.nodes.clone()));
     let ctx = Arc::new(ctx);
 
     let controller = Controller::new(renderjobs, watcher::Config::default().any_semantic())
@@ -289,6 +294,10 @@ async fn housekeeping(renderjobs: Store<RenderJob>, ctx: Arc<Context>, ready: Ar
             ctx.metrics.set_phases(
                 all.iter()
                     .map(|rj| rj.status.as_ref().map(|s| s.phase).unwrap_or_default()),
+            );
+            ctx.metrics.nodes.set_renders(
+                all.iter()
+                    .filter_map(|rj| Some((ns_of(rj), rj.name_any(), rj.status.as_ref()?))),
             );
         }
     }
@@ -408,6 +417,7 @@ async fn reconcile_with(rj: &RenderJob, ctx: &Context, state: &mut RenderState) 
     let mut pods = ctx.pod_index.lookup(&key, &ctx.pods);
     pods.retain(|p| reconcile::pod_of(p, &ns, &name));
     read_back(ctx, rj, (&jobs, &taken), state).await?;
+    let nodes = ctx.nodes.snapshot();
     let input = Input {
         rj,
         jobs: &jobs,
@@ -416,6 +426,7 @@ async fn reconcile_with(rj: &RenderJob, ctx: &Context, state: &mut RenderState) 
         disrupted: &|uid| ctx.disruptions.count(uid),
         taken: &taken,
         active: ctx.active.load(Ordering::Relaxed),
+        nodes: nodes.as_deref(),
     };
     let decision = reconcile::decide(
         &input,
@@ -575,11 +586,29 @@ async fn carry_out(
             return Err(e);
         }
     }
+    apply_rerender(fx, &jobs).await?;
     if preview_refused {
         warn!("the preview Job was refused; showing it in status");
         return Ok(Refused::Yes);
     }
     Ok(Refused::No)
+}
+
+/// The Job rendering frames of a finished render again (`spec.rerender`), after the status
+/// that says it runs; applied again, while the cache has not seen it, it stays as it is.
+async fn apply_rerender(fx: &Effects, jobs: &Api<Job>) -> Result<()> {
+    let Some(manifest) = fx.rerender.clone() else {
+        return Ok(());
+    };
+    let (outcomes, failed) = apply_jobs(jobs, vec![(0, manifest)]).await;
+    for (_, outcome) in &outcomes {
+        match outcome {
+            Applied::Created => info!("created the rerender job"),
+            Applied::Refused(why) => warn!(%why, "the rerender Job was refused"),
+            _ => {}
+        }
+    }
+    failed.map_or(Ok(()), Err)
 }
 
 /// Suspends, resumes, deletes and stops the Jobs `fx` names; `cached` is how the reconcile
@@ -767,6 +796,9 @@ fn count_progress(m: &Metrics, p: &Progress) {
     m.frames_rendered.inc_by(p.frames);
     for seconds in &p.batch_seconds {
         m.batch_duration.observe(*seconds);
+    }
+    for (node, reason) in &p.node_faults {
+        m.nodes.failure(node, reason);
     }
 }
 

@@ -149,6 +149,7 @@ pub fn on_change(old: &RenderJobStatus, new: &RenderJobStatus, policy: MissingFi
         });
     }
     notes.extend(on_missing_files(old, new, policy));
+    notes.extend(on_blank_frames(old, new));
     // Leaving Suspended is a resume whatever comes next: the pods may not have started yet
     // (Pending), or the last batches may have finished meanwhile (Succeeded).
     if old.phase == Phase::Suspended && new.phase != Phase::Suspended {
@@ -189,6 +190,25 @@ fn on_missing_files(
         ),
     };
     Some(Note::warning("MissingFiles", cut(note)))
+}
+
+/// `BlankFrame` when batches saved frames of one flat colour not reported before: legitimate
+/// in a fade, a mistake (a camera inside a wall, a light off) otherwise.
+fn on_blank_frames(old: &RenderJobStatus, new: &RenderJobStatus) -> Option<Note> {
+    let fresh: Vec<String> = new
+        .blank_frames
+        .iter()
+        .filter(|f| !old.blank_frames.contains(f))
+        .map(i32::to_string)
+        .collect();
+    if fresh.is_empty() {
+        return None;
+    }
+    let note = format!(
+        "frames {} are one flat colour; they count (spec.verify.blankFrames: Fail would fail them)",
+        fresh.join(",")
+    );
+    Some(Note::warning("BlankFrame", cut(note)))
 }
 
 /// `PreviewReady` or `PreviewFailed` when the preview step finished.
@@ -348,6 +368,7 @@ mod tests {
                 start: 1,
                 end: frames,
                 step: 1,
+                list: vec![],
             },
             size,
         )
@@ -599,6 +620,26 @@ mod tests {
         assert_eq!(reasons(&notes), ["JobRejected"]);
         assert!(notes[0].warning && notes[0].note.contains("exceeded quota"));
         assert!(on_change(&held, &held, MissingFiles::Fail).is_empty());
+    }
+
+    #[test]
+    fn blank_frames_warn_once_each() {
+        let before = status(Phase::Running, &[]);
+        let mut after = before.clone();
+        after.blank_frames = vec![4, 5];
+        let notes = on_change(&before, &after, MissingFiles::Fail);
+        assert_eq!(
+            notes,
+            [Note::warning(
+                "BlankFrame",
+                "frames 4,5 are one flat colour; they count (spec.verify.blankFrames: Fail would fail them)"
+            )]
+        );
+        assert!(on_change(&after, &after, MissingFiles::Fail).is_empty());
+        let mut more = after.clone();
+        more.blank_frames.push(9);
+        let notes = on_change(&after, &more, MissingFiles::Fail);
+        assert!(notes[0].note.starts_with("frames 9 are"), "{notes:?}");
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub(crate) mod index;
 pub mod job;
 pub mod leader;
 pub mod metrics;
+pub mod node_metrics;
+pub mod nodewatch;
 pub(crate) mod owners;
 pub(crate) mod pod;
 pub mod reconcile;

@@ -43,6 +43,8 @@ pub struct Metrics {
     /// Reconciles put off because the render's last pass was too recent.
     pub reconcile_deferred: Counter,
     pub api_writes: Family<WriteLabels, Counter>,
+    /// Failures by node, and each render's progress (see [`crate::node_metrics`]).
+    pub nodes: crate::node_metrics::NodeMetrics,
 }
 
 impl Default for Metrics {
@@ -92,7 +94,9 @@ impl Default for Metrics {
             "Writes the operator sent to the API server",
             api_writes.clone(),
         );
+        let nodes = crate::node_metrics::NodeMetrics::register(&mut registry);
         Metrics {
+            nodes,
             registry: Mutex::new(registry),
             renderjobs,
             batches,

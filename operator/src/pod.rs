@@ -4,7 +4,7 @@
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use render_contract::{PreviewReport, TerminationMessage, TerminationReport, exit};
+use render_contract::{FrameChecks, PreviewReport, TerminationMessage, TerminationReport, exit};
 
 use crate::job::CONTAINER;
 
@@ -90,6 +90,18 @@ pub fn termination_message(pod: &Pod) -> Option<TerminationReport> {
     TerminationReport::parse(message)
 }
 
+/// What render-node's frame checks found, from the same termination message (nothing from an
+/// older render-node).
+pub fn frame_checks(pod: &Pod) -> FrameChecks {
+    let message = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.name == CONTAINER))
+        .and_then(|c| c.state.as_ref()?.terminated.as_ref()?.message.as_deref());
+    message.map(FrameChecks::parse).unwrap_or_default()
+}
+
 /// `render-preview`'s report, from the preview pod's termination message.
 pub fn preview_report(pod: &Pod) -> Option<PreviewReport> {
     let cs = pod
@@ -130,6 +142,8 @@ pub fn failure_reason(pod: &Pod) -> Option<PodProblem> {
             (Some("OOMKilled"), _) => "OOMKilled",
             (_, code) if code == exit::BAD_INPUT => "BadInput",
             (_, code) if code == exit::TERMINATED => "Terminated",
+            // Frames that failed their check twice; the message lists them.
+            (_, code) if code == exit::BAD_FRAME => "BadFrame",
             _ => "BlenderError",
         };
         return Some(PodProblem {

@@ -6,9 +6,11 @@
 
 mod effects;
 mod holds;
+pub mod nodes;
 mod observe;
 mod pace;
 mod preview;
+mod rerender;
 #[cfg(test)]
 mod tests;
 
@@ -25,6 +27,7 @@ use crate::cache::{BatchJob, BatchPod};
 use crate::crd::{Phase, PreviewState, RenderJob, RenderJobStatus};
 use crate::events;
 use crate::job::{self, JobConfig};
+use crate::nodewatch::ClusterNode;
 use crate::plan::Plan;
 use crate::state::RenderState;
 use crate::status;
@@ -57,6 +60,8 @@ pub struct Input<'a> {
     /// How many renders are going, this one included: they share the status write budget
     /// ([`status_every`]) and, more than one, the Job controller ([`WAITING_PER_RENDER`]).
     pub active: usize,
+    /// The cluster's nodes, when the operator may watch them (see [`nodes`]).
+    pub nodes: Option<&'a [ClusterNode]>,
 }
 
 /// What one reconcile decided: the effects to carry out, when to come back, and the state to
@@ -102,8 +107,10 @@ pub fn decide(
         return Ok(d);
     }
     let Some(plan) = Plan::new(&rj.spec.frames, rj.spec.batch_size) else {
-        let why = "frames and batchSize do not make a plan";
-        d.effects = invalid(rj, d.effects, "InvalidSpec", why, wall);
+        // A frame list says what is wrong with it.
+        let why = Plan::why_not(&rj.spec.frames, rj.spec.batch_size)
+            .unwrap_or_else(|| "frames and batchSize do not make a plan".into());
+        d.effects = invalid(rj, d.effects, "InvalidSpec", &why, wall);
         return Ok(d);
     };
     if let Err(why) = config.image_for(rj) {
@@ -116,7 +123,7 @@ pub fn decide(
         );
         return Ok(d);
     }
-    d.effects.about.plan = Some(plan);
+    d.effects.about.plan = Some(plan.clone());
     d.wake.planned = true;
     decide_planned(input, &mut d, config, plan, now, wall)?;
     Ok(d)
@@ -147,12 +154,15 @@ fn decide_planned(
         .unwrap_or_default();
     let write_every = status_every(input.active);
     state.created.pace(created_every(write_every));
-    let seen = observe(input, state, &fx.about.rj_name, plan, &old, now);
+    let seen = observe(input, state, &fx.about.rj_name, plan.clone(), &old, now);
     let in_flight: BTreeSet<u32> = state.in_flight.keys().copied().collect();
     let rejected = refusal(rj, &seen, state, fx, wake, now, wall);
     fx.stop = too_disrupted(&seen, input.disrupted, config.max_disruptions.max(1));
     let (todo, mut new, states) = seen.decide(rj, &old, &in_flight, rejected, wall);
-    create_jobs(rj, &plan, config, &todo, state, fx, now)?;
+    let blocklist = nodes::Blocklist::new(new.node_faults.clone(), rj);
+    let fits = nodes::fitting(rj, input.nodes);
+    let place = |i: u32| nodes::placement(&blocklist, i, fits.as_ref());
+    create_jobs(rj, &plan, config, &todo, state, fx, now, &place)?;
     wake.ahead_due = todo.ahead_due;
     let Actions {
         suspend,
@@ -164,6 +174,7 @@ fn decide_planned(
     let (preview_job, delete_preview) =
         preview_step(input, state, config, &old, &mut new, now, wall)?;
     fx.preview = preview_job;
+    fx.rerender = rerender::rerender_step(input, config, &plan, &old, &mut new, wall)?;
     delete.extend(delete_preview);
     (fx.suspend, fx.resume, fx.delete) = (suspend, resume, delete);
     fx.about.all_created = new.batches.pending == 0;
@@ -177,8 +188,10 @@ fn decide_planned(
     fx.about.terminal = matches!(new.phase, Phase::Succeeded | Phase::Failed);
     if old != new && wake.status_due.is_none() {
         fx.about.newly_failed = newly_failed(&old, &new);
+        let mut notes = events::on_change(&old, &new, rj.spec.missing_files);
+        notes.extend(nodes::notes(&old, &new, &fx.about.rj_name));
         fx.status = Some(StatusWrite {
-            events: events::on_change(&old, &new, rj.spec.missing_files),
+            events: notes,
             progress: progress(&old, &new, &seen, &states),
             status: new,
         });
@@ -197,7 +210,8 @@ fn busy(new: &RenderJobStatus, creating: bool) -> bool {
 }
 
 /// The batch Jobs to create, each marked in flight (and, started ahead, with the batch it
-/// follows) as its apply is queued.
+/// follows) as its apply is queued; each kept off the nodes `place` says.
+#[allow(clippy::too_many_arguments)]
 fn create_jobs(
     rj: &RenderJob,
     plan: &Plan,
@@ -206,12 +220,14 @@ fn create_jobs(
     state: &mut RenderState,
     fx: &mut Effects,
     now: Instant,
+    place: &dyn Fn(u32) -> nodes::Placement,
 ) -> Result<()> {
     for index in &todo.create {
         if let Some(batch) = plan.batch(*index) {
             let after = todo.after.get(index).copied();
-            fx.apply
-                .push((*index, job::build_after(rj, &batch, config, false, after)?));
+            let mut job = job::build_after(rj, &batch, config, false, after)?;
+            nodes::keep_off(&mut job, &place(*index));
+            fx.apply.push((*index, job));
             state.mark_in_flight(*index, now);
             if let Some(h) = after {
                 state.in_flight_after.insert(*index, h);

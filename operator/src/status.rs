@@ -342,9 +342,20 @@ pub fn roll_up(rj: &RenderJob, seen: &Observed<'_>, now: &Time) -> RenderJobStat
             .take(MAX_MISSING_LISTED)
             .collect(),
         missing_files_count: tally.missing_files_count,
+        passes: tally.passes.map(|(_, p)| p).unwrap_or_default(),
+        // Worked out by `reconcile::rerender`, which sees the rerender Job.
+        rerenders: prev.rerenders.clone(),
+        blank_frames: tally
+            .blank_frames
+            .into_iter()
+            .take(MAX_BLANK_LISTED)
+            .collect(),
         last_frame: preview::last_frame(rj, &prev, seen.pods),
         // Worked out by `preview::roll_up`, once the preview Job is decided on.
         preview: prev.preview.clone(),
+        // Worked out by `reconcile::nodes`, which reads the failed pods' nodes.
+        blocked_nodes: prev.blocked_nodes.clone(),
+        node_faults: prev.node_faults.clone(),
     }
 }
 
@@ -391,7 +402,13 @@ struct PodTally {
     file_version: Option<String>,
     missing_files: BTreeSet<String>,
     missing_files_count: Option<i64>,
+    /// The passes of the earliest batch that reported some, with that batch.
+    passes: Option<(u32, Vec<String>)>,
+    blank_frames: BTreeSet<i32>,
 }
+
+/// Most frames of one flat colour the status lists.
+pub const MAX_BLANK_LISTED: usize = 50;
 
 impl PodTally {
     fn of(seen: &Observed<'_>, prev: &RenderJobStatus) -> PodTally {
@@ -404,6 +421,9 @@ impl PodTally {
             file_version: prev.file_version.clone(),
             missing_files: prev.missing_files.iter().cloned().collect(),
             missing_files_count: prev.missing_files_count,
+            // Once known they stay: the first frame's passes do not change.
+            passes: (!prev.passes.is_empty()).then(|| (0, prev.passes.clone())),
+            blank_frames: prev.blank_frames.iter().copied().collect(),
         };
         let (mut busy_seconds, mut timed_frames) = (0.0_f64, 0_u32);
         let unfinished = |i: u32| seen.states.get(i as usize) == Some(&BatchState::Active);
@@ -437,6 +457,7 @@ impl PodTally {
                     let n = i64::from(m.missing_files_count);
                     tally.missing_files_count = Some(tally.missing_files_count.unwrap_or(0).max(n));
                 }
+                tally.checks(index, &m.checks);
             }
         }
         tally.seconds_per_frame = if timed_frames > 0 {
@@ -445,6 +466,17 @@ impl PodTally {
             prev.seconds_per_frame
         };
         tally
+    }
+
+    /// A batch's frame checks: its passes if it is the earliest batch to report some, and
+    /// its flat frames.
+    fn checks(&mut self, index: u32, checks: &render_contract::FrameChecks) {
+        let earlier = self.passes.as_ref().is_some_and(|(i, _)| *i <= index);
+        if !checks.passes.is_empty() && !earlier {
+            self.passes = Some((index, checks.passes.clone()));
+        }
+        self.blank_frames
+            .extend(checks.blank_frames.iter().copied());
     }
 
     fn count(&mut self, phase: PodPhase) {
@@ -806,6 +838,7 @@ pub fn invalid(rj: &RenderJob, reason: &str, why: &str, now: &Time) -> RenderJob
 }
 
 pub mod preview;
+pub mod rerender;
 
 #[cfg(test)]
 mod tests;

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec, JobStatus};
-use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use k8s_openapi::api::core::v1::{Pod, PodSpec, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use serde::{Deserialize, Deserializer};
 
@@ -66,11 +66,25 @@ pub struct WatchedJob {
     pub status: Option<JobStatus>,
 }
 
-/// A batch pod as its watch decodes it: no spec.
+/// Of a pod's spec, only the node it is bound to.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Bound {
+    node_name: Option<String>,
+}
+
+fn node_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Option::<Bound>::deserialize(d)?.and_then(|s| s.node_name))
+}
+
+/// A batch pod as its watch decodes it: of its spec, only `nodeName`.
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct WatchedPod {
     #[serde(deserialize_with = "meta", default)]
     pub metadata: ObjectMeta,
+    /// `spec.nodeName`: a node fault counts against it.
+    #[serde(rename = "spec", deserialize_with = "node_name", default)]
+    pub node_name: Option<String>,
     pub status: Option<PodStatus>,
 }
 
@@ -91,7 +105,10 @@ impl From<WatchedPod> for Pod {
     fn from(p: WatchedPod) -> Self {
         Pod {
             metadata: p.metadata,
-            spec: None,
+            spec: p.node_name.map(|n| PodSpec {
+                node_name: Some(n),
+                ..PodSpec::default()
+            }),
             status: p.status,
         }
     }
@@ -253,7 +270,10 @@ mod tests {
     fn a_watched_pod_keeps_what_the_cache_reads_and_drops_the_spec() {
         let pod = Pod {
             metadata: object_meta("Job"),
-            spec: Some(pod_spec()),
+            spec: Some(PodSpec {
+                node_name: Some("worker-2".into()),
+                ..pod_spec()
+            }),
             status: Some(PodStatus {
                 phase: Some("Failed".into()),
                 conditions: Some(vec![PodCondition {
@@ -288,6 +308,7 @@ mod tests {
         assert_eq!(from_watched.job_uid.as_deref(), Some("owner-uid"));
         assert_eq!(from_watched.batch, Some(2));
         assert_eq!(from_watched.renderjob.as_deref(), Some("r"));
+        assert_eq!(from_watched.node.as_deref(), Some("worker-2"));
     }
 
     #[test]

@@ -1269,3 +1269,428 @@ async fn a_scene_from_blender_5_0_renders_with_blender_version_5_0() -> Result<(
     );
     Ok(())
 }
+
+/// The kind workers' node names (every node but the control plane), sorted.
+async fn kind_workers(client: &Client) -> Result<Vec<String>> {
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+    let lp = ListParams::default().labels("!node-role.kubernetes.io/control-plane");
+    let mut names: Vec<String> = nodes
+        .list(&lp)
+        .await?
+        .iter()
+        .map(|n| n.name_any())
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// One worker's `/renders` (its view of the render storage) read-only, as a node whose mount
+/// went bad, until dropped (or [`ReadOnly::repair`]ed): `mount -o remount,ro,bind` inside that
+/// node's container.
+struct ReadOnly {
+    node: String,
+    repaired: bool,
+}
+
+impl ReadOnly {
+    fn remount(node: &str, mode: &str) -> Result<()> {
+        let out = Command::new("docker")
+            .args([
+                "exec",
+                node,
+                "mount",
+                "-o",
+                &format!("remount,{mode},bind"),
+                "/renders",
+            ])
+            .output()
+            .context("running docker exec (the kind lane's docker)")?;
+        ensure!(
+            out.status.success(),
+            "remounting /renders {mode} in {node}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    }
+
+    fn break_node(node: &str) -> Result<ReadOnly> {
+        Self::remount(node, "ro")?;
+        Ok(ReadOnly {
+            node: node.to_string(),
+            repaired: false,
+        })
+    }
+
+    fn repair(&mut self) -> Result<()> {
+        Self::remount(&self.node, "rw")?;
+        self.repaired = true;
+        Ok(())
+    }
+}
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        if !self.repaired {
+            let _ = Self::remount(&self.node, "rw");
+        }
+    }
+}
+
+/// Each batch's pods that exist now: (batch, node, phase), by pod name.
+async fn batch_pods(
+    st: &Storage,
+    name: &str,
+) -> Result<BTreeMap<String, (String, String, String)>> {
+    let lp = ListParams::default().labels(&format!(
+        "renderfarm.io/renderjob={name},renderfarm.io/batch"
+    ));
+    Ok(st
+        .pods()
+        .list(&lp)
+        .await?
+        .iter()
+        .map(|p| {
+            let batch = p
+                .labels()
+                .get("renderfarm.io/batch")
+                .cloned()
+                .unwrap_or_default();
+            let node = p
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_name.clone())
+                .unwrap_or_default();
+            let phase = p
+                .status
+                .as_ref()
+                .and_then(|s| s.phase.clone())
+                .unwrap_or_default();
+            (p.name_any(), (batch, node, phase))
+        })
+        .collect())
+}
+
+/// The first render with `bad` read-only: complete, every frame once, `bad` blocked, no
+/// failed batch back on `bad`, the rest rendered by `good`. Returns the failures forgiven.
+async fn render_around(st: &Storage, bad: &str, good: &str) -> Result<i64> {
+    st.apply_renderjob_with(
+        "routed",
+        json!({"batchSize": 1, "parallelism": 2, "nodeFailureLimit": 2}),
+    )
+    .await?;
+    let (rj, _) = st.wait_complete("routed").await?;
+    let s = rj.status.clone().ok_or_else(|| anyhow!("no status"))?;
+    println!(
+        "kind: blocked {:?}, faults {:?}",
+        s.blocked_nodes, s.node_faults
+    );
+    ensure!(s.frames.rendered == i64::from(FRAMES), "{s:?}");
+    for n in 1..=FRAMES {
+        check_png(&st.frame(n), WIDTH, HEIGHT)?;
+    }
+    let mut saved: Vec<i64> = (st.progress("routed").await?.values())
+        .flat_map(|ev| frames_in(ev, "frame_saved"))
+        .collect();
+    saved.sort_unstable();
+    ensure!(
+        saved == (1..=i64::from(FRAMES)).collect::<Vec<_>>(),
+        "frames saved: {saved:?}"
+    );
+    let blocked: Vec<&str> = s.blocked_nodes.iter().map(|b| b.node.as_str()).collect();
+    ensure!(blocked == [bad], "blocked nodes {blocked:?}, want [{bad}]");
+    ensure!(
+        s.node_faults
+            .iter()
+            .all(|f| f.node == bad && f.reason == "OutputReadOnly"),
+        "{:?}",
+        s.node_faults
+    );
+    let pods = batch_pods(st, "routed").await?;
+    for f in &s.node_faults {
+        let again: Vec<_> = pods
+            .values()
+            .filter(|p| p.0 == f.batch.to_string())
+            .collect();
+        ensure!(
+            !again.is_empty() && again.iter().all(|p| p.1 != bad),
+            "batch {} failed on {bad} and its pods now: {again:?}",
+            f.batch
+        );
+    }
+    let succeeded: Vec<_> = pods.values().filter(|p| p.2 == "Succeeded").collect();
+    ensure!(
+        succeeded.iter().all(|p| p.1 == good),
+        "succeeded pods: {succeeded:?}"
+    );
+    Ok(s.node_faults.iter().filter(|f| f.node == bad).count() as i64)
+}
+
+/// A worker's render storage goes read-only while a render runs with parallelism 2: the batches
+/// that fail there are retried on the other worker, the worker is blocked for the render, and
+/// the render completes with every frame on disk once. Repaired and unblocked, the next render
+/// uses both workers.
+#[tokio::test]
+#[ignore = "needs the kind lane: hack/kind.sh up"]
+async fn a_worker_with_read_only_storage_is_routed_around_then_unblocked() -> Result<()> {
+    let client = kind_client().await?;
+    let workers = kind_workers(&client).await?;
+    ensure!(workers.len() == 2, "two kind workers, found {workers:?}");
+    let (good, bad) = (workers[0].clone(), workers[1].clone());
+    let st = Storage::new(client).await?;
+    st.make_scene().await?;
+    let mut broken = ReadOnly::break_node(&bad)?;
+    let forgiven = render_around(&st, &bad, &good).await?;
+    broken.repair()?;
+    // Unblocked through the spec (what `kubectl render unblock routed NODE` patches).
+    st.rjs()
+        .patch(
+            "routed",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(
+                json!({"spec": {"unblockedNodes": [{"node": bad, "failures": forgiven}]}}),
+            ),
+        )
+        .await?;
+    await_object(
+        st.rjs(),
+        "routed",
+        Duration::from_secs(60),
+        "no blocked node after the unblock",
+        |rj: Option<&RenderJob>| {
+            rj.and_then(|r| r.status.as_ref())
+                .is_some_and(|s| s.blocked_nodes.is_empty())
+        },
+    )
+    .await?;
+    st.apply_renderjob_with(
+        "again",
+        json!({"batchSize": 1, "parallelism": 2, "output": {"path": "renders/again/frame_####"}}),
+    )
+    .await?;
+    st.wait_complete("again").await?;
+    let pods = batch_pods(&st, "again").await?;
+    let used: std::collections::BTreeSet<&str> = pods
+        .values()
+        .filter(|p| p.2 == "Succeeded")
+        .map(|p| p.1.as_str())
+        .collect();
+    ensure!(
+        used.len() == 2,
+        "the second render ran on {used:?}, want both workers"
+    );
+    println!("kind: {bad} blocked after {forgiven} failures, unblocked; second render on {used:?}");
+    Ok(())
+}
+
+/// The scene file of render-node's production tests (`node-image/tests/scenes/production.py`:
+/// scenes Shot and Alt, cameras CamGreen and CamRed, view layers Beauty and RedOnly), written
+/// by host Blender into `scenes/prod/production.blend` of the storage.
+fn make_production_scene(st: &Storage) -> Result<()> {
+    let out = Command::new(repo_root().join("hack/blender.sh"))
+        .args(["path", "4.5"])
+        .output()?;
+    let blender = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let blend = st.dir.join("scenes/prod/production.blend");
+    let made = Command::new(&blender)
+        .args([
+            "-b",
+            "--factory-startup",
+            "--python-exit-code",
+            "1",
+            "--python",
+        ])
+        .arg(repo_root().join("node-image/tests/scenes/production.py"))
+        .arg("--")
+        .arg(&blend)
+        .output()
+        .with_context(|| format!("running {blender:?} (hack/blender.sh installs it)"))?;
+    ensure!(
+        blend.is_file(),
+        "no scene: {}",
+        String::from_utf8_lossy(&made.stdout)
+    );
+    set_mode(&st.dir.join("scenes/prod"), 0o777)
+}
+
+/// Render `name` of the production scene with `extra` merged into its spec, to the end.
+async fn render_production(st: &Storage, name: &str, extra: Value) -> Result<RenderJob> {
+    let mut rj = json!({
+        "apiVersion": "renderfarm.io/v1alpha1", "kind": "RenderJob",
+        "metadata": {"name": name, "namespace": st.ns},
+        "spec": {
+            "blendFile": "scenes/prod/production.blend", "frames": {"start": 1, "end": 1},
+            "batchSize": 1, "parallelism": 2,
+            "output": {"path": format!("renders/{name}/frame_####"), "format": "PNG"},
+            "storage": {"claimName": "render-storage", "mountPath": "/data"},
+            "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}},
+        }
+    });
+    harness::merge(&mut rj["spec"], extra);
+    st.rjs()
+        .create(&PostParams::default(), &serde_json::from_value(rj)?)
+        .await?;
+    Ok(st.wait_complete(name).await?.0)
+}
+
+/// Pixels of a rendered frame that are mostly `channel` (0 red, 1 green, 2 blue).
+fn pixels_of(st: &Storage, name: &str, frame: i32, channel: usize) -> Result<usize> {
+    let path = st.dir.join(format!("renders/{name}/frame_{frame:04}.png"));
+    let f = renderfarm_testkit::frame::decode_png(&path)?;
+    Ok(f.rgb
+        .iter()
+        .filter(|px| px[channel] > 200 && (0..3).all(|c| c == channel || px[c] < 60))
+        .count())
+}
+
+/// `spec.camera` and `spec.viewLayers` reach Blender in a batch pod: CamGreen sees the green
+/// plane, the RedOnly layer shows the red cube where the file's own layer (Beauty) shows none
+/// and is black, which the operator says with a `BlankFrame` Warning Event. An unknown camera
+/// fails the render at once as bad input, naming the file's cameras.
+#[tokio::test]
+#[ignore = "needs the kind lane (hack/kind.sh up) and hack/blender.sh 4.5"]
+async fn cameras_and_view_layers_chosen_by_name() -> Result<()> {
+    let client = kind_client().await?;
+    let st = Storage::new(client.clone()).await?;
+    make_production_scene(&st)?;
+    let all = 64 * 36;
+    render_production(&st, "green", json!({"camera": "CamGreen"})).await?;
+    ensure!(
+        pixels_of(&st, "green", 1, 1)? > all * 9 / 10,
+        "CamGreen shows no green plane"
+    );
+    render_production(&st, "red", json!({"viewLayers": ["RedOnly"]})).await?;
+    ensure!(
+        pixels_of(&st, "red", 1, 0)? > all * 9 / 10,
+        "RedOnly shows no red cube"
+    );
+    let beauty = render_production(&st, "beauty", json!({})).await?;
+    assert_eq!(pixels_of(&st, "beauty", 1, 0)?, 0, "Beauty shows red");
+    let s = beauty.status.ok_or_else(|| anyhow!("no status"))?;
+    assert_eq!(s.blank_frames, [1], "{s:?}");
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client, &st.ns);
+    let note = warning_note(&events, "BlankFrame").await?;
+    assert!(note.starts_with("frames 1 are one flat colour"), "{note}");
+
+    let rj: RenderJob = serde_json::from_value(json!({
+        "apiVersion": "renderfarm.io/v1alpha1", "kind": "RenderJob",
+        "metadata": {"name": "nocam", "namespace": st.ns},
+        "spec": {"blendFile": "scenes/prod/production.blend", "frames": {"start": 1, "end": 1},
+                 "camera": "Nope", "storage": {"claimName": "render-storage", "mountPath": "/data"}},
+    }))?;
+    st.rjs().create(&PostParams::default(), &rj).await?;
+    let err = st
+        .wait_complete("nocam")
+        .await
+        .expect_err("an unknown camera fails");
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("BadInput") && text.contains("its cameras: 'CamGreen', 'CamRed'"),
+        "{text}"
+    );
+    Ok(())
+}
+
+/// `frames.list` renders only its frames, in batches; `spec.rerender` on the finished render
+/// renders frame 3 again in place (a newer file) and leaves frame 1 as it was, and
+/// `status.rerenders` records it with its start and end.
+#[tokio::test]
+#[ignore = "needs the kind lane (hack/kind.sh up) and hack/blender.sh 4.5"]
+async fn a_frame_list_renders_its_frames_and_a_rerender_only_those_asked_for() -> Result<()> {
+    let client = kind_client().await?;
+    let st = Storage::new(client).await?;
+    make_production_scene(&st)?;
+    let extra = json!({"frames": {"start": 1, "end": 4, "list": ["3", 1]}, "camera": "CamGreen"});
+    let rj = render_production(&st, "listed", extra).await?;
+    let s = rj.status.ok_or_else(|| anyhow!("no status"))?;
+    assert_eq!(
+        (s.frames.total, s.frames.rendered, s.batches.total),
+        (2, 2, 2),
+        "{s:?}"
+    );
+    let frame = |n: i32| st.dir.join(format!("renders/listed/frame_{n:04}.png"));
+    ensure!(
+        frame(1).is_file() && frame(3).is_file(),
+        "frames 1 and 3 rendered"
+    );
+    ensure!(
+        !frame(2).exists() && !frame(4).exists(),
+        "frames 2 and 4 are not in the list"
+    );
+    let mtime = |n: i32| -> Result<SystemTime> { Ok(std::fs::metadata(frame(n))?.modified()?) };
+    let (one, three) = (mtime(1)?, mtime(3)?);
+
+    let patch = json!({"spec": {"rerender": {"frames": "3", "serial": 1}}});
+    st.rjs()
+        .patch(
+            "listed",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(patch),
+        )
+        .await?;
+    let done = await_object(
+        st.rjs(),
+        "listed",
+        Duration::from_secs(600),
+        "rerender #1 finished",
+        |rj: Option<&RenderJob>| {
+            rj.and_then(|r| r.status.as_ref()).is_some_and(|s| {
+                s.rerenders.iter().any(|r| {
+                    r.serial == 1
+                        && matches!(
+                            r.state,
+                            renderfarm::crd::RerenderState::Succeeded
+                                | renderfarm::crd::RerenderState::Failed
+                        )
+                })
+            })
+        },
+    )
+    .await?
+    .context("the RenderJob is gone")?;
+    let r = done
+        .status
+        .as_ref()
+        .map(|s| s.rerenders[0].clone())
+        .context("status")?;
+    assert_eq!(r.state, renderfarm::crd::RerenderState::Succeeded, "{r:?}");
+    assert_eq!(r.frames, "3");
+    assert!(
+        r.start_time.is_some() && r.completion_time.is_some(),
+        "{r:?}"
+    );
+    assert!(mtime(3)? > three, "frame 3 was not rendered again");
+    assert_eq!(mtime(1)?, one, "frame 1 was rendered again");
+    ensure!(
+        pixels_of(&st, "listed", 3, 1)? > 64 * 36 * 9 / 10,
+        "frame 3 is CamGreen's"
+    );
+    Ok(())
+}
+
+/// Multilayer EXR of two view layers: the status lists the passes the first frame holds,
+/// each layer's own.
+#[tokio::test]
+#[ignore = "needs the kind lane (hack/kind.sh up) and hack/blender.sh 4.5"]
+async fn multilayer_exr_passes_are_in_status() -> Result<()> {
+    let client = kind_client().await?;
+    let st = Storage::new(client).await?;
+    make_production_scene(&st)?;
+    let extra =
+        json!({"viewLayers": ["Beauty", "RedOnly"], "output": {"format": "OPEN_EXR_MULTILAYER"}});
+    let rj = render_production(&st, "layered", extra).await?;
+    let s = rj.status.ok_or_else(|| anyhow!("no status"))?;
+    for pass in [
+        "Beauty.Combined",
+        "Beauty.Depth",
+        "Beauty.Normal",
+        "RedOnly.Combined",
+        "RedOnly.Mist",
+    ] {
+        assert!(
+            s.passes.iter().any(|p| p == pass),
+            "{pass} not in {:?}",
+            s.passes
+        );
+    }
+    Ok(())
+}

@@ -61,6 +61,19 @@ pub(super) fn failure_policy() -> PodFailurePolicy {
                 }),
                 on_pod_conditions: None,
             },
+            // A node fault (its storage read-only or unreachable, a GPU not usable, Blender
+            // killed, frames failing their checks twice): the Job fails at once, and the
+            // operator creates the batch again kept off that node (`reconcile::nodes`); the
+            // Job controller would retry it anywhere, the same node included.
+            PodFailurePolicyRule {
+                action: "FailJob".to_string(),
+                on_exit_codes: Some(PodFailurePolicyOnExitCodesRequirement {
+                    container_name: Some(CONTAINER.to_string()),
+                    operator: "In".to_string(),
+                    values: [&exit::NODE_FAULTS[..], &[exit::BAD_FRAME]].concat(),
+                }),
+                on_pod_conditions: None,
+            },
         ],
     }
 }

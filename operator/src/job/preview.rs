@@ -21,14 +21,22 @@ pub const PREVIEW_COMMAND: &str = "render-preview";
 /// a reason that would pass the third time.
 pub const PREVIEW_BACKOFF_LIMIT: i32 = 1;
 
+/// Most frames of a `frames.list` the preview names one by one.
+const MAX_PREVIEW_LISTED: usize = 2000;
+
 /// `render-preview`'s arguments for `rj`: every frame of the render, as written.
 pub fn preview_args(rj: &RenderJob) -> PreviewArgs {
     let mount = rj.spec.storage.mount_path.trim_end_matches('/');
     let f = &rj.spec.frames;
-    let frames = FrameSet::Range {
-        start: f.start,
-        end: f.end,
-        step: f.step.max(1) as u32,
+    let frames = match renderfarm_api::frames::list(&f.list) {
+        // A list's own frames, while they make an argument of a sane length (a longer one
+        // goes as its range: render-preview leaves out the frames not on disk).
+        Ok(listed) if listed.len() <= MAX_PREVIEW_LISTED => FrameSet::List(listed),
+        _ => FrameSet::Range {
+            start: f.start,
+            end: f.end,
+            step: f.step.max(1) as u32,
+        },
     };
     let p = &rj.spec.preview;
     let mut args = PreviewArgs::new(

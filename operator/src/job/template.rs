@@ -41,6 +41,11 @@ pub fn render_args(rj: &RenderJob, batch: &Batch) -> RenderArgs {
     args.missing_files = rj.spec.missing_files;
     args.allow_cpu_fallback = rj.spec.allow_cpu_fallback;
     args.threads = rj.spec.threads.unwrap_or(0).max(0) as u32;
+    args.scene = rj.spec.scene.clone();
+    args.camera = rj.spec.camera.clone();
+    args.view_layers = rj.spec.view_layers.clone();
+    args.blank_frames = rj.spec.verify.blank_frames;
+    args.no_persistent_data = !rj.spec.persistent_data;
     args
 }
 
@@ -139,6 +144,56 @@ pub fn build_after(
             pod_replacement_policy: Some("Failed".to_string()),
             pod_failure_policy: Some(failure_policy()),
             template,
+            ..Default::default()
+        }),
+        status: None,
+    })
+}
+
+/// The Job that renders `frames` of a finished `rj` again, overwriting them, for request
+/// `serial` (`spec.rerender`): a batch pod in all but its name, its labels (no batch label:
+/// the plan's batches stay as they were; the batch component, so the batch NetworkPolicy
+/// isolates it) and `--overwrite`.
+pub fn build_rerender(
+    rj: &RenderJob,
+    frames: &[i32],
+    serial: i64,
+    config: &JobConfig,
+) -> Result<Job> {
+    // The roll-up asks only for frames a request names: none is a request without frames.
+    let (Some(first), Some(last)) = (frames.first(), frames.last()) else {
+        return Err(crate::Error::MissingObjectKey("spec.rerender.frames"));
+    };
+    let batch = Batch {
+        index: 0,
+        first: *first,
+        last: *last,
+        step: 1,
+        listed: Some(frames.into()),
+    };
+    let mut labels = labels(rj, &batch);
+    labels.remove(BATCH_LABEL);
+    labels.insert(STEP_LABEL.to_string(), RERENDER_STEP.to_string());
+    let annotations = BTreeMap::from([(FRAMES_ANNOTATION.to_string(), batch.frames_label())]);
+    let mut args = render_args(rj, &batch);
+    args.overwrite = true;
+    let mut container = container(rj, config, None, args.to_args(), resources(rj));
+    container.env = isolation_env(rj, config);
+    let name = rerender_job_name(&rj.name_any(), serial);
+    Ok(Job {
+        metadata: job_metadata(rj, name, labels.clone(), annotations.clone(), owner(rj)?),
+        spec: Some(JobSpec {
+            backoff_limit: Some(rj.spec.backoff_limit),
+            active_deadline_seconds: rj.spec.active_deadline_seconds,
+            completions: Some(1),
+            parallelism: Some(1),
+            suspend: Some(rj.spec.queue_name.is_some()),
+            pod_replacement_policy: Some("Failed".to_string()),
+            pod_failure_policy: Some(failure_policy()),
+            template: PodTemplateSpec {
+                metadata: Some(pod_metadata(rj, &labels, &annotations)),
+                spec: Some(pod_spec(rj, container)),
+            },
             ..Default::default()
         }),
         status: None,
@@ -292,5 +347,107 @@ pub(super) fn pod_spec(rj: &RenderJob, container: Container) -> PodSpec {
             },
         ]),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod selection_tests {
+    use super::*;
+    use crate::crd::RenderJobSpec;
+    use render_contract::BlankFrames;
+
+    fn render_job(extra: serde_json::Value) -> RenderJob {
+        let mut spec = serde_json::json!({
+            "blendFile": "scenes/shot.blend",
+            "frames": {"start": 1, "end": 8},
+            "storage": {"claimName": "render-storage"},
+        });
+        if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+            spec.extend(extra.clone());
+        }
+        let spec: RenderJobSpec = serde_json::from_value(spec).expect("spec parses");
+        let mut rj = RenderJob::new("shot", spec);
+        rj.metadata.namespace = Some("studio".into());
+        rj.metadata.uid = Some("0b1c2d3e-0000-4000-8000-000000000002".into());
+        rj
+    }
+
+    fn batch() -> Batch {
+        Batch {
+            index: 0,
+            first: 1,
+            last: 4,
+            step: 1,
+            listed: None,
+        }
+    }
+
+    #[test]
+    fn what_renders_and_how_it_is_checked_reach_render_node() {
+        let rj = render_job(serde_json::json!({
+            "scene": "Shot 10",
+            "camera": "CamB",
+            "viewLayers": ["Beauty", "Shadow"],
+            "verify": {"blankFrames": "Fail"},
+            "persistentData": false,
+        }));
+        let args = render_args(&rj, &batch());
+        assert_eq!(args.scene.as_deref(), Some("Shot 10"));
+        assert_eq!(args.camera.as_deref(), Some("CamB"));
+        assert_eq!(args.view_layers, ["Beauty", "Shadow"]);
+        assert_eq!(args.blank_frames, BlankFrames::Fail);
+        assert!(args.no_persistent_data);
+        let argv = args.to_args();
+        let at = |flag: &str| {
+            argv.iter()
+                .position(|a| a == flag)
+                .map(|i| argv[i + 1].as_str())
+        };
+        assert_eq!(at("--scene"), Some("Shot 10"));
+        assert_eq!(at("--blank-frames"), Some("fail"));
+        assert!(argv.contains(&"--no-persistent-data".to_string()));
+    }
+
+    /// A frame failing its checks twice is worth a retry (on another node where there is
+    /// one): never failed as bad input is.
+    #[test]
+    fn bad_frames_are_retried_not_failed_at_once() {
+        let rj = render_job(serde_json::json!({}));
+        let config = JobConfig::new("renderfarm/render-node:dev");
+        let job = build(&rj, &batch(), &config, false).expect("job");
+        let policy = job
+            .spec
+            .and_then(|s| s.pod_failure_policy)
+            .expect("a pod failure policy");
+        let codes = |r: &k8s_openapi::api::batch::v1::PodFailurePolicyRule| {
+            r.on_exit_codes
+                .as_ref()
+                .map(|c| c.values.clone())
+                .unwrap_or_default()
+        };
+        let bad_input = policy
+            .rules
+            .iter()
+            .find(|r| codes(r).contains(&render_contract::exit::BAD_INPUT))
+            .expect("a rule for bad input");
+        assert!(
+            !codes(bad_input).contains(&render_contract::exit::BAD_FRAME),
+            "{bad_input:?}"
+        );
+    }
+
+    #[test]
+    fn defaults_add_no_flag_an_older_image_would_refuse() {
+        let args = render_args(&render_job(serde_json::json!({})), &batch());
+        let argv = args.to_args();
+        for flag in [
+            "--scene",
+            "--camera",
+            "--view-layer",
+            "--blank-frames",
+            "--no-persistent-data",
+        ] {
+            assert!(!argv.iter().any(|a| a == flag), "{flag} in {argv:?}");
+        }
     }
 }

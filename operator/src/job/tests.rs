@@ -130,6 +130,17 @@ fn job_renders_the_batch_with_the_contract_arguments() {
         ("Ignore", Some(vec![exit::TERMINATED])),
         "a suspended or preempted batch is no failure"
     );
+    assert_eq!(
+        (
+            rules[3].action.as_str(),
+            rules[3].on_exit_codes.as_ref().map(|r| r.values.clone())
+        ),
+        (
+            "FailJob",
+            Some([&exit::NODE_FAULTS[..], &[exit::BAD_FRAME]].concat())
+        ),
+        "a node fault (a frame bad twice too) fails the Job at once, to be retried on another node"
+    );
 
     // Restricted pod security.
     let psc = pod.security_context.as_ref().expect("pod security context");
@@ -497,6 +508,7 @@ fn stepped_batches_pass_the_step() {
         start: 1,
         end: 30,
         step: 2,
+        list: vec![],
     };
     let job = build(&rj, &batch(&rj, 1), &config(), false).expect("job");
     let args = job

@@ -32,6 +32,8 @@ pub struct Progress {
     pub frames: u64,
     /// Seconds each newly succeeded batch Job took.
     pub batch_seconds: Vec<f64>,
+    /// Batch failures newly attributed to a node: `(node, reason)`.
+    pub node_faults: Vec<(String, String)>,
 }
 
 /// How the API server answered one Job apply.
@@ -53,6 +55,8 @@ pub struct Effects {
     pub apply: Vec<(u32, Job)>,
     /// The preview Job to apply, once every batch succeeded.
     pub preview: Option<Job>,
+    /// The Job rendering frames again (`spec.rerender`), once no batch is running.
+    pub rerender: Option<Job>,
     /// Job names to suspend, resume and delete.
     pub suspend: Vec<String>,
     pub resume: Vec<String>,
@@ -137,6 +141,7 @@ pub(super) fn progress(
             .count() as u64,
         frames: (new.frames.rendered - old.frames.rendered).max(0) as u64,
         batch_seconds,
+        node_faults: super::nodes::new_faults(old, new),
     }
 }
 
@@ -145,6 +150,7 @@ impl Effects {
     pub fn is_empty(&self) -> bool {
         self.apply.is_empty()
             && self.preview.is_none()
+            && self.rerender.is_none()
             && self.suspend.is_empty()
             && self.resume.is_empty()
             && self.delete.is_empty()

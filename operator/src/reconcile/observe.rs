@@ -8,6 +8,7 @@ use std::time::Instant;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::Input;
+use super::nodes;
 use super::pace::WAITING_PER_RENDER;
 use crate::actions::{self, Actions};
 use crate::ahead;
@@ -15,6 +16,7 @@ use crate::batch::BatchState;
 use crate::cache::{BatchJob, BatchPod};
 use crate::crd::{RenderJob, RenderJobStatus};
 use crate::index;
+use crate::nodewatch::ClusterNode;
 use crate::plan::Plan;
 use crate::state::RenderState;
 use crate::status::{self, Hold, Observed};
@@ -55,6 +57,8 @@ pub struct Observation<'a> {
     pub ahead_in_flight: BTreeMap<u32, u32>,
     /// Other renders are going: hold creation to [`WAITING_PER_RENDER`] Jobs without pods.
     pub sharing: bool,
+    /// The cluster's nodes, when known: a render whose every node is blocked fails.
+    pub nodes: Option<&'a [ClusterNode]>,
 }
 
 impl<'a> Observation<'a> {
@@ -90,6 +94,7 @@ impl<'a> Observation<'a> {
             taken: BTreeSet::new(),
             ahead_in_flight: BTreeMap::new(),
             sharing: false,
+            nodes: None,
         }
     }
 
@@ -107,9 +112,13 @@ impl<'a> Observation<'a> {
     ) -> (Actions, RenderJobStatus, Vec<BatchState>) {
         // Decisions go by the slots (a batch's Job finished or not), the status by what the
         // pods rendered.
-        let slots = status::batch_states(&self.plan, &self.jobs, &self.recorded);
+        let mut slots = status::batch_states(&self.plan, &self.jobs, &self.recorded);
+        // Batches that failed for their node are retried elsewhere: active, not failed.
+        let blocklist = nodes::step(rj, old, &slots, &self.jobs, &self.pods, self.nodes);
+        blocklist.apply(&mut slots);
         let mut states = status::rendered_states(&slots, &self.pods);
-        let hold = status::stop(rj, &self.plan, &slots, &self.jobs, &self.pods)
+        let hold = (blocklist.hold.clone())
+            .or_else(|| status::stop(rj, &self.plan, &slots, &self.jobs, &self.pods))
             .or(rejected)
             .or_else(|| status::claim_missing(rj, &slots, &self.pods));
         let (due, ahead_due) = if rj.spec.start_ahead && !rj.spec.suspend {
@@ -124,6 +133,7 @@ impl<'a> Observation<'a> {
         };
         let mut todo = actions::decide(rj, &slots, &self.jobs, in_flight, &self.recorded, ahead);
         todo.ahead_due = ahead_due;
+        todo.delete.extend(blocklist.delete.iter().cloned());
         if hold.is_some() {
             todo.create.clear();
         }
@@ -150,7 +160,8 @@ impl<'a> Observation<'a> {
         };
         let mut basis = rj.clone();
         basis.status = Some(old.clone());
-        let new = status::roll_up(&basis, &seen, now);
+        let mut new = status::roll_up(&basis, &seen, now);
+        blocklist.write(&mut new);
         (todo, new, states)
     }
 
@@ -185,7 +196,7 @@ pub(super) fn observe<'a>(
     old: &RenderJobStatus,
     now: Instant,
 ) -> Observation<'a> {
-    let mut seen = Observation::new(name, plan, old, input.jobs, input.pods);
+    let mut seen = Observation::new(name, plan.clone(), old, input.jobs, input.pods);
     seen.taken = status::jobs_by_batch(name, &plan, input.taken.iter().map(Arc::as_ref))
         .keys()
         .copied()
@@ -193,5 +204,6 @@ pub(super) fn observe<'a>(
     state.expire_in_flight(|i| seen.jobs.contains_key(&i), now);
     seen.ahead_in_flight = state.in_flight_after.clone();
     seen.sharing = input.active > 1;
+    seen.nodes = input.nodes;
     seen
 }

@@ -79,7 +79,7 @@ fn one_reconcile_from_the_caches() {
     assert!(!pod_of(&pods[0], "bench", "other") && !pod_of(&pods[0], "other", "shot"));
 
     let old = RenderJobStatus::default();
-    let seen = Observation::new("shot", plan, &old, &jobs, &pods);
+    let seen = Observation::new("shot", plan.clone(), &old, &jobs, &pods);
     assert_eq!(seen.jobs.keys().copied().collect::<Vec<_>>(), [0, 1, 2]);
     let grouped: Vec<(u32, usize)> = seen.pods.iter().map(|(i, p)| (i, p.len())).collect();
     assert_eq!(grouped, [(0, 1), (1, 2), (2, 1)]);
@@ -194,7 +194,7 @@ fn with_other_renders_going_a_render_keeps_two_jobs_waiting_for_pods() {
     let old = RenderJobStatus::default();
     let now = Time("2026-11-23T12:00:00Z".parse().expect("time"));
     let create = |jobs: &[Arc<BatchJob>], pods: &[Arc<BatchPod>], sent: &[u32], sharing| {
-        let mut seen = Observation::new("shot", plan, &old, jobs, pods);
+        let mut seen = Observation::new("shot", plan.clone(), &old, jobs, pods);
         seen.sharing = sharing;
         let in_flight = sent.iter().copied().collect();
         seen.decide(&rj, &old, &in_flight, None, &now).0.create
@@ -274,6 +274,7 @@ fn effects(
         disrupted: &|_| 0,
         taken: &[],
         active: 1,
+        nodes: None,
     };
     let wall = Time("2026-11-23T12:00:00Z".parse().expect("time"));
     decide_into(&input, state, now, &wall)
@@ -489,6 +490,7 @@ fn renders_going_at_once_share_the_status_write_budget() {
                 disrupted: &|_| 0,
                 taken: &[],
                 active: 100,
+                nodes: None,
             };
             decide_into(&input, state, at, &wall)
         };
@@ -552,6 +554,7 @@ fn jobs_of_a_deleted_renderjob_of_the_same_name_are_never_taken_over() {
         disrupted: &|_| 0,
         taken: &taken,
         active: 1,
+        nodes: None,
     };
     let wall = Time("2026-11-23T12:00:00Z".parse().expect("time"));
     let mut state = RenderState::default();
@@ -581,6 +584,7 @@ fn a_batch_disrupted_too_often_is_stopped_as_evicted() {
         },
         taken: &[],
         active: 1,
+        nodes: None,
     };
     let wall = Time("2026-11-23T12:00:00Z".parse().expect("time"));
     let mut state = RenderState::default();
@@ -722,6 +726,7 @@ fn no_decision_on_a_half_filled_cache_or_a_deleted_renderjob() {
         disrupted: &|_| 0,
         taken: &[],
         active: 1,
+        nodes: None,
     };
     let wall = Time("2026-11-23T12:00:00Z".parse().expect("time"));
     let now = Instant::now();
@@ -1067,6 +1072,7 @@ fn an_earlier_renderjobs_preview_job_is_waited_for() {
         disrupted: &|_| 0,
         taken: &taken,
         active: 1,
+        nodes: None,
     };
     let wall = Time("2026-11-23T12:00:00Z".parse().expect("time"));
     let mut state = RenderState::default();
@@ -1138,4 +1144,87 @@ fn the_last_frame_is_the_latest_batchs_highest() {
 
 fn reasons(notes: &[Note]) -> Vec<&str> {
     notes.iter().map(|n| n.reason).collect()
+}
+
+/// `frames.list`: its frames, in order, in batches of `batchSize`, each Job rendering its own;
+/// a list that makes no plan fails the render naming what is wrong.
+#[test]
+fn a_frame_list_is_planned_into_batches_of_its_frames() {
+    let mut rj = rj();
+    rj.spec.frames =
+        serde_json::from_value(json!({"start": 1, "end": 40, "list": ["30-31,2", 12, "1"]}))
+            .expect("frames");
+    rj.spec.batch_size = 2;
+    let mut state = RenderState::default();
+    let fx = effects(&rj, &[], &[], &mut state, Instant::now());
+    let frames: Vec<String> = fx
+        .apply
+        .iter()
+        .map(|(_, job)| {
+            let args = args_of(job);
+            args[args.iter().position(|a| a == "--frames").expect("--frames") + 1].clone()
+        })
+        .collect();
+    assert_eq!(frames, ["1,2", "12,30", "31"]);
+    let w = fx.status.as_ref().expect("status");
+    assert_eq!((w.status.frames.total, w.status.batches.total), (5, 3));
+
+    rj.spec.frames =
+        serde_json::from_value(json!({"start": 1, "end": 10, "list": ["8-12"]})).expect("frames");
+    let fx = effects(&rj, &[], &[], &mut RenderState::default(), Instant::now());
+    let w = fx.status.clone().expect("status");
+    let failed = w
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == status::FAILED)
+        .expect("Failed");
+    assert_eq!(
+        (failed.reason.as_str(), failed.message.as_str()),
+        (
+            "InvalidSpec",
+            "frames.list names frames 8 to 12, outside frames.start..end (1..10)"
+        )
+    );
+}
+
+/// `spec.rerender` on a finished render: one Job renders the frames again with
+/// `--overwrite`, outside the plan's batches, and `status.rerenders` says when.
+#[test]
+fn a_finished_render_renders_frames_again_once() {
+    let mut rj = rj();
+    rj.spec.rerender = Some(crate::crd::Rerender {
+        frames: "5,2-3".into(),
+        serial: 1,
+    });
+    let done: Vec<Arc<BatchJob>> = (0..6).map(|i| job(i, true)).collect();
+    let mut state = RenderState::default();
+    let fx = effects(&rj, &done, &[], &mut state, Instant::now());
+    let job = fx.rerender.clone().expect("a rerender Job");
+    assert_eq!(job.metadata.name.as_deref(), Some("shot-rerender-1"));
+    let labels = job.metadata.labels.clone().unwrap_or_default();
+    assert!(!labels.contains_key(crate::job::BATCH_LABEL), "{labels:?}");
+    let args = args_of(&job);
+    assert_eq!(flag(&args, "--frames"), Some("2,3,5"));
+    assert!(args.iter().any(|a| a == "--overwrite"), "{args:?}");
+    assert!(fx.apply.is_empty(), "no batch is made again");
+    let w = fx.status.clone().expect("status");
+    let r = &w.status.rerenders[0];
+    assert_eq!(
+        (r.serial, r.frames.as_str(), r.state),
+        (1, "2-3,5", crate::crd::RerenderState::Running)
+    );
+    assert!(r.start_time.is_some());
+
+    // While batches render, it waits.
+    let mut busy = rj.clone();
+    busy.status = None;
+    let fx = effects(
+        &busy,
+        &done[..3],
+        &[],
+        &mut RenderState::default(),
+        Instant::now(),
+    );
+    assert!(fx.rerender.is_none());
 }

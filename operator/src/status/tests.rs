@@ -795,3 +795,88 @@ fn a_pod_started_ahead_waits_until_the_batch_it_follows_is_finished() {
     let s = w.status();
     assert_eq!((s.pods.running, s.pods.waiting), (1, 0));
 }
+
+/// The passes come from the earliest batch that reported some, and stay; flat frames of every
+/// batch are listed.
+#[test]
+fn passes_and_flat_frames_come_from_the_frame_checks() {
+    let mut w = World::new(rj(10, 5, false));
+    let report = |passes: &[&str], blank: &[i32]| {
+        let message = TerminationMessage {
+            outcome: render_contract::Outcome::Succeeded,
+            frames_rendered: 5,
+            frames_skipped: 0,
+            frames_missing: vec![],
+            seconds_per_frame: Some(1.0),
+            device: Some("CPU".into()),
+            blender_version: Some("4.5.15".into()),
+            last_frame: None,
+            message: None,
+        };
+        let checks = render_contract::FrameChecks {
+            passes: passes.iter().map(|p| p.to_string()).collect(),
+            blank_frames: blank.to_vec(),
+            ..Default::default()
+        };
+        let report = render_contract::TerminationReport {
+            message,
+            scene: Default::default(),
+        };
+        let json = render_contract::checks::to_json_bounded(&report, &checks);
+        pod("Succeeded", terminated(0, "Completed", &json))
+    };
+    for i in 0..2 {
+        w.jobs.push(job(i, Some(("Complete", "")), 0, None));
+    }
+    w.pods.insert(
+        1,
+        vec![report(&["ViewLayer.Combined", "ViewLayer.Mist"], &[7])],
+    );
+    w.pods.insert(
+        0,
+        vec![report(&["ViewLayer.Combined", "ViewLayer.Depth"], &[2, 3])],
+    );
+    let s = w.status();
+    assert_eq!(s.passes, ["ViewLayer.Combined", "ViewLayer.Depth"]);
+    assert_eq!(s.blank_frames, [2, 3, 7]);
+    // Written once, they stay when the pods are gone.
+    w.rj.status = Some(s.clone());
+    w.pods.clear();
+    let again = w.status();
+    assert_eq!(
+        (again.passes, again.blank_frames),
+        (s.passes, s.blank_frames)
+    );
+}
+
+/// A batch whose frames failed their checks twice: retried by the Job (not in the pod
+/// failure policy), named `BadFrame` with render-node's message once it gives up.
+#[test]
+fn bad_frames_name_the_failed_batch() {
+    let message = TerminationMessage {
+        outcome: render_contract::Outcome::BadFrame,
+        frames_rendered: 0,
+        frames_skipped: 0,
+        frames_missing: vec![6, 7],
+        seconds_per_frame: None,
+        device: None,
+        blender_version: None,
+        last_frame: None,
+        message: Some("frames 6,7 failed their check rendered twice: …".into()),
+    };
+    let mut w = World::new(rj(10, 5, false));
+    w.jobs
+        .push(job(1, Some(("Failed", "BackoffLimitExceeded")), 4, None));
+    let code = render_contract::exit::BAD_FRAME;
+    let failed = pod(
+        "Failed",
+        terminated(code, "Error", &message.to_json_bounded()),
+    );
+    w.pods.insert(1, vec![failed]);
+    let s = w.status();
+    let f = &s.failed_batches[0];
+    assert_eq!(
+        (f.reason.as_str(), f.exit_code, f.message.as_deref()),
+        ("BadFrame", Some(code), message.message.as_deref())
+    );
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Secret};
 use kube::api::{Api, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::json;
@@ -142,6 +142,20 @@ async fn chart_rbac_is_enough_and_no_more() -> Result<()> {
     forbidden(
         rjs.delete("rbac", &Default::default()).await.map(|_| ()),
         "delete RenderJobs",
+    )?;
+    // Nodes: read, for the node blocklist (a render whose every node is blocked fails), and
+    // nothing else.
+    let nodes: Api<Node> = Api::all(as_operator.clone());
+    nodes
+        .list(&ListParams::default().limit(1))
+        .await
+        .context("the operator's token must list nodes")?;
+    forbidden(
+        nodes
+            .delete("no-such-node", &Default::default())
+            .await
+            .map(|_| ()),
+        "delete nodes",
     )?;
     let all_jobs: Api<k8s_openapi::api::batch::v1::Job> =
         Api::namespaced(as_operator.clone(), "default");

@@ -14,6 +14,7 @@ mod kueue;
 mod leader;
 mod lifecycle;
 mod nodeloss;
+mod nodes;
 mod preview;
 mod races;
 mod refusals;
