@@ -10,6 +10,8 @@ use std::path::Path;
 
 use render_contract::{Engine, OutputFormat};
 
+pub mod names;
+
 /// What the scene says about its render.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SceneInfo {

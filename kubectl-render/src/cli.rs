@@ -42,6 +42,8 @@ pub enum Command {
     Status(Status),
     Logs(Logs),
     Retry(Retry),
+    Rerender(Rerender),
+    Unblock(Unblock),
     Pause(Named),
     Resume(Named),
     Delete(Delete),
@@ -59,6 +61,8 @@ pub enum Command {
   kubectl render submit shot.blend --frames 1-250 --batch 10 --watch
   kubectl render submit shot.blend --frames 1-250:5 --name shot-preview --engine BLENDER_EEVEE
   kubectl render submit shot-5.blend --frames 1-48 --blender 5.0
+  kubectl render submit shot.blend --list
+  kubectl render submit shot.blend --scene Shot --camera CamB --view-layer Beauty --view-layer Shadow
   kubectl render submit --in-claim scenes/shot.blend --frames 1-100 --name shot")]
 pub struct Submit {
     /// The .blend file on this machine.
@@ -67,7 +71,8 @@ pub struct Submit {
     /// Use a .blend already in the claim (a path relative to it) instead of uploading one.
     #[arg(long, value_name = "PATH", conflicts_with_all = ["scene", "pack"])]
     pub in_claim: Option<String>,
-    /// Frames: START-END or START-END:STEP (default: the scene's range).
+    /// Frames: START-END, START-END:STEP or a list `1-10,15,20-30` (default: the scene's
+    /// range).
     #[arg(long, short = 'f')]
     pub frames: Option<String>,
     /// Frames per batch (one Kubernetes Job each).
@@ -103,6 +108,18 @@ pub struct Submit {
     /// Follow the render until it ends (as `kubectl render watch`).
     #[arg(long, short = 'w')]
     pub watch: bool,
+    /// The scene of the .blend to render (default: its active scene).
+    #[arg(long = "scene", id = "scene_name", value_name = "NAME")]
+    pub scene_name: Option<String>,
+    /// The camera object to render through (default: the scene's camera).
+    #[arg(long, value_name = "NAME")]
+    pub camera: Option<String>,
+    /// A view layer to render; repeat for more (default: those the scene renders).
+    #[arg(long = "view-layer", value_name = "NAME")]
+    pub view_layers: Vec<String>,
+    /// List the .blend's scenes, their cameras and view layers, and submit nothing.
+    #[arg(long, conflicts_with = "in_claim")]
+    pub list: bool,
     #[command(flatten)]
     pub transfer: Transfer,
 }
@@ -196,6 +213,31 @@ pub struct Retry {
     pub watch: bool,
 }
 
+/// Render frames of a finished render again, in place: the others stay as they are.
+#[derive(Debug, Args)]
+#[command(after_help = "Example:\n  kubectl render rerender shot --frames 12,40-42 --watch")]
+pub struct Rerender {
+    pub name: String,
+    /// The frames: `12,40-42` (frames of the render).
+    #[arg(long, short = 'f')]
+    pub frames: String,
+    /// Wait until they are rendered.
+    #[arg(long, short = 'w')]
+    pub watch: bool,
+}
+
+/// Let a render's batches back onto a node it blocked (after batches failed there because of
+/// the node): its failures so far are forgiven; new ones count again.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  kubectl render status shot   # lists the blocked nodes\n  kubectl render unblock shot kind-worker2"
+)]
+pub struct Unblock {
+    pub name: String,
+    /// The node, as `kubectl render status` names it.
+    pub node: String,
+}
+
 /// Logs of a render's batch pods.
 #[derive(Debug, Args)]
 #[command(
@@ -252,7 +294,7 @@ pub struct Completion {
 }
 
 /// Each verb's one-line help and, for the verbs that share [`Named`], its example.
-const VERBS: [(&str, &str, Option<&str>); 12] = [
+const VERBS: [(&str, &str, Option<&str>); 14] = [
     ("submit", "Upload a .blend and start rendering it", None),
     ("watch", "Follow a render with progress bars", None),
     ("fetch", "Download the rendered frames not here yet", None),
@@ -267,6 +309,16 @@ const VERBS: [(&str, &str, Option<&str>); 12] = [
         "retry",
         "Render the failed batches again (only their frames not on disk)",
         Some("Example:\n  kubectl render retry shot --watch"),
+    ),
+    (
+        "rerender",
+        "Render frames of a finished render again, in place",
+        None,
+    ),
+    (
+        "unblock",
+        "Let a render's batches back onto a node it blocked",
+        None,
     ),
     (
         "pause",

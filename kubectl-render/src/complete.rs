@@ -14,8 +14,9 @@ const FILTER_EXT: u32 = 8;
 const DIRS: u32 = 16;
 
 /// Verbs whose first argument is a RenderJob.
-const NAMED: [&str; 9] = [
-    "watch", "fetch", "status", "logs", "retry", "pause", "resume", "delete", "w",
+const NAMED: [&str; 11] = [
+    "watch", "fetch", "status", "logs", "retry", "pause", "resume", "delete", "w", "unblock",
+    "rerender",
 ];
 
 /// What to offer, without asking the cluster.
@@ -189,7 +190,11 @@ mod tests {
         let (v, d) = names(offer(&words("")));
         assert!(v.contains(&"submit".to_string()) && v.contains(&"watch".to_string()));
         assert_eq!(d, NO_FILES);
-        assert_eq!(names(offer(&words("re"))).0, ["retry", "resume"]);
+        assert_eq!(
+            names(offer(&words("re"))).0,
+            ["retry", "rerender", "resume"]
+        );
+        assert_eq!(offer(&words("rerender ")), Offer::RenderJobs);
         assert_eq!(
             names(offer(&words("submit "))),
             (vec!["blend".into()], FILTER_EXT)

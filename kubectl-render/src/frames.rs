@@ -1,6 +1,8 @@
-//! `--frames`: `START-END[:STEP]` (or `START..END[:STEP]`, or one frame `N`).
+//! `--frames`: `START-END[:STEP]` (or `START..END[:STEP]`, or one frame `N`), or a list of
+//! frames and ranges `1-10,15,20-30` (the RenderJob's `frames.list`).
 
 use renderfarm_api::crd::{FrameRange, MAX_FRAME};
+use renderfarm_api::frames::{self as listed, FrameItem};
 
 use crate::error::{Error, Result};
 
@@ -10,6 +12,9 @@ pub fn parse(input: &str) -> Result<FrameRange> {
         reason: reason.to_string(),
     };
     let s = input.trim();
+    if s.contains(',') {
+        return parse_list(input);
+    }
     let (range, step) = match s.split_once(':') {
         Some((r, st)) => (r, Some(st)),
         None => (s, None),
@@ -39,11 +44,35 @@ pub fn parse(input: &str) -> Result<FrameRange> {
     if step < 1 {
         return Err(bad("the step must be at least 1"));
     }
-    Ok(FrameRange { start, end, step })
+    Ok(FrameRange {
+        start,
+        end,
+        step,
+        list: vec![],
+    })
 }
 
-/// `1-250`, or `1-250:2` when there is a step.
+/// `1-10,15,20-30`: a list, between its first and last frame.
+fn parse_list(input: &str) -> Result<FrameRange> {
+    let frames = listed::parse(input).map_err(|e| Error::Frames {
+        input: input.to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok(FrameRange {
+        start: frames[0],
+        end: frames[frames.len() - 1],
+        step: 1,
+        list: vec![FrameItem::Ranges(listed::encode(&frames))],
+    })
+}
+
+/// `1-250`, `1-250:2` when there is a step, or the list `1-10,15,20-30`.
 pub fn display(r: &FrameRange) -> String {
+    if !r.list.is_empty() {
+        return listed::list(&r.list)
+            .map(|f| listed::encode(&f))
+            .unwrap_or_else(|e| e.to_string());
+    }
     if r.step == 1 {
         format!("{}-{}", r.start, r.end)
     } else {
@@ -51,9 +80,14 @@ pub fn display(r: &FrameRange) -> String {
     }
 }
 
-/// The frames of a range, in order.
+/// The frames of a range or list, in order.
 pub fn frames(r: &FrameRange) -> impl Iterator<Item = i32> {
-    (r.start..=r.end).step_by(r.step.max(1) as usize)
+    let all: Vec<i32> = if r.list.is_empty() {
+        (r.start..=r.end).step_by(r.step.max(1) as usize).collect()
+    } else {
+        listed::list(&r.list).unwrap_or_default()
+    };
+    all.into_iter()
 }
 
 #[cfg(test)]
@@ -61,7 +95,26 @@ mod tests {
     use super::*;
 
     fn range(start: i32, end: i32, step: i32) -> FrameRange {
-        FrameRange { start, end, step }
+        FrameRange {
+            start,
+            end,
+            step,
+            list: vec![],
+        }
+    }
+
+    #[test]
+    fn lists_of_frames_and_ranges() {
+        let r = parse("20-22, 1-3,15,2").expect("a list");
+        assert_eq!((r.start, r.end), (1, 22));
+        assert_eq!(display(&r), "1-3,15,20-22");
+        assert_eq!(frames(&r).collect::<Vec<_>>(), [1, 2, 3, 15, 20, 21, 22]);
+        assert!(matches!(parse("1-3,x"), Err(Error::Frames { .. })));
+        // As the RenderJob holds it.
+        assert_eq!(
+            serde_json::to_value(&r).expect("json")["list"],
+            serde_json::json!(["1-3,15,20-22"])
+        );
     }
 
     #[test]

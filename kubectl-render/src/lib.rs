@@ -33,6 +33,7 @@ pub fn print_bytes(bytes: &[u8]) {
 }
 
 pub mod blend;
+pub mod choose;
 pub mod cli;
 pub mod cluster;
 pub mod complete;
@@ -45,8 +46,10 @@ pub mod pack;
 pub mod pod;
 pub mod preview;
 pub mod progress;
+pub mod rerender;
 pub mod submit;
 pub mod ui;
+pub mod unblock;
 pub mod upload;
 pub mod watch;
 
@@ -90,6 +93,8 @@ pub async fn run() -> Result<()> {
         Command::Status(a) => manage::status(g, a).await,
         Command::Logs(a) => logs::run(g, a).await,
         Command::Retry(a) => manage::retry(g, a).await,
+        Command::Rerender(a) => rerender::run(g, a).await,
+        Command::Unblock(a) => unblock::run(g, a).await,
         Command::Pause(a) => manage::suspend(g, a, true).await,
         Command::Resume(a) => manage::suspend(g, a, false).await,
         Command::Delete(a) => manage::delete(g, a).await,

@@ -194,6 +194,8 @@ pub fn describe(rj: &RenderJob, events: &[Event], now: Timestamp) -> String {
     let mut out = spec_lines(rj);
     out.extend(progress_lines(&s, now));
     out.extend(failed_lines(&s));
+    out.extend(crate::unblock::blocked_lines(&rj.name_any(), &s));
+    out.extend(crate::rerender::status_lines(&s));
     out.extend(condition_lines(&s));
     out.extend(event_lines(events, now));
     out.join("\n")

@@ -21,12 +21,18 @@ use crate::{frames, pack, progress, watch};
 type Scene = (PathBuf, std::result::Result<SceneInfo, blend::BlendError>);
 
 pub async fn run(global: &Global, args: &Submit) -> Result<()> {
+    if args.list {
+        return crate::choose::list(args);
+    }
     // Everything local first: a bad file or range fails before any cluster call.
     let scene = match &args.scene {
         Some(path) => Some(read_scene(path)?),
         None => None,
     };
     let info = scene.as_ref().and_then(|(_, i)| i.as_ref().ok());
+    if let Some((path, _)) = &scene {
+        crate::choose::check(args, path)?;
+    }
     let range = frame_range(args, scene.as_ref())?;
     let name = render_name(args)?;
     check_name(&name)?;
@@ -241,7 +247,7 @@ fn renderjob(
         .unwrap_or_default();
     let mut spec = json!({
         "blendFile": blend_file,
-        "frames": {"start": range.start, "end": range.end, "step": range.step},
+        "frames": range,
         "batchSize": args.batch,
         "parallelism": args.parallelism,
         "output": {"format": format},
@@ -255,6 +261,7 @@ fn renderjob(
     if let Some(v) = &args.blender {
         spec["blenderVersion"] = json!(v);
     }
+    crate::choose::add_to_spec(&mut spec, args);
     serde_json::from_value(json!({
         "apiVersion": API_VERSION, "kind": "RenderJob",
         "metadata": {"name": name, "labels": {"app.kubernetes.io/created-by": "kubectl-render"}},
@@ -371,6 +378,7 @@ mod tests {
             start: 1,
             end: 10,
             step: 1,
+            list: vec![],
         };
         let rj = renderjob("shot", "scenes/x/shot.blend", &range, &args, None).expect("rj");
         assert_eq!(rj.spec.blender_version.as_deref(), Some("5.0"));

@@ -273,6 +273,7 @@ pub fn live(r: &Render, cells: &[BatchCell], failed: &[FailedView], now: Timesta
         );
     }
     out.push_str("</div>");
+    out.push_str(&crate::unblock::blocked_html(&r.rj.name_any(), &s));
     if !failed.is_empty() {
         out.push_str("<h2>Failed batches</h2>");
         for f in failed {
