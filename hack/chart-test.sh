@@ -45,7 +45,12 @@ check "the chart's CRD is crds/renderjob.yaml" cmp crds/renderjob.yaml "$CHART/c
 check "helm lint --strict, default values" helm lint --strict "$CHART"
 check "helm lint --strict, every option on" helm lint --strict "$CHART" --set watchNamespace=studio \
   --set storage.create=true --set metrics.serviceMonitor.enabled=true \
-  --set grafanaDashboard.enabled=true --set networkPolicy.enabled=true
+  --set grafanaDashboard.enabled=true --set networkPolicy.enabled=true \
+  --set metrics.prometheusRule.enabled=true
+# The alert rules, as Prometheus reads them, and their unit tests (promtool, from Debian's
+# prometheus package): each alert fires on the series it is for, and only then.
+check "promtool check rules" promtool check rules "$CHART/alerts/renderfarm.rules.yaml"
+check "promtool test rules" promtool test rules "$CHART/alerts/renderfarm.rules.test.yaml"
 
 # kubeconform, strict, with schemas made from this API server's own OpenAPI document (nothing
 # is downloaded) and the RenderJob schema from the CRD, through kubeconform's own script.
