@@ -70,10 +70,18 @@ pub(super) fn failure_policy() -> PodFailurePolicy {
                 on_exit_codes: Some(PodFailurePolicyOnExitCodesRequirement {
                     container_name: Some(CONTAINER.to_string()),
                     operator: "In".to_string(),
-                    values: [&exit::NODE_FAULTS[..], &[exit::BAD_FRAME]].concat(),
+                    values: node_fault_codes(),
                 }),
                 on_pod_conditions: None,
             },
         ],
     }
+}
+
+/// The exit codes the operator retries on another node, in order: the API server refuses a
+/// rule whose values are not.
+pub(super) fn node_fault_codes() -> Vec<i32> {
+    let mut codes = [&exit::NODE_FAULTS[..], &[exit::BAD_FRAME]].concat();
+    codes.sort_unstable();
+    codes
 }

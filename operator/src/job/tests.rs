@@ -135,12 +135,14 @@ fn job_renders_the_batch_with_the_contract_arguments() {
             rules[3].action.as_str(),
             rules[3].on_exit_codes.as_ref().map(|r| r.values.clone())
         ),
-        (
-            "FailJob",
-            Some([&exit::NODE_FAULTS[..], &[exit::BAD_FRAME]].concat())
-        ),
+        ("FailJob", Some(vec![exit::BAD_FRAME, 90, 91, 92, 93])),
         "a node fault (a frame bad twice too) fails the Job at once, to be retried on another node"
     );
+    // The API server refuses a rule whose exit codes are not in order.
+    for rule in rules {
+        let codes = rule.on_exit_codes.as_ref().map(|r| r.values.clone());
+        assert!(codes.as_ref().is_none_or(|c| c.is_sorted()), "{codes:?}");
+    }
 
     // Restricted pod security.
     let psc = pod.security_context.as_ref().expect("pod security context");
