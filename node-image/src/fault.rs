@@ -68,11 +68,16 @@ pub fn finish(log: &Path, code: i32, why: String) -> i32 {
     code
 }
 
-/// The exit code once Blender ran: [`exit::NODE_BLENDER_KILLED`] instead of a failed render
+/// The exit code once Blender ran: [`exit::NODE_GPU_UNUSABLE`] instead of bad input when the
+/// GPU the pod was given is not usable; [`exit::NODE_BLENDER_KILLED`] instead of a failed render
 /// when Blender was killed by SIGSEGV, SIGBUS or SIGILL, or by SIGKILL while the cgroup's
 /// out-of-memory count (readable, before and after) did not move: not by render-node, not
 /// by the out-of-memory killer, which are the scene's.
-pub fn after_blender(code: i32, ended: &Ended, oom_before: Option<u64>) -> i32 {
+pub fn after_blender(code: i32, ended: &Ended, oom_before: Option<u64>, gpu_unusable: bool) -> i32 {
+    // A GPU the node was given and Blender cannot use: [`exit::NODE_GPU_UNUSABLE`].
+    if gpu_unusable && code == exit::BAD_INPUT {
+        return exit::NODE_GPU_UNUSABLE;
+    }
     if code != exit::RENDER_FAILED || ended.killed || ended.stopped_by.is_some() {
         return code;
     }

@@ -78,7 +78,7 @@ pub async fn run(args: RenderArgs, mut stop: Stop) -> i32 {
     scene.missing_files_count = done.tracker.missing_files_count;
     let code = report::finish_checked(&log, &msg, &scene, &done.checks.to_contract());
     // Blender killed by the machine (not by render-node or the OOM killer) is the node's fault.
-    fault::after_blender(code, &done.ended, oom_before)
+    fault::after_blender(code, &done.ended, oom_before, done.tracker.gpu_unusable)
 }
 
 /// The batch's frames: those to render, each with its expected file, and those on disk.

@@ -48,8 +48,11 @@ pub enum Marker {
     },
     /// `FALLBACK <text>`: the GPU is not there, rendering on the CPU as allowed.
     Fallback(String),
-    /// `BAD_INPUT <text>`: a GPU that is not there, without fallback.
+    /// `BAD_INPUT <text>`: input Blender cannot render as it is.
     BadInput(String),
+    /// `GPU_UNUSABLE <text>`: the GPU the batch asked for (and its node was given) is not
+    /// usable there, without fallback: the node's fault.
+    GpuUnusable(String),
     /// `WARNING <text>`.
     Warning(String),
     /// `MISSING_FILES <json>`: external files the scene uses that are not readable.
@@ -128,6 +131,7 @@ fn marker(rest: &str) -> Option<Marker> {
         }
         "FALLBACK" => Marker::Fallback(text.to_string()),
         "BAD_INPUT" => Marker::BadInput(text.to_string()),
+        "GPU_UNUSABLE" => Marker::GpuUnusable(text.to_string()),
         "WARNING" => Marker::Warning(text.to_string()),
         "MISSING_FILES" => Marker::MissingFiles(serde_json::from_str(text).ok()?),
         "RESOLUTION" => {
@@ -488,6 +492,10 @@ mod tests {
         assert_eq!(
             parse("RENDER_NODE:BAD_INPUT no CUDA"),
             Line::Marker(Marker::BadInput("no CUDA".into()))
+        );
+        assert_eq!(
+            parse("RENDER_NODE:GPU_UNUSABLE no CUDA"),
+            Line::Marker(Marker::GpuUnusable("no CUDA".into()))
         );
         assert_eq!(parse("RENDER_NODE:NONSENSE x"), Line::Other);
         assert_eq!(

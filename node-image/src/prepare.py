@@ -149,4 +149,7 @@ else:
         say("FALLBACK", "no %s device found; rendering on the CPU as --allow-cpu-fallback allows" % WANT)
         say("DEVICE", "CPU")
     else:
-        refuse("no %s device found; pass --allow-cpu-fallback to render on the CPU instead" % WANT)
+        # The pod was given a GPU of this kind and Blender sees none: the node's driver or device.
+        say("GPU_UNUSABLE", "no %s device found on this node; pass --allow-cpu-fallback to render "
+            "on the CPU instead" % WANT)
+        sys.exit(64)

@@ -40,8 +40,10 @@ pub struct Tracker {
     pub version: Option<String>,
     pub device: Option<String>,
     pub startup_seconds: Option<f64>,
-    /// A GPU that is not there (reported by render-node's Python).
+    /// Input Blender cannot render as it is (reported by render-node's Python).
     pub bad_input: Option<String>,
+    /// The GPU asked for is not usable on this node (reported by render-node's Python).
+    pub gpu_unusable: bool,
     pub errors: Vec<(Class, String)>,
     pub warnings: Vec<String>,
     /// Frames Blender said it saved, in order.
@@ -72,6 +74,7 @@ impl Tracker {
             device: None,
             startup_seconds: None,
             bad_input: None,
+            gpu_unusable: false,
             errors: Vec::new(),
             warnings: Vec::new(),
             saved: Vec::new(),
@@ -200,6 +203,11 @@ impl Tracker {
                 self.bad_input = Some(text.clone());
                 out.push(ProgressEvent::BlenderError { message: text });
             }
+            Marker::GpuUnusable(text) => {
+                self.gpu_unusable = true;
+                self.bad_input = Some(text.clone());
+                out.push(ProgressEvent::BlenderError { message: text });
+            }
         }
     }
 
@@ -295,6 +303,7 @@ impl Tracker {
         self.saved.extend(again.saved);
         self.frame_seconds.extend(again.frame_seconds);
         self.bad_input = self.bad_input.take().or(again.bad_input);
+        self.gpu_unusable |= again.gpu_unusable;
         self.resolution = self.resolution.or(again.resolution);
     }
 

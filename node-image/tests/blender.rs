@@ -463,10 +463,16 @@ fn frames_outside_the_scene_render_with_a_warning() {
 }
 
 #[test]
-fn missing_gpu_is_bad_input_unless_fallback_is_allowed() {
+fn a_missing_gpu_is_its_nodes_fault_unless_fallback_is_allowed() {
     let dir = workdir("gpu");
     let (out, msg) = render(&dir, scene(), "1", &["--device", "CUDA"]);
-    assert_eq!(out.status.code(), Some(exit::BAD_INPUT), "{}", stderr(&out));
+    // The pod was given a GPU and Blender sees none: retried on another node.
+    assert_eq!(
+        out.status.code(),
+        Some(exit::NODE_GPU_UNUSABLE),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(msg.outcome, Outcome::BadInput);
     let text = msg.message.unwrap_or_default();
     assert!(

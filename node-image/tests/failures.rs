@@ -66,6 +66,27 @@ fn run(dir: &Path, blender: &Path, extra: &[&str]) -> (Output, TerminationMessag
     (out, msg)
 }
 
+/// The GPU the pod was given is not usable on its node: the node's fault (exit 92, retried on
+/// another node), not the scene's, though Blender refused as for bad input.
+#[test]
+fn a_gpu_not_usable_on_its_node_is_a_node_fault() {
+    let dir = workdir("gpu");
+    let blender = fake_blender(
+        &dir,
+        "echo 'RENDER_NODE:GPU_UNUSABLE no CUDA device found on this node'\nexit 64",
+    );
+    let (out, msg) = run(&dir, &blender, &[]);
+    assert_eq!(out.status.code(), Some(exit::NODE_GPU_UNUSABLE));
+    assert_eq!(
+        msg.message.as_deref(),
+        Some("no CUDA device found on this node")
+    );
+    // The same refusal without the marker is the scene's: bad input.
+    let blender = fake_blender(&dir, "echo 'RENDER_NODE:BAD_INPUT no CUDA device'\nexit 64");
+    let (out, _) = run(&dir, &blender, &[]);
+    assert_eq!(out.status.code(), Some(exit::BAD_INPUT));
+}
+
 #[test]
 fn exit_0_without_the_frames_is_a_retryable_failure() {
     let dir = workdir("zero");
