@@ -47,6 +47,15 @@ pub fn due(
         {
             continue;
         }
+        // A batch started ahead whose leader still renders has not begun: none follows it, or
+        // two batches could each wait for the other (a leader retried on another node, made
+        // again to follow its own follower).
+        if job
+            .after
+            .is_some_and(|l| states.get(l as usize) == Some(&BatchState::Active))
+        {
+            continue;
+        }
         let left = match (&job.start_time, plan.batch(*i)) {
             (Some(started), Some(batch)) => {
                 let total = Duration::from_secs_f64(spf * batch.frame_count() as f64);
@@ -133,6 +142,30 @@ mod tests {
             "1 has no running pod, 2 none at all"
         );
         assert_eq!(next, None);
+    }
+
+    #[test]
+    fn a_follower_whose_leader_still_renders_is_never_followed() {
+        // Batch 3 follows batch 1, which failed on its node and is being made again: were 3
+        // due, 1 would be made to follow it and each would wait for the other.
+        let (one, three) = (
+            job(1, 0),
+            BatchJob {
+                after: Some(1),
+                ..job(3, 0)
+            },
+        );
+        let jobs = index::Jobs::from_iter([(1, &one), (3, &three)]);
+        let (p1, p3) = (pod(1, PodPhase::Running), pod(3, PodPhase::Running));
+        let list = [(1, &p1), (3, &p3)];
+        let pods = index::Pods::new(10, &list);
+        let states = [Succeeded, Active, Succeeded, Active];
+        let (due_now, _) = due(&plan(), &states, &jobs, &pods, Some(1.0), &at(100));
+        assert_eq!(due_now, BTreeSet::from([1]), "3 waits for 1: not due");
+        // Its leader done, the follower renders and is due like any other.
+        let states = [Succeeded, Succeeded, Succeeded, Active];
+        let (due_now, _) = due(&plan(), &states, &jobs, &pods, Some(1.0), &at(100));
+        assert_eq!(due_now, BTreeSet::from([3]));
     }
 
     #[test]

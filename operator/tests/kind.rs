@@ -1491,6 +1491,7 @@ fn make_production_scene(st: &Storage) -> Result<()> {
         .output()?;
     let blender = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let blend = st.dir.join("scenes/prod/production.blend");
+    std::fs::create_dir_all(st.dir.join("scenes/prod"))?;
     let made = Command::new(&blender)
         .args([
             "-b",
