@@ -47,12 +47,12 @@ pub fn due(
         {
             continue;
         }
-        // A batch started ahead whose leader still renders has not begun: none follows it, or
-        // two batches could each wait for the other (a leader retried on another node, made
-        // again to follow its own follower).
+        // A batch started ahead renders once its leader has succeeded: until then none follows
+        // it, or two batches could each wait for the other (leaders retried on another node,
+        // each made again to follow the other's follower).
         if job
             .after
-            .is_some_and(|l| states.get(l as usize) == Some(&BatchState::Active))
+            .is_some_and(|l| states.get(l as usize) != Some(&BatchState::Succeeded))
         {
             continue;
         }
@@ -162,6 +162,10 @@ mod tests {
         let states = [Succeeded, Active, Succeeded, Active];
         let (due_now, _) = due(&plan(), &states, &jobs, &pods, Some(1.0), &at(100));
         assert_eq!(due_now, BTreeSet::from([1]), "3 waits for 1: not due");
+        // Its leader's Job gone, to be made again: still not due.
+        let states = [Succeeded, Pending, Succeeded, Active];
+        let (due_now, _) = due(&plan(), &states, &jobs, &pods, Some(1.0), &at(100));
+        assert!(due_now.is_empty(), "3 waits for 1, made again: {due_now:?}");
         // Its leader done, the follower renders and is due like any other.
         let states = [Succeeded, Succeeded, Succeeded, Active];
         let (due_now, _) = due(&plan(), &states, &jobs, &pods, Some(1.0), &at(100));
