@@ -42,6 +42,43 @@ apiserver_pid() { pgrep -f 'kube-apiserver .*--secure-port' | head -n 1; }
 # Peak (VmHWM) and current (VmRSS) resident memory of a process, MiB.
 rss_mib() { awk -v k="$2:" '$1 == k {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 
+# A component of the cluster the kubeconfig points at (hack/cluster.sh keeps pid files beside it;
+# pgrep could find another cluster's, or one inside a kind node).
+component_pid() { cat "$(dirname "$KUBECONFIG")/pids/$1.pid"; }
+
+# The machine's CPU time so far, in seconds: busy (all but idle and iowait) and all.
+machine_cpu() { awk '$1 == "cpu" {b = $2 + $3 + $4 + $7 + $8 + $9; printf "%.1f %.1f\n", b / 100, (b + $5 + $6) / 100}' /proc/stat; }
+# kwok's failed pod stages so far (a pod it could not move to Running or Succeeded is retried
+# later, with a backoff, and that side waits: a run with many says more about kwok than about
+# either side). Not counted: deleting a pod that is gone already (kwok's pod-delete racing the
+# namespace's deletion between the sides), which nothing waits for.
+kwok_failures() {
+  local n
+  n=$(grep 'failed to apply stage' "$(dirname "$KUBECONFIG")/logs/kwok-controller.log" 2>/dev/null |
+    grep -vc '"stage":"pod-delete".*not found') || true
+  echo "${n:-0}"
+}
+# CPU seconds of each component in COMPONENTS (and the operator, when running), one line.
+COMPONENTS=(kube-apiserver kube-controller-manager etcd kube-scheduler kwok-controller)
+cpu_line() {
+  local c out=
+  for c in "${COMPONENTS[@]}"; do out+="$(cpu_s "$(component_pid "$c")") "; done
+  if [[ -n $OP ]]; then out+=$(cpu_s "$OP"); else out+=0; fi
+  echo "$out $(machine_cpu)"
+}
+# cpu_delta BEFORE AFTER: the difference of two cpu_line outputs, field by field.
+cpu_delta() { awk -v a="$1" -v b="$2" 'BEGIN {n = split(a, x); split(b, y); for (i = 1; i <= n; i++) printf "%.1f%s", y[i] - x[i], i < n ? " " : "\n"}'; }
+
+# component_metrics PORT: a control-plane component's /metrics (the admin certificate).
+component_metrics() {
+  local pki
+  pki=$(dirname "$KUBECONFIG")/pki
+  curl -fsSk --cert "$pki/admin.crt" --key "$pki/admin.key" "https://127.0.0.1:$1/metrics"
+}
+# sec MS: seconds, one decimal; per A B: A / B, two decimals (0 when B is 0).
+sec() { awk -v m="$1" 'BEGIN {printf "%.1f", m / 1000}'; }
+per() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", b ? a / b : 0}'; }
+
 # A namespace with a bound claim named render-storage, as a RenderJob's pods mount it.
 make_namespace() {
   local ns=$1
@@ -74,9 +111,10 @@ drop_namespace() {
   kubectl delete pv "$1" --wait=false --ignore-not-found >/dev/null
 }
 
-# Starts the operator on namespace $1, logging to $2; sets OP to its pid.
+# Starts the operator on namespace $1, logging to $2; sets OP to its pid. OPERATOR_BIN: another
+# build of it (an older commit's, to compare).
 start_operator() {
-  "./target/$PROFILE/renderfarm-operator" --namespace "$1" --listen "127.0.0.1:$PORT" --log-format json \
+  "${OPERATOR_BIN:-./target/$PROFILE/renderfarm-operator}" --namespace "$1" --listen "127.0.0.1:$PORT" --log-format json \
     >"$2" 2>&1 &
   OP=$!
   until curl -fs "127.0.0.1:$PORT/readyz" >/dev/null 2>&1; do sleep 0.2; done

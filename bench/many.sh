@@ -54,10 +54,6 @@ bench_setup
 build_stamps
 [[ -z $PLAIN_JOBS ]] || build_example job_chain
 
-# A component of the cluster the kubeconfig points at (hack/cluster.sh keeps pid files beside it;
-# pgrep could find another cluster's, or one inside a kind node).
-component_pid() { cat "$(dirname "$KUBECONFIG")/pids/$1.pid"; }
-
 # Pod slots on Ready, untainted nodes. Both sides run RENDERS x PARALLELISM pods at once: add
 # kwok nodes (named kwok-many-N, 110 pods each, as hack/cluster.sh registers its own) until they
 # fit with room to spare. They stay registered: a later run finds them.
@@ -236,28 +232,16 @@ last_pod_to_complete() {
     }' "$1" "$2"
 }
 
-# The machine's CPU time so far, in seconds: busy (all but idle and iowait) and all.
-machine_cpu() { awk '$1 == "cpu" {b = $2 + $3 + $4 + $7 + $8 + $9; printf "%.1f %.1f\n", b / 100, (b + $5 + $6) / 100}' /proc/stat; }
-# kwok's failed pod stages so far (a pod it could not move to Running or Succeeded is retried
-# later, with a backoff, and that side waits: a run with many says more about kwok than about
-# either side). Not counted: deleting a pod that is gone already (kwok's pod-delete racing the
-# namespace's deletion between the sides), which nothing waits for.
-kwok_failures() {
-  local n
-  n=$(grep 'failed to apply stage' "$(dirname "$KUBECONFIG")/logs/kwok-controller.log" 2>/dev/null |
-    grep -vc '"stage":"pod-delete".*not found') || true
-  echo "${n:-0}"
+# status_lag PODS STATUS: how far each render's status is behind its pods: for the k-th batch
+# of a render seen Succeeded (PODS: "stamp pod render"), the time until its status first
+# counted k succeeded (STATUS: "stamp render succeeded"); prints "p50 p99 max" in seconds.
+status_lag() {
+  awk 'FNR == NR { if (!($2 in pod)) { pod[$2] = 1; t[$3, ++n[$3]] = $1 } next }
+    $3 + 0 > seen[$2] { for (k = seen[$2] + 1; k <= $3 + 0; k++) if (($2, k) in t) print ($1 - t[$2, k]) / 1e6; seen[$2] = $3 + 0 }' "$1" "$2" |
+    sort -g | awk '{d[NR] = $1} END {
+      if (!NR) { print "- - -"; exit }
+      printf "%.1f %.1f %.1f\n", d[int((NR - 1) * 0.50) + 1], d[int((NR - 1) * 0.99 + 0.5) + 1], d[NR] }'
 }
-# CPU seconds of each component in COMPONENTS (and the operator, when running), one line.
-COMPONENTS=(kube-apiserver kube-controller-manager etcd kube-scheduler kwok-controller)
-cpu_line() {
-  local c out=
-  for c in "${COMPONENTS[@]}"; do out+="$(cpu_s "$(component_pid "$c")") "; done
-  if [[ -n $OP ]]; then out+=$(cpu_s "$OP"); else out+=0; fi
-  echo "$out $(machine_cpu)"
-}
-# cpu_delta BEFORE AFTER: the difference of two cpu_line outputs, field by field.
-cpu_delta() { awk -v a="$1" -v b="$2" 'BEGIN {n = split(a, x); split(b, y); for (i = 1; i <= n; i++) printf "%.1f%s", y[i] - x[i], i < n ? " " : "\n"}'; }
 
 # run_side NAMESPACE START WAIT KIND SUCCEEDED-FIELD DIR: START NAMESPACE DIR submits every
 # render, WAIT NAMESPACE DIR returns once all are done; meanwhile KIND's SUCCEEDED-FIELD is sampled
@@ -348,6 +332,7 @@ make_namespace "$ns"
 start_operator "$ns" "target/many-operator.log"
 mkdir -p "$dir/rf" "$dir/native"
 watch_stamps "$dir/rf/done" -n "$ns" renderjobs /metadata/name /status/phase
+watch_stamps "$dir/rf/status" -n "$ns" renderjobs /metadata/name /status/batches/succeeded
 watch_stamps "$dir/rf/pods" -n "$ns" pods --field-selector status.phase=Succeeded \
   -l app.kubernetes.io/managed-by=renderfarm-operator,renderfarm.io/batch /metadata/name /metadata/labels/renderfarm.io~1renderjob
 run_side "$ns" submit_renderjobs all_renderjobs_complete renderjobs .status.batches.succeeded "$dir/rf"
@@ -356,6 +341,7 @@ operator_figures
 watch_stop
 stop_operator
 rf_latency=$(last_pod_to_complete "$dir/rf/pods" "$dir/rf/done" Succeeded)
+rf_lag=$(status_lag "$dir/rf/pods" "$dir/rf/status")
 
 # ---- the same work as native Indexed Jobs, in a namespace of their own (the audit log tells
 # the two apart), on a cluster as empty as the renderfarm side had: its 20,000 Jobs and pods
@@ -398,8 +384,6 @@ if [[ -n $PLAIN_JOBS ]]; then
 fi
 
 rf_ms=$((rf[1] - rf[0])) native_ms=$((native[1] - native[0]))
-sec() { awk -v m="$1" 'BEGIN {printf "%.1f", m / 1000}'; }
-per() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", b ? a / b : 0}'; }
 echo "submit ($SUBMITTERS kubectl at once) took $(sec "${rf[2]}") s (renderfarm) / $(sec "${native[2]}") s (native); wall time from submit to every render Complete"
 printf '%-10s %8s %6s %13s\n' side wall_s ratio kwok_failures
 printf '%-10s %8s %6s %13s\n' renderfarm "$(sec "$rf_ms")" "$(per "$rf_ms" "$native_ms")" "$rf_kwok"
@@ -438,6 +422,9 @@ if [[ -n $PLAIN_JOBS ]]; then
   read -r a b c <<<"$plain_latency"
   printf '%-10s %6s %6s %6s\n' plain-jobs "$a" "$b" "$c"
 fi
+echo
+read -r a b c <<<"$rf_lag"
+echo "status lag: a batch's pod seen Succeeded -> its render's status.batches.succeeded counting it, p50 $a s, p99 $b s, max $c s"
 echo
 echo "fairness: batches succeeded per render every $SAMPLE_SECONDS s after submit, counted from the Succeeded pods watch"
 printf '%-10s %6s %5s %5s %7s %5s %7s %8s %8s\n' side t_s finished min median max mean min/mean max/mean

@@ -16,11 +16,15 @@
 #                                     fill a hack/kwok/ template's ${KEY}s and apply it
 #   hack/cluster.sh evict NAMESPACE POD
 #                                     POST an Eviction for a pod (kubectl has no evict)
+#   hack/cluster.sh nodes NAME COUNT  COUNT more kwok nodes NAME-0... from hack/kwok/nodes.yaml,
+#                                     Ready within 10 minutes (bench/envelope.sh)
 #
 # Environment: RENDERFARM_CLUSTER_DIR (state: certs, etcd data, logs, pids, kubeconfig;
 # default $HOME/.cache/renderfarm/cluster), RENDERFARM_CACHE (binaries and Go modules;
 # default $HOME/.cache/renderfarm), GOCACHE (default $HOME/.cache/go-build),
-# RENDERFARM_PORT_OFFSET (added to every port; default 0, for a second cluster beside the first).
+# RENDERFARM_PORT_OFFSET (added to every port; default 0, for a second cluster beside the first),
+# RENDERFARM_KCM_QPS and RENDERFARM_KCM_BURST (kube-controller-manager's --kube-api-qps and
+# --kube-api-burst; default 200 and 400, upstream's are 20 and 30; read at create only).
 set -euo pipefail
 
 # ---- ports, all on 127.0.0.1; RENDERFARM_PORT_OFFSET shifts them all (a second cluster) ----
@@ -43,6 +47,8 @@ export GOWORK=off # each wrapper module alone decides its versions, whatever go.
 # (a second setting compiles nearly every package again: the kubelet took 364 s cold, not ~60).
 export CGO_ENABLED=0
 SERVER=https://127.0.0.1:$APISERVER_PORT
+KCM_QPS=${RENDERFARM_KCM_QPS:-200}
+KCM_BURST=${RENDERFARM_KCM_BURST:-400}
 DIR=$STATE/clusters/renderfarm # kwokctl's directory of the cluster named renderfarm
 PKI=$DIR/pki
 KUBECONFIG_FILE=$DIR/kubeconfig.yaml
@@ -285,7 +291,7 @@ $(arg advertise-address 127.0.0.1; arg endpoint-reconciler-type none
   extraArgs:
 $(arg leader-elect false; arg use-service-account-credentials true
   arg service-cluster-ip-range 10.96.0.0/16; arg concurrent-job-syncs 20
-  arg kube-api-qps 200; arg kube-api-burst 400)
+  arg kube-api-qps "$KCM_QPS"; arg kube-api-burst "$KCM_BURST")
 - name: kube-scheduler
   extraArgs:
 $(arg leader-elect false; arg kube-api-qps 200; arg kube-api-burst 400)
@@ -305,6 +311,15 @@ register_nodes() {
       kwokctl -c "$HACK/kwok/nodes.yaml" scale node kwok-gpu --replicas 1 --serial-length 1 \
         --param '.gpus = 4'
   } >>"$STATE/kwokctl.log" 2>&1 || fail_with_log kwokctl "$STATE/kwokctl.log"
+}
+
+# more_nodes NAME COUNT: COUNT kwok nodes NAME-0..., as register_nodes makes its own.
+more_nodes() {
+  [[ ${2:-} =~ ^[0-9]+$ ]] || die "usage: nodes NAME COUNT"
+  kwokctl -c "$HACK/kwok/nodes.yaml" scale node "$1" --replicas "$2" >>"$STATE/kwokctl.log" 2>&1 ||
+    fail_with_log kwokctl "$STATE/kwokctl.log"
+  kctl wait --for condition=Ready --timeout 600s nodes -l "kwok.x-k8s.io/kwokctl-scale=$1" >/dev/null ||
+    fail_with_log kwok-controller
 }
 
 # nodes_ready SECS: every node in NODES is Ready within SECS seconds (0: as they are now).
@@ -484,6 +499,7 @@ main() {
       shift
       evict "$@"
       ;;
+    nodes) more_nodes "${2:-}" "${3:-}" ;;
     *)
       sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'
       exit 2
