@@ -118,8 +118,12 @@ pub struct RenderJobSpec {
     /// frames (once a first batch has reported its time per frame): pod start, Blender's start and the scene load then overlap that render, and the
     /// pod renders the moment that batch's Blender is done. Never more than `parallelism`
     /// batches render at once, but up to twice as many pods exist (a waiting pod holds its
-    /// resource requests and the loaded scene's memory). Turn off when memory or quota is
-    /// tight and frames are long.
+    /// resource requests and the loaded scene's memory). A pod started ahead that the
+    /// scheduler cannot place (no node has room) is withdrawn at once, before a cluster
+    /// autoscaler would add a node for it, and the render starts nothing ahead for 30 s, twice
+    /// that after each withdrawal in a row (at most 10 minutes): on a full cluster batches
+    /// start as they would without it. Turn off when memory or quota is tight and frames are
+    /// long.
     #[serde(default = "default_true")]
     pub start_ahead: bool,
 

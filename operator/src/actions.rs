@@ -14,6 +14,11 @@ pub struct Actions {
     pub after: BTreeMap<u32, u32>,
     /// When the next running batch is due a follower.
     pub ahead_due: Option<std::time::Duration>,
+    /// Followers the scheduler could not place, withdrawn: their Jobs are in `delete`
+    /// ([`crate::ahead::unplaced`]).
+    pub withdrawn: Vec<u32>,
+    /// A follower of the render has its pod placed ([`crate::ahead::placed`]).
+    pub ahead_placed: bool,
     /// Unfinished Jobs to suspend (the RenderJob is suspended).
     pub suspend: Vec<String>,
     /// Jobs the operator itself suspended, to resume.

@@ -5,6 +5,13 @@
 //! overlap rendering. Which batches follow which is on the Jobs (`renderfarm.io/after`);
 //! [`crate::actions::decide`] counts a follower as waiting, not rendering, while the batch it
 //! follows is unfinished ([`crate::index::Jobs::follows_unfinished`]).
+//!
+//! A follower is a bet that the cluster has room for one more pod now. Where it has none, the
+//! waiting pod stays Pending: it would take the room a finishing batch frees (any render's), and
+//! to a cluster autoscaler a Pending pod asks for a new node, made only for a pod that waits.
+//! So a follower the scheduler cannot place is withdrawn ([`unplaced`]): its Job is deleted
+//! before the autoscaler acts on it, its batch goes back to the queue, and the render starts
+//! nothing ahead for a while ([`pause`]).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -20,6 +27,47 @@ use crate::plan::Plan;
 /// controller, the scheduler and the kubelet to start a pod and for Blender to start and load
 /// a scene of some size. Too early costs only a pod waiting longer.
 pub const LEAD: Duration = Duration::from_secs(20);
+
+/// How long a render starts nothing ahead after a follower was withdrawn, the first time; each
+/// withdrawal in a row doubles it, up to [`MAX_PAUSE`].
+pub const PAUSE: Duration = Duration::from_secs(30);
+pub const MAX_PAUSE: Duration = Duration::from_secs(600);
+
+/// The pause after the `n`th withdrawal in a row (`n` from 1).
+pub fn pause(n: u32) -> Duration {
+    PAUSE
+        .saturating_mul(1 << n.saturating_sub(1).min(16))
+        .min(MAX_PAUSE)
+}
+
+/// Followers to withdraw: started ahead, the batch they follow still unfinished, and their pod
+/// refused by the scheduler (no node has room for it). A follower whose leader is done is a
+/// batch like any other, and waits for room like one.
+pub fn unplaced(states: &[BatchState], jobs: &index::Jobs<'_>, pods: &index::Pods<'_>) -> Vec<u32> {
+    let active = |i: u32| states.get(i as usize) == Some(&BatchState::Active);
+    jobs.iter()
+        .filter(|(i, job)| {
+            !job.deleting
+                && active(**i)
+                && jobs.follows_unfinished(**i, active).is_some()
+                && pods.of(**i).iter().any(|p| {
+                    p.phase == PodPhase::Pending
+                        && p.stuck
+                            .as_ref()
+                            .is_some_and(|s| s.reason == "Unschedulable")
+                })
+        })
+        .map(|(i, _)| *i)
+        .collect()
+}
+
+/// Whether a follower of the render is placed: its pod left Pending. Withdrawals in a row
+/// start counting again from there.
+pub fn placed(jobs: &index::Jobs<'_>, pods: &index::Pods<'_>) -> bool {
+    jobs.iter().any(|(i, job)| {
+        job.after.is_some() && pods.of(*i).iter().any(|p| p.phase != PodPhase::Pending)
+    })
+}
 
 /// The running batches due a follower now, and how long until the next one is.
 ///
@@ -170,6 +218,60 @@ mod tests {
         let states = [Succeeded, Succeeded, Succeeded, Active];
         let (due_now, _) = due(&plan(), &states, &jobs, &pods, Some(1.0), &at(100));
         assert_eq!(due_now, BTreeSet::from([3]));
+    }
+
+    fn unschedulable(index: u32) -> BatchPod {
+        BatchPod {
+            stuck: Some(Box::new(crate::pod::PodProblem {
+                reason: "Unschedulable".into(),
+                exit_code: None,
+                message: Some("0/3 nodes are available: 3 Too many pods.".into()),
+            })),
+            ..pod(index, PodPhase::Pending)
+        }
+    }
+
+    #[test]
+    fn a_follower_is_withdrawn_only_while_its_leader_runs_and_no_node_has_room() {
+        let lead = job(0, 0);
+        let follower = BatchJob {
+            after: Some(0),
+            ..job(2, 0)
+        };
+        let plain = job(1, 0);
+        let jobs = index::Jobs::from_iter([(0, &lead), (1, &plain), (2, &follower)]);
+        let (p0, p1, p2) = (
+            pod(0, PodPhase::Running),
+            unschedulable(1),
+            unschedulable(2),
+        );
+        let list = [(0, &p0), (1, &p1), (2, &p2)];
+        let pods = index::Pods::new(10, &list);
+        assert_eq!(
+            unplaced(&[Active, Active, Active], &jobs, &pods),
+            [2],
+            "1 is no follower: it waits for room like any batch"
+        );
+        assert!(!placed(&jobs, &pods));
+        // The leader done, the follower is a batch like any other.
+        assert!(unplaced(&[Succeeded, Active, Active], &jobs, &pods).is_empty());
+        // Merely Pending (not refused by the scheduler): kept.
+        let p2 = pod(2, PodPhase::Pending);
+        let list = [(0, &p0), (1, &p1), (2, &p2)];
+        let pods = index::Pods::new(10, &list);
+        assert!(unplaced(&[Active, Active, Active], &jobs, &pods).is_empty());
+        // Running: placed.
+        let p2 = pod(2, PodPhase::Running);
+        let list = [(0, &p0), (2, &p2)];
+        let pods = index::Pods::new(10, &list);
+        assert!(placed(&jobs, &pods));
+    }
+
+    #[test]
+    fn each_withdrawal_in_a_row_doubles_the_pause_up_to_its_bound() {
+        let secs: Vec<u64> = (1..=7).map(|n| pause(n).as_secs()).collect();
+        assert_eq!(secs, [30, 60, 120, 240, 480, 600, 600]);
+        assert_eq!(pause(u32::MAX), MAX_PAUSE);
     }
 
     #[test]

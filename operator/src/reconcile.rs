@@ -23,6 +23,7 @@ use kube::ResourceExt;
 
 use crate::Result;
 use crate::actions::Actions;
+use crate::ahead;
 use crate::cache::{BatchJob, BatchPod};
 use crate::crd::{Phase, PreviewState, RenderJob, RenderJobStatus};
 use crate::events;
@@ -129,6 +130,23 @@ pub fn decide(
     Ok(d)
 }
 
+/// After followers were withdrawn, the render starts nothing ahead for a while, longer each
+/// time in a row ([`ahead::pause`]); a follower placed since starts the count again.
+fn pause_ahead(state: &mut RenderState, todo: &Actions, now: Instant) {
+    if todo.ahead_placed {
+        state.withdrawals = 0;
+    }
+    if !todo.withdrawn.is_empty() {
+        state.withdrawals = state.withdrawals.saturating_add(1);
+        state.ahead_paused_until = Some(now + ahead::pause(state.withdrawals));
+        tracing::info!(
+            batches = ?todo.withdrawn,
+            pause_s = ahead::pause(state.withdrawals).as_secs(),
+            "withdrew batches started ahead that no node has room for"
+        );
+    }
+}
+
 /// [`decide`] for a spec that makes `plan`, into `d`.
 fn decide_planned(
     input: &Input<'_>,
@@ -158,12 +176,17 @@ fn decide_planned(
     let in_flight: BTreeSet<u32> = state.in_flight.keys().copied().collect();
     let rejected = refusal(rj, &seen, state, fx, wake, now, wall);
     fx.stop = too_disrupted(&seen, input.disrupted, config.max_disruptions.max(1));
-    let (todo, mut new, states) = seen.decide(rj, &old, &in_flight, rejected, wall);
+    let paused = state.ahead_paused_until.is_some_and(|until| now < until);
+    let (todo, mut new, states) = seen.decide(rj, &old, &in_flight, rejected, paused, wall);
+    pause_ahead(state, &todo, now);
     let blocklist = nodes::Blocklist::new(new.node_faults.clone(), rj);
     let fits = nodes::fitting(rj, input.nodes);
     let place = |i: u32| nodes::placement(&blocklist, i, fits.as_ref());
     create_jobs(rj, &plan, config, &todo, state, fx, now, &place)?;
-    wake.ahead_due = todo.ahead_due;
+    wake.ahead_due = todo.ahead_due.or_else(|| {
+        let until = state.ahead_paused_until.filter(|_| rj.spec.start_ahead)?;
+        Some(until.saturating_duration_since(now)).filter(|d| !d.is_zero())
+    });
     let Actions {
         suspend,
         resume,

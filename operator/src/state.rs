@@ -58,6 +58,10 @@ pub struct RenderState {
     /// [`crate::reconcile::pass_wait`]).
     pub last_pass: Option<Instant>,
     pub left_to_create: bool,
+    /// Followers withdrawn in a row, none placed since ([`crate::ahead::unplaced`]), and until
+    /// when the render starts nothing ahead ([`crate::ahead::pause`]).
+    pub withdrawals: u32,
+    pub ahead_paused_until: Option<Instant>,
 }
 
 /// A Job apply the API server refused (a quota, an admission webhook, an invalid field).

@@ -108,6 +108,7 @@ impl<'a> Observation<'a> {
         old: &RenderJobStatus,
         in_flight: &BTreeSet<u32>,
         rejected: Option<Hold>,
+        ahead_paused: bool,
         now: &Time,
     ) -> (Actions, RenderJobStatus, Vec<BatchState>) {
         // Decisions go by the slots (a batch's Job finished or not), the status by what the
@@ -121,18 +122,20 @@ impl<'a> Observation<'a> {
             .or_else(|| status::stop(rj, &self.plan, &slots, &self.jobs, &self.pods))
             .or(rejected)
             .or_else(|| status::claim_missing(rj, &slots, &self.pods));
-        let (due, ahead_due) = if rj.spec.start_ahead && !rj.spec.suspend {
-            let spf = old.seconds_per_frame;
-            ahead::due(&self.plan, &slots, &self.jobs, &self.pods, spf, now)
-        } else {
-            Default::default()
-        };
+        let step = self.ahead_step(rj, old, &slots, ahead_paused, now);
         let ahead = actions::Ahead {
             in_flight: Some(&self.ahead_in_flight),
-            due: Some(&due),
+            due: Some(&step.due),
         };
         let mut todo = actions::decide(rj, &slots, &self.jobs, in_flight, &self.recorded, ahead);
-        todo.ahead_due = ahead_due;
+        todo.ahead_due = step.next;
+        todo.ahead_placed = step.placed;
+        todo.delete.extend(
+            step.withdraw
+                .iter()
+                .filter_map(|i| Some(self.jobs.get(i)?.name.clone())),
+        );
+        todo.withdrawn = step.withdraw;
         todo.delete.extend(blocklist.delete.iter().cloned());
         if hold.is_some() {
             todo.create.clear();
@@ -165,6 +168,36 @@ impl<'a> Observation<'a> {
         (todo, new, states)
     }
 
+    /// Start ahead's part of a pass: followers the scheduler could not place, to withdraw; and
+    /// unless one is withdrawn now or the render is `paused` after one, the running batches
+    /// due a follower and when the next one is.
+    fn ahead_step(
+        &self,
+        rj: &RenderJob,
+        old: &RenderJobStatus,
+        slots: &[BatchState],
+        paused: bool,
+        now: &Time,
+    ) -> AheadStep {
+        if !rj.spec.start_ahead {
+            return AheadStep::default();
+        }
+        let withdraw = ahead::unplaced(slots, &self.jobs, &self.pods);
+        let placed = ahead::placed(&self.jobs, &self.pods);
+        let (due, next) = if rj.spec.suspend || paused || !withdraw.is_empty() {
+            Default::default()
+        } else {
+            let spf = old.seconds_per_frame;
+            ahead::due(&self.plan, slots, &self.jobs, &self.pods, spf, now)
+        };
+        AheadStep {
+            due,
+            next,
+            withdraw,
+            placed,
+        }
+    }
+
     /// Batch Jobs the Job controller has yet to make a pod for: unfinished, neither queued
     /// nor suspended, no pod seen; and those created but not in the cache yet.
     fn waiting_for_pods(&self, slots: &[BatchState], in_flight: &BTreeSet<u32>) -> usize {
@@ -184,6 +217,15 @@ impl<'a> Observation<'a> {
             .count();
         unseen + podless
     }
+}
+
+/// What [`Observation::ahead_step`] found.
+#[derive(Default)]
+struct AheadStep {
+    due: BTreeSet<u32>,
+    next: Option<std::time::Duration>,
+    withdraw: Vec<u32>,
+    placed: bool,
 }
 
 /// What this reconcile sees of the render, with the in-flight marks of `state` brought up to

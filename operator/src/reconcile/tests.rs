@@ -86,13 +86,13 @@ fn one_reconcile_from_the_caches() {
 
     // Batch 3 is in flight: with batches 1 and 2 running, parallelism 3 leaves no slot.
     let now = Time("2026-11-23T12:00:00Z".parse().expect("time"));
-    let (todo, new, _) = seen.decide(&rj, &old, &BTreeSet::from([3]), None, &now);
+    let (todo, new, _) = seen.decide(&rj, &old, &BTreeSet::from([3]), None, false, &now);
     assert!(todo.create.is_empty(), "{todo:?}");
     assert_eq!((new.batches.active, new.batches.pending), (3, 2));
     assert_eq!(new.succeeded_batches.as_deref(), Some("0"));
 
     // Nothing in flight: batch 3 is created, and counts as active in the new status.
-    let (todo, new, _) = seen.decide(&rj, &old, &BTreeSet::new(), None, &now);
+    let (todo, new, _) = seen.decide(&rj, &old, &BTreeSet::new(), None, false, &now);
     assert_eq!(todo.create, [3]);
     assert_eq!((new.batches.active, new.batches.pending), (3, 2));
     assert_eq!(
@@ -186,6 +186,81 @@ fn a_running_batch_gets_one_follower_even_while_the_cache_lags() {
     );
 }
 
+/// A pending pod the scheduler found no room for.
+fn unschedulable(index: u32) -> Arc<BatchPod> {
+    let mut v: Value =
+        serde_json::from_str(include_str!("../../examples/fixtures/pod.json")).expect("json");
+    v["metadata"]["labels"][crate::job::BATCH_LABEL] = json!(index.to_string());
+    v["status"] = json!({"phase": "Pending", "conditions": [{"type": "PodScheduled",
+        "status": "False", "reason": "Unschedulable", "message": "0/3 nodes are available"}]});
+    Arc::new(serde_json::from_value::<Pod>(v).expect("pod").into())
+}
+
+fn following(index: u32, leader: u32) -> Arc<BatchJob> {
+    Arc::new(BatchJob {
+        after: Some(leader),
+        ..(*job(index, false)).clone()
+    })
+}
+
+#[test]
+fn a_follower_no_node_has_room_for_is_withdrawn_and_start_ahead_pauses() {
+    let mut rj = rj();
+    rj.spec.start_ahead = true;
+    rj.spec.parallelism = 2;
+    rj.status = Some(RenderJobStatus {
+        seconds_per_frame: Some(1.0),
+        ..RenderJobStatus::default()
+    });
+    let t = Instant::now();
+    // 0 and 1 render; 2 was started ahead to follow 0, and no node has room for its pod.
+    let jobs = vec![job(0, false), job(1, false), following(2, 0)];
+    let pods = vec![pod(0, "Running"), pod(1, "Running"), unschedulable(2)];
+    let mut state = RenderState::default();
+    let fx = effects(&rj, &jobs, &pods, &mut state, t);
+    assert_eq!(fx.delete, [crate::job::job_name("shot", 2)]);
+    assert!(fx.apply.is_empty(), "no follower for 1 meanwhile");
+    assert_eq!(state.ahead_paused_until, Some(t + crate::ahead::PAUSE));
+
+    // Its Job gone, 2 waits for a free slot like any batch, and nothing starts ahead until the
+    // pause ends, when the render looks again.
+    let jobs = vec![job(0, false), job(1, false)];
+    let pods = vec![pod(0, "Running"), pod(1, "Running")];
+    let later = t + Duration::from_secs(1);
+    let fx = effects(&rj, &jobs, &pods, &mut state, later);
+    assert!(fx.apply.is_empty() && fx.delete.is_empty());
+    assert_eq!(
+        fx.wake.ahead_due,
+        Some(crate::ahead::PAUSE - Duration::from_secs(1))
+    );
+
+    // The pause over: 0 and 1 get their followers again.
+    let after_pause = t + crate::ahead::PAUSE;
+    let fx = effects(&rj, &jobs, &pods, &mut state, after_pause);
+    let made: Vec<u32> = fx.apply.iter().map(|(i, _)| *i).collect();
+    assert_eq!(made, [2, 3]);
+
+    // Refused again: twice the pause.
+    let jobs = vec![
+        job(0, false),
+        job(1, false),
+        following(2, 0),
+        following(3, 1),
+    ];
+    let pods = vec![
+        pod(0, "Running"),
+        pod(1, "Running"),
+        unschedulable(2),
+        unschedulable(3),
+    ];
+    let fx = effects(&rj, &jobs, &pods, &mut state, after_pause);
+    assert_eq!(fx.delete.len(), 2);
+    assert_eq!(
+        state.ahead_paused_until,
+        Some(after_pause + 2 * crate::ahead::PAUSE)
+    );
+}
+
 #[test]
 fn with_other_renders_going_a_render_keeps_two_jobs_waiting_for_pods() {
     let mut rj = rj();
@@ -197,7 +272,9 @@ fn with_other_renders_going_a_render_keeps_two_jobs_waiting_for_pods() {
         let mut seen = Observation::new("shot", plan.clone(), &old, jobs, pods);
         seen.sharing = sharing;
         let in_flight = sent.iter().copied().collect();
-        seen.decide(&rj, &old, &in_flight, None, &now).0.create
+        seen.decide(&rj, &old, &in_flight, None, false, &now)
+            .0
+            .create
     };
     let with = |i: u32, change: fn(&mut BatchJob)| {
         let mut j = (*job(i, false)).clone();
