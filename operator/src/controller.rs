@@ -133,11 +133,14 @@ fn watch_backoff() -> ResetTimerBackoff<ExponentialBackoff> {
 
 /// A cache of the operator's batch objects of kind `K`, kept as their small summary `C`, and
 /// the RenderJobs their changes concern (`owner`); `index` keeps their names by owner, and
-/// `seen` looks at every object that passes.
+/// `seen` looks at every object that passes. A change that leaves an object's summary as it
+/// was (`unchanged`: a pod's Ready condition, its IP) triggers nothing: every decision is made
+/// from the summaries, so a pass would decide what the last one did.
 fn batch_watch<K, C>(
     client: &Client,
     namespace: Option<&str>,
     owner: fn(&C) -> Option<ObjectRef<RenderJob>>,
+    unchanged: fn(&C, &C) -> bool,
     index: Arc<ByRender>,
     seen: impl Fn(&C) + Send + Sync + 'static,
 ) -> (
@@ -154,33 +157,54 @@ where
     C: From<K> + reflector::Lookup<DynamicType = ()> + Clone + Send + Sync + 'static,
 {
     let selector = format!("{MANAGED_BY_LABEL}={MANAGED_BY}");
-    let (store, writer) = reflector::store::<C>();
-    let triggers = reflector::reflector(
-        writer,
-        watcher(
-            api::<K>(client, namespace),
-            watcher::Config::default().labels(&selector),
-        )
-        .default_backoff()
-        .map_ok(cache::compact)
-        .inspect_ok(move |event| {
-            index.observe(event, owner);
-            match event {
-                watcher::Event::Apply(o)
-                | watcher::Event::InitApply(o)
-                | watcher::Event::Delete(o) => seen(o),
-                watcher::Event::Init | watcher::Event::InitDone => {}
-            }
-        }),
+    let (store, mut writer) = reflector::store::<C>();
+    let before = store.clone();
+    let triggers = watcher(
+        api::<K>(client, namespace),
+        watcher::Config::default().labels(&selector),
     )
-    .touched_objects()
-    .filter_map(move |obj: Result<C, watcher::Error>| async move {
-        let obj = obj
-            .inspect_err(|e| debug!(error = %e, "batch watch"))
-            .ok()?;
-        owner(&obj)
-    });
+    .default_backoff()
+    .map_ok(cache::compact)
+    .map_ok(move |event: watcher::Event<C>| {
+        index.observe(&event, owner);
+        if let watcher::Event::Apply(o) | watcher::Event::InitApply(o) | watcher::Event::Delete(o) =
+            &event
+        {
+            seen(o);
+        }
+        // Looked up before the store takes the change in.
+        let was = |o: &C| before.get(&ObjectRef::from_obj(o));
+        let trigger = trigger_of(&event, was, owner, unchanged);
+        writer.apply_watcher_event(&event);
+        trigger
+    })
+    .filter_map(
+        |trigger: Result<Option<ObjectRef<RenderJob>>, watcher::Error>| async move {
+            trigger
+                .inspect_err(|e| debug!(error = %e, "batch watch"))
+                .ok()
+                .flatten()
+        },
+    );
     (store, triggers)
+}
+
+/// The RenderJob a watch event calls a pass of, if any: the owner of an object listed, deleted
+/// or changed, unless the change left its summary as the cache had it (`was`).
+pub fn trigger_of<C, W: AsRef<C>>(
+    event: &watcher::Event<C>,
+    was: impl Fn(&C) -> Option<W>,
+    owner: fn(&C) -> Option<ObjectRef<RenderJob>>,
+    unchanged: fn(&C, &C) -> bool,
+) -> Option<ObjectRef<RenderJob>> {
+    match event {
+        watcher::Event::Apply(o) => match was(o) {
+            Some(was) if unchanged(was.as_ref(), o) => None,
+            _ => owner(o),
+        },
+        watcher::Event::InitApply(o) | watcher::Event::Delete(o) => owner(o),
+        watcher::Event::Init | watcher::Event::InitDone => None,
+    }
 }
 
 /// A Job triggers its RenderJob (its controller owner).
@@ -215,6 +239,8 @@ pub async fn run(
         &client,
         ns.as_deref(),
         job_owner,
+        // A Job's summary keeps its resource version, for the preconditions of a delete.
+        |_, _| false,
         job_index.clone(),
         |_| {},
     );
@@ -223,6 +249,7 @@ pub async fn run(
         &client,
         ns.as_deref(),
         pod_owner,
+        BatchPod::eq,
         pod_index.clone(),
         move |p| recorder.record(p),
     );

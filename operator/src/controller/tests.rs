@@ -603,3 +603,50 @@ async fn a_job_is_deleted_only_as_it_was_seen_and_a_conflict_waits_for_the_next_
         assert_eq!(delete.body["propagationPolicy"], json!("Background"));
     }
 }
+
+fn watched_pod(phase: &str, ready: &str) -> BatchPod {
+    let mut v: Value =
+        serde_json::from_str(include_str!("../../examples/fixtures/pod.json")).expect("json");
+    v["metadata"]["annotations"][crate::job::RENDERJOB_ANNOTATION] = json!("shot");
+    v["status"]["phase"] = json!(phase);
+    v["status"]["conditions"] = json!([{"type": "Ready", "status": ready}]);
+    serde_json::from_value::<k8s_openapi::api::core::v1::Pod>(v)
+        .expect("pod")
+        .into()
+}
+
+#[test]
+fn a_pod_change_its_summary_does_not_show_triggers_no_pass() {
+    let running = watched_pod("Running", "False");
+    let cached = Arc::new(running.clone());
+    let was = |_: &BatchPod| Some(cached.clone());
+    let pass = |event| trigger_of(&event, was, pod_owner, BatchPod::eq);
+    // Its Ready condition turned True: nothing the operator keeps of it changed.
+    assert_eq!(
+        pass(watcher::Event::Apply(watched_pod("Running", "True"))),
+        None
+    );
+    // It finished: a pass.
+    let owner = pod_owner(&running).expect("owner");
+    assert_eq!(
+        pass(watcher::Event::Apply(watched_pod("Succeeded", "False"))),
+        Some(owner.clone())
+    );
+    // Listed or deleted: always a pass.
+    assert_eq!(
+        pass(watcher::Event::Delete(running.clone())),
+        Some(owner.clone())
+    );
+    assert_eq!(
+        pass(watcher::Event::InitApply(running.clone())),
+        Some(owner)
+    );
+    // Not seen before: a pass.
+    let unseen = trigger_of(
+        &watcher::Event::Apply(running),
+        |_: &BatchPod| None::<Arc<BatchPod>>,
+        pod_owner,
+        BatchPod::eq,
+    );
+    assert!(unseen.is_some());
+}
