@@ -318,6 +318,12 @@ for old in $(kubectl get namespaces -o name | grep '^namespace/many-' || true); 
 done
 ns=many-$$
 native_ns=$ns-native
+# An earlier run's last namespace is deleted as it ends, without waiting: the garbage collector
+# deleting its 10,000 Jobs and pods would share the machine with this run's first side.
+for gone in $(kubectl get namespaces -o name | grep '^namespace/many-' || true); do
+  echo "waiting for $gone, an earlier run's, to be deleted" >&2
+  kubectl wait --for=delete "$gone" --timeout=3600s >/dev/null
+done
 dir=$(mktemp -d)
 # ADD_NODES=0: run on the nodes there are (pods beyond their slots wait for the scheduler).
 ahead=1
