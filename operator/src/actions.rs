@@ -15,9 +15,9 @@ pub struct Actions {
     /// When the next running batch is due a follower.
     pub ahead_due: Option<std::time::Duration>,
     /// Followers the scheduler could not place, withdrawn: their Jobs are in `delete`
-    /// ([`crate::ahead::unplaced`]).
+    /// ([`crate::ahead::waiting`]).
     pub withdrawn: Vec<u32>,
-    /// A follower of the render has its pod placed ([`crate::ahead::placed`]).
+    /// A follower still waiting has its pod bound to a node ([`crate::ahead::waiting`]).
     pub ahead_placed: bool,
     /// Unfinished Jobs to suspend (the RenderJob is suspended).
     pub suspend: Vec<String>,

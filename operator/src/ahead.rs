@@ -9,7 +9,7 @@
 //! A follower is a bet that the cluster has room for one more pod now. Where it has none, the
 //! waiting pod stays Pending: it would take the room a finishing batch frees (any render's), and
 //! to a cluster autoscaler a Pending pod asks for a new node, made only for a pod that waits.
-//! So a follower the scheduler cannot place is withdrawn ([`unplaced`]): its Job is deleted
+//! So a follower the scheduler cannot place is withdrawn ([`waiting`]): its Job is deleted
 //! before the autoscaler acts on it, its batch goes back to the queue, and the render starts
 //! nothing ahead for a while ([`pause`]).
 
@@ -40,33 +40,35 @@ pub fn pause(n: u32) -> Duration {
         .min(MAX_PAUSE)
 }
 
-/// Followers to withdraw: started ahead, the batch they follow still unfinished, and their pod
-/// refused by the scheduler (no node has room for it). A follower whose leader is done is a
-/// batch like any other, and waits for room like one.
-pub fn unplaced(states: &[BatchState], jobs: &index::Jobs<'_>, pods: &index::Pods<'_>) -> Vec<u32> {
-    let active = |i: u32| states.get(i as usize) == Some(&BatchState::Active);
-    jobs.iter()
-        .filter(|(i, job)| {
-            !job.deleting
-                && active(**i)
-                && jobs.follows_unfinished(**i, active).is_some()
-                && pods.of(**i).iter().any(|p| {
-                    p.phase == PodPhase::Pending
-                        && p.stuck
-                            .as_ref()
-                            .is_some_and(|s| s.reason == "Unschedulable")
-                })
-        })
-        .map(|(i, _)| *i)
-        .collect()
+/// The followers still waiting for the batch they follow, as the scheduler left them.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Waiting {
+    /// Those whose pod it refused (no node has room): to withdraw. A follower whose leader is
+    /// done is a batch like any other, and waits for room like one.
+    pub unplaced: Vec<u32>,
+    /// One has its pod bound to a node: withdrawals in a row start counting again.
+    pub placed: bool,
 }
 
-/// Whether a follower of the render is placed: its pod left Pending. Withdrawals in a row
-/// start counting again from there.
-pub fn placed(jobs: &index::Jobs<'_>, pods: &index::Pods<'_>) -> bool {
-    jobs.iter().any(|(i, job)| {
-        job.after.is_some() && pods.of(*i).iter().any(|p| p.phase != PodPhase::Pending)
-    })
+/// Where the scheduler put the render's followers that still wait for their leader.
+pub fn waiting(states: &[BatchState], jobs: &index::Jobs<'_>, pods: &index::Pods<'_>) -> Waiting {
+    let active = |i: u32| states.get(i as usize) == Some(&BatchState::Active);
+    let mut w = Waiting::default();
+    for (i, job) in jobs.iter() {
+        if job.deleting || !active(*i) || jobs.follows_unfinished(*i, active).is_none() {
+            continue;
+        }
+        let pods = pods.of(*i);
+        if pods.iter().any(|p| {
+            p.stuck
+                .as_ref()
+                .is_some_and(|s| s.reason == "Unschedulable")
+        }) {
+            w.unplaced.push(*i);
+        }
+        w.placed |= pods.iter().any(|p| p.node.is_some());
+    }
+    w
 }
 
 /// The running batches due a follower now, and how long until the next one is.
@@ -248,23 +250,42 @@ mod tests {
         let list = [(0, &p0), (1, &p1), (2, &p2)];
         let pods = index::Pods::new(10, &list);
         assert_eq!(
-            unplaced(&[Active, Active, Active], &jobs, &pods),
-            [2],
+            waiting(&[Active, Active, Active], &jobs, &pods),
+            Waiting {
+                unplaced: vec![2],
+                placed: false
+            },
             "1 is no follower: it waits for room like any batch"
         );
-        assert!(!placed(&jobs, &pods));
         // The leader done, the follower is a batch like any other.
-        assert!(unplaced(&[Succeeded, Active, Active], &jobs, &pods).is_empty());
+        assert_eq!(
+            waiting(&[Succeeded, Active, Active], &jobs, &pods),
+            Waiting::default()
+        );
         // Merely Pending (not refused by the scheduler): kept.
         let p2 = pod(2, PodPhase::Pending);
         let list = [(0, &p0), (1, &p1), (2, &p2)];
         let pods = index::Pods::new(10, &list);
-        assert!(unplaced(&[Active, Active, Active], &jobs, &pods).is_empty());
-        // Running: placed.
-        let p2 = pod(2, PodPhase::Running);
+        assert_eq!(
+            waiting(&[Active, Active, Active], &jobs, &pods),
+            Waiting::default()
+        );
+        // Bound to a node while it waits: placed.
+        let p2 = BatchPod {
+            node: Some("kwok-node-0".into()),
+            ..pod(2, PodPhase::Running)
+        };
         let list = [(0, &p0), (2, &p2)];
         let pods = index::Pods::new(10, &list);
-        assert!(placed(&jobs, &pods));
+        assert!(waiting(&[Active, Active, Active], &jobs, &pods).placed);
+        // A follower that rendered long ago, its leader done, says nothing of the room now.
+        let p2 = BatchPod {
+            node: Some("kwok-node-0".into()),
+            ..pod(2, PodPhase::Succeeded)
+        };
+        let list = [(0, &p0), (2, &p2)];
+        let pods = index::Pods::new(10, &list);
+        assert!(!waiting(&[Succeeded, Active, Succeeded], &jobs, &pods).placed);
     }
 
     #[test]

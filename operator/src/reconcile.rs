@@ -138,10 +138,11 @@ fn pause_ahead(state: &mut RenderState, todo: &Actions, now: Instant) {
     }
     if !todo.withdrawn.is_empty() {
         state.withdrawals = state.withdrawals.saturating_add(1);
-        state.ahead_paused_until = Some(now + ahead::pause(state.withdrawals));
+        let pause = ahead::pause(state.withdrawals);
+        state.ahead_paused_until = Some(now + pause);
         tracing::info!(
             batches = ?todo.withdrawn,
-            pause_s = ahead::pause(state.withdrawals).as_secs(),
+            pause_s = pause.as_secs(),
             "withdrew batches started ahead that no node has room for"
         );
     }

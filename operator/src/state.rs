@@ -58,7 +58,7 @@ pub struct RenderState {
     /// [`crate::reconcile::pass_wait`]).
     pub last_pass: Option<Instant>,
     pub left_to_create: bool,
-    /// Followers withdrawn in a row, none placed since ([`crate::ahead::unplaced`]), and until
+    /// Followers withdrawn in a row, none placed since ([`crate::ahead::waiting`]), and until
     /// when the render starts nothing ahead ([`crate::ahead::pause`]).
     pub withdrawals: u32,
     pub ahead_paused_until: Option<Instant>,

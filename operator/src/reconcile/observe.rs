@@ -182,8 +182,10 @@ impl<'a> Observation<'a> {
         if !rj.spec.start_ahead {
             return AheadStep::default();
         }
-        let withdraw = ahead::unplaced(slots, &self.jobs, &self.pods);
-        let placed = ahead::placed(&self.jobs, &self.pods);
+        let ahead::Waiting {
+            unplaced: withdraw,
+            placed,
+        } = ahead::waiting(slots, &self.jobs, &self.pods);
         let (due, next) = if rj.spec.suspend || paused || !withdraw.is_empty() {
             Default::default()
         } else {

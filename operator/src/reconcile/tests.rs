@@ -191,6 +191,8 @@ fn unschedulable(index: u32) -> Arc<BatchPod> {
     let mut v: Value =
         serde_json::from_str(include_str!("../../examples/fixtures/pod.json")).expect("json");
     v["metadata"]["labels"][crate::job::BATCH_LABEL] = json!(index.to_string());
+    // Refused by the scheduler: bound to no node.
+    v["spec"]["nodeName"] = Value::Null;
     v["status"] = json!({"phase": "Pending", "conditions": [{"type": "PodScheduled",
         "status": "False", "reason": "Unschedulable", "message": "0/3 nodes are available"}]});
     Arc::new(serde_json::from_value::<Pod>(v).expect("pod").into())
