@@ -407,6 +407,12 @@ pub struct RenderArgs {
     #[arg(long, value_name = "NAME")]
     pub after: Option<String>,
 
+    /// Create PATH (empty) once the first frame is saved. The operator's startup probe checks
+    /// for it, so the pod turns Ready when the scene is seen to render, and the time that took
+    /// tells the operator when the batch will end long before it does.
+    #[arg(long, value_name = "PATH")]
+    pub ready_file: Option<PathBuf>,
+
     /// Before Blender starts, wait until a TCP connection to ADDR is blocked: the pod's
     /// NetworkPolicy is then in force (a network plugin may learn a new pod's address only
     /// after its container started). ADDR is IP:PORT, or `api-server` for the API server's
@@ -445,6 +451,7 @@ impl RenderArgs {
             blender_version: None,
             marker: None,
             after: None,
+            ready_file: None,
             wait_isolated: None,
         }
     }
@@ -488,6 +495,9 @@ impl RenderArgs {
             if let Some(value) = value {
                 args.extend([flag.to_string(), value.clone()]);
             }
+        }
+        if let Some(path) = &self.ready_file {
+            args.extend(["--ready-file".to_string(), path.display().to_string()]);
         }
         if self.termination_log.as_os_str() != DEFAULT_TERMINATION_LOG {
             args.extend([
@@ -618,6 +628,7 @@ mod tests {
             (
                 prop::option::of("[a-z0-9][a-z0-9-]{0,39}"),
                 prop::option::of("[a-z0-9][a-z0-9-]{0,39}"),
+                prop::option::of("/[a-z0-9/_-]{1,30}"),
             ),
             (
                 prop::option::of("[A-Za-z][A-Za-z0-9 ._-]{0,20}"),
@@ -636,7 +647,7 @@ mod tests {
                     (fallback, threads, overwrite),
                     out,
                     missing_files,
-                    (marker, after),
+                    (marker, after, ready_file),
                     (scene, camera, view_layers, blank_frames, no_persistent_data),
                 )| {
                     let mut a = RenderArgs::new(
@@ -657,6 +668,7 @@ mod tests {
                     a.missing_files = missing_files;
                     a.marker = marker;
                     a.after = after;
+                    a.ready_file = ready_file.map(PathBuf::from);
                     a.scene = scene;
                     a.camera = camera;
                     a.view_layers = view_layers;

@@ -260,6 +260,7 @@ pub async fn render(
         stopped_by: None,
         killed: false,
         pgid,
+        ready_file: args.ready_file.clone(),
     };
     let gate = handoff_gate(&after);
     tokio::pin!(gate);
@@ -333,14 +334,17 @@ async fn handoff_gate(after: &Option<(String, PathBuf)>) -> (handoff::Opened, St
     }
 }
 
-/// Print `events`, asking for the thumbnail of each frame saved.
-fn emit_all(events: Vec<ProgressEvent>, thumbs: &Thumbnailer) {
+/// Print `events`, asking for the thumbnail of each frame saved; whether one was.
+fn emit_all(events: Vec<ProgressEvent>, thumbs: &Thumbnailer) -> bool {
+    let mut saved = false;
     for event in events {
         emit(&event);
         if let ProgressEvent::FrameSaved { frame, .. } = event {
             thumbs.add(frame);
+            saved = true;
         }
     }
+    saved
 }
 
 /// Blender while it runs: its output read so far, its hold, and how it is being stopped.
@@ -354,6 +358,8 @@ struct Running {
     stopped_by: Option<&'static str>,
     killed: bool,
     pgid: u32,
+    /// `--ready-file`, until the first frame is saved.
+    ready_file: Option<PathBuf>,
 }
 
 impl Running {
@@ -389,9 +395,21 @@ impl Running {
         if self.waiting && line.trim() == "RENDER_NODE:HELD" {
             self.held_at = Some(Instant::now());
         }
-        emit_all(self.tracker.line(line, Instant::now()), thumbs);
+        if emit_all(self.tracker.line(line, Instant::now()), thumbs) {
+            self.first_frame_saved();
+        }
         if Tracker::echo(line) {
             eprintln!("blender: {line}");
+        }
+    }
+
+    /// A frame is saved: the scene renders. Without the file the pod only turns Ready later
+    /// (never, for this batch), so a failure to write it is said and the batch goes on.
+    fn first_frame_saved(&mut self) {
+        if let Some(path) = self.ready_file.take()
+            && let Err(e) = std::fs::write(&path, b"")
+        {
+            eprintln!("render-node: cannot create {}: {e}", path.display());
         }
     }
 
@@ -419,7 +437,9 @@ impl Running {
         thumbs: &Thumbnailer,
         spawned: std::time::SystemTime,
     ) -> io::Result<(Tracker, Ended)> {
-        emit_all(self.tracker.finish(Instant::now()), thumbs);
+        if emit_all(self.tracker.finish(Instant::now()), thumbs) {
+            self.first_frame_saved();
+        }
         let status = child.wait().await?;
         // Anything left in Blender's group (it starts no helpers, but a scene's Python could).
         if self.pgid != 0 {

@@ -649,13 +649,15 @@ fn mtime(path: &Path) -> std::time::SystemTime {
 fn a_batch_started_ahead_renders_only_once_the_batch_before_is_done() {
     let dir = workdir("ahead");
     let out = dir.join("out/frame_####");
+    let (ready_a, ready_b) = (dir.join("ready-a"), dir.join("ready-b"));
+    let (ready_a, ready_b) = (ready_a.to_string_lossy(), ready_b.to_string_lossy());
     let first = command_writing(
         blender(),
         scene(),
         "1..3",
         &out,
         &dir.join("log-a"),
-        &["--marker", "u-0"],
+        &["--marker", "u-0", "--ready-file", &ready_a],
     );
     let a = spawn_stamped(first);
     // Started at once: it loads the scene while the first batch renders, then waits for it.
@@ -665,7 +667,14 @@ fn a_batch_started_ahead_renders_only_once_the_batch_before_is_done() {
         "4..6",
         &out,
         &dir.join("log-b"),
-        &["--marker", "u-1", "--after", "u-0"],
+        &[
+            "--marker",
+            "u-1",
+            "--after",
+            "u-0",
+            "--ready-file",
+            &ready_b,
+        ],
     );
     let b = spawn_stamped(second);
     let (code_a, ev_a) = a.join().expect("first batch");
@@ -711,6 +720,15 @@ fn a_batch_started_ahead_renders_only_once_the_batch_before_is_done() {
     );
     // The files agree, by the kernel's clock.
     assert!(mtime(&dir.join("out/frame_0003.png")) <= mtime(&dir.join("out/frame_0004.png")));
+    // Each turns Ready (its ready file) once its first frame is saved, before its second; the
+    // batch started ahead not while it waits.
+    let frame = |n: u32| mtime(&dir.join(format!("out/frame_{n:04}.png")));
+    let (ra, rb) = (mtime(Path::new(&*ready_a)), mtime(Path::new(&*ready_b)));
+    assert!(frame(1) <= ra && ra <= frame(2), "first batch's ready file");
+    assert!(
+        frame(4) <= rb && rb <= frame(5),
+        "second batch's ready file"
+    );
     // Its start counts loading, not the time it sat loaded.
     let startup = ev_b
         .iter()

@@ -71,11 +71,31 @@ pub fn waiting(states: &[BatchState], jobs: &index::Jobs<'_>, pods: &index::Pods
     w
 }
 
+/// Seconds per frame to predict a batch's end by: what finished batches reported or, before
+/// any did, the longest a running batch took from its container's start to its first frame
+/// saved ([`crate::cache::BatchPod::first_frame_seconds`]). That counts Blender's start and the
+/// scene's load as part of a frame, so a batch is predicted to end later than it will and its
+/// follower comes late rather than early. A batch started ahead does not count: its first
+/// frame waited for the batch it follows.
+pub fn seconds_per_frame(
+    reported: Option<f64>,
+    jobs: &index::Jobs<'_>,
+    pods: &index::Pods<'_>,
+) -> Option<f64> {
+    reported.filter(|s| *s > 0.0).or_else(|| {
+        jobs.iter()
+            .filter(|(_, job)| job.after.is_none())
+            .flat_map(|(i, _)| pods.of(*i).iter().filter_map(|p| p.first_frame_seconds))
+            .max()
+            .map(|s| f64::from(s.get()))
+    })
+}
+
 /// The running batches due a follower now, and how long until the next one is.
 ///
 /// A batch is due once its pod runs and its predicted end (start + frames × the render's
 /// seconds per frame) is less than [`LEAD`] away. None is before a batch of the render has
-/// reported its time per frame: until the scene is seen to render, a batch started ahead could
+/// saved a frame ([`seconds_per_frame`]): until the scene is seen to render, a batch started ahead could
 /// only fail beside the first ones (a file this Blender cannot open, a missing texture).
 pub fn due(
     plan: &Plan,
@@ -312,5 +332,43 @@ mod tests {
         );
         let (due_now, _) = due(&plan(), &[Succeeded], &jobs, &pods, Some(1.0), &at(1));
         assert!(due_now.is_empty());
+    }
+
+    #[test]
+    fn before_any_batch_reported_the_first_frame_saved_gives_the_time_per_frame() {
+        let (a, b) = (job(0, 0), job(1, 0));
+        let follower = BatchJob {
+            after: Some(0),
+            ..job(2, 0)
+        };
+        let jobs = index::Jobs::from_iter([(0, &a), (1, &b), (2, &follower)]);
+        let ready = |index: u32, secs: Option<u32>| BatchPod {
+            first_frame_seconds: secs.and_then(std::num::NonZeroU32::new),
+            ..pod(index, PodPhase::Running)
+        };
+        let (p0, p1, p2) = (ready(0, None), ready(1, None), ready(2, Some(90)));
+        let list = [(0, &p0), (1, &p1), (2, &p2)];
+        let pods = index::Pods::new(10, &list);
+        // No frame saved yet (the follower's waited for its leader: not a measure).
+        assert_eq!(seconds_per_frame(None, &jobs, &pods), None);
+        let (p0, p1) = (ready(0, Some(6)), ready(1, Some(8)));
+        let list = [(0, &p0), (1, &p1), (2, &p2)];
+        let pods = index::Pods::new(10, &list);
+        // The slowest first frame, so no follower comes early.
+        assert_eq!(seconds_per_frame(None, &jobs, &pods), Some(8.0));
+        // What finished batches reported wins.
+        assert_eq!(seconds_per_frame(Some(2.5), &jobs, &pods), Some(2.5));
+        // 10 frames at 8 s from its start: batch 0 is due 60 s in.
+        let spf = seconds_per_frame(None, &jobs, &pods);
+        let (due_now, next) = due(
+            &plan(),
+            &[Active, Active, Active],
+            &jobs,
+            &pods,
+            spf,
+            &at(10),
+        );
+        assert!(due_now.is_empty());
+        assert_eq!(next, Some(Duration::from_secs(50)));
     }
 }

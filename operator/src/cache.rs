@@ -135,6 +135,9 @@ pub struct BatchPod {
     /// The node it was bound to (`spec.nodeName`): a node fault counts against it. Boxed: a
     /// cache holds every batch pod.
     pub node: Option<Box<str>>,
+    /// Seconds from its container's start to its first frame saved, while it runs
+    /// ([`pod::first_frame_seconds`]): start ahead's estimate before any batch ended.
+    pub first_frame_seconds: Option<std::num::NonZeroU32>,
     pub report: Option<Box<RenderReport>>,
     /// On the preview Job's pod: `render-preview`'s report.
     pub preview: Option<Box<render_contract::PreviewReport>>,
@@ -279,6 +282,7 @@ impl From<Pod> for BatchPod {
                 .spec
                 .as_ref()
                 .and_then(|s| s.node_name.as_deref().map(Box::from)),
+            first_frame_seconds: pod::first_frame_seconds(&pod),
             report,
             preview,
             name: pod.metadata.name.unwrap_or_default(),
@@ -472,10 +476,37 @@ mod tests {
                 finished_at: time("2026-11-23T11:02:10Z"),
                 disruption: false,
                 node: Some("kwok-node-0".into()),
+                first_frame_seconds: None,
                 report: None,
                 preview: None,
             }
         );
+    }
+
+    #[test]
+    fn a_running_pod_ready_since_its_first_frame_keeps_how_long_that_took() {
+        let mut v = fixture(include_str!("../examples/fixtures/pod.json"));
+        let running = |ready: Option<&str>| {
+            let mut conditions = vec![json!({"type": "PodScheduled", "status": "True"})];
+            if let Some(at) = ready {
+                conditions
+                    .push(json!({"type": "Ready", "status": "True", "lastTransitionTime": at}));
+            }
+            json!({"phase": "Running", "conditions": conditions, "containerStatuses": [{
+                "name": "render-node", "ready": ready.is_some(), "restartCount": 0,
+                "image": "i", "imageID": "", "started": ready.is_some(),
+                "state": {"running": {"startedAt": "2026-11-23T11:02:04Z"}}}]})
+        };
+        v["status"] = running(Some("2026-11-23T11:02:11Z"));
+        assert_eq!(pod(v.clone()).first_frame_seconds.map(u32::from), Some(7));
+        // Not Ready yet; or Ready the second it started (no startup probe, or kwok).
+        v["status"] = running(None);
+        assert_eq!(pod(v.clone()).first_frame_seconds, None);
+        v["status"] = running(Some("2026-11-23T11:02:04Z"));
+        assert_eq!(pod(v.clone()).first_frame_seconds, None);
+        // Ended: Ready no more, and nothing running.
+        let done = pod(fixture(include_str!("../examples/fixtures/pod.json")));
+        assert_eq!(done.first_frame_seconds, None);
     }
 
     #[test]

@@ -170,6 +170,28 @@ pub fn is_disruption(pod: &Pod) -> bool {
         })
 }
 
+/// Seconds from its running container's start to the pod turning Ready: with the startup
+/// probe of a batch started-ahead-able ([`crate::job::READY_FILE`]), Blender's start, the scene's
+/// load and the first frame. Whole seconds (the API's timestamps); none before it is Ready,
+/// once it ended, or where it turned Ready the second it started (no such probe).
+pub fn first_frame_seconds(pod: &Pod) -> Option<std::num::NonZeroU32> {
+    let status = pod.status.as_ref()?;
+    let ready = status
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready" && c.status == "True")?
+        .last_transition_time
+        .as_ref()?;
+    let started = status
+        .container_statuses
+        .as_ref()?
+        .iter()
+        .find_map(|c| c.state.as_ref()?.running.as_ref()?.started_at.as_ref())?;
+    let secs = ready.0.as_second() - started.0.as_second();
+    u32::try_from(secs).ok().and_then(std::num::NonZeroU32::new)
+}
+
 /// When the pod's first terminated container finished.
 pub fn finished_at(pod: &Pod) -> Option<Timestamp> {
     pod.status

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, EnvVar, PersistentVolumeClaimVolumeSource,
-    PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile,
-    SecurityContext, Toleration, Volume, VolumeMount,
+    Capabilities, Container, EmptyDirVolumeSource, EnvVar, ExecAction,
+    PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SeccompProfile, SecurityContext, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::ResourceExt;
@@ -26,6 +26,15 @@ pub const SCRATCH_DIR: &str = "/tmp";
 /// Most the scratch space may hold: a batch that fills it is evicted on its own instead of
 /// filling the node's disk and evicting its neighbours.
 pub const SCRATCH_SIZE: &str = "8Gi";
+
+/// Where render-node marks its first frame saved (`--ready-file`), under the scratch space.
+pub const READY_FILE: &str = "/tmp/first-frame-saved";
+/// How often the kubelet looks for it: the pod turns Ready at most this long after.
+pub const READY_PROBE_SECONDS: i32 = 1;
+/// The startup probe's failures before the kubelet would kill the container: a first frame
+/// (with Blender's start, the scene's load and a wait for the batch followed) may take hours,
+/// and must never be cut short by the probe, so about 115 days.
+pub const READY_PROBE_FAILURES: i32 = 10_000_000;
 
 /// The arguments render-node gets for a batch.
 pub fn render_args(rj: &RenderJob, batch: &Batch) -> RenderArgs {
@@ -118,6 +127,7 @@ pub fn build_after(
     if rj.spec.start_ahead {
         // Every batch keeps a marker: any may get a follower once it runs.
         args.marker = Some(marker_name(rj, batch.index));
+        args.ready_file = Some(READY_FILE.into());
         if let Some(h) = after {
             args.after = Some(marker_name(rj, h));
             annotations.insert(AFTER_ANNOTATION.to_string(), h.to_string());
@@ -125,6 +135,7 @@ pub fn build_after(
     }
     let mut container = container(rj, config, None, args.to_args(), resources(rj));
     container.env = isolation_env(rj, config);
+    container.startup_probe = args.ready_file.as_ref().map(|_| first_frame_probe());
     let template = PodTemplateSpec {
         metadata: Some(pod_metadata(rj, &labels, &annotations)),
         spec: Some(pod_spec(rj, container)),
@@ -255,6 +266,20 @@ fn storage_mounts(rj: &RenderJob) -> Vec<VolumeMount> {
             ..Default::default()
         },
     ]
+}
+
+/// Ready once render-node saved its first frame ([`READY_FILE`]): the earliest sign of how
+/// long the batch takes, for start ahead. A startup probe, not a readiness probe: the kubelet
+/// stops running it once it succeeded.
+fn first_frame_probe() -> Probe {
+    Probe {
+        exec: Some(ExecAction {
+            command: Some(vec!["test".into(), "-e".into(), READY_FILE.into()]),
+        }),
+        period_seconds: Some(READY_PROBE_SECONDS),
+        failure_threshold: Some(READY_PROBE_FAILURES),
+        ..Default::default()
+    }
 }
 
 /// The container: render-node (or `command`) with `args`, non-root, read-only root.

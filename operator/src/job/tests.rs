@@ -618,3 +618,50 @@ fn args_of(job: Job) -> Vec<String> {
     let pod = job.spec.and_then(|s| s.template.spec).expect("pod");
     pod.containers[0].args.clone().unwrap_or_default()
 }
+
+#[test]
+fn with_start_ahead_a_batch_turns_ready_once_its_first_frame_is_saved() {
+    let mut rj = renderjob("shot-010", Device::Cpu);
+    rj.spec.start_ahead = true;
+    let job = build(&rj, &batch(&rj, 2), &config(), false).expect("job builds");
+    let c = &job
+        .spec
+        .expect("spec")
+        .template
+        .spec
+        .expect("pod")
+        .containers[0];
+    let args = RenderArgs::try_parse_from_args(c.args.as_deref().unwrap_or_default())
+        .expect("render-node accepts the arguments");
+    // The file render-node writes is the file the probe looks for, in the writable scratch.
+    let file = args.ready_file.expect("--ready-file");
+    assert_eq!(file.to_str(), Some(READY_FILE));
+    assert!(file.starts_with(SCRATCH_DIR));
+    let probe = c.startup_probe.as_ref().expect("startup probe");
+    assert_eq!(
+        probe.exec.as_ref().and_then(|e| e.command.clone()),
+        Some(vec!["test".into(), "-e".into(), READY_FILE.into()])
+    );
+    assert!(c.readiness_probe.is_none() && c.liveness_probe.is_none());
+    // Never the probe's verdict that ends a batch: a first frame may take a day and more.
+    let patience = i64::from(probe.period_seconds.unwrap_or(10))
+        * i64::from(probe.failure_threshold.unwrap_or(3));
+    assert!(patience > 30 * 24 * 3600, "{patience} s");
+
+    rj.spec.start_ahead = false;
+    let job = build(&rj, &batch(&rj, 2), &config(), false).expect("job builds");
+    let c = &job
+        .spec
+        .expect("spec")
+        .template
+        .spec
+        .expect("pod")
+        .containers[0];
+    assert!(c.startup_probe.is_none());
+    assert!(
+        !c.args
+            .clone()
+            .unwrap_or_default()
+            .contains(&"--ready-file".to_string())
+    );
+}

@@ -189,7 +189,7 @@ impl<'a> Observation<'a> {
         let (due, next) = if rj.spec.suspend || paused || !withdraw.is_empty() {
             Default::default()
         } else {
-            let spf = old.seconds_per_frame;
+            let spf = ahead::seconds_per_frame(old.seconds_per_frame, &self.jobs, &self.pods);
             ahead::due(&self.plan, slots, &self.jobs, &self.pods, spf, now)
         };
         AheadStep {

@@ -186,6 +186,46 @@ fn a_running_batch_gets_one_follower_even_while_the_cache_lags() {
     );
 }
 
+/// A running pod that turned Ready (its first frame saved) `secs` after its container started.
+fn ready_after(index: u32, secs: i64) -> Arc<BatchPod> {
+    let mut v: Value =
+        serde_json::from_str(include_str!("../../examples/fixtures/pod.json")).expect("json");
+    v["metadata"]["labels"][crate::job::BATCH_LABEL] = json!(index.to_string());
+    let started = k8s_openapi::jiff::Timestamp::from_second(1_800_000_000).expect("time");
+    let ready = k8s_openapi::jiff::Timestamp::from_second(1_800_000_000 + secs).expect("time");
+    v["status"] = json!({"phase": "Running",
+        "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": ready.to_string()}],
+        "containerStatuses": [{"name": "render-node", "ready": true, "restartCount": 0,
+            "image": "i", "imageID": "", "state": {"running": {"startedAt": started.to_string()}}}]});
+    Arc::new(serde_json::from_value::<Pod>(v).expect("pod").into())
+}
+
+#[test]
+fn the_first_frame_saved_starts_the_first_followers_before_any_batch_ended() {
+    let mut rj = rj();
+    rj.spec.start_ahead = true;
+    rj.spec.parallelism = 2;
+    let t = Instant::now();
+    let jobs = vec![job(0, false), job(1, false)];
+    // Both render, no frame saved yet: nothing is known of the scene's time.
+    let pods = vec![pod(0, "Running"), pod(1, "Running")];
+    let fx = effects(&rj, &jobs, &pods, &mut RenderState::default(), t);
+    assert!(fx.apply.is_empty());
+    // Batch 0 saved its first frame 6 s after its start: one-frame batches are due at once.
+    let pods = vec![ready_after(0, 6), pod(1, "Running")];
+    let mut state = RenderState::default();
+    let fx = effects(&rj, &jobs, &pods, &mut state, t);
+    let made: Vec<(u32, Option<String>)> = fx
+        .apply
+        .iter()
+        .map(|(i, j)| (*i, flag(&args_of(j), "--after").map(String::from)))
+        .collect();
+    assert_eq!(
+        made,
+        [(2, Some(format!("{UID}-0"))), (3, Some(format!("{UID}-1")))]
+    );
+}
+
 /// A pending pod the scheduler found no room for.
 fn unschedulable(index: u32) -> Arc<BatchPod> {
     let mut v: Value =
