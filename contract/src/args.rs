@@ -407,11 +407,12 @@ pub struct RenderArgs {
     #[arg(long, value_name = "NAME")]
     pub after: Option<String>,
 
-    /// Create PATH (empty) once the first frame is saved. The operator's startup probe checks
-    /// for it, so the pod turns Ready when the scene is seen to render, and the time that took
-    /// tells the operator when the batch will end long before it does.
-    #[arg(long, value_name = "PATH")]
-    pub ready_file: Option<PathBuf>,
+    /// Listen on TCP PORT once the first frame is saved (taking no connection: the kernel
+    /// completes the handshake). The operator's startup probe dials it, so the pod turns Ready
+    /// when the scene is seen to render, and the time that took tells the operator when the
+    /// batch will end long before it does.
+    #[arg(long, value_name = "PORT")]
+    pub ready_port: Option<u16>,
 
     /// Before Blender starts, wait until a TCP connection to ADDR is blocked: the pod's
     /// NetworkPolicy is then in force (a network plugin may learn a new pod's address only
@@ -451,7 +452,7 @@ impl RenderArgs {
             blender_version: None,
             marker: None,
             after: None,
-            ready_file: None,
+            ready_port: None,
             wait_isolated: None,
         }
     }
@@ -496,8 +497,8 @@ impl RenderArgs {
                 args.extend([flag.to_string(), value.clone()]);
             }
         }
-        if let Some(path) = &self.ready_file {
-            args.extend(["--ready-file".to_string(), path.display().to_string()]);
+        if let Some(port) = self.ready_port {
+            args.extend(["--ready-port".to_string(), port.to_string()]);
         }
         if self.termination_log.as_os_str() != DEFAULT_TERMINATION_LOG {
             args.extend([
@@ -628,7 +629,7 @@ mod tests {
             (
                 prop::option::of("[a-z0-9][a-z0-9-]{0,39}"),
                 prop::option::of("[a-z0-9][a-z0-9-]{0,39}"),
-                prop::option::of("/[a-z0-9/_-]{1,30}"),
+                prop::option::of(any::<u16>()),
             ),
             (
                 prop::option::of("[A-Za-z][A-Za-z0-9 ._-]{0,20}"),
@@ -647,7 +648,7 @@ mod tests {
                     (fallback, threads, overwrite),
                     out,
                     missing_files,
-                    (marker, after, ready_file),
+                    (marker, after, ready_port),
                     (scene, camera, view_layers, blank_frames, no_persistent_data),
                 )| {
                     let mut a = RenderArgs::new(
@@ -668,7 +669,7 @@ mod tests {
                     a.missing_files = missing_files;
                     a.marker = marker;
                     a.after = after;
-                    a.ready_file = ready_file.map(PathBuf::from);
+                    a.ready_port = ready_port;
                     a.scene = scene;
                     a.camera = camera;
                     a.view_layers = view_layers;

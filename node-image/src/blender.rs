@@ -260,7 +260,7 @@ pub async fn render(
         stopped_by: None,
         killed: false,
         pgid,
-        ready_file: args.ready_file.clone(),
+        ready_port: args.ready_port,
     };
     let gate = handoff_gate(&after);
     tokio::pin!(gate);
@@ -334,6 +334,9 @@ async fn handoff_gate(after: &Option<(String, PathBuf)>) -> (handoff::Opened, St
     }
 }
 
+/// The `--ready-port` listener, once the first frame is saved.
+static READY: std::sync::OnceLock<std::net::TcpListener> = std::sync::OnceLock::new();
+
 /// Print `events`, asking for the thumbnail of each frame saved; whether one was.
 fn emit_all(events: Vec<ProgressEvent>, thumbs: &Thumbnailer) -> bool {
     let mut saved = false;
@@ -358,8 +361,8 @@ struct Running {
     stopped_by: Option<&'static str>,
     killed: bool,
     pgid: u32,
-    /// `--ready-file`, until the first frame is saved.
-    ready_file: Option<PathBuf>,
+    /// `--ready-port`, until the first frame is saved.
+    ready_port: Option<u16>,
 }
 
 impl Running {
@@ -403,13 +406,19 @@ impl Running {
         }
     }
 
-    /// A frame is saved: the scene renders. Without the file the pod only turns Ready later
-    /// (never, for this batch), so a failure to write it is said and the batch goes on.
+    /// A frame is saved: the scene renders. Listening on `--ready-port` turns the pod Ready;
+    /// the listener lives as long as render-node. Without it the pod turns Ready only later
+    /// (never, for this batch), so a failure is said and the batch goes on.
     fn first_frame_saved(&mut self) {
-        if let Some(path) = self.ready_file.take()
-            && let Err(e) = std::fs::write(&path, b"")
-        {
-            eprintln!("render-node: cannot create {}: {e}", path.display());
+        if let Some(port) = self.ready_port.take() {
+            let bound = std::net::TcpListener::bind(("::", port))
+                .or_else(|_| std::net::TcpListener::bind(("0.0.0.0", port)));
+            match bound {
+                Ok(listener) => {
+                    let _ = READY.set(listener);
+                }
+                Err(e) => eprintln!("render-node: cannot listen on port {port}: {e}"),
+            }
         }
     }
 

@@ -639,6 +639,26 @@ fn spawn_stamped(mut cmd: Command) -> std::thread::JoinHandle<(Option<i32>, Stam
     })
 }
 
+/// A port nothing listens on now.
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// Dials `port` every 10 ms for up to two minutes: when it first took a connection.
+fn first_listening(port: u16) -> std::thread::JoinHandle<Option<Instant>> {
+    std::thread::spawn(move || {
+        let until = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < until {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(Instant::now());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    })
+}
+
 fn mtime(path: &Path) -> std::time::SystemTime {
     std::fs::metadata(path)
         .and_then(|m| m.modified())
@@ -649,15 +669,17 @@ fn mtime(path: &Path) -> std::time::SystemTime {
 fn a_batch_started_ahead_renders_only_once_the_batch_before_is_done() {
     let dir = workdir("ahead");
     let out = dir.join("out/frame_####");
-    let (ready_a, ready_b) = (dir.join("ready-a"), dir.join("ready-b"));
-    let (ready_a, ready_b) = (ready_a.to_string_lossy(), ready_b.to_string_lossy());
+    // Ports of their own: tests run side by side.
+    let (port_a, port_b) = (free_port(), free_port());
+    let (ready_a, ready_b) = (port_a.to_string(), port_b.to_string());
+    let (dial_a, dial_b) = (first_listening(port_a), first_listening(port_b));
     let first = command_writing(
         blender(),
         scene(),
         "1..3",
         &out,
         &dir.join("log-a"),
-        &["--marker", "u-0", "--ready-file", &ready_a],
+        &["--marker", "u-0", "--ready-port", &ready_a],
     );
     let a = spawn_stamped(first);
     // Started at once: it loads the scene while the first batch renders, then waits for it.
@@ -672,7 +694,7 @@ fn a_batch_started_ahead_renders_only_once_the_batch_before_is_done() {
             "u-1",
             "--after",
             "u-0",
-            "--ready-file",
+            "--ready-port",
             &ready_b,
         ],
     );
@@ -720,14 +742,33 @@ fn a_batch_started_ahead_renders_only_once_the_batch_before_is_done() {
     );
     // The files agree, by the kernel's clock.
     assert!(mtime(&dir.join("out/frame_0003.png")) <= mtime(&dir.join("out/frame_0004.png")));
-    // Each turns Ready (its ready file) once its first frame is saved, before its second; the
-    // batch started ahead not while it waits.
-    let frame = |n: u32| mtime(&dir.join(format!("out/frame_{n:04}.png")));
-    let (ra, rb) = (mtime(Path::new(&*ready_a)), mtime(Path::new(&*ready_b)));
-    assert!(frame(1) <= ra && ra <= frame(2), "first batch's ready file");
+    // Each listens on its ready port (the pod turns Ready) once its first frame is saved,
+    // before its second; the batch started ahead not while it waits.
+    let saved_at = |ev: &[(Instant, ProgressEvent)], n: usize| {
+        ev.iter()
+            .filter(|(_, e)| matches!(e, ProgressEvent::FrameSaved { .. }))
+            .nth(n)
+            .map(|(t, _)| *t)
+            .expect("frames saved")
+    };
+    let (ra, rb) = (
+        dial_a
+            .join()
+            .expect("dial a")
+            .expect("first batch never listened"),
+        dial_b
+            .join()
+            .expect("dial b")
+            .expect("second batch never listened"),
+    );
+    let started_a = at(&ev_a, |e| matches!(e, ProgressEvent::FrameStarted { .. })).expect("start");
     assert!(
-        frame(4) <= rb && rb <= frame(5),
-        "second batch's ready file"
+        started_a < ra && ra <= saved_at(&ev_a, 1),
+        "first batch's ready port"
+    );
+    assert!(
+        handoff.0 < rb && rb <= saved_at(&ev_b, 1),
+        "second batch's ready port"
     );
     // Its start counts loading, not the time it sat loaded.
     let startup = ev_b

@@ -19,6 +19,6 @@ pub use meta::{labels, marker_name, marker_prefix, preview_labels};
 pub use policy::MAX_DISRUPTIONS;
 pub use preview::{PREVIEW_BACKOFF_LIMIT, PREVIEW_COMMAND, build_preview, preview_args};
 pub use template::{
-    READY_FILE, SCRATCH_DIR, SCRATCH_SIZE, build, build_after, build_rerender, gpu_resource,
+    READY_PORT, SCRATCH_DIR, SCRATCH_SIZE, build, build_after, build_rerender, gpu_resource,
     render_args,
 };

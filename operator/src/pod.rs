@@ -171,7 +171,7 @@ pub fn is_disruption(pod: &Pod) -> bool {
 }
 
 /// Seconds from its running container's start to the pod turning Ready: with the startup
-/// probe of a batch started-ahead-able ([`crate::job::READY_FILE`]), Blender's start, the scene's
+/// probe on render-node's [`crate::job::READY_PORT`], Blender's start, the scene's
 /// load and the first frame. Whole seconds (the API's timestamps); none before it is Ready,
 /// once it ended, or where it turned Ready the second it started (no such probe).
 pub fn first_frame_seconds(pod: &Pod) -> Option<std::num::NonZeroU32> {

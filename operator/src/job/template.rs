@@ -5,11 +5,12 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, EnvVar, ExecAction,
-    PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SeccompProfile, SecurityContext, Toleration, Volume, VolumeMount,
+    Capabilities, Container, EmptyDirVolumeSource, EnvVar, PersistentVolumeClaimVolumeSource,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
+    SecurityContext, TCPSocketAction, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 use render_contract::args::WAIT_ISOLATED_ENV;
 use render_contract::{Device, RenderArgs};
@@ -27,9 +28,9 @@ pub const SCRATCH_DIR: &str = "/tmp";
 /// filling the node's disk and evicting its neighbours.
 pub const SCRATCH_SIZE: &str = "8Gi";
 
-/// Where render-node marks its first frame saved (`--ready-file`), under the scratch space.
-pub const READY_FILE: &str = "/tmp/first-frame-saved";
-/// How often the kubelet looks for it: the pod turns Ready at most this long after.
+/// The port render-node listens on once its first frame is saved (`--ready-port`).
+pub const READY_PORT: u16 = 8642;
+/// How often the kubelet dials it: the pod turns Ready at most this long after.
 pub const READY_PROBE_SECONDS: i32 = 1;
 /// The startup probe's failures before the kubelet would kill the container: a first frame
 /// (with Blender's start, the scene's load and a wait for the batch followed) may take hours,
@@ -127,7 +128,7 @@ pub fn build_after(
     if rj.spec.start_ahead {
         // Every batch keeps a marker: any may get a follower once it runs.
         args.marker = Some(marker_name(rj, batch.index));
-        args.ready_file = Some(READY_FILE.into());
+        args.ready_port = Some(READY_PORT);
         if let Some(h) = after {
             args.after = Some(marker_name(rj, h));
             annotations.insert(AFTER_ANNOTATION.to_string(), h.to_string());
@@ -135,7 +136,7 @@ pub fn build_after(
     }
     let mut container = container(rj, config, None, args.to_args(), resources(rj));
     container.env = isolation_env(rj, config);
-    container.startup_probe = args.ready_file.as_ref().map(|_| first_frame_probe());
+    container.startup_probe = args.ready_port.map(first_frame_probe);
     let template = PodTemplateSpec {
         metadata: Some(pod_metadata(rj, &labels, &annotations)),
         spec: Some(pod_spec(rj, container)),
@@ -268,13 +269,15 @@ fn storage_mounts(rj: &RenderJob) -> Vec<VolumeMount> {
     ]
 }
 
-/// Ready once render-node saved its first frame ([`READY_FILE`]): the earliest sign of how
-/// long the batch takes, for start ahead. A startup probe, not a readiness probe: the kubelet
-/// stops running it once it succeeded.
-fn first_frame_probe() -> Probe {
+/// Ready once render-node saved its first frame and listens on `port`: the earliest sign of
+/// how long the batch takes, for start ahead. A TCP probe costs the node next to nothing (an
+/// exec probe runs a process in the container each time), and NetworkPolicy lets a pod's own
+/// node in. A startup probe, not a readiness probe: the kubelet stops once it succeeded.
+fn first_frame_probe(port: u16) -> Probe {
     Probe {
-        exec: Some(ExecAction {
-            command: Some(vec!["test".into(), "-e".into(), READY_FILE.into()]),
+        tcp_socket: Some(TCPSocketAction {
+            port: IntOrString::Int(i32::from(port)),
+            ..Default::default()
         }),
         period_seconds: Some(READY_PROBE_SECONDS),
         failure_threshold: Some(READY_PROBE_FAILURES),

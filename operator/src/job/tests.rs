@@ -10,6 +10,7 @@ use crate::crd::{FrameRange, RenderJobSpec};
 use crate::plan::Batch;
 use crate::plan::Plan;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use proptest::prelude::*;
 use render_contract::{Device, IsolationProbe, PreviewArgs, RenderArgs, exit};
 
@@ -633,15 +634,15 @@ fn with_start_ahead_a_batch_turns_ready_once_its_first_frame_is_saved() {
         .containers[0];
     let args = RenderArgs::try_parse_from_args(c.args.as_deref().unwrap_or_default())
         .expect("render-node accepts the arguments");
-    // The file render-node writes is the file the probe looks for, in the writable scratch.
-    let file = args.ready_file.expect("--ready-file");
-    assert_eq!(file.to_str(), Some(READY_FILE));
-    assert!(file.starts_with(SCRATCH_DIR));
+    // The port render-node listens on is the port the probe dials, a TCP probe: no process
+    // started in the container each second.
+    assert_eq!(args.ready_port, Some(READY_PORT));
     let probe = c.startup_probe.as_ref().expect("startup probe");
     assert_eq!(
-        probe.exec.as_ref().and_then(|e| e.command.clone()),
-        Some(vec!["test".into(), "-e".into(), READY_FILE.into()])
+        probe.tcp_socket.as_ref().map(|t| t.port.clone()),
+        Some(IntOrString::Int(i32::from(READY_PORT)))
     );
+    assert!(probe.exec.is_none() && probe.http_get.is_none());
     assert!(c.readiness_probe.is_none() && c.liveness_probe.is_none());
     // Never the probe's verdict that ends a batch: a first frame may take a day and more.
     let patience = i64::from(probe.period_seconds.unwrap_or(10))
