@@ -211,6 +211,7 @@ fn one_reconcile(w: &World) -> (reconcile::Effects, Option<RenderJobStatus>) {
         disrupted: &|_| 0,
         taken: &[],
         active: 1,
+        finishing: 0.0,
         nodes: None,
     };
     let config = JobConfig::new("renderfarm/render-node:dev");

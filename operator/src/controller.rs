@@ -76,6 +76,9 @@ pub struct Context {
     /// RenderJobs still going (neither finished nor being deleted), counted every second:
     /// they share the status write budget (see [`reconcile::status_every`]).
     pub active: AtomicUsize,
+    /// Batch Jobs that completed within [`reconcile::FINISHING_WINDOW`], counted every 5 s:
+    /// the status write budget grows with them.
+    pub finished_lately: AtomicUsize,
     /// The cluster's nodes (see [`crate::nodewatch`]).
     pub nodes: Arc<Nodes>,
 }
@@ -102,6 +105,7 @@ impl Context {
             states: States::default(),
             disruptions: Arc::default(),
             active: AtomicUsize::new(0),
+            finished_lately: AtomicUsize::new(0),
             job_index: Arc::default(),
             pod_index: Arc::default(),
             nodes: Arc::default(),
@@ -311,12 +315,11 @@ async fn housekeeping(renderjobs: Store<RenderJob>, ctx: Arc<Context>, ready: Ar
             let all = renderjobs.state();
             let uids: HashSet<String> = all.iter().filter_map(|rj| rj.uid()).collect();
             ctx.states.retain(&uids);
-            let job_uids: HashSet<String> = ctx
-                .jobs
-                .state()
-                .iter()
-                .filter_map(|j| j.uid.clone())
-                .collect();
+            let jobs = ctx.jobs.state();
+            let job_uids: HashSet<String> = jobs.iter().filter_map(|j| j.uid.clone()).collect();
+            let since = Timestamp::now() - reconcile::FINISHING_WINDOW;
+            ctx.finished_lately
+                .store(finished_since(&jobs, since), Ordering::Relaxed);
             ctx.disruptions.retain(&job_uids);
             ctx.metrics.set_phases(
                 all.iter()
@@ -328,6 +331,13 @@ async fn housekeeping(renderjobs: Store<RenderJob>, ctx: Arc<Context>, ready: Ar
             );
         }
     }
+}
+
+/// How many of `jobs` completed at or after `since`.
+pub fn finished_since(jobs: &[Arc<BatchJob>], since: Timestamp) -> usize {
+    jobs.iter()
+        .filter(|j| j.completion_time.as_ref().is_some_and(|t| t.0 >= since))
+        .count()
 }
 
 /// Whether the RenderJob's status says it is over.
@@ -453,6 +463,8 @@ async fn reconcile_with(rj: &RenderJob, ctx: &Context, state: &mut RenderState) 
         disrupted: &|uid| ctx.disruptions.count(uid),
         taken: &taken,
         active: ctx.active.load(Ordering::Relaxed),
+        finishing: ctx.finished_lately.load(Ordering::Relaxed) as f64
+            / reconcile::FINISHING_WINDOW.as_secs_f64(),
         nodes: nodes.as_deref(),
     };
     let decision = reconcile::decide(

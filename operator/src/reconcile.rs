@@ -41,7 +41,8 @@ use preview::preview_step;
 pub use effects::{Applied, Effects, Progress, StatusWrite, Wake};
 pub use observe::{Observation, owned_by, pod_of, predecessor_of};
 pub use pace::{
-    PODLESS_AFTER, STATUS_EVERY, STATUS_WRITES_PER_SECOND, WAITING_PER_RENDER, created_every,
+    FINISHING_WINDOW, PODLESS_AFTER, STATUS_EVERY, STATUS_WRITES_PER_BATCH,
+    STATUS_WRITES_PER_SECOND, WAITING_PER_RENDER, created_every,
     pass_every, pass_wait, status_every,
 };
 
@@ -61,6 +62,9 @@ pub struct Input<'a> {
     /// How many renders are going, this one included: they share the status write budget
     /// ([`status_every`]) and, more than one, the Job controller ([`WAITING_PER_RENDER`]).
     pub active: usize,
+    /// Batches of every render finishing a second, lately ([`FINISHING_WINDOW`]): the status
+    /// write budget grows with them.
+    pub finishing: f64,
     /// The cluster's nodes, when the operator may watch them (see [`nodes`]).
     pub nodes: Option<&'a [ClusterNode]>,
 }
@@ -171,7 +175,7 @@ fn decide_planned(
         .map(|(s, _)| s.clone())
         .or_else(|| rj.status.clone())
         .unwrap_or_default();
-    let write_every = status_every(input.active);
+    let write_every = status_every(input.active, input.finishing);
     state.created.pace(created_every(write_every));
     let seen = observe(input, state, &fx.about.rj_name, plan.clone(), &old, now);
     let in_flight: BTreeSet<u32> = state.in_flight.keys().copied().collect();

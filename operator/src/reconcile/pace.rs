@@ -10,19 +10,25 @@ use crate::state::RenderState;
 /// at least this long after the last status write, so a render writes its status about once a
 /// second instead of once per pod change.
 pub const STATUS_EVERY: Duration = Duration::from_secs(1);
-/// Status writes that are not urgent, per second, shared by every render still going: with
-/// many renders at once each writes less often (see [`status_every`]), so the operator's
-/// writes per batch stay near one, the Job apply, however many render together. Two renders
-/// write every second, ten every 5 s, a hundred every 50 s (0.1 writes per batch at the
-/// 24 batches a second two cores manage); `kubectl render watch` follows the pods themselves.
+/// Status writes that are not urgent, per second, shared by every render still going, at the
+/// least: with many renders at once each writes less often (see [`status_every`]), so the
+/// operator's writes per batch stay near one, the Job apply, however many render together.
 pub const STATUS_WRITES_PER_SECOND: u32 = 2;
+/// ... and as many more as this share of the batches finishing: where batches finish faster,
+/// each render's status is written more often, its writes per batch staying the same. With
+/// 100 renders finishing 30 batches a second in all, each writes every 33 s, 0.1 writes per
+/// batch; `kubectl render watch` follows the pods themselves.
+pub const STATUS_WRITES_PER_BATCH: f64 = 0.1;
+/// How far back the batches finishing are counted (their Jobs' `completionTime`).
+pub const FINISHING_WINDOW: Duration = Duration::from_secs(60);
 
 /// How long a render's status changes that are not urgent wait after its last status write,
-/// with `active` renders going: [`STATUS_EVERY`], or their share of
-/// [`STATUS_WRITES_PER_SECOND`] when more than that many render at once.
-pub fn status_every(active: usize) -> Duration {
-    let share = Duration::from_secs(1) * u32::try_from(active).unwrap_or(u32::MAX)
-        / STATUS_WRITES_PER_SECOND;
+/// with `active` renders going and `finishing` batches a second: [`STATUS_EVERY`], or their
+/// share of the status write budget ([`STATUS_WRITES_PER_SECOND`], or
+/// [`STATUS_WRITES_PER_BATCH`] of the batches finishing, whichever is more).
+pub fn status_every(active: usize, finishing: f64) -> Duration {
+    let budget = (STATUS_WRITES_PER_BATCH * finishing).max(f64::from(STATUS_WRITES_PER_SECOND));
+    let share = Duration::try_from_secs_f64(active as f64 / budget).unwrap_or(Duration::MAX);
     share.max(STATUS_EVERY)
 }
 

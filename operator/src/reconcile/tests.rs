@@ -393,6 +393,7 @@ fn effects(
         disrupted: &|_| 0,
         taken: &[],
         active: 1,
+        finishing: 0.0,
         nodes: None,
     };
     let wall = Time("2026-11-23T12:00:00Z".parse().expect("time"));
@@ -581,17 +582,25 @@ fn passes_of_a_render_are_spaced_while_batches_are_left_to_create() {
 
 #[test]
 fn renders_going_at_once_share_the_status_write_budget() {
-    assert_eq!(status_every(0), STATUS_EVERY);
-    assert_eq!(status_every(1), STATUS_EVERY);
+    assert_eq!(status_every(0, 0.0), STATUS_EVERY);
+    assert_eq!(status_every(1, 0.0), STATUS_EVERY);
     assert_eq!(
-        status_every(STATUS_WRITES_PER_SECOND as usize),
+        status_every(STATUS_WRITES_PER_SECOND as usize, 0.0),
         STATUS_EVERY
     );
-    assert_eq!(status_every(100), Duration::from_secs(50));
-    assert_eq!(status_every(7), Duration::from_millis(3500));
-    assert_eq!(status_every(usize::MAX), status_every(u32::MAX as usize));
+    assert_eq!(status_every(100, 0.0), Duration::from_secs(50));
+    assert_eq!(status_every(7, 0.0), Duration::from_millis(3500));
+    assert!(status_every(usize::MAX, 0.0) > Duration::from_secs(1 << 60));
     assert_eq!(created_every(STATUS_EVERY), events::EVERY);
-    assert_eq!(created_every(status_every(100)), Duration::from_secs(1500));
+    assert_eq!(
+        created_every(status_every(100, 0.0)),
+        Duration::from_secs(1500)
+    );
+    // Batches finishing faster: the budget grows with them, never below its floor.
+    assert_eq!(status_every(100, 20.0), Duration::from_secs(50));
+    assert_eq!(status_every(100, 40.0), Duration::from_secs(25));
+    assert_eq!(status_every(100, 200.0), Duration::from_secs(5));
+    assert_eq!(status_every(100, f64::INFINITY), STATUS_EVERY);
 
     // One of 100 renders: a count waits 50 s after the last write; a transition does not.
     let rj = rj();
@@ -609,6 +618,7 @@ fn renders_going_at_once_share_the_status_write_budget() {
                 disrupted: &|_| 0,
                 taken: &[],
                 active: 100,
+                finishing: 0.0,
                 nodes: None,
             };
             decide_into(&input, state, at, &wall)
@@ -673,6 +683,7 @@ fn jobs_of_a_deleted_renderjob_of_the_same_name_are_never_taken_over() {
         disrupted: &|_| 0,
         taken: &taken,
         active: 1,
+        finishing: 0.0,
         nodes: None,
     };
     let wall = Time("2026-11-23T12:00:00Z".parse().expect("time"));
@@ -703,6 +714,7 @@ fn a_batch_disrupted_too_often_is_stopped_as_evicted() {
         },
         taken: &[],
         active: 1,
+        finishing: 0.0,
         nodes: None,
     };
     let wall = Time("2026-11-23T12:00:00Z".parse().expect("time"));
@@ -845,6 +857,7 @@ fn no_decision_on_a_half_filled_cache_or_a_deleted_renderjob() {
         disrupted: &|_| 0,
         taken: &[],
         active: 1,
+        finishing: 0.0,
         nodes: None,
     };
     let wall = Time("2026-11-23T12:00:00Z".parse().expect("time"));
@@ -1191,6 +1204,7 @@ fn an_earlier_renderjobs_preview_job_is_waited_for() {
         disrupted: &|_| 0,
         taken: &taken,
         active: 1,
+        finishing: 0.0,
         nodes: None,
     };
     let wall = Time("2026-11-23T12:00:00Z".parse().expect("time"));
@@ -1346,4 +1360,17 @@ fn a_finished_render_renders_frames_again_once() {
         Instant::now(),
     );
     assert!(fx.rerender.is_none());
+}
+
+proptest::proptest! {
+    /// However many renders go and batches finish, the renders' status writes together stay
+    /// within the budget, and none writes more than once a [`STATUS_EVERY`].
+    #[test]
+    fn the_status_write_budget_holds(active in 0usize..100_000, finishing in 0.0f64..10_000.0) {
+        let every = status_every(active, finishing);
+        proptest::prop_assert!(every >= STATUS_EVERY);
+        let budget = (STATUS_WRITES_PER_BATCH * finishing).max(f64::from(STATUS_WRITES_PER_SECOND));
+        let writes = active as f64 / every.as_secs_f64();
+        proptest::prop_assert!(writes <= budget * (1.0 + 1e-9), "{writes} > {budget}");
+    }
 }

@@ -229,6 +229,7 @@ fn once(rj: &RenderJob, jobs: &[BatchJob], pods: &[BatchPod], nodes: &[ClusterNo
         synced: true,
         disrupted: &|_| 0,
         active: 1,
+        finishing: 0.0,
         nodes: Some(nodes),
     };
     let wall = Time("2026-12-07T10:00:05Z".parse().expect("time"));
