@@ -42,8 +42,8 @@ pub use effects::{Applied, Effects, Progress, StatusWrite, Wake};
 pub use observe::{Observation, owned_by, pod_of, predecessor_of};
 pub use pace::{
     FINISHING_WINDOW, PODLESS_AFTER, STATUS_EVERY, STATUS_WRITES_PER_BATCH,
-    STATUS_WRITES_PER_SECOND, WAITING_PER_RENDER, created_every,
-    pass_every, pass_wait, status_every,
+    STATUS_WRITES_PER_SECOND, WAITING_PER_RENDER, created_every, pass_every, pass_wait,
+    status_every,
 };
 
 /// What the caches hold for one RenderJob.

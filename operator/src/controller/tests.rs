@@ -650,3 +650,32 @@ fn a_pod_change_its_summary_does_not_show_triggers_no_pass() {
     );
     assert!(unseen.is_some());
 }
+
+#[test]
+fn batches_finishing_are_counted_by_their_completion_time() {
+    let at = |secs: i64| Timestamp::from_second(1_800_000_000 + secs).expect("time");
+    let done = |secs: Option<i64>| {
+        Arc::new(BatchJob {
+            completion_time: secs.map(|s| Time(at(s))),
+            ..BatchJob::from(job(0, false))
+        })
+    };
+    let jobs = vec![
+        done(Some(0)),
+        done(Some(59)),
+        done(Some(60)),
+        done(None),
+        done(Some(61)),
+    ];
+    assert_eq!(
+        finished_since(&jobs, at(60)),
+        2,
+        "at or after the window's start"
+    );
+    assert_eq!(
+        finished_since(&jobs, at(0)),
+        4,
+        "never completed: not counted"
+    );
+    assert_eq!(finished_since(&[], at(0)), 0);
+}
