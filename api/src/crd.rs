@@ -115,8 +115,8 @@ pub struct RenderJobSpec {
     pub parallelism: i32,
 
     /// Start each batch's pod ahead of its turn, while the batch before it renders its last
-    /// frames (once a first batch has saved a frame: its pod turns Ready then, by a startup
-    /// probe on a file render-node writes): pod start, Blender's start and the scene load then
+    /// frames (once a first batch has saved a frame: its pod turns Ready then, by a TCP startup
+    /// probe on the port render-node opens): pod start, Blender's start and the scene load then
     /// overlap that render, and the
     /// pod renders the moment that batch's Blender is done. Never more than `parallelism`
     /// batches render at once, but up to twice as many pods exist (a waiting pod holds its
