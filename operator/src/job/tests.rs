@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::VolumeMount;
+use k8s_openapi::api::core::v1::{Container, VolumeMount};
 use render_contract::args::WAIT_ISOLATED_ENV;
 
 use super::*;
@@ -615,25 +615,27 @@ fn batch_pods_wait_for_isolation_only_where_a_policy_isolates_them() {
     assert!(env_of(build_preview(&rj, &config).expect("preview")).is_empty());
 }
 
-fn args_of(job: Job) -> Vec<String> {
+/// The render container of a Job's pod.
+fn container_of(job: Job) -> Container {
     let pod = job.spec.and_then(|s| s.template.spec).expect("pod");
-    pod.containers[0].args.clone().unwrap_or_default()
+    pod.containers.into_iter().next().expect("container")
+}
+
+fn args_of(job: Job) -> Vec<String> {
+    container_of(job).args.unwrap_or_default()
 }
 
 #[test]
 fn with_start_ahead_a_batch_turns_ready_once_its_first_frame_is_saved() {
     let mut rj = renderjob("shot-010", Device::Cpu);
     rj.spec.start_ahead = true;
-    let job = build(&rj, &batch(&rj, 2), &config(), false).expect("job builds");
-    let c = &job
-        .spec
-        .expect("spec")
-        .template
-        .spec
-        .expect("pod")
-        .containers[0];
-    let args = RenderArgs::try_parse_from_args(c.args.as_deref().unwrap_or_default())
-        .expect("render-node accepts the arguments");
+    let built = |rj: &RenderJob| {
+        let c = container_of(build(rj, &batch(rj, 2), &config(), false).expect("job builds"));
+        let args = RenderArgs::try_parse_from_args(c.args.as_deref().unwrap_or_default())
+            .expect("render-node accepts the arguments");
+        (c, args)
+    };
+    let (c, args) = built(&rj);
     // The port render-node listens on is the port the probe dials, a TCP probe: no process
     // started in the container each second.
     assert_eq!(args.ready_port, Some(READY_PORT));
@@ -650,19 +652,7 @@ fn with_start_ahead_a_batch_turns_ready_once_its_first_frame_is_saved() {
     assert!(patience > 30 * 24 * 3600, "{patience} s");
 
     rj.spec.start_ahead = false;
-    let job = build(&rj, &batch(&rj, 2), &config(), false).expect("job builds");
-    let c = &job
-        .spec
-        .expect("spec")
-        .template
-        .spec
-        .expect("pod")
-        .containers[0];
+    let (c, args) = built(&rj);
     assert!(c.startup_probe.is_none());
-    assert!(
-        !c.args
-            .clone()
-            .unwrap_or_default()
-            .contains(&"--ready-file".to_string())
-    );
+    assert_eq!(args.ready_port, None);
 }
