@@ -337,6 +337,23 @@ async fn handoff_gate(after: &Option<(String, PathBuf)>) -> (handoff::Opened, St
 /// The `--ready-port` listener, once the first frame is saved.
 static READY: std::sync::OnceLock<std::net::TcpListener> = std::sync::OnceLock::new();
 
+/// Listen on `port` for the rest of render-node's life. Once: a second Blender run of the batch
+/// (frames rendered again) finds it listening. Without it the pod turns Ready only later
+/// (never, for this batch), so a failure is said and the batch goes on.
+fn listen_ready(port: u16) {
+    if READY.get().is_some() {
+        return;
+    }
+    let bound = std::net::TcpListener::bind(("::", port))
+        .or_else(|_| std::net::TcpListener::bind(("0.0.0.0", port)));
+    match bound {
+        Ok(listener) => {
+            let _ = READY.set(listener);
+        }
+        Err(e) => eprintln!("render-node: cannot listen on port {port}: {e}"),
+    }
+}
+
 /// Print `events`, asking for the thumbnail of each frame saved; whether one was.
 fn emit_all(events: Vec<ProgressEvent>, thumbs: &Thumbnailer) -> bool {
     let mut saved = false;
@@ -398,27 +415,20 @@ impl Running {
         if self.waiting && line.trim() == "RENDER_NODE:HELD" {
             self.held_at = Some(Instant::now());
         }
-        if emit_all(self.tracker.line(line, Instant::now()), thumbs) {
-            self.first_frame_saved();
-        }
+        let events = self.tracker.line(line, Instant::now());
+        self.emit(events, thumbs);
         if Tracker::echo(line) {
             eprintln!("blender: {line}");
         }
     }
 
-    /// A frame is saved: the scene renders. Listening on `--ready-port` turns the pod Ready;
-    /// the listener lives as long as render-node. Without it the pod turns Ready only later
-    /// (never, for this batch), so a failure is said and the batch goes on.
-    fn first_frame_saved(&mut self) {
-        if let Some(port) = self.ready_port.take() {
-            let bound = std::net::TcpListener::bind(("::", port))
-                .or_else(|_| std::net::TcpListener::bind(("0.0.0.0", port)));
-            match bound {
-                Ok(listener) => {
-                    let _ = READY.set(listener);
-                }
-                Err(e) => eprintln!("render-node: cannot listen on port {port}: {e}"),
-            }
+    /// Print `events`; at the first frame saved the scene renders: listening on
+    /// `--ready-port` turns the pod Ready.
+    fn emit(&mut self, events: Vec<ProgressEvent>, thumbs: &Thumbnailer) {
+        if emit_all(events, thumbs)
+            && let Some(port) = self.ready_port.take()
+        {
+            listen_ready(port);
         }
     }
 
@@ -446,9 +456,8 @@ impl Running {
         thumbs: &Thumbnailer,
         spawned: std::time::SystemTime,
     ) -> io::Result<(Tracker, Ended)> {
-        if emit_all(self.tracker.finish(Instant::now()), thumbs) {
-            self.first_frame_saved();
-        }
+        let events = self.tracker.finish(Instant::now());
+        self.emit(events, thumbs);
         let status = child.wait().await?;
         // Anything left in Blender's group (it starts no helpers, but a scene's Python could).
         if self.pgid != 0 {

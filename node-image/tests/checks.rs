@@ -172,12 +172,20 @@ fn bad_frames_rendered_again_and_good_count() {
     let dir = workdir("again");
     let png = png_bytes(16, 9, false);
     let blender = fake_blender(&dir, "png", &png[..png.len() / 2], &png, (16, 9));
-    let (out, r, checks) = run(&dir, &blender, &[]);
+    // Started ahead-able: its second Blender run finds the ready port open, and says nothing.
+    let port = std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+        .to_string();
+    let (out, r, checks) = run(&dir, &blender, &["--ready-port", &port]);
     assert_eq!(
         (out.status.code(), r.message.outcome),
         (Some(exit::SUCCESS), Outcome::Succeeded),
         "{r:?}"
     );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("cannot listen"), "{stderr}");
     assert_eq!(
         (checks.rerendered_frames, checks.bad_frames),
         (vec![1, 2, 3], vec![])
