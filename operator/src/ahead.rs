@@ -95,8 +95,9 @@ pub fn seconds_per_frame(
 ///
 /// A batch is due once its pod runs and its predicted end (start + frames × the render's
 /// seconds per frame) is less than [`LEAD`] away. None is before a batch of the render has
-/// saved a frame ([`seconds_per_frame`]): until the scene is seen to render, a batch started ahead could
-/// only fail beside the first ones (a file this Blender cannot open, a missing texture).
+/// saved a frame ([`seconds_per_frame`]): until the scene is seen to render, a batch started
+/// ahead could only fail beside the first ones (a file this Blender cannot open, a missing
+/// texture).
 pub fn due(
     plan: &Plan,
     states: &[BatchState],
