@@ -36,9 +36,15 @@ pub enum MediaError {
     Timeout(Duration),
     #[error("{path}: {source}")]
     Io { path: String, source: io::Error },
+    #[error("cannot read {path}: {detail}")]
+    Decode { path: String, detail: String },
+    #[error("cannot write {path}: {detail}")]
+    Encode { path: String, detail: String },
+    #[error("the thumbnail of {path} stopped: {detail}")]
+    Task { path: String, detail: String },
 }
 
-fn io_error(path: &Path) -> impl FnOnce(io::Error) -> MediaError + '_ {
+pub(crate) fn io_error(path: &Path) -> impl FnOnce(io::Error) -> MediaError + '_ {
     move |source| MediaError::Io {
         path: path.display().to_string(),
         source,
@@ -263,6 +269,19 @@ pub async fn write_atomically(
 pub async fn thumbnail(frame: &Path, format: OutputFormat, thumb: &Path) -> Result<(), MediaError> {
     if let Some(dir) = thumb.parent() {
         std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+    }
+    if format == OutputFormat::Png {
+        let (frame, thumb) = (frame.to_path_buf(), thumb.to_path_buf());
+        let shown = frame.display().to_string();
+        let width = render_contract::preview::THUMB_WIDTH;
+        return tokio::task::spawn_blocking(move || crate::png_thumb::write(&frame, width, &thumb))
+            .await
+            .unwrap_or_else(|e| {
+                Err(MediaError::Task {
+                    path: shown,
+                    detail: e.to_string(),
+                })
+            });
     }
     let temp = temp_beside(thumb);
     let args = thumbnail_args(frame, format, &temp);

@@ -104,7 +104,7 @@ fn render(
     (out, events, msg)
 }
 
-/// Frames with a thumbnail event, and the mean seconds ffmpeg took for them.
+/// Frames with a thumbnail event, and the mean seconds each took.
 fn thumbnails(events: &[ProgressEvent]) -> (Vec<i32>, f64) {
     let (frames, secs): (Vec<i32>, Vec<f64>) = events
         .iter()
@@ -244,11 +244,13 @@ fn frames_in(s: &serde_json::Value) -> u64 {
 #[test]
 fn png_frames_get_thumbnails_and_a_preview() {
     let dir = workdir("png");
-    let (out, events, msg) = render(&dir, "png", "1..4", "PNG", &[]);
+    // A PNG frame's thumbnail is made by render-node itself: no ffmpeg is needed.
+    let no_ffmpeg = [("RENDER_NODE_FFMPEG", "/nonexistent/ffmpeg")];
+    let (out, events, msg) = render(&dir, "png", "1..4", "PNG", &no_ffmpeg);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!((msg.outcome, msg.last_frame), (Outcome::Succeeded, Some(4)));
     let (made, secs) = thumbnails(&events);
-    assert_eq!(made, [1, 2, 3, 4]);
+    assert_eq!(made, [1, 2, 3, 4], "{events:?}");
     println!("thumbnail of a {WIDTH}x{HEIGHT} PNG: {secs:.3}s a frame");
     let mut pictures = Vec::new();
     for f in 1..=4 {
@@ -257,6 +259,33 @@ fn png_frames_get_thumbnails_and_a_preview() {
         assert_sane(&format!("thumbnail of frame {f}"), &rgb);
         pictures.push(rgb);
     }
+    // It looks like ffmpeg's thumbnail of the same frame.
+    let reference = dir.join("reference.jpg");
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(dir.join("png/frame_0001.png"))
+        .args([
+            "-vf",
+            &format!("scale={THUMB_WIDTH}:-1:flags=lanczos"),
+            "-q:v",
+            "4",
+        ])
+        .arg(&reference)
+        .output()
+        .expect("ffmpeg runs");
+    assert!(out.status.success(), "{}", text(&out));
+    let (_, _, theirs) = pixels(&reference);
+    let diff = pictures[0]
+        .iter()
+        .zip(&theirs)
+        .map(|(a, b)| f64::from(a.abs_diff(*b)))
+        .sum::<f64>()
+        / theirs.len() as f64;
+    println!("thumbnail of frame 1 against ffmpeg's: mean difference {diff:.2} of 255");
+    assert!(
+        theirs.len() == pictures[0].len() && diff < 4.0,
+        "thumbnail of frame 1 differs from ffmpeg's by {diff:.2}"
+    );
     assert!(
         pictures[0] != pictures[3],
         "the thumbnails do not follow the frames"
@@ -271,22 +300,21 @@ fn png_frames_get_thumbnails_and_a_preview() {
     assert_eq!(thumbnails(&events).0, [2]);
     assert_eq!(pixels(&thumb(&dir, "png", 2)).0, THUMB_WIDTH);
 
-    // A thumbnail that cannot be made is a warning, never a failed batch.
-    let (out, events, msg) = render(
-        &dir,
-        "png",
-        "5",
-        "PNG",
-        &[("RENDER_NODE_FFMPEG", "/nonexistent/ffmpeg")],
-    );
+    // A thumbnail that cannot be made is a warning, never a failed batch: here a folder stands
+    // where it goes.
+    std::fs::create_dir_all(thumb(&dir, "png", 5)).expect("a folder in the thumbnail's place");
+    let (out, events, msg) = render(&dir, "png", "5", "PNG", &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!((msg.frames_rendered, msg.last_frame), (1, Some(5)));
     assert!(
-        events.iter().any(|e| matches!(e, ProgressEvent::Warning { message }
-            if message.contains("no thumbnail of frame 5") && message.contains("/nonexistent/ffmpeg"))),
+        events
+            .iter()
+            .any(|e| matches!(e, ProgressEvent::Warning { message }
+            if message.contains("no thumbnail of frame 5") && message.contains("frame_0005.jpg"))),
         "{events:?}"
     );
-    assert!(!thumb(&dir, "png", 5).exists());
+    assert!(thumb(&dir, "png", 5).is_dir());
+    std::fs::remove_dir(thumb(&dir, "png", 5)).expect("remove the folder");
 
     // The preview: frames 1..5 are on disk, 6 is not. Start-ahead markers beside them: the
     // render's go, another render's stay.
@@ -448,6 +476,18 @@ fn exr_frames_are_tone_mapped_neither_black_nor_blown_out() {
             assert!((mean - png).abs() < 30.0, "EXR {mean:.1} vs PNG {png:.1}");
         }
     }
+
+    // An EXR frame's thumbnail is ffmpeg's: without it, a warning, never a failed batch.
+    let no_ffmpeg = [("RENDER_NODE_FFMPEG", "/nonexistent/ffmpeg")];
+    let (out, events, msg) = render(&dir, "exr", "4", "OPEN_EXR", &no_ffmpeg);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!((msg.frames_rendered, msg.last_frame), (1, Some(4)));
+    assert!(
+        events.iter().any(|e| matches!(e, ProgressEvent::Warning { message }
+            if message.contains("no thumbnail of frame 4") && message.contains("/nonexistent/ffmpeg"))),
+        "{events:?}"
+    );
+    assert!(!thumb(&dir, "exr", 4).exists());
 
     // Multilayer EXR: the picture is the Combined pass of the view layer.
     let (out, events, _) = render(&dir, "ml", "1..2", "OPEN_EXR_MULTILAYER", &[]);
